@@ -1,0 +1,44 @@
+# featureplane: two commands on a fresh machine.
+#   make demo   set up, generate data, apply, backfill through Dagster, serve and query, print a training set
+#   make test   set up and run the test suite
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export DAGSTER_HOME := $(CURDIR)/.dagster
+export DBT_SEND_ANONYMOUS_USAGE_STATS := False
+export DO_NOT_TRACK := 1
+
+.PHONY: setup demo test lint ui serve clean
+
+setup: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "Installing featureplane and its dependencies into $(VENV) (a few minutes the first time)..."
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	@touch $(STAMP)
+
+$(DAGSTER_HOME)/dagster.yaml: scripts/dagster.yaml
+	@mkdir -p $(DAGSTER_HOME)
+	@cp scripts/dagster.yaml $@
+
+demo: setup
+	@$(BIN)/python scripts/demo.py
+
+test: setup
+	@$(BIN)/python -m pytest
+
+lint: setup
+	@$(BIN)/ruff check .
+
+ui: setup
+	@$(BIN)/dagster dev -w workspace.yaml
+
+serve: setup
+	@$(BIN)/featureplane serve --config feature_repo
+
+clean:
+	rm -rf $(VENV) .dagster feature_repo/.featureplane

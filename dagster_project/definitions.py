@@ -1,0 +1,61 @@
+"""The code location's Definitions, built from the featureplane registry each time it loads."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import dagster as dg
+from featureplane.config import Config, load_config
+from featureplane.registry import open_registry
+
+from dagster_project.feature_views import (
+    materializable_view,
+    partitions_for,
+    service_spec,
+    source_spec,
+    view_spec,
+)
+
+
+def build_definitions(config: Config | None = None) -> dg.Definitions:
+    config = config or load_config()
+    registry = open_registry(config)
+    assets: list = []
+    schedules: list = []
+    jobs: list = []
+    sources: dict[tuple[str, ...], dg.AssetSpec] = {}
+    for info in registry.list_workspaces():
+        state = registry.load(info.name)
+        for source in state.definitions.sources.values():
+            sources.setdefault(tuple(source.asset_key), source_spec(source))
+        by_partitions: dict[tuple, list] = defaultdict(list)
+        for view in state.definitions.feature_views.values():
+            if info.live and view.is_batch and view.start is not None:
+                assets.append(materializable_view(config, state, view))
+                by_partitions[(view.batch_schedule_seconds, view.feature_start_time)].append(view)
+            else:
+                assets.append(view_spec(state, view))
+        for service in state.definitions.feature_services.values():
+            assets.append(service_spec(state, service))
+        for (seconds, start), views in sorted(
+            by_partitions.items(), key=lambda kv: (kv[0][0] or 0, kv[0][1] or "")
+        ):
+            label = "daily" if seconds == 86400 else f"every_{seconds // 3600}h"
+            job = dg.define_asset_job(
+                name=f"{info.name}__{label}__from_{start[:10].replace('-', '_')}",
+                selection=[dg.AssetKey([info.name, v.name]) for v in views],
+                partitions_def=partitions_for(views[0]),
+                description=f"Materialize the {label} feature views of workspace {info.name}.",
+            )
+            jobs.append(job)
+            schedules.append(
+                dg.build_schedule_from_partitioned_job(job, default_status=dg.DefaultScheduleStatus.RUNNING)
+            )
+    known = {tuple(a.key.path) for a in assets if isinstance(a, dg.AssetSpec)}
+    assets += [spec for key, spec in sources.items() if key not in known]
+    return dg.Definitions(
+        assets=assets,
+        jobs=jobs,
+        schedules=schedules,
+        executor=dg.in_process_executor,
+    )

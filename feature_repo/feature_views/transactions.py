@@ -1,0 +1,47 @@
+from datetime import datetime, timedelta
+
+from data_sources import transactions
+from entities import user
+from featureplane import Attribute, Float64, Int64, batch_feature_view
+
+FEATURE_START = datetime(2026, 8, 1)
+
+
+@batch_feature_view(
+    sources=[transactions],
+    entities=[user],
+    mode="snowflake_sql",
+    features=[
+        Attribute("spend", Float64),
+        Attribute("transaction_count", Int64),
+        Attribute("max_amount", Float64),
+        Attribute("distinct_merchants", Int64),
+        Attribute("night_share", Float64),
+    ],
+    timestamp_field="ts",
+    feature_start_time=FEATURE_START,
+    batch_schedule=timedelta(days=1),
+    ttl=timedelta(days=1),
+    online=True,
+    offline=True,
+    owner="fraud-team@example.com",
+    tags={"domain": "payments"},
+)
+def user_daily_spend(transactions):
+    """Each user's spending on the previous day.
+
+    A day's row is stamped at the day's last microsecond, so it is only visible once the day is over,
+    and it expires a day later: a user with no transactions yesterday has no value.
+    """
+    return f"""
+        SELECT
+            user_id,
+            DATEADD(microsecond, -1, DATEADD(day, 1, DATE_TRUNC('day', ts))) AS ts,
+            SUM(amount) AS spend,
+            COUNT(*) AS transaction_count,
+            MAX(amount) AS max_amount,
+            COUNT(DISTINCT merchant_id) AS distinct_merchants,
+            AVG(IFF(HOUR(ts) < 5, 1.0, 0.0)) AS night_share
+        FROM {transactions}
+        GROUP BY user_id, DATE_TRUNC('day', ts)
+    """

@@ -1,0 +1,3 @@
+from featureplane.cli.main import main
+
+main()

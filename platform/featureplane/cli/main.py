@@ -1,0 +1,356 @@
+"""The ``featureplane`` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from featureplane.config import ENV_WORKSPACE, Config, ConfigError, load_config
+
+app = typer.Typer(
+    name="featureplane",
+    help="Feature definitions as code: plan and apply them to workspaces, materialize, and serve.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+workspace_app = typer.Typer(help="Create, list and select workspaces.", no_args_is_help=True)
+example_app = typer.Typer(help="Data for the example repository.", no_args_is_help=True)
+app.add_typer(workspace_app, name="workspace")
+app.add_typer(example_app, name="example")
+
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="featureplane.yaml (default: found from the current directory)"),
+]
+WorkspaceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--workspace", "-w", help="Workspace (default: $FEATUREPLANE_WORKSPACE or the selected one)"
+    ),
+]
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def _config(path: Path | None) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+
+
+def _runtime(path: Path | None):
+    from featureplane.runtime import Runtime
+
+    return Runtime(_config(path))
+
+
+def _selected(config: Config) -> str | None:
+    try:
+        return json.loads(config.state_path.read_text()).get("workspace")
+    except (OSError, ValueError):
+        return None
+
+
+def _workspace(config: Config, explicit: str | None) -> str:
+    name = explicit or os.environ.get(ENV_WORKSPACE) or _selected(config)
+    if not name:
+        raise fail(
+            "no workspace selected: pass --workspace, set FEATUREPLANE_WORKSPACE, or run `featureplane workspace select NAME`"
+        )
+    return name
+
+
+# -- workspaces ------------------------------------------------------------------------------------
+
+
+@workspace_app.command("create")
+def workspace_create(
+    name: str,
+    live: Annotated[
+        bool, typer.Option("--live", help="A live workspace materializes and serves features.")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Create a workspace (development unless --live) and select it."""
+    from featureplane.registry.base import RegistryError
+
+    runtime = _runtime(config)
+    try:
+        info = runtime.registry.create_workspace(name, live)
+    except RegistryError as exc:
+        raise fail(str(exc)) from None
+    _select(runtime.config, name)
+    console.print(f"Created {info.kind} workspace [bold]{name}[/] and selected it.")
+
+
+@workspace_app.command("list")
+def workspace_list(config: ConfigOption = None) -> None:
+    """List workspaces; * marks the selected one."""
+    from featureplane.cli.render import render_workspaces
+
+    runtime = _runtime(config)
+    workspaces = runtime.registry.list_workspaces()
+    if not workspaces:
+        console.print("No workspaces yet: create one with `featureplane workspace create NAME [--live]`.")
+        return
+    render_workspaces(console, workspaces, _selected(runtime.config))
+
+
+@workspace_app.command("select")
+def workspace_select(name: str, config: ConfigOption = None) -> None:
+    """Select the workspace that plan, apply and other commands use by default."""
+    from featureplane.registry.base import WorkspaceNotFound
+
+    runtime = _runtime(config)
+    try:
+        info = runtime.registry.get_workspace(name)
+    except WorkspaceNotFound as exc:
+        raise fail(str(exc)) from None
+    _select(runtime.config, name)
+    console.print(f"Selected {info.kind} workspace [bold]{name}[/].")
+
+
+def _select(config: Config, name: str) -> None:
+    config.state_path.parent.mkdir(parents=True, exist_ok=True)
+    config.state_path.write_text(json.dumps({"workspace": name}) + "\n")
+
+
+# -- plan and apply --------------------------------------------------------------------------------
+
+
+def _plan(runtime, workspace: str):
+    from featureplane.registry.base import WorkspaceNotFound
+    from featureplane.repo.errors import RepositoryError
+    from featureplane.repo.planning import plan_repository
+
+    try:
+        return plan_repository(runtime, workspace)
+    except RepositoryError as exc:
+        raise fail(str(exc)) from None
+    except WorkspaceNotFound as exc:
+        raise fail(str(exc)) from None
+
+
+@app.command()
+def plan(
+    workspace: WorkspaceOption = None,
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Save the plan; `apply --plan FILE` applies exactly it.")
+    ] = None,
+    detailed_exitcode: Annotated[
+        bool,
+        typer.Option(
+            "--detailed-exitcode", help="Exit 0 with no changes, 2 with changes, 1 on errors (for CI)."
+        ),
+    ] = False,
+) -> None:
+    """Show what apply would change in the workspace."""
+    from featureplane.cli.render import render_plan
+
+    runtime = _runtime(config)
+    result = _plan(runtime, _workspace(runtime.config, workspace))
+    if out:
+        out.write_text(result.dumps() + "\n")
+    if as_json:
+        data = result.to_json()
+        data.pop("desired")
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        render_plan(console, result)
+    if detailed_exitcode and not result.empty:
+        raise typer.Exit(2)
+
+
+@app.command()
+def apply(
+    workspace: WorkspaceOption = None,
+    config: ConfigOption = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking.")] = False,
+    plan_file: Annotated[
+        Path | None, typer.Option("--plan", help="Apply a plan saved with `plan --out`.")
+    ] = None,
+) -> None:
+    """Apply the repository to the workspace, atomically, as one new version."""
+    from featureplane.cli.render import render_plan
+    from featureplane.registry.base import ConflictError
+    from featureplane.registry.plan import Plan
+    from featureplane.repo.planning import apply_plan
+
+    runtime = _runtime(config)
+    name = _workspace(runtime.config, workspace)
+    if plan_file:
+        result = Plan.from_json(json.loads(plan_file.read_text()))
+        if result.workspace != name and workspace:
+            raise fail(f"{plan_file} is a plan for workspace {result.workspace!r}, not {name!r}")
+    else:
+        result = _plan(runtime, name)
+    render_plan(console, result)
+    if result.empty:
+        return
+    if not yes:
+        if not sys.stdin.isatty():
+            raise fail("apply needs confirmation: run it in a terminal or pass --yes")
+        typer.confirm(f"Apply these changes to {result.workspace}?", abort=True)
+    try:
+        version = apply_plan(runtime, result)
+    except ConflictError as exc:
+        raise fail(str(exc)) from None
+    console.print(f"[green]Applied[/] to workspace [bold]{result.workspace}[/]: now at version {version}.")
+
+
+# -- materialization and serving -------------------------------------------------------------------
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    from featureplane.specs import parse_time
+
+    try:
+        return parse_time(value)
+    except ValueError:
+        raise fail(f"{value!r} is not a date or ISO-8601 timestamp") from None
+
+
+@app.command()
+def materialize(
+    view: Annotated[str, typer.Argument(help="Feature view to materialize.")],
+    start: Annotated[
+        str | None, typer.Option(help="Window start (default: the view's feature_start_time).")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option(help="Window end, exclusive (default: the last complete partition).")
+    ] = None,
+    partitions_per_run: Annotated[
+        int | None,
+        typer.Option(help="Partitions per transformation query (default: the view's setting, else all)."),
+    ] = None,
+    workspace: WorkspaceOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Materialize a view for a range of partitions in this process, with a progress bar.
+
+    Runs the same code as the Dagster asset, without recording a Dagster run."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from featureplane.engines.base import TransformationError
+    from featureplane.materialization import MaterializationError
+    from featureplane.materialization import materialize as run
+    from featureplane.partitions import align_down, utcnow, windows
+
+    runtime = _runtime(config)
+    state = runtime.registry.load(_workspace(runtime.config, workspace))
+    try:
+        spec = state.feature_view(view)
+    except KeyError as exc:
+        raise fail(str(exc.args[0])) from None
+    if not spec.is_batch or spec.schedule is None or spec.start is None:
+        raise fail(f"feature view {view!r} is not a materialized batch view")
+    first = _parse_time(start) or spec.start
+    last = _parse_time(end) or align_down(utcnow(), spec.schedule)
+    parts = list(windows(spec, first, last))
+    if not parts:
+        raise fail(f"no complete partitions of {view!r} in [{first}, {last})")
+    step = partitions_per_run or spec.partitions_per_run or len(parts)
+    chunks = [parts[i : i + step] for i in range(0, len(parts), step)]
+    rows = 0
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("partitions"),
+        TextColumn("{task.fields[rows]:,} rows"),
+        TimeElapsedColumn(),
+        console=err,
+    ) as progress:
+        task = progress.add_task(f"{state.name}/{view}", total=len(parts), rows=0)
+        for chunk in chunks:
+            try:
+                result = run(runtime, state, view, chunk[0][0], chunk[-1][1])
+            except (MaterializationError, TransformationError) as exc:
+                raise fail(str(exc)) from None
+            rows += result.rows
+            progress.update(task, advance=len(chunk), rows=rows)
+    console.print(f"Materialized {len(parts)} partition(s) of {state.name}/{view}: {rows:,} rows.")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    config: ConfigOption = None,
+) -> None:
+    """Run the lookup API (Tecton's HTTP API v1) over the online store."""
+    import logging
+
+    from featureplane.serving.app import create_lookup_service
+    from featureplane.serving.http_server import serve as run_server
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run_server(create_lookup_service(_config(config)), host, port)
+
+
+# -- example data ----------------------------------------------------------------------------------
+
+
+@example_app.command("generate")
+def example_generate(
+    users: Annotated[int, typer.Option(help="Number of users.")] = 10_000,
+    days: Annotated[int, typer.Option(help="Days of transactions.")] = 90,
+    end: Annotated[
+        str | None, typer.Option(help="First day after the data, YYYY-MM-DD (default: today, UTC).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed; the same inputs give the same data.")] = 7,
+    config: ConfigOption = None,
+) -> None:
+    """Generate the fraud-detection example's transactions and users into the warehouse."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from featureplane.examples.fraud_data import DatasetSize, generate
+
+    cfg = _config(config)
+    end_date = _parse_time(end).date() if end else None
+    with Progress(
+        TextColumn("[bold]generating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("days"),
+        TimeElapsedColumn(),
+        console=err,
+    ) as progress:
+        task = progress.add_task("days", total=days)
+        counts = generate(
+            cfg.warehouse_path,
+            size=DatasetSize(users=users, days=days),
+            end=end_date,
+            seed=seed,
+            on_day=lambda done, total: progress.update(task, completed=done),
+        )
+    console.print(
+        f"Wrote {counts['transactions']:,} transactions and {counts['users']:,} users to {cfg.warehouse_path}."
+    )
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

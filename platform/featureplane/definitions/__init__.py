@@ -1,0 +1,1 @@
+"""The declarative SDK: the objects a feature repository is written with."""

@@ -1,0 +1,85 @@
+"""Data sources: where feature views read their input."""
+
+from __future__ import annotations
+
+from featureplane.definitions.base import Definition, DefinitionError, check_name
+from featureplane.definitions.entity import Field, as_fields
+from featureplane.specs import SourceSpec
+
+
+class DataSource(Definition):
+    kind = "data_source"
+    source_kind = "batch"
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        timestamp_field: str | None = None,
+        schema: list[Field] | None = None,
+        description: str = "",
+        owner: str = "",
+        tags: dict[str, str] | None = None,
+    ) -> None:
+        self._register()
+        self.name = check_name("data source", name, self.location)
+        self.timestamp_field = timestamp_field
+        self.schema = as_fields(list(schema or []), f"{self.location}: source {name!r} schema")
+        self.description = description
+        self.owner = owner
+        self.tags = dict(tags or {})
+
+    def _spec_fields(self) -> dict:
+        return {}
+
+    def spec(self) -> SourceSpec:
+        return SourceSpec(
+            name=self.name,
+            kind=self.source_kind,
+            timestamp_field=self.timestamp_field,
+            schema=[f.spec() for f in self.schema],
+            description=self.description,
+            owner=self.owner,
+            tags=dict(self.tags),
+            location=self.location,
+            **self._spec_fields(),
+        )
+
+
+class BatchSource(DataSource):
+    """A table in the warehouse (``table="raw.transactions"``) or Parquet files (``path="data/*.parquet"``).
+
+    ``timestamp_field`` is the event time used to select each materialization window.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        timestamp_field: str,
+        table: str | None = None,
+        path: str | None = None,
+        schema: list[Field] | None = None,
+        description: str = "",
+        owner: str = "",
+        tags: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            name=name,
+            timestamp_field=timestamp_field,
+            schema=schema,
+            description=description,
+            owner=owner,
+            tags=tags,
+        )
+        if (table is None) == (path is None):
+            raise DefinitionError(
+                f"{self.location}: BatchSource {name!r} needs exactly one of table= or path="
+            )
+        if not timestamp_field:
+            raise DefinitionError(f"{self.location}: BatchSource {name!r} needs a timestamp_field")
+        self.table = table
+        self.path = path
+
+    def _spec_fields(self) -> dict:
+        return {"table": self.table, "path": self.path}

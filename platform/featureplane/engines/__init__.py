@@ -1,0 +1,18 @@
+"""Engines run feature view transformations: DuckDB locally, Snowflake in production."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from featureplane.config import Config
+    from featureplane.engines.base import Engine
+
+
+def create_engine(config: Config) -> Engine:
+    kind = config.engine.get("type", "duckdb")
+    if kind == "duckdb":
+        from featureplane.engines.duckdb import DuckDBEngine
+
+        return DuckDBEngine(config)
+    raise ValueError(f"{config.path}: engine type {kind!r} is not supported (expected duckdb)")

@@ -1,0 +1,99 @@
+"""The offline store interface.
+
+A feature view's data lives in one table per ``table_id`` (``<workspace>/<view>/g<generation>``). Writes
+replace exactly one window ``[start, end)`` atomically, so reruns are idempotent and a killed write leaves
+the previous state readable. The point-in-time join runs inside the store, where the data lives.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from featureplane.specs import FeatureViewSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class RetrievalPart:
+    """One view's contribution to a training set: which stored table and which features."""
+
+    view: FeatureViewSpec
+    table_id: str
+    features: list[str]
+
+
+@dataclass
+class OnlineChanges:
+    """What the online store must do so it equals the offline store's latest rows again.
+
+    ``upserts`` yields Arrow record batches of (join keys..., timestamp, features...) in the view's order;
+    ``deletes`` lists join-key tuples that no longer have any row."""
+
+    upserts: Iterator[pa.RecordBatch]
+    deletes: list[tuple]
+
+
+class OfflineStore(ABC):
+    @abstractmethod
+    def write_window(
+        self, table_id: str, view: FeatureViewSpec, start: datetime, end: datetime, data: pa.Table
+    ) -> int:
+        """Replace the rows in ``[start, end)`` with ``data`` in one commit; return the new table version."""
+
+    @abstractmethod
+    def version(self, table_id: str) -> int | None:
+        """The table's current version, or None if nothing was written yet."""
+
+    @abstractmethod
+    def read(
+        self, table_id: str, view: FeatureViewSpec, start: datetime | None = None, end: datetime | None = None
+    ) -> pa.Table:
+        """Rows with timestamps in ``[start, end)`` (all rows when omitted), sorted by keys and time."""
+
+    @abstractmethod
+    def online_changes(
+        self,
+        table_id: str,
+        view: FeatureViewSpec,
+        before_version: int | None,
+        start: datetime | None,
+        end: datetime | None,
+        batch_size: int = 50_000,
+    ) -> OnlineChanges:
+        """The latest row per key that changed between ``before_version`` and now, for keys with rows in
+        ``[start, end)`` in either version; every key's latest row when ``before_version`` is None."""
+
+    @abstractmethod
+    def get_historical_features(
+        self,
+        spine: pd.DataFrame,
+        timestamp_key: str,
+        parts: list[RetrievalPart],
+        *,
+        prefix_features: bool = True,
+    ) -> pd.DataFrame:
+        """Point-in-time join: for each spine row and view, the latest row at or before the spine's
+        timestamp and within the view's ttl. Keeps the spine's rows, order and columns."""
+
+    @abstractmethod
+    def features_in_range(
+        self, table_id: str, view: FeatureViewSpec, start: datetime, end: datetime
+    ) -> pd.DataFrame:
+        """Rows valid at some point in ``[start, end)``, with ``_valid_from`` and ``_valid_to``."""
+
+    @abstractmethod
+    def drop(self, table_id: str) -> None:
+        """Delete a table's data (old generations, deleted views and workspaces)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+    def describe(self) -> dict[str, Any]:
+        return {}

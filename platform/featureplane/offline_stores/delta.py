@@ -1,0 +1,285 @@
+"""The embedded offline store: one Delta Lake table per feature view on local disk.
+
+Tables are partitioned by day (``_day``), so replacing a window rewrites only that window's files, and
+each window replace is one Delta commit (``overwrite`` with a predicate). Reads go through Arrow into
+DuckDB, which also runs the point-in-time join (ASOF JOIN).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from featureplane.offline_stores.base import OfflineStore, OnlineChanges, RetrievalPart
+from featureplane.specs import FeatureViewSpec
+
+if TYPE_CHECKING:
+    import duckdb
+    import pandas as pd
+    import pyarrow as pa
+
+    from featureplane.config import Config
+
+PARTITION_COLUMN = "_day"
+ROW_COLUMN = "__fp_row"
+SPINE_TS = "__fp_spine_ts"
+
+
+def q(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def ts_literal(value: datetime) -> str:
+    return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
+
+
+def _duck() -> duckdb.DuckDBPyConnection:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone='UTC'").fetchall()
+    return con
+
+
+class DeltaOfflineStore(OfflineStore):
+    def __init__(self, config: Config | None = None, path: str | Path | None = None) -> None:
+        self.root = Path(path) if path is not None else config.offline_path  # type: ignore[union-attr]
+
+    def path(self, table_id: str) -> Path:
+        return self.root / table_id
+
+    def _table(self, table_id: str, version: int | None = None) -> Any:
+        from deltalake import DeltaTable
+
+        path = self.path(table_id)
+        if not DeltaTable.is_deltatable(str(path)):
+            return None
+        return DeltaTable(str(path), version=version) if version is not None else DeltaTable(str(path))
+
+    def version(self, table_id: str) -> int | None:
+        table = self._table(table_id)
+        return None if table is None else table.version()
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "delta", "path": str(self.root)}
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    def write_window(
+        self, table_id: str, view: FeatureViewSpec, start: datetime, end: datetime, data: pa.Table
+    ) -> int:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        from deltalake import write_deltalake
+
+        ts = view.timestamp_field
+        day = pc.strftime(data[ts], format="%Y-%m-%d") if data.num_rows else pa.array([], pa.string())
+        data = data.append_column(PARTITION_COLUMN, day.cast(pa.string()))
+        path = self.path(table_id)
+        table = self._table(table_id)
+        if table is None:
+            path.mkdir(parents=True, exist_ok=True)
+            write_deltalake(str(path), data, mode="overwrite", partition_by=[PARTITION_COLUMN])
+        else:
+            last = end - timedelta(microseconds=1)
+            predicate = (
+                f"{PARTITION_COLUMN} >= '{start:%Y-%m-%d}' AND {PARTITION_COLUMN} <= '{last:%Y-%m-%d}' "
+                f"AND {ts} >= '{start.isoformat()}' AND {ts} < '{end.isoformat()}'"
+            )
+            write_deltalake(
+                str(path), data, mode="overwrite", predicate=predicate, partition_by=[PARTITION_COLUMN]
+            )
+        return self._table(table_id).version()
+
+    def drop(self, table_id: str) -> None:
+        import shutil
+
+        shutil.rmtree(self.path(table_id), ignore_errors=True)
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def _register(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        name: str,
+        table_id: str,
+        view: FeatureViewSpec,
+        version: int | None = None,
+    ) -> bool:
+        """Expose the table to DuckDB as ``name`` (an empty relation of the right shape if absent)."""
+        table = self._table(table_id, version)
+        if table is None:
+            con.register(name, self._empty(view))
+            return False
+        con.register(name, table.to_pyarrow_dataset())
+        return True
+
+    @staticmethod
+    def _empty(view: FeatureViewSpec) -> pa.Table:
+        import pyarrow as pa
+
+        from featureplane.types import Timestamp, to_arrow
+
+        fields = [pa.field(k.name, to_arrow(k.type)) for k in view.join_keys]
+        fields.append(pa.field(view.timestamp_field, to_arrow(Timestamp)))
+        fields += [pa.field(f.name, to_arrow(f.type)) for f in view.features]
+        return pa.Table.from_pylist([], schema=pa.schema(fields))
+
+    def columns(self, view: FeatureViewSpec) -> list[str]:
+        return [*view.join_key_names, view.timestamp_field, *view.feature_names]
+
+    def read(
+        self, table_id: str, view: FeatureViewSpec, start: datetime | None = None, end: datetime | None = None
+    ) -> pa.Table:
+        con = _duck()
+        self._register(con, "t", table_id, view)
+        ts = q(view.timestamp_field)
+        where = []
+        if start is not None:
+            where.append(f"{ts} >= {ts_literal(start)}")
+        if end is not None:
+            where.append(f"{ts} < {ts_literal(end)}")
+        sql = f"SELECT {', '.join(q(c) for c in self.columns(view))} FROM t"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY " + ", ".join(q(c) for c in [*view.join_key_names, view.timestamp_field])
+        return con.sql(sql).to_arrow_table()
+
+    def online_changes(
+        self,
+        table_id: str,
+        view: FeatureViewSpec,
+        before_version: int | None,
+        start: datetime | None,
+        end: datetime | None,
+        batch_size: int = 50_000,
+    ) -> OnlineChanges:
+        con = _duck()
+        self._register(con, "after_t", table_id, view)
+        keys = ", ".join(q(k) for k in view.join_key_names)
+        ts = q(view.timestamp_field)
+        order = ", ".join(f"{q(f)} DESC NULLS LAST" for f in view.feature_names if not _is_array(view, f))
+        latest = "QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {ts} DESC{more}) = 1".format(
+            keys=keys, ts=ts, more=(", " + order) if order else ""
+        )
+        columns = ", ".join(q(c) for c in self.columns(view))
+        if before_version is None:
+            sql = f"SELECT {columns} FROM after_t {latest} ORDER BY {keys}"
+            return OnlineChanges(upserts=_batches(con, sql, batch_size), deletes=[])
+        self._register(con, "before_t", table_id, view, before_version)
+        window = []
+        if start is not None:
+            window.append(f"{ts} >= {ts_literal(start)}")
+        if end is not None:
+            window.append(f"{ts} < {ts_literal(end)}")
+        in_window = (" WHERE " + " AND ".join(window)) if window else ""
+        con.execute(
+            f"CREATE TEMP TABLE affected AS SELECT DISTINCT {keys} FROM ("
+            f"SELECT {keys} FROM after_t{in_window} UNION ALL SELECT {keys} FROM before_t{in_window})"
+        ).fetchall()
+        con.execute(
+            f"CREATE TEMP TABLE a AS SELECT {columns} FROM after_t SEMI JOIN affected USING ({keys}) {latest}"
+        ).fetchall()
+        con.execute(
+            f"CREATE TEMP TABLE b AS SELECT {columns} FROM before_t SEMI JOIN affected USING ({keys}) {latest}"
+        ).fetchall()
+        differs = " OR ".join(
+            f"a.{q(c)} IS DISTINCT FROM b.{q(c)}" for c in [view.timestamp_field, *view.feature_names]
+        )
+        missing = " AND ".join(f"b.{q(k)} IS NULL" for k in view.join_key_names)
+        join_on = " AND ".join(f"a.{q(k)} = b.{q(k)}" for k in view.join_key_names)
+        deletes = con.sql(f"SELECT {keys} FROM b ANTI JOIN a USING ({keys}) ORDER BY {keys}").fetchall()
+        sql = (
+            f"SELECT {', '.join('a.' + q(c) for c in self.columns(view))} FROM a LEFT JOIN b ON {join_on} "
+            f"WHERE ({missing}) OR {differs} ORDER BY {', '.join('a.' + q(k) for k in view.join_key_names)}"
+        )
+        return OnlineChanges(upserts=_batches(con, sql, batch_size), deletes=[tuple(r) for r in deletes])
+
+    # -- training data ---------------------------------------------------------------------------
+
+    def get_historical_features(
+        self,
+        spine: pd.DataFrame,
+        timestamp_key: str,
+        parts: list[RetrievalPart],
+        *,
+        prefix_features: bool = True,
+    ) -> pd.DataFrame:
+        import pandas as pd
+        import pyarrow as pa
+
+        from featureplane.types import to_sql
+
+        con = _duck()
+        needed_keys = {k.name: k for part in parts for k in part.view.join_keys}
+        spine_table = pa.Table.from_pandas(spine[[timestamp_key, *needed_keys]], preserve_index=False)
+        spine_table = spine_table.append_column(ROW_COLUMN, pa.array(range(spine_table.num_rows), pa.int64()))
+        con.register("spine_in", spine_table)
+        key_columns = ", ".join(
+            f"CAST({q(name)} AS {to_sql(key.type)}) AS {q(name)}" for name, key in needed_keys.items()
+        )
+        con.execute(
+            f"CREATE TEMP TABLE spine AS SELECT {ROW_COLUMN}, CAST({q(timestamp_key)} AS TIMESTAMP) AS {SPINE_TS}"
+            f"{', ' if key_columns else ''}{key_columns} FROM spine_in"
+        ).fetchall()
+        selects, joins = [], []
+        for i, part in enumerate(parts):
+            alias, relation = f"p{i}", f"view_{i}"
+            self._register(con, relation, part.table_id, part.view)
+            view = part.view
+            fts = q(view.timestamp_field)
+            cols = ", ".join(q(c) for c in [*view.join_key_names, *part.features])
+            on = " AND ".join(f"s.{q(k)} = {alias}.{q(k)}" for k in view.join_key_names)
+            joins.append(
+                f"ASOF LEFT JOIN (SELECT {cols}, {fts} AS __fp_ts FROM {relation}) AS {alias} "
+                f"ON {on} AND s.{SPINE_TS} >= {alias}.__fp_ts"
+            )
+            for feature in part.features:
+                out = f"{view.name}__{feature}" if prefix_features else feature
+                value = f"{alias}.{q(feature)}"
+                if view.ttl_seconds:
+                    value = (
+                        f"CASE WHEN {alias}.__fp_ts > s.{SPINE_TS} - INTERVAL {int(view.ttl_seconds)} SECOND "
+                        f"THEN {value} END"
+                    )
+                selects.append(f"{value} AS {q(out)}")
+        sql = f"SELECT s.{ROW_COLUMN}, {', '.join(selects)} FROM spine AS s {' '.join(joins)} ORDER BY s.{ROW_COLUMN}"
+        features = con.sql(sql).to_arrow_table().drop_columns([ROW_COLUMN]).to_pandas()
+        result = pd.concat([spine.reset_index(drop=True), features], axis=1)
+        result.index = spine.index
+        return result
+
+    def features_in_range(
+        self, table_id: str, view: FeatureViewSpec, start: datetime, end: datetime
+    ) -> pd.DataFrame:
+        con = _duck()
+        self._register(con, "t", table_id, view)
+        keys = ", ".join(q(k) for k in view.join_key_names)
+        ts = q(view.timestamp_field)
+        next_ts = f"lead({ts}) OVER (PARTITION BY {keys} ORDER BY {ts})"
+        if view.ttl_seconds:
+            expiry = f"{ts} + INTERVAL {int(view.ttl_seconds)} SECOND"
+            valid_to = f"CASE WHEN {next_ts} IS NULL OR {next_ts} > {expiry} THEN {expiry} ELSE {next_ts} END"
+        else:
+            valid_to = next_ts
+        columns = ", ".join(q(c) for c in self.columns(view))
+        sql = (
+            f"SELECT * FROM (SELECT {columns}, {ts} AS _valid_from, {valid_to} AS _valid_to FROM t) "
+            f"WHERE _valid_from < {ts_literal(end)} AND (_valid_to IS NULL OR _valid_to > {ts_literal(start)}) "
+            f"ORDER BY {keys}, _valid_from"
+        )
+        return con.sql(sql).df()
+
+
+def _is_array(view: FeatureViewSpec, feature: str) -> bool:
+    return view.feature(feature).type.is_array
+
+
+def _batches(con: duckdb.DuckDBPyConnection, sql: str, batch_size: int) -> Iterator[pa.RecordBatch]:
+    reader = con.sql(sql).to_arrow_reader(batch_size)
+    try:
+        yield from reader
+    finally:
+        con.close()

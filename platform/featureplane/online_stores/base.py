@@ -1,0 +1,73 @@
+"""The online store interface.
+
+Rows are addressed by ``table_id`` (``<workspace>/<view>/g<generation>``) and the entity's join-key
+values. Each row holds the event timestamp (microseconds since the epoch, UTC) and the view's feature
+values in declared order. A lookup of any number of (table, key) pairs is one round trip.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
+
+import orjson
+
+
+class OnlineRow(NamedTuple):
+    key: tuple
+    event_ts: int
+    values: Sequence[Any]
+
+
+class OnlineValue(NamedTuple):
+    event_ts: int
+    values: list[Any]
+
+
+def encode_key(key: Sequence[Any]) -> str:
+    """The canonical text of a join-key tuple, identical on the write and read paths."""
+    return orjson.dumps(list(key)).decode()
+
+
+def encode_values(values: Sequence[Any]) -> bytes:
+    return orjson.dumps(list(values))
+
+
+def decode_values(blob: bytes) -> list[Any]:
+    return orjson.loads(blob)
+
+
+class OnlineStore(ABC):
+    @abstractmethod
+    def write(self, table_id: str, rows: Iterable[OnlineRow], *, only_if_newer: bool = False) -> int:
+        """Upsert rows; return how many were written. With ``only_if_newer`` a row never replaces one with
+        a later event timestamp (ingest); without it, rows are set as given (materialization, which writes
+        the offline store's exact latest values). Unchanged rows are not rewritten."""
+
+    @abstractmethod
+    def delete(self, table_id: str, keys: Iterable[tuple]) -> int: ...
+
+    @abstractmethod
+    def read(self, requests: Sequence[tuple[str, tuple]]) -> list[OnlineValue | None]:
+        """Values for each (table_id, key), in request order; None where there is no row."""
+
+    @abstractmethod
+    def sync_marker(self, table_id: str) -> int | None:
+        """The offline table version the online rows of ``table_id`` were last synced to."""
+
+    @abstractmethod
+    def set_sync_marker(self, table_id: str, version: int | None) -> None: ...
+
+    @abstractmethod
+    def drop(self, table_id: str) -> None:
+        """Delete every row of a table (old generations, deleted views and workspaces)."""
+
+    def prepare(self, table_ids: Iterable[str]) -> None:  # noqa: B027 - optional hook
+        """Create what the tables need before they are written (DynamoDB tables at apply)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+    def describe(self) -> dict[str, Any]:
+        return {}

@@ -1,0 +1,172 @@
+"""The embedded online store: one SQLite file in WAL mode (readers never wait for writers).
+
+All views share one table keyed by (table_id, entity_key), so a feature-service lookup across several
+views is one SELECT. Writes run in one transaction per batch with a prepared statement, and skip rows
+whose timestamp and values are unchanged.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from featureplane.online_stores.base import (
+    OnlineRow,
+    OnlineStore,
+    OnlineValue,
+    decode_values,
+    encode_key,
+    encode_values,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS online_features (
+    table_id TEXT NOT NULL,
+    entity_key TEXT NOT NULL,
+    event_ts INTEGER NOT NULL,
+    features BLOB NOT NULL,
+    PRIMARY KEY (table_id, entity_key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS online_sync (
+    table_id TEXT PRIMARY KEY,
+    offline_version INTEGER
+);
+"""
+
+_INSERT = (
+    "INSERT INTO online_features (table_id, entity_key, event_ts, features) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (table_id, entity_key) DO UPDATE SET event_ts = excluded.event_ts, features = excluded.features "
+)
+_CHANGED = (
+    "(online_features.event_ts IS NOT excluded.event_ts OR online_features.features IS NOT excluded.features)"
+)
+UPSERT = _INSERT + "WHERE " + _CHANGED
+UPSERT_IF_NEWER = _INSERT + "WHERE excluded.event_ts >= online_features.event_ts AND " + _CHANGED
+
+BATCH = 5000
+MAX_READ_PARAMS = 30000
+
+
+class SQLiteOnlineStore(OnlineStore):
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        self._ready = False
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "sqlite", "path": str(self.path)}
+
+    def _con(self) -> sqlite3.Connection:
+        con = getattr(self._local, "con", None)
+        if con is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            con = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+            con.execute("PRAGMA busy_timeout = 60000")
+            con.execute("PRAGMA synchronous = NORMAL")
+            if not self._ready:
+                con.execute("PRAGMA journal_mode = WAL")
+                con.executescript(SCHEMA)
+                self._ready = True
+            self._local.con = con
+        return con
+
+    def close(self) -> None:
+        con = getattr(self._local, "con", None)
+        if con is not None:
+            con.close()
+            self._local.con = None
+
+    def write(self, table_id: str, rows: Iterable[OnlineRow], *, only_if_newer: bool = False) -> int:
+        con = self._con()
+        statement = UPSERT_IF_NEWER if only_if_newer else UPSERT
+        written = 0
+        iterator = iter(rows)
+        while True:
+            chunk = [
+                (table_id, encode_key(row.key), int(row.event_ts), encode_values(row.values))
+                for row in islice(iterator, BATCH)
+            ]
+            if not chunk:
+                break
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                before = con.total_changes
+                con.executemany(statement, chunk)
+                written += con.total_changes - before
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return written
+
+    def delete(self, table_id: str, keys: Iterable[tuple]) -> int:
+        con = self._con()
+        params = [(table_id, encode_key(k)) for k in keys]
+        if not params:
+            return 0
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            before = con.total_changes
+            con.executemany("DELETE FROM online_features WHERE table_id = ? AND entity_key = ?", params)
+            deleted = con.total_changes - before
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        return deleted
+
+    def read(self, requests: Sequence[tuple[str, tuple]]) -> list[OnlineValue | None]:
+        if not requests:
+            return []
+        con = self._con()
+        wanted = [(table_id, encode_key(key)) for table_id, key in requests]
+        found: dict[tuple[str, str], OnlineValue] = {}
+        step = MAX_READ_PARAMS // 2
+        for i in range(0, len(wanted), step):
+            chunk = wanted[i : i + step]
+            placeholders = ",".join(["(?, ?)"] * len(chunk))
+            params = [p for pair in chunk for p in pair]
+            for table_id, entity_key, event_ts, blob in con.execute(
+                "SELECT table_id, entity_key, event_ts, features FROM online_features "
+                f"WHERE (table_id, entity_key) IN (VALUES {placeholders})",
+                params,
+            ):
+                found[(table_id, entity_key)] = OnlineValue(event_ts, decode_values(blob))
+        return [found.get(w) for w in wanted]
+
+    def sync_marker(self, table_id: str) -> int | None:
+        row = (
+            self._con()
+            .execute("SELECT offline_version FROM online_sync WHERE table_id = ?", (table_id,))
+            .fetchone()
+        )
+        return None if row is None else row[0]
+
+    def set_sync_marker(self, table_id: str, version: int | None) -> None:
+        con = self._con()
+        if version is None:
+            con.execute("DELETE FROM online_sync WHERE table_id = ?", (table_id,))
+        else:
+            con.execute(
+                "INSERT INTO online_sync (table_id, offline_version) VALUES (?, ?) "
+                "ON CONFLICT (table_id) DO UPDATE SET offline_version = excluded.offline_version",
+                (table_id, version),
+            )
+
+    def drop(self, table_id: str) -> None:
+        con = self._con()
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            con.execute("DELETE FROM online_features WHERE table_id = ?", (table_id,))
+            con.execute("DELETE FROM online_sync WHERE table_id = ?", (table_id,))
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    def table_ids(self) -> list[str]:
+        return [r[0] for r in self._con().execute("SELECT DISTINCT table_id FROM online_features")]

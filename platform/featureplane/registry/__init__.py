@@ -1,0 +1,18 @@
+"""The registry: the applied state of each workspace, versioned, and plans against it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from featureplane.config import Config
+    from featureplane.registry.base import Registry
+
+
+def open_registry(config: Config) -> Registry:
+    kind = config.registry.get("type", "sqlite")
+    if kind == "sqlite":
+        from featureplane.registry.sqlite import SQLiteRegistry
+
+        return SQLiteRegistry(config.registry_path)
+    raise ValueError(f"{config.path}: registry type {kind!r} is not supported (expected sqlite)")

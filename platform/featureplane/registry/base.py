@@ -1,0 +1,133 @@
+"""The registry interface and the workspace state it holds."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from featureplane.specs import DefinitionSet, FeatureServiceSpec, FeatureViewSpec
+
+if TYPE_CHECKING:
+    from featureplane.registry.plan import Plan
+
+
+class RegistryError(Exception):
+    pass
+
+
+class WorkspaceNotFound(RegistryError):
+    def __init__(self, name: str, known: list[str] | None = None) -> None:
+        hint = (
+            f" (workspaces: {', '.join(known)})"
+            if known
+            else " (create it with `featureplane workspace create`)"
+        )
+        super().__init__(f"workspace {name!r} does not exist{hint}")
+        self.name = name
+
+
+class WorkspaceExists(RegistryError):
+    pass
+
+
+class ConflictError(RegistryError):
+    """The workspace changed between the plan and the apply."""
+
+
+@dataclass(frozen=True)
+class WorkspaceInfo:
+    name: str
+    live: bool
+    version: int
+    created_at: str
+    updated_at: str
+
+    @property
+    def kind(self) -> str:
+        return "live" if self.live else "development"
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    workspace: str
+    version: int
+    applied_at: str
+    applied_by: str
+    summary: str
+
+
+@dataclass
+class WorkspaceState:
+    """What is applied to a workspace at one version. ``generations`` names each feature view's current
+    materialized data: it changes when the view is recreated, so old data is never read as new."""
+
+    info: WorkspaceInfo
+    definitions: DefinitionSet = field(default_factory=DefinitionSet)
+    generations: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def live(self) -> bool:
+        return self.info.live
+
+    @property
+    def version(self) -> int:
+        return self.info.version
+
+    def feature_view(self, name: str) -> FeatureViewSpec:
+        try:
+            return self.definitions.feature_views[name]
+        except KeyError:
+            known = ", ".join(sorted(self.definitions.feature_views)) or "none"
+            raise KeyError(
+                f"workspace {self.name!r} has no feature view {name!r} (feature views: {known})"
+            ) from None
+
+    def feature_service(self, name: str) -> FeatureServiceSpec:
+        try:
+            return self.definitions.feature_services[name]
+        except KeyError:
+            known = ", ".join(sorted(self.definitions.feature_services)) or "none"
+            raise KeyError(
+                f"workspace {self.name!r} has no feature service {name!r} (feature services: {known})"
+            ) from None
+
+    def table_id(self, view: str) -> str:
+        """The storage name of the view's current data: ``<workspace>/<view>/g<generation>``."""
+        return f"{self.name}/{view}/g{self.generations.get(view, 0)}"
+
+
+class Registry(ABC):
+    @abstractmethod
+    def create_workspace(self, name: str, live: bool) -> WorkspaceInfo: ...
+
+    @abstractmethod
+    def list_workspaces(self) -> list[WorkspaceInfo]: ...
+
+    @abstractmethod
+    def get_workspace(self, name: str) -> WorkspaceInfo: ...
+
+    @abstractmethod
+    def delete_workspace(self, name: str) -> None: ...
+
+    @abstractmethod
+    def version(self, name: str) -> int:
+        """The workspace's current version (cheap; the lookup service polls it)."""
+
+    @abstractmethod
+    def load(self, name: str) -> WorkspaceState: ...
+
+    @abstractmethod
+    def apply(self, plan: Plan, applied_by: str = "") -> int:
+        """Apply the plan as one new version, atomically; ConflictError if the workspace is no longer at
+        ``plan.base_version``. Returns the new version."""
+
+    @abstractmethod
+    def history(self, name: str) -> list[VersionInfo]: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass

@@ -1,0 +1,1 @@
+"""Loading a feature repository and validating it."""

@@ -1,0 +1,271 @@
+"""Validation of a repository's definitions, reporting every problem with its object and file:line.
+
+Two passes: ``compile_repository`` checks what the definitions say on their own (names, references,
+schedules, windows, services); ``check_schemas`` asks the engine for each SQL view's output schema and
+checks join keys, the timestamp and feature types against it, without running the transformation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from featureplane.definitions.base import Definition, DefinitionError
+from featureplane.repo.errors import Problem, RepositoryError
+from featureplane.repo.loader import Repository
+from featureplane.specs import (
+    FEATURE_SERVICE,
+    FEATURE_VIEW,
+    DefinitionSet,
+    FeatureViewSpec,
+    kind_of,
+)
+from featureplane.types import Timestamp, compatible
+
+if TYPE_CHECKING:
+    from featureplane.engines.base import Engine
+
+DAY = 86400
+SUPPORTED_SCHEDULES = [h * 3600 for h in (1, 2, 3, 4, 6, 8, 12)] + [DAY]
+KIND_LABEL = {
+    "entity": "entity",
+    "data_source": "data source",
+    "feature_view": "feature view",
+    "feature_service": "feature service",
+}
+
+
+def compile_repository(repo: Repository) -> DefinitionSet:
+    """Turn the repository's definitions into specs and check them; raise RepositoryError listing all
+    problems."""
+    problems: list[Problem] = []
+    definitions = DefinitionSet()
+    seen: dict[tuple[str, str], Definition] = {}
+    for definition in repo.definitions:
+        try:
+            spec = definition.spec()
+        except DefinitionError as exc:
+            problems.append(
+                Problem(KIND_LABEL.get(definition.kind, definition.kind), definition.name, "", str(exc))
+            )
+            continue
+        key = (kind_of(spec), spec.name)
+        if key in seen:
+            first = seen[key]
+            problems.append(
+                Problem(
+                    KIND_LABEL[key[0]],
+                    spec.name,
+                    definition.location,
+                    f"duplicate name: also defined at {first.location}",
+                )
+            )
+            continue
+        seen[key] = definition
+        definitions.add(spec)
+    for name, view in list(definitions.feature_views.items()):
+        if not view.join_keys and all(e in definitions.entities for e in view.entities):
+            keys = []
+            for entity in view.entities:
+                keys += [
+                    k for k in definitions.entities[entity].join_keys if k.name not in [x.name for x in keys]
+                ]
+            definitions.feature_views[name] = dataclasses.replace(view, join_keys=keys)
+    problems += validate(definitions)
+    if problems:
+        raise RepositoryError(problems)
+    return definitions
+
+
+def validate(defs: DefinitionSet) -> list[Problem]:
+    problems: list[Problem] = []
+    for view in defs.feature_views.values():
+        problems += _validate_view(view, defs)
+    for service in defs.feature_services.values():
+        label = KIND_LABEL[FEATURE_SERVICE]
+        seen_views = set()
+        for part in service.features:
+            view = defs.feature_views.get(part.view)
+            if view is None:
+                problems.append(
+                    Problem(label, service.name, service.location, f"unknown feature view {part.view!r}")
+                )
+                continue
+            if part.view in seen_views:
+                problems.append(
+                    Problem(
+                        label, service.name, service.location, f"feature view {part.view!r} is listed twice"
+                    )
+                )
+            seen_views.add(part.view)
+            known = set(view.feature_names)
+            for feature in part.features:
+                if feature not in known:
+                    problems.append(
+                        Problem(
+                            label,
+                            service.name,
+                            service.location,
+                            f"feature view {part.view!r} has no feature {feature!r} (it has {', '.join(view.feature_names)})",
+                        )
+                    )
+            if len(set(part.features)) != len(part.features):
+                problems.append(
+                    Problem(
+                        label, service.name, service.location, f"a feature of {part.view!r} is selected twice"
+                    )
+                )
+    return problems
+
+
+def _validate_view(view: FeatureViewSpec, defs: DefinitionSet) -> list[Problem]:
+    label = KIND_LABEL[FEATURE_VIEW]
+
+    def problem(message: str) -> Problem:
+        return Problem(label, view.name, view.location, message)
+
+    problems = []
+    for entity in view.entities:
+        if entity not in defs.entities:
+            problems.append(problem(f"unknown entity {entity!r}"))
+    for source in view.sources:
+        if source not in defs.sources and source not in defs.feature_views:
+            problems.append(problem(f"unknown source {source!r}"))
+    names = [f.name for f in view.features]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        problems.append(problem(f"feature name(s) declared twice: {', '.join(duplicates)}"))
+    clashes = sorted(set(names) & ({k.name for k in view.join_keys} | {view.timestamp_field}))
+    if clashes:
+        problems.append(
+            problem(f"feature name(s) {', '.join(clashes)} clash with a join key or the timestamp field")
+        )
+    if view.ttl_seconds is not None and view.ttl_seconds <= 0:
+        problems.append(problem(f"ttl must be positive, got {timedelta(seconds=view.ttl_seconds)}"))
+    if view.is_batch:
+        problems += _validate_schedule(view, problem)
+    return problems
+
+
+def _validate_schedule(view: FeatureViewSpec, problem) -> list[Problem]:
+    problems = []
+    seconds = view.batch_schedule_seconds or 0
+    if seconds not in SUPPORTED_SCHEDULES:
+        allowed = ", ".join(f"{s // 3600}h" for s in SUPPORTED_SCHEDULES[:-1]) + ", 1d"
+        problems.append(
+            problem(f"batch_schedule {timedelta(seconds=seconds)} is not supported; use one of {allowed}")
+        )
+        return problems
+    if (view.online or view.offline) and not view.feature_start_time:
+        problems.append(problem("feature_start_time is required for a materialized view (online or offline)"))
+    start = view.start
+    if start is not None:
+        since_midnight = (start - datetime(start.year, start.month, start.day)).total_seconds()
+        if since_midnight % seconds != 0:
+            problems.append(
+                problem(
+                    f"feature_start_time {start.isoformat()} is not aligned to batch_schedule "
+                    f"{timedelta(seconds=seconds)} (partitions start at multiples of it from midnight UTC)"
+                )
+            )
+    if view.partitions_per_run is not None and (
+        not isinstance(view.partitions_per_run, int) or view.partitions_per_run < 1
+    ):
+        problems.append(
+            problem(f"partitions_per_run must be a positive integer, got {view.partitions_per_run!r}")
+        )
+    return problems
+
+
+def check_schemas(defs: DefinitionSet, engine: Engine) -> DefinitionSet:
+    """Check sources and SQL views against the engine; fill in inferred timestamp fields.
+
+    Raises RepositoryError with every problem found."""
+    problems: list[Problem] = []
+    for source in defs.sources.values():
+        message = engine.check_source(source)
+        if message:
+            problems.append(Problem(KIND_LABEL["data_source"], source.name, source.location, message))
+    if problems:
+        raise RepositoryError(problems)
+    resolved = DefinitionSet(
+        entities=dict(defs.entities), sources=dict(defs.sources), feature_services=dict(defs.feature_services)
+    )
+    for view in defs.feature_views.values():
+        view, view_problems = _check_view_schema(view, defs, engine)
+        problems += view_problems
+        resolved.feature_views[view.name] = view
+    if problems:
+        raise RepositoryError(problems)
+    return resolved
+
+
+def _check_view_schema(
+    view: FeatureViewSpec, defs: DefinitionSet, engine: Engine
+) -> tuple[FeatureViewSpec, list[Problem]]:
+    label = KIND_LABEL[FEATURE_VIEW]
+
+    def problem(message: str) -> Problem:
+        return Problem(label, view.name, view.location, message)
+
+    if not view.is_batch:
+        return view, []
+    try:
+        columns = engine.describe(view, defs.sources)
+    except Exception as exc:
+        return view, [
+            problem(
+                f"the transformation does not compile on the {engine.name} engine: {str(exc).splitlines()[0]}"
+            )
+        ]
+    if columns is None:
+        if not view.timestamp_field:
+            return view, [
+                problem(
+                    "timestamp_field is required for a Python-mode view (its output schema is only known when it runs)"
+                )
+            ]
+        return view, []
+    by_name = {name.lower(): (name, dtype) for name, dtype in columns}
+    output = ", ".join(f"{n} {d!r}" if d else n for n, d in columns)
+    problems = []
+    if not view.timestamp_field:
+        candidates = [
+            name
+            for name, dtype in columns
+            if dtype == Timestamp and name not in view.feature_names and name not in view.join_key_names
+        ]
+        if len(candidates) != 1:
+            return view, [problem(f"set timestamp_field: cannot infer it from the output ({output})")]
+        view = dataclasses.replace(view, timestamp_field=candidates[0])
+    for key in view.join_keys:
+        found = by_name.get(key.name.lower())
+        if found is None:
+            problems.append(problem(f"join key {key.name!r} is missing from the output schema ({output})"))
+        elif found[1] is None or not compatible(key.type, found[1]):
+            problems.append(
+                problem(
+                    f"join key {key.name!r} is {found[1]!r} in the output but the entity declares {key.type!r}"
+                )
+            )
+    found = by_name.get(view.timestamp_field.lower())
+    if found is None:
+        problems.append(
+            problem(f"timestamp_field {view.timestamp_field!r} is missing from the output schema ({output})")
+        )
+    elif found[1] != Timestamp:
+        problems.append(problem(f"timestamp_field {view.timestamp_field!r} is {found[1]!r}, not a timestamp"))
+    for feature in view.features:
+        if feature.kind != "attribute":
+            continue
+        found = by_name.get((feature.column or feature.name).lower())
+        if found is None:
+            problems.append(problem(f"feature {feature.name!r} is missing from the output schema ({output})"))
+        elif found[1] is None or not compatible(feature.type, found[1]):
+            problems.append(
+                problem(
+                    f"feature type mismatch: {feature.name!r} is declared {feature.type!r} but the output is {found[1]!r}"
+                )
+            )
+    return view, problems

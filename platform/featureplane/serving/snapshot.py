@@ -1,0 +1,158 @@
+"""What the lookup service needs from the registry, resolved once per workspace version.
+
+A background thread polls each loaded workspace's version and swaps in a rebuilt snapshot after an
+apply, so requests never wait for the registry and the server never restarts.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from featureplane.registry.base import Registry, WorkspaceState
+from featureplane.specs import FeatureViewSpec
+from featureplane.types import DataType
+
+log = logging.getLogger("featureplane.serving")
+
+
+@dataclass(frozen=True)
+class ViewRead:
+    """How to read one view's selected features for a service."""
+
+    name: str
+    kind: str
+    table_id: str
+    join_keys: tuple[str, ...]
+    features: tuple[tuple[str, int, DataType], ...]  # (feature name, index in stored values, type)
+    ttl_us: int | None
+    spec: FeatureViewSpec
+
+
+@dataclass(frozen=True)
+class ServiceRead:
+    name: str
+    views: tuple[ViewRead, ...]
+    join_keys: tuple[tuple[str, DataType], ...]
+    request_context: tuple[tuple[str, DataType], ...] = ()
+    online_serving_enabled: bool = True
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f"{v.name}.{f[0]}" for v in self.views for f in v.features]
+
+    @property
+    def feature_types(self) -> list[DataType]:
+        return [f[2] for v in self.views for f in v.features]
+
+
+@dataclass
+class WorkspaceSnapshot:
+    name: str
+    live: bool
+    version: int
+    services: dict[str, ServiceRead] = field(default_factory=dict)
+    state: WorkspaceState | None = None
+
+
+def build_snapshot(state: WorkspaceState) -> WorkspaceSnapshot:
+    snapshot = WorkspaceSnapshot(name=state.name, live=state.live, version=state.version, state=state)
+    views = state.definitions.feature_views
+    for service in state.definitions.feature_services.values():
+        reads = []
+        join_keys: dict[str, DataType] = {}
+        for part in service.features:
+            view = views[part.view]
+            order = {name: i for i, name in enumerate(view.feature_names)}
+            for key in view.join_keys:
+                join_keys.setdefault(key.name, key.type)
+            reads.append(
+                ViewRead(
+                    name=view.name,
+                    kind=view.kind,
+                    table_id=state.table_id(view.name),
+                    join_keys=tuple(view.join_key_names),
+                    features=tuple((f, order[f], view.feature(f).type) for f in part.features),
+                    ttl_us=view.ttl_seconds * 1_000_000 if view.ttl_seconds else None,
+                    spec=view,
+                )
+            )
+        snapshot.services[service.name] = ServiceRead(
+            name=service.name,
+            views=tuple(reads),
+            join_keys=tuple(join_keys.items()),
+            online_serving_enabled=service.online_serving_enabled,
+        )
+    return snapshot
+
+
+class SnapshotCache:
+    """Workspace snapshots kept in memory and refreshed every ``refresh_seconds`` in the background."""
+
+    def __init__(self, registry: Registry, refresh_seconds: float = 5.0) -> None:
+        self.registry = registry
+        self.refresh_seconds = refresh_seconds
+        self._snapshots: dict[str, WorkspaceSnapshot] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def get(self, workspace: str) -> WorkspaceSnapshot:
+        snapshot = self._snapshots.get(workspace)
+        if snapshot is not None:
+            return snapshot
+        with self._lock:
+            snapshot = self._snapshots.get(workspace)
+            if snapshot is None:
+                snapshot = build_snapshot(self.registry.load(workspace))
+                self._snapshots[workspace] = snapshot
+        self._ensure_refresher()
+        return snapshot
+
+    def refresh(self) -> None:
+        """Reload every cached workspace whose version changed (or that was deleted)."""
+        for name, snapshot in list(self._snapshots.items()):
+            try:
+                version = self.registry.version(name)
+            except Exception as exc:  # deleted workspace or registry hiccup: keep serving what we have
+                from featureplane.registry.base import WorkspaceNotFound
+
+                if isinstance(exc, WorkspaceNotFound):
+                    self._snapshots.pop(name, None)
+                else:
+                    log.warning("registry refresh of %s failed: %s", name, exc)
+                continue
+            if version != snapshot.version:
+                try:
+                    self._snapshots[name] = build_snapshot(self.registry.load(name))
+                    log.info("workspace %s: serving version %s", name, version)
+                except Exception as exc:
+                    log.warning(
+                        "reloading workspace %s failed, still serving version %s: %s",
+                        name,
+                        snapshot.version,
+                        exc,
+                    )
+
+    def _ensure_refresher(self) -> None:
+        if self._thread is not None or self.refresh_seconds <= 0:
+            return
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="featureplane-registry-refresh", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.refresh_seconds):
+            self.refresh()
+
+    def close(self) -> None:
+        self._stop.set()
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
