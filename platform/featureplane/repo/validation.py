@@ -201,6 +201,10 @@ def check_schemas(defs: DefinitionSet, engine: Engine) -> DefinitionSet:
     return resolved
 
 
+def _show(dtype: object) -> str:
+    return repr(dtype) if dtype is not None else "of a type featureplane cannot store"
+
+
 def _check_view_schema(
     view: FeatureViewSpec, defs: DefinitionSet, engine: Engine
 ) -> tuple[FeatureViewSpec, list[Problem]]:
@@ -246,7 +250,7 @@ def _check_view_schema(
         elif found[1] is None or not compatible(key.type, found[1]):
             problems.append(
                 problem(
-                    f"join key {key.name!r} is {found[1]!r} in the output but the entity declares {key.type!r}"
+                    f"join key {key.name!r} is {_show(found[1])} in the output but the entity declares {key.type!r}"
                 )
             )
     found = by_name.get(view.timestamp_field.lower())
@@ -255,7 +259,9 @@ def _check_view_schema(
             problem(f"timestamp_field {view.timestamp_field!r} is missing from the output schema ({output})")
         )
     elif found[1] != Timestamp:
-        problems.append(problem(f"timestamp_field {view.timestamp_field!r} is {found[1]!r}, not a timestamp"))
+        problems.append(
+            problem(f"timestamp_field {view.timestamp_field!r} is {_show(found[1])}, not a timestamp")
+        )
     for feature in view.features:
         if feature.kind != "attribute":
             continue
@@ -265,7 +271,7 @@ def _check_view_schema(
         elif found[1] is None or not compatible(feature.type, found[1]):
             problems.append(
                 problem(
-                    f"feature type mismatch: {feature.name!r} is declared {feature.type!r} but the output is {found[1]!r}"
+                    f"feature type mismatch: {feature.name!r} is declared {feature.type!r} but the output is {_show(found[1])}"
                 )
             )
     return view, problems

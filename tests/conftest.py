@@ -1,0 +1,240 @@
+"""Shared fixtures: throwaway feature repositories, warehouses, Dagster homes and servers.
+
+Every test works in its own temporary directory with its own registry, warehouse and stores; servers
+listen on free ports of 127.0.0.1 and are stopped by process id.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE_REPO = ROOT / "feature_repo"
+BIN = Path(sys.executable).parent
+# The small example dataset: 10 days ending 2026-11-01 (partitions 2026-10-22 .. 2026-10-31).
+SMALL_END = date(2026, 11, 1)
+SMALL_DAYS = 10
+SMALL_USERS = 300
+
+os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_config(root: Path, extra: str = "") -> Path:
+    path = root / "featureplane.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """\
+            project: test
+            data_dir: .featureplane
+            registry: {type: sqlite, path: .featureplane/registry.db}
+            engine: {type: duckdb, warehouse: .featureplane/warehouse.duckdb}
+            offline_store: {type: delta, path: .featureplane/offline}
+            online_store: {type: sqlite, path: .featureplane/online.db}
+            serving: {registry_refresh_seconds: 0.5}
+            """
+        )
+        + textwrap.dedent(extra)
+    )
+    return path
+
+
+def write_repo(root: Path, files: dict[str, str], config_extra: str = "") -> Path:
+    """A feature repository made of the given files (dedented), with a featureplane.yaml."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        target = root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(textwrap.dedent(text))
+    return write_config(root, config_extra)
+
+
+@dataclass
+class Repo:
+    root: Path
+    config_path: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["FEATUREPLANE_CONFIG"] = str(self.config_path)
+        return env
+
+    def config(self):
+        from featureplane.config import load_config
+
+        return load_config(self.config_path)
+
+    def runtime(self):
+        from featureplane.runtime import Runtime
+
+        return Runtime(self.config())
+
+    def cli(
+        self, *args: str, check: bool = True, input: str | None = None, env: dict | None = None
+    ) -> subprocess.CompletedProcess:
+        return run_cli(*args, cwd=self.root, env={**self.env, **(env or {})}, check=check, input=input)
+
+
+def run_cli(
+    *args: str, cwd: Path, env: dict, check: bool = True, input: str | None = None
+) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [str(BIN / "featureplane"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        input=input,
+        timeout=600,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"featureplane {' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+def copy_example_repo(target: Path) -> Repo:
+    shutil.copytree(
+        EXAMPLE_REPO,
+        target,
+        ignore=shutil.ignore_patterns(".featureplane", "__pycache__", "featureplane.yaml"),
+    )
+    return Repo(target, write_config(target))
+
+
+def generate_small_data(
+    repo: Repo, *, users: int = SMALL_USERS, days: int = SMALL_DAYS, end: date = SMALL_END, seed: int = 7
+) -> None:
+    from featureplane.examples.fraud_data import DatasetSize, generate
+
+    generate(repo.config().warehouse_path, size=DatasetSize(users=users, days=days), end=end, seed=seed)
+
+
+@pytest.fixture
+def example_repo(tmp_path: Path) -> Repo:
+    """A copy of feature_repo/ with a small dataset in its own warehouse."""
+    repo = copy_example_repo(tmp_path / "feature_repo")
+    generate_small_data(repo)
+    return repo
+
+
+@pytest.fixture
+def applied_example(example_repo: Repo) -> Repo:
+    """The example repository applied to a live workspace ``prod``."""
+    example_repo.cli("workspace", "create", "prod", "--live")
+    example_repo.cli("apply", "--yes")
+    return example_repo
+
+
+@pytest.fixture
+def dagster_home(tmp_path: Path) -> Path:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "scripts" / "dagster.yaml", home / "dagster.yaml")
+    return home
+
+
+def run_dagster(args: list[str], repo: Repo, home: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**repo.env, "DAGSTER_HOME": str(home)}
+    result = subprocess.run(
+        [str(BIN / "dagster"), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"dagster {' '.join(args)} exited {result.returncode}\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}"
+        )
+    return result
+
+
+class Server:
+    """A process serving HTTP on 127.0.0.1, stopped by its process id."""
+
+    def __init__(self, args: list[str], port: int, env: dict, cwd: Path, log: Path) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log
+        self._log_file = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            args, cwd=cwd, env=env, stdout=self._log_file, stderr=subprocess.STDOUT
+        )
+
+    def wait_ready(self, path: str = "/healthz", timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited with {self.process.returncode}:\n{self.log.read_text()}")
+            try:
+                with urllib.request.urlopen(self.url + path, timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError(f"server did not answer {path} within {timeout}s:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self._log_file.close()
+
+
+@pytest.fixture
+def lookup_server(tmp_path: Path) -> Iterator:
+    """Start ``featureplane serve`` for a repository: ``server = lookup_server(repo)``."""
+    servers: list[Server] = []
+
+    def start(repo: Repo, extra_env: dict | None = None) -> Server:
+        port = free_port()
+        server = Server(
+            [str(BIN / "featureplane"), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            port,
+            {**repo.env, **(extra_env or {})},
+            repo.root,
+            tmp_path / f"serve-{port}.log",
+        )
+        servers.append(server)
+        server.wait_ready()
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def post_json(url: str, payload: dict | bytes, headers: dict | None = None) -> tuple[int, dict]:
+    import json
+
+    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    request = urllib.request.Request(
+        url, data=data, method="POST", headers={"Content-Type": "application/json", **(headers or {})}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
