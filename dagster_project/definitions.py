@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections import defaultdict
 
 import dagster as dg
-from featureplane.config import Config, load_config
-from featureplane.registry import open_registry
 
 from dagster_project.feature_views import (
     materializable_view,
@@ -15,6 +13,8 @@ from dagster_project.feature_views import (
     source_spec,
     view_spec,
 )
+from featureplane.config import Config, load_config
+from featureplane.registry import open_registry
 
 
 def build_definitions(config: Config | None = None) -> dg.Definitions:

@@ -11,6 +11,7 @@ import re
 from datetime import datetime
 
 import dagster as dg
+
 from featureplane.config import Config
 from featureplane.registry.base import WorkspaceState
 from featureplane.specs import FeatureServiceSpec, FeatureViewSpec, SourceSpec, spec_hash

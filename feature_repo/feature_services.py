@@ -1,5 +1,6 @@
 from feature_views.transactions import user_daily_spend
 from feature_views.users import user_profile
+
 from featureplane import FeatureService
 
 fraud_detection = FeatureService(

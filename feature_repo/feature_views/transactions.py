@@ -2,6 +2,7 @@ from datetime import datetime, timedelta
 
 from data_sources import transactions
 from entities import user
+
 from featureplane import Attribute, Float64, Int64, batch_feature_view
 
 FEATURE_START = datetime(2026, 8, 1)

@@ -3,6 +3,7 @@ from datetime import timedelta
 from data_sources import users
 from entities import user
 from feature_views.transactions import FEATURE_START
+
 from featureplane import Attribute, Float64, Int64, String, Timestamp, batch_feature_view
 
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
+from helpers import events_repo, make_warehouse
+
 from featureplane.engines.base import TransformationError
 from featureplane.materialization import MaterializationError, ValidationFailed, materialize
 from featureplane.online_stores.base import encode_key
 from featureplane.repo.planning import apply_plan, plan_repository
-from helpers import events_repo, make_warehouse
 
 VIEW = """
     from datetime import datetime, timedelta

@@ -5,11 +5,12 @@ from __future__ import annotations
 import threading
 
 import pytest
+from helpers import events_repo
+from test_repo_validation import GOOD_VIEW
+
 from featureplane.registry.base import ConflictError
 from featureplane.registry.plan import CREATE, DELETE, RECREATE, UPDATE
 from featureplane.repo.planning import apply_plan, plan_repository
-from helpers import events_repo
-from test_repo_validation import GOOD_VIEW
 
 
 def actions(plan) -> dict[str, str]:

@@ -6,10 +6,11 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 import pytest
+from helpers import events_repo
+
 from featureplane.materialization import materialize
 from featureplane.repo.planning import apply_plan, plan_repository
 from featureplane.workspace import RetrievalError, Workspace
-from helpers import events_repo
 
 VIEW = """
     from datetime import datetime, timedelta

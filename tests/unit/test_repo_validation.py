@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from helpers import events_repo
+
 from featureplane.repo.errors import RepositoryError
 from featureplane.repo.planning import load_definitions
-from helpers import events_repo
 
 GOOD_VIEW = """
     from datetime import datetime, timedelta

@@ -10,11 +10,12 @@ import time
 from datetime import datetime
 
 import pytest
+from helpers import events_repo
+
 from featureplane.repo.planning import apply_plan, plan_repository
 from featureplane.serving.aws_lambda import parse_event, to_event_response
 from featureplane.serving.core import LookupService, Request
 from featureplane.serving.snapshot import SnapshotCache
-from helpers import events_repo
 
 VIEWS = """
     from datetime import datetime, timedelta

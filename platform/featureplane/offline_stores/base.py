@@ -40,6 +40,16 @@ class OnlineChanges:
     deletes: list[tuple]
 
 
+def to_pandas(table: pa.Table) -> pd.DataFrame:
+    """Arrow to pandas for training data: integer and boolean features stay integers and booleans when
+    they have nulls (pandas' nullable dtypes) instead of turning into floats and objects."""
+    import pandas as pd
+    import pyarrow as pa
+
+    mapping = {pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
+    return table.to_pandas(types_mapper=mapping.get)
+
+
 class OfflineStore(ABC):
     @abstractmethod
     def write_window(

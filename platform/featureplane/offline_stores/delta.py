@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from featureplane.offline_stores.base import OfflineStore, OnlineChanges, RetrievalPart
+from featureplane.offline_stores.base import OfflineStore, OnlineChanges, RetrievalPart, to_pandas
 from featureplane.specs import FeatureViewSpec
 
 if TYPE_CHECKING:
@@ -246,7 +246,7 @@ class DeltaOfflineStore(OfflineStore):
                     )
                 selects.append(f"{value} AS {q(out)}")
         sql = f"SELECT s.{ROW_COLUMN}, {', '.join(selects)} FROM spine AS s {' '.join(joins)} ORDER BY s.{ROW_COLUMN}"
-        features = con.sql(sql).to_arrow_table().drop_columns([ROW_COLUMN]).to_pandas()
+        features = to_pandas(con.sql(sql).to_arrow_table().drop_columns([ROW_COLUMN]))
         result = pd.concat([spine.reset_index(drop=True), features], axis=1)
         result.index = spine.index
         return result
@@ -270,7 +270,7 @@ class DeltaOfflineStore(OfflineStore):
             f"WHERE _valid_from < {ts_literal(end)} AND (_valid_to IS NULL OR _valid_to > {ts_literal(start)}) "
             f"ORDER BY {keys}, _valid_from"
         )
-        return con.sql(sql).df()
+        return to_pandas(con.sql(sql).to_arrow_table())
 
 
 def _is_array(view: FeatureViewSpec, feature: str) -> bool:
