@@ -181,6 +181,7 @@ class FeatureServiceSpec:
     owner: str = ""
     description: str = ""
     tags: dict[str, str] = field(default_factory=dict)
+    prevent_destroy: bool = False
     location: str = ""
 
 

@@ -93,18 +93,51 @@ class Workspace:
             self._lookup = LookupService(SnapshotCache(self.runtime.registry, 0), self.runtime.online_store)
         return self._lookup
 
-    def _parts(self, selections: list[tuple[FeatureViewSpec, list[str]]]) -> list[RetrievalPart]:
+    def _parts(
+        self,
+        selections: list[tuple[FeatureViewSpec, list[str]]],
+        spine: pd.DataFrame | None = None,
+        timestamp_key: str = "ts",
+        from_source: bool = False,
+    ) -> list[RetrievalPart]:
         parts = []
         for view, features in selections:
+            table_id = self.state.table_id(view.name)
+            if from_source:
+                data = self._from_source(view, spine, timestamp_key)
+                parts.append(RetrievalPart(view=view, table_id=table_id, features=features, data=data))
+                continue
             if not view.offline:
-                raise RetrievalError(f"feature view {view.name!r} has offline=False: it has no training data")
+                raise RetrievalError(
+                    f"feature view {view.name!r} has offline=False: it has no training data "
+                    "(compute it from the sources with from_source=True)"
+                )
             if not self.live:
                 raise RetrievalError(
                     f"workspace {self.name!r} is a development workspace and materializes nothing; "
                     "compute from the sources instead (from_source=True)"
                 )
-            parts.append(RetrievalPart(view=view, table_id=self.state.table_id(view.name), features=features))
+            parts.append(RetrievalPart(view=view, table_id=table_id, features=features))
         return parts
+
+    def _from_source(self, view: FeatureViewSpec, spine: pd.DataFrame | None, timestamp_key: str) -> Any:
+        """Run the view's transformation over the whole partitions that the spine's rows can see."""
+        from featureplane.partitions import align_down
+
+        if not view.is_batch or view.schedule is None:
+            raise RetrievalError(
+                f"feature view {view.name!r} is not a batch view: it cannot be computed from sources"
+            )
+        assert spine is not None
+        stamps = spine[timestamp_key]
+        latest = _as_datetime(stamps.max())
+        earliest = _as_datetime(stamps.min())
+        start = align_down(earliest - view.ttl, view.schedule) if view.ttl else (view.start or earliest)
+        if view.start is not None:
+            start = max(start, view.start)
+        start = align_down(start, view.schedule)
+        end = align_down(latest, view.schedule) + view.schedule
+        return self.runtime.engine.run_transformation(view, self.state.definitions.sources, start, end)
 
 
 class FeatureViewHandle:
@@ -119,11 +152,27 @@ class FeatureViewHandle:
     def __repr__(self) -> str:
         return f"FeatureView({self.name!r} in {self.workspace.name!r})"
 
-    def get_historical_features(self, spine: pd.DataFrame, timestamp_key: str = "ts") -> pd.DataFrame:
-        """The spine's rows with one column per feature, ``<view>__<feature>``, point-in-time correct."""
+    def get_historical_features(
+        self, spine: pd.DataFrame, timestamp_key: str = "ts", *, from_source: bool = False
+    ) -> pd.DataFrame:
+        """The spine's rows with one column per feature, ``<view>__<feature>``, point-in-time correct.
+
+        ``from_source=True`` computes the features from the view's sources instead of the offline store
+        (works in development workspaces and before a view is materialized)."""
         _check_spine(spine, timestamp_key, self.spec.join_key_names, f"feature view {self.name!r}")
-        parts = self.workspace._parts([(self.spec, self.spec.feature_names)])
+        parts = self.workspace._parts(
+            [(self.spec, self.spec.feature_names)], spine, timestamp_key, from_source
+        )
         return self.workspace.runtime.offline_store.get_historical_features(spine, timestamp_key, parts)
+
+    def run_transformation(self, start: Any, end: Any) -> pd.DataFrame:
+        """The view's transformation output for ``[start, end)``, computed now from its sources."""
+        from featureplane.offline_stores.base import to_pandas
+
+        table = self.workspace.runtime.engine.run_transformation(
+            self.spec, self.workspace.state.definitions.sources, _as_datetime(start), _as_datetime(end)
+        )
+        return to_pandas(table)
 
     def get_features_in_range(self, start: Any, end: Any) -> pd.DataFrame:
         """Feature rows valid at some time in ``[start, end)``, with ``_valid_from`` and ``_valid_to``."""
@@ -159,12 +208,16 @@ class FeatureServiceHandle:
     def _selections(self) -> list[tuple[FeatureViewSpec, list[str]]]:
         return [(self.workspace.state.feature_view(part.view), part.features) for part in self.spec.features]
 
-    def get_historical_features(self, spine: pd.DataFrame, timestamp_key: str = "ts") -> pd.DataFrame:
-        """The spine's rows with the service's features, ``<view>__<feature>``, point-in-time correct."""
+    def get_historical_features(
+        self, spine: pd.DataFrame, timestamp_key: str = "ts", *, from_source: bool = False
+    ) -> pd.DataFrame:
+        """The spine's rows with the service's features, ``<view>__<feature>``, point-in-time correct.
+
+        ``from_source=True`` computes every view from its sources instead of the offline store."""
         selections = self._selections()
         keys = list(dict.fromkeys(k for view, _ in selections for k in view.join_key_names))
         _check_spine(spine, timestamp_key, keys, f"feature service {self.name!r}")
-        parts = self.workspace._parts(selections)
+        parts = self.workspace._parts(selections, spine, timestamp_key, from_source)
         return self.workspace.runtime.offline_store.get_historical_features(spine, timestamp_key, parts)
 
     def get_online_features(

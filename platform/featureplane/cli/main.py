@@ -26,8 +26,9 @@ example_app = typer.Typer(help="Data for the example repository.", no_args_is_he
 app.add_typer(workspace_app, name="workspace")
 app.add_typer(example_app, name="example")
 
-console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# soft_wrap: long lines (paths, file:line) are never broken, so CI logs stay greppable.
+console = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 ConfigOption = Annotated[
     Path | None,
@@ -125,6 +126,34 @@ def workspace_select(name: str, config: ConfigOption = None) -> None:
     console.print(f"Selected {info.kind} workspace [bold]{name}[/].")
 
 
+@workspace_app.command("delete")
+def workspace_delete(
+    name: str,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Delete without asking.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Delete a workspace: its registry state and its data in the offline and online stores."""
+    from featureplane.registry.base import WorkspaceNotFound
+    from featureplane.repo.planning import delete_workspace
+
+    runtime = _runtime(config)
+    try:
+        info = runtime.registry.get_workspace(name)
+    except WorkspaceNotFound as exc:
+        raise fail(str(exc)) from None
+    if not yes:
+        if not sys.stdin.isatty():
+            raise fail("deleting a workspace needs confirmation: run it in a terminal or pass --yes")
+        typer.confirm(
+            f"Delete {info.kind} workspace {name} (version {info.version}) and all of its materialized data?",
+            abort=True,
+        )
+    dropped = delete_workspace(runtime, name)
+    if _selected(runtime.config) == name:
+        runtime.config.state_path.unlink(missing_ok=True)
+    console.print(f"Deleted workspace [bold]{name}[/] and the data of {len(dropped)} feature view(s).")
+
+
 def _select(config: Config, name: str) -> None:
     config.state_path.parent.mkdir(parents=True, exist_ok=True)
     config.state_path.write_text(json.dumps({"workspace": name}) + "\n")
@@ -133,13 +162,22 @@ def _select(config: Config, name: str) -> None:
 # -- plan and apply --------------------------------------------------------------------------------
 
 
-def _plan(runtime, workspace: str):
+SuppressOption = Annotated[
+    bool,
+    typer.Option(
+        "--suppress-recreates",
+        help="Apply logic changes without rebuilding materialized history (the existing data is kept).",
+    ),
+]
+
+
+def _plan(runtime, workspace: str, suppress_recreates: bool = False):
     from featureplane.registry.base import WorkspaceNotFound
     from featureplane.repo.errors import RepositoryError
     from featureplane.repo.planning import plan_repository
 
     try:
-        return plan_repository(runtime, workspace)
+        return plan_repository(runtime, workspace, suppress_recreates=suppress_recreates)
     except RepositoryError as exc:
         raise fail(str(exc)) from None
     except WorkspaceNotFound as exc:
@@ -160,12 +198,15 @@ def plan(
             "--detailed-exitcode", help="Exit 0 with no changes, 2 with changes, 1 on errors (for CI)."
         ),
     ] = False,
+    suppress_recreates: SuppressOption = False,
 ) -> None:
-    """Show what apply would change in the workspace."""
+    """Show what apply would change in the workspace.
+
+    Exits 1 when the repository is invalid or the plan would destroy a protected object."""
     from featureplane.cli.render import render_plan
 
     runtime = _runtime(config)
-    result = _plan(runtime, _workspace(runtime.config, workspace))
+    result = _plan(runtime, _workspace(runtime.config, workspace), suppress_recreates)
     if out:
         out.write_text(result.dumps() + "\n")
     if as_json:
@@ -174,6 +215,10 @@ def plan(
         print(json.dumps(data, indent=2, default=str))
     else:
         render_plan(console, result)
+    if result.blocked:
+        raise fail(
+            f"apply would refuse this plan: {len(result.blocked)} change(s) blocked by prevent_destroy"
+        )
     if detailed_exitcode and not result.empty:
         raise typer.Exit(2)
 
@@ -186,10 +231,11 @@ def apply(
     plan_file: Annotated[
         Path | None, typer.Option("--plan", help="Apply a plan saved with `plan --out`.")
     ] = None,
+    suppress_recreates: SuppressOption = False,
 ) -> None:
     """Apply the repository to the workspace, atomically, as one new version."""
     from featureplane.cli.render import render_plan
-    from featureplane.registry.base import ConflictError
+    from featureplane.registry.base import ConflictError, PlanRefused
     from featureplane.registry.plan import Plan
     from featureplane.repo.planning import apply_plan
 
@@ -200,17 +246,19 @@ def apply(
         if result.workspace != name and workspace:
             raise fail(f"{plan_file} is a plan for workspace {result.workspace!r}, not {name!r}")
     else:
-        result = _plan(runtime, name)
+        result = _plan(runtime, name, suppress_recreates)
     render_plan(console, result)
     if result.empty:
         return
+    if result.blocked:
+        raise fail("; ".join(c.blocked for c in result.blocked))
     if not yes:
         if not sys.stdin.isatty():
             raise fail("apply needs confirmation: run it in a terminal or pass --yes")
         typer.confirm(f"Apply these changes to {result.workspace}?", abort=True)
     try:
         version = apply_plan(runtime, result)
-    except ConflictError as exc:
+    except (ConflictError, PlanRefused) as exc:
         raise fail(str(exc)) from None
     console.print(f"[green]Applied[/] to workspace [bold]{result.workspace}[/]: now at version {version}.")
 
@@ -289,6 +337,36 @@ def materialize(
             rows += result.rows
             progress.update(task, advance=len(chunk), rows=rows)
     console.print(f"Materialized {len(parts)} partition(s) of {state.name}/{view}: {rows:,} rows.")
+
+
+@app.command()
+def partitions(
+    view: Annotated[
+        str | None, typer.Argument(help="Feature view (default: every materialized view).")
+    ] = None,
+    latest: Annotated[bool, typer.Option("--latest", help="Only the latest complete partition.")] = False,
+    workspace: WorkspaceOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Print `<workspace>/<view> <partition key>` for complete partitions (for scripts and CI)."""
+    from featureplane.partitions import align_down, partition_key, utcnow, windows
+
+    runtime = _runtime(config)
+    state = runtime.registry.load(_workspace(runtime.config, workspace))
+    names = [view] if view else sorted(state.definitions.feature_views)
+    for name in names:
+        try:
+            spec = state.feature_view(name)
+        except KeyError as exc:
+            raise fail(str(exc.args[0])) from None
+        if not spec.is_batch or spec.start is None or spec.schedule is None:
+            continue
+        keys = [
+            partition_key(spec, start)
+            for start, _ in windows(spec, spec.start, align_down(utcnow(), spec.schedule))
+        ]
+        for key in keys[-1:] if latest else keys:
+            print(f"{state.name}/{name} {key}")
 
 
 @app.command()

@@ -38,6 +38,8 @@ def render_plan(console: Console, plan: Plan, *, show_diffs: bool = True) -> Non
         if details:
             line.append("  (" + "; ".join(details) + ")", style="dim")
         console.print(line)
+        if change.blocked:
+            console.print(Text("      blocked: " + change.blocked, style="bold red"))
         if show_diffs and change.action == RECREATE:
             for diff_line in change.transformation_diff()[:40]:
                 style = (

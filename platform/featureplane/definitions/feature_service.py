@@ -23,6 +23,7 @@ class FeatureService(Definition):
         owner: str = "",
         description: str = "",
         tags: dict[str, str] | None = None,
+        prevent_destroy: bool = False,
     ) -> None:
         self._register()
         self.name = check_name("feature service", name, self.location)
@@ -44,6 +45,7 @@ class FeatureService(Definition):
         self.owner = owner
         self.description = description
         self.tags = dict(tags or {})
+        self.prevent_destroy = bool(prevent_destroy)
 
     def spec(self) -> FeatureServiceSpec:
         parts = []
@@ -57,5 +59,6 @@ class FeatureService(Definition):
             owner=self.owner,
             description=self.description,
             tags=dict(self.tags),
+            prevent_destroy=self.prevent_destroy,
             location=self.location,
         )

@@ -22,11 +22,14 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class RetrievalPart:
-    """One view's contribution to a training set: which stored table and which features."""
+    """One view's contribution to a training set: which stored table and which features.
+
+    ``data`` replaces the stored table with rows computed ad hoc from the sources (``from_source``)."""
 
     view: FeatureViewSpec
     table_id: str
     features: list[str]
+    data: pa.Table | None = None
 
 
 @dataclass
@@ -101,6 +104,11 @@ class OfflineStore(ABC):
     @abstractmethod
     def drop(self, table_id: str) -> None:
         """Delete a table's data (old generations, deleted views and workspaces)."""
+
+    def drop_workspace(self, workspace: str, table_ids: list[str]) -> None:
+        """Delete all data of a workspace (every generation where the backend can list them)."""
+        for table_id in table_ids:
+            self.drop(table_id)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass

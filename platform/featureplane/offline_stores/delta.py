@@ -98,6 +98,11 @@ class DeltaOfflineStore(OfflineStore):
 
         shutil.rmtree(self.path(table_id), ignore_errors=True)
 
+    def drop_workspace(self, workspace: str, table_ids: list[str]) -> None:
+        import shutil
+
+        shutil.rmtree(self.root / workspace, ignore_errors=True)
+
     # -- reads -----------------------------------------------------------------------------------
 
     def _register(
@@ -227,7 +232,10 @@ class DeltaOfflineStore(OfflineStore):
         selects, joins = [], []
         for i, part in enumerate(parts):
             alias, relation = f"p{i}", f"view_{i}"
-            self._register(con, relation, part.table_id, part.view)
+            if part.data is not None:
+                con.register(relation, part.data)
+            else:
+                self._register(con, relation, part.table_id, part.view)
             view = part.view
             fts = q(view.timestamp_field)
             cols = ", ".join(q(c) for c in [*view.join_key_names, *part.features])

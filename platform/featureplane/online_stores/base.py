@@ -63,6 +63,11 @@ class OnlineStore(ABC):
     def drop(self, table_id: str) -> None:
         """Delete every row of a table (old generations, deleted views and workspaces)."""
 
+    def drop_workspace(self, workspace: str, table_ids: Iterable[str]) -> None:
+        """Delete all rows of a workspace (every generation where the backend can find them)."""
+        for table_id in table_ids:
+            self.drop(table_id)
+
     def prepare(self, table_ids: Iterable[str]) -> None:  # noqa: B027 - optional hook
         """Create what the tables need before they are written (DynamoDB tables at apply)."""
 

@@ -168,5 +168,17 @@ class SQLiteOnlineStore(OnlineStore):
             con.execute("ROLLBACK")
             raise
 
+    def drop_workspace(self, workspace: str, table_ids: Iterable[str]) -> None:
+        prefix = workspace + "/"
+        con = self._con()
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            for table in ("online_features", "online_sync"):
+                con.execute(f"DELETE FROM {table} WHERE substr(table_id, 1, ?) = ?", (len(prefix), prefix))
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
     def table_ids(self) -> list[str]:
         return [r[0] for r in self._con().execute("SELECT DISTINCT table_id FROM online_features")]

@@ -35,6 +35,10 @@ class ConflictError(RegistryError):
     """The workspace changed between the plan and the apply."""
 
 
+class PlanRefused(RegistryError):
+    """The plan would destroy something protected (``prevent_destroy``) in a live workspace."""
+
+
 @dataclass(frozen=True)
 class WorkspaceInfo:
     name: str

@@ -61,6 +61,7 @@ class Change:
     old: Spec | None = None
     new: Spec | None = None
     backfill_partitions: int = 0
+    blocked: str = ""
 
     @property
     def destructive(self) -> bool:
@@ -74,6 +75,7 @@ class Change:
             "fields": self.fields,
             "reasons": self.reasons,
             "backfill_partitions": self.backfill_partitions,
+            "blocked": self.blocked,
         }
 
     def transformation_diff(self) -> list[str]:
@@ -103,6 +105,11 @@ class Plan:
     @property
     def empty(self) -> bool:
         return not self.changes
+
+    @property
+    def blocked(self) -> list[Change]:
+        """Changes apply refuses (``prevent_destroy`` in a live workspace)."""
+        return [c for c in self.changes if c.blocked]
 
     def counts(self) -> dict[str, int]:
         out = {CREATE: 0, UPDATE: 0, RECREATE: 0, DELETE: 0}
@@ -158,8 +165,19 @@ def _changed_fields(old: Spec, new: Spec) -> list[str]:
 
 
 def build_plan(
-    workspace: str, live: bool, base_version: int, current: DefinitionSet, desired: DefinitionSet
+    workspace: str,
+    live: bool,
+    base_version: int,
+    current: DefinitionSet,
+    desired: DefinitionSet,
+    *,
+    suppress_recreates: bool = False,
 ) -> Plan:
+    """Diff ``current`` (applied) against ``desired`` (the repository).
+
+    With ``suppress_recreates`` a recreate becomes an in-place update that keeps the materialized data
+    (history is not rebuilt with the new logic). In a live workspace, deleting or recreating an object
+    whose applied spec has ``prevent_destroy=True`` is marked blocked."""
     changes: list[Change] = []
     changed_sources: dict[str, list[str]] = {}
     changed_entities: dict[str, list[str]] = {}
@@ -217,6 +235,14 @@ def build_plan(
         change.reasons += causes
 
     for change in changes:
+        if change.action == RECREATE and suppress_recreates:
+            change.action = UPDATE
+            change.reasons.append("recreate suppressed: existing materialized data is kept, not rebuilt")
+        if live and change.action in (DELETE, RECREATE) and getattr(change.old, "prevent_destroy", False):
+            change.blocked = (
+                f"{kind_label(change.kind)} {change.name!r} has prevent_destroy=True: apply refuses to "
+                f"{change.action} it in live workspace {workspace!r} (first apply prevent_destroy=False on its own)"
+            )
         if change.action in (CREATE, RECREATE) and change.kind == FEATURE_VIEW and live:
             view = change.new
             if view is not None and view.is_batch and (view.online or view.offline):  # type: ignore[union-attr]

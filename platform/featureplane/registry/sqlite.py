@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from featureplane.registry.base import (
     ConflictError,
+    PlanRefused,
     Registry,
     RegistryError,
     VersionInfo,
@@ -186,6 +187,8 @@ class SQLiteRegistry(Registry):
                         f"workspace {plan.workspace!r} changed since the plan was made (planned against version "
                         f"{plan.base_version}, it is now at version {info.version}); run plan again"
                     )
+                if info.live:
+                    self._refuse_protected(con, plan)
                 version = info.version + 1
                 now = _now()
                 for change in plan.changes:
@@ -251,6 +254,27 @@ class SQLiteRegistry(Registry):
                 con.execute("ROLLBACK")
                 raise
         return version
+
+    @staticmethod
+    def _refuse_protected(con: sqlite3.Connection, plan: Plan) -> None:
+        from featureplane.registry.plan import DELETE, RECREATE
+
+        protected = []
+        for change in plan.changes:
+            if change.action not in (DELETE, RECREATE):
+                continue
+            row = con.execute(
+                "SELECT spec FROM objects WHERE workspace = ? AND kind = ? AND name = ?",
+                (plan.workspace, change.kind, change.name),
+            ).fetchone()
+            if row is not None and json.loads(row[0]).get("prevent_destroy"):
+                protected.append(f"{change.kind.replace('_', ' ')} {change.name!r} ({change.action})")
+        if protected:
+            raise PlanRefused(
+                f"refusing to apply to live workspace {plan.workspace!r}: prevent_destroy=True protects "
+                f"{', '.join(protected)}; to proceed, first apply prevent_destroy=False on its own "
+                "(or use --suppress-recreates to keep the existing data)"
+            )
 
     def history(self, name: str) -> list[VersionInfo]:
         with self._connect() as con:

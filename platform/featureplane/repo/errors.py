@@ -16,7 +16,8 @@ class Problem:
     def __str__(self) -> str:
         where = _short(self.location)
         subject = f"{self.kind} {self.name!r}" if self.name else self.kind
-        return f"{where}: {subject}: {self.message}" if where else f"{subject}: {self.message}"
+        parts = [p for p in (where, subject) if p]
+        return ": ".join([*parts, self.message])
 
 
 def _short(location: str) -> str:

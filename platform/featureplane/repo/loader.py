@@ -76,7 +76,9 @@ def load_repository(root: str | os.PathLike) -> Repository:
                 try:
                     importlib.import_module(name)
                 except DefinitionError as exc:
-                    problems.append(Problem("definition", "", "", str(exc)))
+                    problems.append(
+                        Problem("", "", "", str(exc))
+                    )  # the message names the object and file:line
                 except Exception as exc:
                     problems.append(Problem("file", "", _error_location(exc, path), _describe(exc)))
     finally:

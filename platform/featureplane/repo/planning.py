@@ -6,6 +6,7 @@ import getpass
 import logging
 from typing import TYPE_CHECKING
 
+from featureplane.registry.base import PlanRefused
 from featureplane.registry.plan import DELETE, RECREATE, Plan, build_plan
 from featureplane.repo.loader import load_repository
 from featureplane.repo.validation import check_schemas, compile_repository
@@ -25,14 +26,30 @@ def load_definitions(runtime: Runtime, *, check_with_engine: bool = True) -> Def
     return definitions
 
 
-def plan_repository(runtime: Runtime, workspace: str, definitions: DefinitionSet | None = None) -> Plan:
+def plan_repository(
+    runtime: Runtime,
+    workspace: str,
+    definitions: DefinitionSet | None = None,
+    *,
+    suppress_recreates: bool = False,
+) -> Plan:
     state = runtime.registry.load(workspace)
     desired = definitions if definitions is not None else load_definitions(runtime)
-    return build_plan(state.name, state.live, state.version, state.definitions, desired)
+    return build_plan(
+        state.name,
+        state.live,
+        state.version,
+        state.definitions,
+        desired,
+        suppress_recreates=suppress_recreates,
+    )
 
 
 def apply_plan(runtime: Runtime, plan: Plan, applied_by: str | None = None) -> int:
-    """Apply atomically (ConflictError if the workspace moved on), then prepare and clean up storage."""
+    """Apply atomically (ConflictError if the workspace moved on; PlanRefused if it would destroy a
+    protected object), then prepare the online store and delete data of recreated or deleted views."""
+    if plan.blocked:
+        raise PlanRefused("; ".join(c.blocked for c in plan.blocked))
     before = runtime.registry.load(plan.workspace)
     version = runtime.registry.apply(plan, applied_by or _whoami())
     if not plan.live:
@@ -61,3 +78,17 @@ def _whoami() -> str:
         return getpass.getuser()
     except Exception:
         return "unknown"
+
+
+def delete_workspace(runtime: Runtime, workspace: str) -> list[str]:
+    """Remove a workspace from the registry, then its data from both stores. Returns the tables dropped.
+
+    The registry goes first, so nothing serves or materializes the workspace while its data is deleted;
+    if deleting data fails afterwards, what is left is unreachable and a later call cleans it up."""
+    state = runtime.registry.load(workspace)
+    table_ids = [state.table_id(name) for name in state.definitions.feature_views]
+    runtime.registry.delete_workspace(workspace)
+    if state.live:
+        runtime.offline_store.drop_workspace(workspace, table_ids)
+        runtime.online_store.drop_workspace(workspace, table_ids)
+    return table_ids

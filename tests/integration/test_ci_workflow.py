@@ -1,0 +1,72 @@
+"""The CI workflow's commands, run as the workflow runs them: plan on a pull request, apply on merge,
+then the latest partitions through the Dagster CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+import yaml
+from conftest import BIN, ROOT
+
+pytestmark = pytest.mark.integration
+WORKFLOW = ROOT / ".github" / "workflows" / "featureplane.yml"
+
+
+def script(name: str, repo, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(ROOT / "scripts" / "ci" / name)],
+        cwd=repo.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def test_the_workflow_runs_the_tested_scripts():
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    steps = {
+        job: " ".join(str(s.get("run", "")) for s in spec["steps"]) for job, spec in workflow["jobs"].items()
+    }
+    assert "scripts/ci/plan.sh" in steps["plan"]
+    assert "scripts/ci/apply.sh" in steps["apply"] and "scripts/ci/materialize-latest.sh" in steps["apply"]
+    assert workflow["jobs"]["plan"]["if"] == "github.event_name == 'pull_request'"
+
+
+def test_plan_apply_and_materialize_latest(example_repo, dagster_home, tmp_path):
+    repo = example_repo
+    repo.cli("workspace", "create", "prod", "--live")
+    env = {
+        **repo.env,
+        "FEATUREPLANE_WORKSPACE": "prod",
+        "DAGSTER_HOME": str(dagster_home),
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "PLAN_OUTPUT": str(tmp_path / "plan.txt"),
+        "PLAN_JSON": str(tmp_path / "plan.json"),
+    }
+    planned = script("plan.sh", repo, env)
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    assert "+ create   feature view     user_daily_spend" in planned.stdout
+    assert "will be applied on merge" in planned.stdout
+    applied = script("apply.sh", repo, env)
+    assert applied.returncode == 0 and "now at version 1" in applied.stdout
+    again = script("plan.sh", repo, env)
+    assert again.returncode == 0 and "featureplane: no changes" in again.stdout
+
+    materialized = script("materialize-latest.sh", repo, {**env, "DAGSTER_HOME": str(dagster_home)})
+    assert materialized.returncode == 0, materialized.stdout[-3000:] + materialized.stderr[-3000:]
+    lines = [line for line in materialized.stdout.splitlines() if line.startswith("materializing ")]
+    assert [line.split()[1] for line in lines] == ["prod/user_daily_spend", "prod/user_profile"]
+    runtime = repo.runtime()
+    state = runtime.registry.load("prod")
+    for view in ("user_daily_spend", "user_profile"):
+        assert runtime.offline_store.version(state.table_id(view)) is not None
+
+    # A broken repository fails the pull request check with the file and line.
+    (repo.root / "broken.py").write_text(
+        "from featureplane import Entity\nEntity(name='bad name', join_keys=['x'])\n"
+    )
+    broken = script("plan.sh", repo, env)
+    assert broken.returncode == 1 and "broken.py:2" in broken.stdout and "plan failed" in broken.stdout
