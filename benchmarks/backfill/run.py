@@ -1,0 +1,284 @@
+"""Backfill benchmark: a year of daily partitions of the example repository, side by side in one run.
+
+Arms:
+  ours     `dagster asset materialize --partition-range` over every daily partition of the example's
+           feature views (the real CLI, Dagster instance, registry, Delta offline store, SQLite online store)
+  floor    one hand-written DuckDB query per view + one raw Delta write + one bulk SQLite insert
+  publish  the online-publish step alone, latest values of N entities x 10 features into SQLite:
+           featureplane's path versus Feast's `feast materialize` (Feast in its own virtualenv)
+
+usage: .venv/bin/python benchmarks/backfill/run.py [--users 10000] [--days 365] [--rate 3.0]
+       [--entities 1000000] [--skip-feast]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common import BIN, ROOT, WORK, feast_python, fresh_dir, markdown_table, run_measured, save_results
+
+HERE = Path(__file__).resolve().parent
+VIEWS = ["user_daily_spend", "user_profile"]
+
+
+def prepare_data(users: int, days: int, rate: float) -> tuple[Path, datetime, datetime]:
+    from featureplane.examples.fraud_data import DatasetSize, data_window, generate
+
+    data = WORK / "backfill" / "data"
+    warehouse = data / "warehouse.duckdb"
+    end = datetime.now(UTC).date()
+    params = {"users": users, "days": days, "rate": rate, "end": end.isoformat()}
+    stamp = data / "params.json"
+    if not (warehouse.exists() and stamp.exists() and json.loads(stamp.read_text()) == params):
+        fresh_dir(data)
+        print(
+            f"generating {days} days for {users:,} users at {rate}/user/day...", file=sys.stderr, flush=True
+        )
+        counts = generate(
+            warehouse, size=DatasetSize(users=users, days=days, mean_transactions_per_user_day=rate), end=end
+        )
+        params["transactions"] = counts["transactions"]
+        stamp.write_text(json.dumps(params))
+        params.pop("transactions")
+    start, stop = data_window(end, days)
+    return warehouse, start, stop
+
+
+def repo_copy(warehouse: Path, start: datetime) -> Path:
+    """The example repository, reading the benchmark's warehouse, with partitions from the data's start."""
+    repo = fresh_dir(WORK / "backfill" / "repo")
+    shutil.copytree(
+        ROOT / "feature_repo",
+        repo,
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns(".featureplane", "__pycache__"),
+    )
+    config = (repo / "featureplane.yaml").read_text()
+    config = config.replace("warehouse: .featureplane/warehouse.duckdb", f"warehouse: {warehouse}")
+    (repo / "featureplane.yaml").write_text(config)
+    for path in repo.rglob("*.py"):
+        text = path.read_text()
+        if "FEATURE_START = datetime(" in text:
+            text = re.sub(
+                r"FEATURE_START = datetime\([^)]*\)",
+                f"FEATURE_START = datetime({start.year}, {start.month}, {start.day})",
+                text,
+            )
+            path.write_text(text)
+    return repo
+
+
+def arm_ours(repo: Path, start: datetime, end: datetime) -> dict:
+    env = {
+        **os.environ,
+        "FEATUREPLANE_CONFIG": str(repo / "featureplane.yaml"),
+        "DAGSTER_HOME": str(fresh_dir(WORK / "backfill" / "dagster")),
+    }
+    shutil.copy(ROOT / "scripts" / "dagster.yaml", Path(env["DAGSTER_HOME"]) / "dagster.yaml")
+    featureplane = str(BIN / "featureplane")
+    run_measured([featureplane, "workspace", "create", "prod", "--live"], env=env)
+    run_measured([featureplane, "apply", "--yes"], env=env)
+    last = (end - timedelta(days=1)).strftime("%Y-%m-%d")
+    measured = run_measured(
+        [
+            str(BIN / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "dagster_project",
+            "--select",
+            ",".join(f"prod/{v}" for v in VIEWS),
+            "--partition-range",
+            f"{start:%Y-%m-%d}...{last}",
+        ],
+        env=env,
+    )
+    log = measured.stdout + measured.stderr
+    online_rows = sum(
+        int(n.replace(",", "")) for n in re.findall(r"online store updated \([^)]*\): ([\d,]+) written", log)
+    )
+    rows = sum(
+        int(n.replace(",", "")) for n in re.findall(r"wrote ([\d,]+) row\(s\) to the offline store", log)
+    )
+    return {
+        "seconds": measured.seconds,
+        "peak_rss_mb": measured.peak_rss_mb,
+        "dagster_runs": log.count("RUN_START"),
+        "offline_rows": rows,
+        "online_rows": online_rows,
+        "partitions": (end - start).days,
+    }
+
+
+def arm_floor(warehouse: Path, start: datetime, end: datetime) -> dict:
+    out = fresh_dir(WORK / "backfill" / "floor")
+    measured = run_measured(
+        [sys.executable, str(HERE / "floor.py"), str(warehouse), str(out), str(start), str(end)]
+    )
+    return {
+        "seconds": measured.seconds,
+        "peak_rss_mb": measured.peak_rss_mb,
+        **json.loads(measured.stdout.strip().splitlines()[-1]),
+    }
+
+
+def publish_data(entities: int) -> Path:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = WORK / "backfill" / f"publish-{entities}.parquet"
+    if not path.exists():
+        rng = np.random.default_rng(3)
+        columns = {
+            "user_id": pa.array([f"user_{i}" for i in range(entities)]),
+            "ts": pa.array(np.full(entities, np.datetime64("2026-01-01T00:00:00", "us"))),
+        }
+        columns.update({f"f{i}": pa.array(rng.random(entities)) for i in range(10)})
+        pq.write_table(pa.table(columns), path)
+    return path
+
+
+def arm_publish(entities: int, skip_feast: bool) -> dict:
+    parquet = publish_data(entities)
+    ours = run_measured(
+        [
+            sys.executable,
+            str(HERE / "publish_ours.py"),
+            str(parquet),
+            str(fresh_dir(WORK / "backfill" / "publish_ours")),
+        ]
+    )
+    result = {"entities": entities, "ours": json.loads(ours.stdout.strip().splitlines()[-1])}
+    result["ours"]["peak_rss_mb"] = ours.peak_rss_mb
+    if not skip_feast:
+        feast = run_measured(
+            [
+                str(feast_python()),
+                str(HERE / "publish_feast.py"),
+                str(parquet),
+                str(fresh_dir(WORK / "backfill" / "publish_feast")),
+            ]
+        )
+        result["feast"] = json.loads(feast.stdout.strip().splitlines()[-1])
+        result["feast"]["peak_rss_mb"] = feast.peak_rss_mb
+    return result
+
+
+def report(results: dict) -> str:
+    ours, floor, publish = results["ours"], results["floor"], results["publish"]
+    rows = [
+        [
+            "ours: `dagster asset materialize --partition-range`",
+            f"{ours['seconds']:.1f}",
+            f"{ours['seconds'] / floor['seconds']:.2f}x",
+            f"{ours['peak_rss_mb']:.0f}",
+            ours["dagster_runs"],
+            f"{ours['online_rows']:,}",
+        ],
+        [
+            "floor: hand-written DuckDB + raw Delta + bulk SQLite",
+            f"{floor['seconds']:.1f}",
+            "1.00x",
+            f"{floor['peak_rss_mb']:.0f}",
+            "-",
+            f"{floor['online_rows']:,}",
+        ],
+    ]
+    table = markdown_table(
+        ["backfill arm", "wall s", "vs floor", "peak MB", "Dagster runs", "online rows"], rows
+    )
+    o = publish["ours"]
+    publish_rows = [
+        [
+            "featureplane online publish (SQLite)",
+            f"{o['rows']:,}",
+            f"{o['seconds']:.1f}",
+            f"{o['rows'] / o['seconds']:,.0f}",
+            "1.00x",
+        ]
+    ]
+    if "feast" in publish:
+        f = publish["feast"]
+        ratio = (o["rows"] / o["seconds"]) / (f["rows"] / f["seconds"])
+        publish_rows.append(
+            [
+                "Feast `feast materialize` (SQLite)",
+                f"{f['rows']:,}",
+                f"{f['seconds']:.1f}",
+                f"{f['rows'] / f['seconds']:,.0f}",
+                f"ours is {ratio:.1f}x faster",
+            ]
+        )
+    publish_table = markdown_table(
+        ["online publish of latest values, 10 features", "entities", "seconds", "rows/s", "ratio"],
+        publish_rows,
+    )
+    data = results["data"]
+    return (
+        f"{data['transactions']:,} transactions, {data['users']:,} users, {data['days']} daily partitions per view "
+        f"({', '.join(VIEWS)}), measured {results['measured_at']}.\n\n{table}\n\n{publish_table}\n"
+    )
+
+
+def update_readme(section: str) -> None:
+    readme = ROOT / "benchmarks" / "README.md"
+    text = readme.read_text() if readme.exists() else "# Benchmarks\n"
+    begin, end = "<!-- backfill:begin -->", "<!-- backfill:end -->"
+    block = f"{begin}\n{section}{end}"
+    text = (
+        re.sub(f"{begin}.*?{end}", block, text, flags=re.S)
+        if begin in text
+        else text.rstrip() + f"\n\n## Backfill\n\n{block}\n"
+    )
+    readme.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--rate", type=float, default=3.0, help="mean transactions per user per day")
+    parser.add_argument("--entities", type=int, default=1_000_000)
+    parser.add_argument("--skip-feast", action="store_true")
+    parser.add_argument(
+        "--no-readme", action="store_true", help="print the table without updating benchmarks/README.md"
+    )
+    args = parser.parse_args()
+
+    warehouse, start, end = prepare_data(args.users, args.days, args.rate)
+    params = json.loads((warehouse.parent / "params.json").read_text())
+    repo = repo_copy(warehouse, start)
+    print("arm ours (Dagster CLI)...", file=sys.stderr, flush=True)
+    ours = arm_ours(repo, start, end)
+    print("arm floor...", file=sys.stderr, flush=True)
+    floor = arm_floor(warehouse, start, end)
+    print("online publish arms...", file=sys.stderr, flush=True)
+    publish = arm_publish(args.entities, args.skip_feast)
+    results = {
+        "measured_at": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "data": params,
+        "ours": ours,
+        "floor": floor,
+        "publish": publish,
+    }
+    save_results("backfill", results)
+    section = report(results)
+    print(section)
+    if not args.no_readme:
+        update_readme(section)
+
+
+if __name__ == "__main__":
+    main()
