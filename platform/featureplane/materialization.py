@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from featureplane.locks import file_lock
-from featureplane.online_stores.base import OnlineRow
+from featureplane.online_stores.base import EncodedRow, OnlineRow, encode_key
 from featureplane.partitions import windows
 from featureplane.specs import FeatureViewSpec
 
@@ -95,6 +95,40 @@ def online_rows(view: FeatureViewSpec, batch: pa.RecordBatch) -> Iterator[Online
         columns.append(values)
     for i, stamp in enumerate(stamps):
         yield OnlineRow(tuple(k[i] for k in keys), stamp, [c[i] for c in columns])
+
+
+def _json_value(feature_type: str, column: str) -> str:
+    """DuckDB SQL giving a value as the online store stores it (NaN as null, timestamps as ISO-8601 UTC)."""
+    if feature_type == "float64":
+        return f"CASE WHEN isnan({column}) THEN NULL ELSE {column} END"
+    if feature_type == "timestamp":
+        return (
+            f"CASE WHEN microsecond({column}) % 1000000 = 0 THEN strftime({column}, '%Y-%m-%dT%H:%M:%SZ') "
+            f"ELSE strftime({column}, '%Y-%m-%dT%H:%M:%S.%fZ') END"
+        )
+    return column
+
+
+def encoded_rows(view: FeatureViewSpec, batch: pa.RecordBatch, con: Any) -> Iterator[EncodedRow]:
+    """Rows in storage form, encoded column-wise by DuckDB rather than value by value in Python."""
+    import pyarrow as pa
+
+    def q(name: str) -> str:
+        return '"' + name.replace('"', '""') + '"'
+
+    values = " || ',' || ".join(
+        f"coalesce(to_json({_json_value(f.type.name, q(f.name))})::VARCHAR, 'null')" for f in view.features
+    )
+    con.register("__fp_batch", pa.Table.from_batches([batch]))
+    encoded = con.sql(
+        f"SELECT epoch_us({q(view.timestamp_field)}) AS ts, '[' || {values} || ']' AS v FROM __fp_batch"
+    ).to_arrow_table()
+    con.unregister("__fp_batch")
+    keys = zip(*(batch.column(k).to_pylist() for k in view.join_key_names), strict=True)
+    for key, stamp, blob in zip(
+        keys, encoded.column("ts").to_pylist(), encoded.column("v").to_pylist(), strict=True
+    ):
+        yield EncodedRow(encode_key(key), stamp, blob.encode())
 
 
 def _check_keys(view: FeatureViewSpec, table: pa.Table) -> None:
@@ -204,8 +238,12 @@ def sync_online(
     changes = runtime.offline_store.online_changes(
         table_id, view, before if incremental else None, start, end
     )
+    import duckdb
+
+    con = duckdb.connect()
     for batch in changes.upserts:
-        result.online_written += online.write(table_id, online_rows(view, batch))
+        result.online_written += online.write_encoded(table_id, encoded_rows(view, batch, con))
+    con.close()
     if changes.deletes:
         result.online_deleted = online.delete(table_id, changes.deletes)
     online.set_sync_marker(table_id, result.offline_version)

@@ -1,7 +1,7 @@
 """Run one materialization in this process and SIGKILL it at a chosen point (used by test_reliability).
 
 usage: crash_runner.py CONFIG WORKSPACE VIEW START END POINT
-POINT: offline_write (while the Delta data files are being written, before the commit),
+POINT: offline_write (data files written, Delta commit not yet made),
        before_online (after the offline commit, before the online sync),
        online_write (after the first online batch is committed), none.
 """
@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import threading
-import time
 from pathlib import Path
 
 from featureplane import materialization
@@ -27,16 +25,24 @@ def die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def kill_when_new_data_files_appear(table_dir: Path) -> None:
-    before = set(table_dir.rglob("*.parquet")) if table_dir.exists() else set()
+def write_files_then_die(table_or_uri, data, *, partition_by=None, **kwargs) -> None:
+    """Leave what a Delta writer killed before its commit leaves: new data files, no log entry.
 
-    def watch() -> None:
-        while True:
-            if table_dir.exists() and set(table_dir.rglob("*.parquet")) - before:
-                die()
-            time.sleep(0.0005)
+    Delta's commit (one new JSON file in _delta_log) is the only step that makes data visible; the
+    writer runs inside delta-rs, so the test reproduces the moment between its two phases itself."""
+    import uuid
 
-    threading.Thread(target=watch, daemon=True).start()
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    root = Path(str(table_or_uri))
+    column = (partition_by or ["_partition"])[0]
+    for value in pc.unique(data[column]).to_pylist():
+        part = data.filter(pc.equal(data[column], value)).drop_columns([column])
+        directory = root / f"{column}={value}"
+        directory.mkdir(parents=True, exist_ok=True)
+        pq.write_table(part, directory / f"part-00000-{uuid.uuid4()}-c000.snappy.parquet")
+    die()
 
 
 def main() -> None:
@@ -44,20 +50,22 @@ def main() -> None:
     runtime = Runtime(load_config(config_path))
     state = runtime.registry.load(workspace)
     if point == "offline_write":
-        kill_when_new_data_files_appear(runtime.config.offline_path / state.table_id(view))
+        import deltalake
+
+        deltalake.write_deltalake = write_files_then_die
     elif point == "before_online":
         materialization.sync_online = lambda *args, **kwargs: die()
     elif point == "online_write":
-        real_write = sqlite_store.SQLiteOnlineStore.write
+        real_write = sqlite_store.SQLiteOnlineStore.write_encoded
         sqlite_store.BATCH = 50
 
-        def write_then_die(self, table_id, rows, **kwargs):
+        def write_then_die(self, table_id, rows):
             iterator = iter(rows)
             first = [row for _, row in zip(range(sqlite_store.BATCH), iterator, strict=False)]
-            real_write(self, table_id, first, **kwargs)
+            real_write(self, table_id, first)
             die()
 
-        sqlite_store.SQLiteOnlineStore.write = write_then_die
+        sqlite_store.SQLiteOnlineStore.write_encoded = write_then_die
     materialization.materialize(runtime, state, view, parse_time(start), parse_time(end))
     print("completed")
 

@@ -140,7 +140,7 @@ def test_a_crash_between_offline_and_online_is_repaired_by_a_rerun(setup, monkey
     def crash(*args, **kwargs):
         raise OSError("killed")
 
-    monkeypatch.setattr(online, "write", crash)
+    monkeypatch.setattr(online, "write_encoded", crash)
     with pytest.raises(OSError):
         materialize(runtime, state, "amounts", D1 + DAY, D1 + 2 * DAY)
     monkeypatch.undo()

@@ -1,8 +1,10 @@
 """The embedded offline store: one Delta Lake table per feature view on local disk.
 
-Tables are partitioned by day (``_day``), so replacing a window rewrites only that window's files, and
-each window replace is one Delta commit (``overwrite`` with a predicate). Reads go through Arrow into
-DuckDB, which also runs the point-in-time join (ASOF JOIN).
+Tables are partitioned by time buckets (``_partition``: the month, yyyymm, for views scheduled daily or
+slower; the day, yyyymmdd, for views scheduled more often), so a window replace rewrites only the files
+of the buckets it touches and a year's backfill writes a dozen partitions rather than hundreds. Each
+window replace is one Delta commit (``overwrite`` with a predicate). Reads go through Arrow into DuckDB,
+which also runs the point-in-time join (ASOF JOIN).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
 
     from featureplane.config import Config
 
-PARTITION_COLUMN = "_day"
+PARTITION_COLUMN = "_partition"
 ROW_COLUMN = "__fp_row"
 SPINE_TS = "__fp_spine_ts"
 
@@ -75,17 +77,19 @@ class DeltaOfflineStore(OfflineStore):
         from deltalake import write_deltalake
 
         ts = view.timestamp_field
-        day = pc.strftime(data[ts], format="%Y-%m-%d") if data.num_rows else pa.array([], pa.string())
-        data = data.append_column(PARTITION_COLUMN, day.cast(pa.string()))
+        stamps = data[ts]
+        bucket = pc.add(pc.multiply(pc.year(stamps), 100), pc.month(stamps))
+        if _daily_buckets(view):
+            bucket = pc.add(pc.multiply(bucket, 100), pc.day(stamps))
+        data = data.append_column(PARTITION_COLUMN, bucket.cast(pa.int32()))
         path = self.path(table_id)
-        table = self._table(table_id)
-        if table is None:
+        if self._table(table_id) is None:
             path.mkdir(parents=True, exist_ok=True)
             write_deltalake(str(path), data, mode="overwrite", partition_by=[PARTITION_COLUMN])
         else:
-            last = end - timedelta(microseconds=1)
+            first, last = _bucket(view, start), _bucket(view, end - timedelta(microseconds=1))
             predicate = (
-                f"{PARTITION_COLUMN} >= '{start:%Y-%m-%d}' AND {PARTITION_COLUMN} <= '{last:%Y-%m-%d}' "
+                f"{PARTITION_COLUMN} >= {first} AND {PARTITION_COLUMN} <= {last} "
                 f"AND {ts} >= '{start.isoformat()}' AND {ts} < '{end.isoformat()}'"
             )
             write_deltalake(
@@ -161,46 +165,63 @@ class DeltaOfflineStore(OfflineStore):
         end: datetime | None,
         batch_size: int = 50_000,
     ) -> OnlineChanges:
+        """Latest rows that changed because ``[start, end)`` was replaced, reading only that window in
+        both versions and the buckets after it; the whole table only for a full sync.
+
+        A key's latest row is unchanged if it has a row after the window. Otherwise its new latest row is
+        its latest row in the new window, or, if the window lost all its rows, its latest row before the
+        window (or none: the key is deleted)."""
         con = _duck()
         self._register(con, "after_t", table_id, view)
         keys = ", ".join(q(k) for k in view.join_key_names)
-        ts = q(view.timestamp_field)
-        order = ", ".join(f"{q(f)} DESC NULLS LAST" for f in view.feature_names if not _is_array(view, f))
-        latest = "QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {ts} DESC{more}) = 1".format(
-            keys=keys, ts=ts, more=(", " + order) if order else ""
-        )
         columns = ", ".join(q(c) for c in self.columns(view))
-        if before_version is None:
+        latest = self._latest_clause(view)
+        if before_version is None or start is None or end is None:
             sql = f"SELECT {columns} FROM after_t {latest} ORDER BY {keys}"
             return OnlineChanges(upserts=_batches(con, sql, batch_size), deletes=[])
         self._register(con, "before_t", table_id, view, before_version)
-        window = []
-        if start is not None:
-            window.append(f"{ts} >= {ts_literal(start)}")
-        if end is not None:
-            window.append(f"{ts} < {ts_literal(end)}")
-        in_window = (" WHERE " + " AND ".join(window)) if window else ""
+        ts = q(view.timestamp_field)
+        first, last = _bucket(view, start), _bucket(view, end - timedelta(microseconds=1))
+        in_window = f"{PARTITION_COLUMN} BETWEEN {first} AND {last} AND {ts} >= {ts_literal(start)} AND {ts} < {ts_literal(end)}"
+        after_window = f"{PARTITION_COLUMN} >= {_bucket(view, end)} AND {ts} >= {ts_literal(end)}"
         con.execute(
-            f"CREATE TEMP TABLE affected AS SELECT DISTINCT {keys} FROM ("
-            f"SELECT {keys} FROM after_t{in_window} UNION ALL SELECT {keys} FROM before_t{in_window})"
+            f"CREATE TEMP TABLE later AS SELECT DISTINCT {keys} FROM after_t WHERE {after_window}"
+        ).fetchall()
+        for name, source in (("new_w", "after_t"), ("old_w", "before_t")):
+            con.execute(
+                f"CREATE TEMP TABLE {name} AS SELECT {columns} FROM {source} WHERE {in_window} "
+                f"AND NOT EXISTS (SELECT 1 FROM later WHERE {_match('later', source, view)}) {latest}"
+            ).fetchall()
+        # Keys whose window rows all disappeared fall back to their latest row before the window.
+        con.execute(
+            f"CREATE TEMP TABLE lost AS SELECT {keys} FROM old_w ANTI JOIN new_w USING ({keys})"
         ).fetchall()
         con.execute(
-            f"CREATE TEMP TABLE a AS SELECT {columns} FROM after_t SEMI JOIN affected USING ({keys}) {latest}"
+            f"CREATE TEMP TABLE fallback AS SELECT {columns} FROM after_t SEMI JOIN lost USING ({keys}) "
+            f"WHERE {PARTITION_COLUMN} <= {first} AND {ts} < {ts_literal(start)} {latest}"
         ).fetchall()
-        con.execute(
-            f"CREATE TEMP TABLE b AS SELECT {columns} FROM before_t SEMI JOIN affected USING ({keys}) {latest}"
+        deletes = con.sql(
+            f"SELECT {keys} FROM lost ANTI JOIN fallback USING ({keys}) ORDER BY {keys}"
         ).fetchall()
         differs = " OR ".join(
-            f"a.{q(c)} IS DISTINCT FROM b.{q(c)}" for c in [view.timestamp_field, *view.feature_names]
+            f"n.{q(c)} IS DISTINCT FROM o.{q(c)}" for c in [view.timestamp_field, *view.feature_names]
         )
-        missing = " AND ".join(f"b.{q(k)} IS NULL" for k in view.join_key_names)
-        join_on = " AND ".join(f"a.{q(k)} = b.{q(k)}" for k in view.join_key_names)
-        deletes = con.sql(f"SELECT {keys} FROM b ANTI JOIN a USING ({keys}) ORDER BY {keys}").fetchall()
+        join_on = " AND ".join(f"n.{q(k)} = o.{q(k)}" for k in view.join_key_names)
+        missing = " AND ".join(f"o.{q(k)} IS NULL" for k in view.join_key_names)
         sql = (
-            f"SELECT {', '.join('a.' + q(c) for c in self.columns(view))} FROM a LEFT JOIN b ON {join_on} "
-            f"WHERE ({missing}) OR {differs} ORDER BY {', '.join('a.' + q(k) for k in view.join_key_names)}"
+            f"SELECT {', '.join('n.' + q(c) for c in self.columns(view))} FROM new_w AS n LEFT JOIN old_w AS o "
+            f"ON {join_on} WHERE ({missing}) OR {differs} "
+            f"UNION ALL SELECT {columns} FROM fallback ORDER BY {keys}"
         )
         return OnlineChanges(upserts=_batches(con, sql, batch_size), deletes=[tuple(r) for r in deletes])
+
+    @staticmethod
+    def _latest_clause(view: FeatureViewSpec) -> str:
+        """Keep each key's latest row (ties broken by the feature values, so the choice is deterministic)."""
+        keys = ", ".join(q(k) for k in view.join_key_names)
+        order = ", ".join(f"{q(f)} DESC NULLS LAST" for f in view.feature_names if not _is_array(view, f))
+        more = (", " + order) if order else ""
+        return f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {q(view.timestamp_field)} DESC{more}) = 1"
 
     # -- training data ---------------------------------------------------------------------------
 
@@ -279,6 +300,20 @@ class DeltaOfflineStore(OfflineStore):
             f"ORDER BY {keys}, _valid_from"
         )
         return to_pandas(con.sql(sql).to_arrow_table())
+
+
+def _daily_buckets(view: FeatureViewSpec) -> bool:
+    return (view.batch_schedule_seconds or 86400) < 86400
+
+
+def _bucket(view: FeatureViewSpec, value: datetime) -> int:
+    """The ``_partition`` value of a timestamp: yyyymm, or yyyymmdd for views scheduled within a day."""
+    month = value.year * 100 + value.month
+    return month * 100 + value.day if _daily_buckets(view) else month
+
+
+def _match(left: str, right: str, view: FeatureViewSpec) -> str:
+    return " AND ".join(f"{left}.{q(k)} = {right}.{q(k)}" for k in view.join_key_names)
 
 
 def _is_array(view: FeatureViewSpec, feature: str) -> bool:

@@ -25,6 +25,14 @@ class OnlineValue(NamedTuple):
     values: list[Any]
 
 
+class EncodedRow(NamedTuple):
+    """A row already in storage form: ``encode_key`` text, event time (µs), ``encode_values`` JSON."""
+
+    entity_key: str
+    event_ts: int
+    blob: bytes
+
+
 def encode_key(key: Sequence[Any]) -> str:
     """The canonical text of a join-key tuple, identical on the write and read paths."""
     return orjson.dumps(list(key)).decode()
@@ -44,6 +52,14 @@ class OnlineStore(ABC):
         """Upsert rows; return how many were written. With ``only_if_newer`` a row never replaces one with
         a later event timestamp (ingest); without it, rows are set as given (materialization, which writes
         the offline store's exact latest values). Unchanged rows are not rewritten."""
+
+    def write_encoded(self, table_id: str, rows: Iterable[EncodedRow]) -> int:
+        """Set rows given in storage form (the bulk path of materialization). Stores that keep the
+        JSON text as it is override this to skip decoding."""
+        return self.write(
+            table_id,
+            (OnlineRow(tuple(orjson.loads(r.entity_key)), r.event_ts, decode_values(r.blob)) for r in rows),
+        )
 
     @abstractmethod
     def delete(self, table_id: str, keys: Iterable[tuple]) -> int: ...

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from featureplane.online_stores.base import (
+    EncodedRow,
     OnlineRow,
     OnlineStore,
     OnlineValue,
@@ -47,7 +48,7 @@ _CHANGED = (
 UPSERT = _INSERT + "WHERE " + _CHANGED
 UPSERT_IF_NEWER = _INSERT + "WHERE excluded.event_ts >= online_features.event_ts AND " + _CHANGED
 
-BATCH = 5000
+BATCH = 20_000
 MAX_READ_PARAMS = 30000
 
 
@@ -81,15 +82,19 @@ class SQLiteOnlineStore(OnlineStore):
             self._local.con = None
 
     def write(self, table_id: str, rows: Iterable[OnlineRow], *, only_if_newer: bool = False) -> int:
+        encoded = ((table_id, encode_key(r.key), int(r.event_ts), encode_values(r.values)) for r in rows)
+        return self._upsert(UPSERT_IF_NEWER if only_if_newer else UPSERT, encoded)
+
+    def write_encoded(self, table_id: str, rows: Iterable[EncodedRow]) -> int:
+        return self._upsert(UPSERT, ((table_id, r.entity_key, r.event_ts, r.blob) for r in rows))
+
+    def _upsert(self, statement: str, params: Iterable[tuple]) -> int:
+        """Prepared upserts, one transaction per batch of rows."""
         con = self._con()
-        statement = UPSERT_IF_NEWER if only_if_newer else UPSERT
         written = 0
-        iterator = iter(rows)
+        iterator = iter(params)
         while True:
-            chunk = [
-                (table_id, encode_key(row.key), int(row.event_ts), encode_values(row.values))
-                for row in islice(iterator, BATCH)
-            ]
+            chunk = list(islice(iterator, BATCH))
             if not chunk:
                 break
             con.execute("BEGIN IMMEDIATE")
