@@ -31,7 +31,9 @@ VIEWS = ["user_daily_spend", "user_profile"]
 
 
 def prepare_data(users: int, days: int, rate: float) -> tuple[Path, datetime, datetime]:
-    from featureplane.examples.fraud_data import DatasetSize, data_window, generate
+    """Generate the data once per size (in a child process, so this process stays small and the
+    measured children do not inherit its memory)."""
+    from featureplane.examples.fraud_data import data_window
 
     data = WORK / "backfill" / "data"
     warehouse = data / "warehouse.duckdb"
@@ -40,17 +42,25 @@ def prepare_data(users: int, days: int, rate: float) -> tuple[Path, datetime, da
     stamp = data / "params.json"
     if not (warehouse.exists() and stamp.exists() and json.loads(stamp.read_text()) == params):
         fresh_dir(data)
-        print(
-            f"generating {days} days for {users:,} users at {rate}/user/day...", file=sys.stderr, flush=True
+        config = data / "featureplane.yaml"
+        config.write_text(f"project: bench\nengine: {{type: duckdb, warehouse: {warehouse}}}\n")
+        run_measured(
+            [str(BIN / "featureplane"), "example", "generate", "--users", str(users), "--days", str(days),
+             "--rate", str(rate), "--end", end.isoformat(), "--config", str(config)]
         )
-        counts = generate(
-            warehouse, size=DatasetSize(users=users, days=days, mean_transactions_per_user_day=rate), end=end
-        )
-        params["transactions"] = counts["transactions"]
         stamp.write_text(json.dumps(params))
-        params.pop("transactions")
     start, stop = data_window(end, days)
     return warehouse, start, stop
+
+
+def transaction_count(warehouse: Path) -> int:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(f"ATTACH '{warehouse}' AS w (READ_ONLY)").fetchall()
+    count = con.sql("SELECT count(*) FROM w.raw.transactions").fetchone()[0]
+    con.close()
+    return count
 
 
 def repo_copy(warehouse: Path, start: datetime) -> Path:
@@ -259,6 +269,7 @@ def main() -> None:
 
     warehouse, start, end = prepare_data(args.users, args.days, args.rate)
     params = json.loads((warehouse.parent / "params.json").read_text())
+    params["transactions"] = transaction_count(warehouse)
     repo = repo_copy(warehouse, start)
     print("arm ours (Dagster CLI)...", file=sys.stderr, flush=True)
     ours = arm_ours(repo, start, end)

@@ -396,6 +396,7 @@ def example_generate(
         str | None, typer.Option(help="First day after the data, YYYY-MM-DD (default: today, UTC).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed; the same inputs give the same data.")] = 7,
+    rate: Annotated[float, typer.Option(help="Mean transactions per user per day.")] = 1.25,
     config: ConfigOption = None,
 ) -> None:
     """Generate the fraud-detection example's transactions and users into the warehouse."""
@@ -416,7 +417,7 @@ def example_generate(
         task = progress.add_task("days", total=days)
         counts = generate(
             cfg.warehouse_path,
-            size=DatasetSize(users=users, days=days),
+            size=DatasetSize(users=users, days=days, mean_transactions_per_user_day=rate),
             end=end_date,
             seed=seed,
             on_day=lambda done, total: progress.update(task, completed=done),
