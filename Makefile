@@ -12,7 +12,10 @@ export DO_NOT_TRACK := 1
 
 .PHONY: setup demo test lint ui serve clean
 
-setup: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+# Test servers from npm (dynalite: a DynamoDB-compatible server), pinned by tests/servers/package-lock.json.
+TEST_SERVERS := tests/servers/node_modules/.package-lock.json
+
+setup: $(STAMP) $(DAGSTER_HOME)/dagster.yaml $(TEST_SERVERS)
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +23,11 @@ $(STAMP): pyproject.toml constraints.txt
 	@$(BIN)/python -m pip install --quiet --upgrade pip
 	@$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	@touch $(STAMP)
+
+$(TEST_SERVERS): tests/servers/package.json tests/servers/package-lock.json
+	@echo "Installing the test servers (dynalite) with npm ci..."
+	@cd tests/servers && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
 
 $(DAGSTER_HOME)/dagster.yaml: scripts/dagster.yaml
 	@mkdir -p $(DAGSTER_HOME)
@@ -41,4 +49,4 @@ serve: setup
 	@$(BIN)/featureplane serve --config feature_repo
 
 clean:
-	rm -rf $(VENV) .dagster feature_repo/.featureplane
+	rm -rf $(VENV) .dagster feature_repo/.featureplane tests/servers/node_modules build

@@ -205,7 +205,9 @@ def sync_online(
         table_id, view, before if incremental else None, start, end
     )
     for batch in changes.upserts:
-        result.online_written += online.write(table_id, online_rows(view, batch))
+        result.online_written += online.write(
+            table_id, online_rows(view, batch), ttl_seconds=view.ttl_seconds
+        )
     if changes.deletes:
         result.online_deleted = online.delete(table_id, changes.deletes)
     online.set_sync_marker(table_id, result.offline_version)

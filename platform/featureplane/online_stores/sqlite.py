@@ -80,7 +80,14 @@ class SQLiteOnlineStore(OnlineStore):
             con.close()
             self._local.con = None
 
-    def write(self, table_id: str, rows: Iterable[OnlineRow], *, only_if_newer: bool = False) -> int:
+    def write(
+        self,
+        table_id: str,
+        rows: Iterable[OnlineRow],
+        *,
+        only_if_newer: bool = False,
+        ttl_seconds: int | None = None,
+    ) -> int:
         con = self._con()
         statement = UPSERT_IF_NEWER if only_if_newer else UPSERT
         written = 0
