@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 from datetime import datetime
 
 import pytest
+from conftest import ROOT
 from featureplane.config import ConfigError
 from featureplane.materialization import materialize
 from featureplane.repo.planning import apply_plan, plan_repository
@@ -176,3 +180,53 @@ def test_configuration_from_environment_variables(tmp_path):
     (tmp_path / "featureplane.yaml").write_text("project: p\nonline_store: {type: dynamodb}\n")
     with pytest.raises(ConfigError, match=r"serving\.registry_snapshot is not set"):
         config_from_environment({"FEATUREPLANE_CONFIG": str(tmp_path / "featureplane.yaml")})
+
+
+def test_the_lambda_path_imports_nothing_heavy_and_creates_no_client_at_import():
+    code = (
+        "import sys\n"
+        "import featureplane.serving.aws_lambda, featureplane.serving.app\n"
+        "import featureplane.online_stores.dynamodb, featureplane.serving.registry_snapshot\n"
+        "heavy = ['pandas', 'pyarrow', 'numpy', 'duckdb', 'dagster', 'dbt', 'great_expectations',\n"
+        "         'snowflake.connector', 'snowflake.snowpark', 'deltalake', 'sqlglot', 'boto3', 'botocore']\n"
+        "print(','.join(sorted(m for m in heavy if m in sys.modules)))\n"
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("AWS_LAMBDA_FUNCTION_NAME", "FEATUREPLANE_LAMBDA_INIT")
+    }
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert result.stdout.strip() == ""
+
+
+def test_the_sam_template_runs_this_handler_with_the_variables_it_reads():
+    import yaml
+
+    class CloudFormationLoader(yaml.SafeLoader):
+        pass
+
+    CloudFormationLoader.add_multi_constructor(
+        "!", lambda loader, tag, node: f"{tag} {getattr(node, 'value', '')}"
+    )
+    template = yaml.load(
+        (ROOT / "deploy" / "lambda" / "template.yaml").read_text(), Loader=CloudFormationLoader
+    )
+    function = template["Resources"]["LookupFunction"]["Properties"]
+    module, _, name = function["Handler"].rpartition(".")
+    assert module == aws_lambda.__name__ and callable(getattr(aws_lambda, name))
+    assert function["Runtime"] == "python3.11"
+    assert function["CodeUri"] == "../../build/lambda/featureplane-lookup.zip"
+    variables = set(function["Environment"]["Variables"])
+    assert variables == {
+        "FEATUREPLANE_REGISTRY_SNAPSHOT",
+        "FEATUREPLANE_DYNAMODB_TABLE_PREFIX",
+        "FEATUREPLANE_REGISTRY_REFRESH_SECONDS",
+    }
+    config = config_from_environment(dict(zip(sorted(variables), ["fp_", "7", "s3://b/k"], strict=True)))
+    assert config.online_store["table_prefix"] == "fp_"
+    assert config.serving == {"registry_snapshot": "s3://b/k", "registry_refresh_seconds": 7.0}
+    statements = function["Policies"][0]["Statement"]
+    actions = {a for s in statements if isinstance(s, dict) for a in s["Action"]}
+    assert {"dynamodb:BatchGetItem", "s3:GetObject"} <= actions
+    assert function["FunctionUrlConfig"] and function["Events"]["LookupApi"]["Type"] == "HttpApi"
