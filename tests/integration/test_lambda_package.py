@@ -15,23 +15,10 @@ from aws_servers import AWS_ENV, use_dynamodb
 from conftest import ROOT
 from featureplane.materialization import materialize
 from featureplane.repo.planning import apply_plan, plan_repository
-from helpers import events_repo
+from helpers import AMOUNTS_SERVICE, events_repo
 
 pytestmark = pytest.mark.integration
 
-VIEW = """
-    from datetime import datetime, timedelta
-    from base import events, user
-    from featureplane import Attribute, Float64, FeatureService, batch_feature_view
-
-    @batch_feature_view(sources=[events], entities=[user], mode="snowflake_sql",
-                        features=[Attribute("amount", Float64)], timestamp_field="ts",
-                        feature_start_time=datetime(2024, 1, 1), online=True)
-    def amounts(events):
-        return f"SELECT user_id, ts, amount FROM {events}"
-
-    svc = FeatureService(name="svc", features=[amounts])
-"""
 INVOKE = """
 import json, sys, time
 started = time.perf_counter()
@@ -92,7 +79,7 @@ def test_built_zip_answers_a_get_features_event_in_a_boto3_only_virtualenv(tmp_p
     )  # fmt: skip
 
     # Data to serve: a repository applied (snapshot exported to a file) and materialized into dynalite.
-    repo = events_repo(tmp_path / "repo", VIEW)
+    repo = events_repo(tmp_path / "repo", AMOUNTS_SERVICE)
     snapshot = tmp_path / "serving.json"
     use_dynamodb(repo.config_path, dynalite, table_prefix, snapshot=str(snapshot))
     runtime = repo.runtime()

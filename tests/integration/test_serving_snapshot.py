@@ -19,23 +19,10 @@ from featureplane.serving.registry_snapshot import (
     SnapshotDocumentSource,
     open_location,
 )
-from helpers import events_repo
+from helpers import AMOUNTS_SERVICE, events_repo
 
 pytestmark = pytest.mark.integration
 
-VIEW = """
-    from datetime import datetime, timedelta
-    from base import events, user
-    from featureplane import Attribute, Float64, FeatureService, batch_feature_view
-
-    @batch_feature_view(sources=[events], entities=[user], mode="snowflake_sql",
-                        features=[Attribute("amount", Float64)], timestamp_field="ts",
-                        feature_start_time=datetime(2024, 1, 1), online=True, ttl=timedelta(days=36500))
-    def amounts(events):
-        return f"SELECT user_id, ts, amount FROM {events}"
-
-    svc = FeatureService(name="svc", features=[amounts])
-"""
 NEW_SERVICE = "from views import amounts\nfrom featureplane import FeatureService\nsvc2 = FeatureService(name='svc2', features=[amounts])\n"
 
 
@@ -74,7 +61,7 @@ def lambda_env(monkeypatch):
 def test_lambda_serves_dynamodb_from_a_file_snapshot_and_picks_up_applies(
     tmp_path, dynalite, table_prefix, lambda_env
 ):
-    repo = events_repo(tmp_path / "repo", VIEW)
+    repo = events_repo(tmp_path / "repo", AMOUNTS_SERVICE)
     snapshot = tmp_path / "serving.json"
     use_dynamodb(repo.config_path, dynalite, table_prefix, snapshot=str(snapshot))
     runtime = repo.runtime()
@@ -125,7 +112,7 @@ def test_s3_snapshot_is_exported_by_apply_and_rechecked_by_etag(tmp_path, moto_s
     s3 = boto3.client("s3", region_name="us-east-1")
     s3.create_bucket(Bucket="features")
     uri = "s3://features/fraud/serving.json"
-    repo = events_repo(tmp_path / "repo", VIEW)
+    repo = events_repo(tmp_path / "repo", AMOUNTS_SERVICE)
     text = repo.config_path.read_text().replace(
         "serving: {registry_refresh_seconds: 0.5}",
         f"serving: {{registry_refresh_seconds: 0.1, registry_snapshot: '{uri}'}}",

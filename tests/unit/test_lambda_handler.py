@@ -20,21 +20,8 @@ from featureplane.serving import aws_lambda
 from featureplane.serving.aws_lambda import config_from_environment, handler, parse_event
 from featureplane.serving.core import LookupService
 from featureplane.serving.snapshot import SnapshotCache
-from helpers import events_repo
+from helpers import AMOUNTS_SERVICE, events_repo
 
-VIEW = """
-    from datetime import datetime
-    from base import events, user
-    from featureplane import Attribute, Float64, FeatureService, batch_feature_view
-
-    @batch_feature_view(sources=[events], entities=[user], mode="snowflake_sql",
-                        features=[Attribute("amount", Float64)], timestamp_field="ts",
-                        feature_start_time=datetime(2024, 1, 1), online=True)
-    def amounts(events):
-        return f"SELECT user_id, ts, amount FROM {events}"
-
-    svc = FeatureService(name="svc", features=[amounts])
-"""
 PATH = "/api/v1/feature-service/get-features"
 BODY = json.dumps(
     {"params": {"workspaceName": "prod", "featureServiceName": "svc", "joinKeyMap": {"user_id": "u1"}}}
@@ -76,7 +63,7 @@ def http_v2(body: str | None = BODY, stage: str = "$default", raw_path: str = PA
 
 @pytest.fixture
 def service(tmp_path, monkeypatch):
-    repo = events_repo(tmp_path, VIEW)
+    repo = events_repo(tmp_path, AMOUNTS_SERVICE)
     runtime = repo.runtime()
     runtime.registry.create_workspace("prod", live=True)
     apply_plan(runtime, plan_repository(runtime, "prod"))
