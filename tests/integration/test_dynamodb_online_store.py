@@ -201,3 +201,11 @@ def test_a_table_with_another_key_schema_is_refused(dynalite, table_prefix):
 def test_unknown_settings_are_named():
     with pytest.raises(ValueError, match="unknown setting"):
         create_online_store({"type": "dynamodb", "tabel_prefix": "x"})
+
+
+def test_a_missing_table_says_how_to_create_it(dynalite, table_prefix):
+    store = store_for(dynalite, table_prefix)
+    with pytest.raises(DynamoDBWriteError, match=r"does not exist: `featureplane apply`"):
+        store.write("nowhere/stats/g1", rows(2))
+    with pytest.raises(DynamoDBError, match=r"does not exist: `featureplane apply`"):
+        store.sync_marker("nowhere/stats/g1")

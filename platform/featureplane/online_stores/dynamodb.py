@@ -84,6 +84,12 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, BotoConnectionError | HTTPClientError)
 
 
+def _hint(exc: BaseException) -> str:
+    if _error_code(exc) == "ResourceNotFoundException":
+        return " (the table does not exist: `featureplane apply` to the live workspace creates it)"
+    return ""
+
+
 def _describe_keys(keys: Sequence[str], limit: int = 5) -> str:
     shown = ", ".join(keys[:limit])
     return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
@@ -169,8 +175,9 @@ class DynamoDBOnlineStore(OnlineStore):
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    import boto3
                     from botocore.config import Config as BotoConfig
+
+                    from featureplane.aws import client
 
                     config = BotoConfig(
                         retries={"total_max_attempts": 1},
@@ -179,7 +186,7 @@ class DynamoDBOnlineStore(OnlineStore):
                         read_timeout=self.read_timeout,
                         tcp_keepalive=True,
                     )
-                    self._client = boto3.session.Session().client(
+                    self._client = client(
                         "dynamodb", region_name=self.region, endpoint_url=self.endpoint_url, config=config
                     )
         return self._client
@@ -242,6 +249,10 @@ class DynamoDBOnlineStore(OnlineStore):
             except Exception as exc:
                 attempt += 1
                 if not _retryable(exc):
+                    if _hint(exc) and operation != "describe_table":
+                        raise DynamoDBError(
+                            f"DynamoDB {operation} for {what} failed: {exc}{_hint(exc)}"
+                        ) from exc
                     raise
                 if attempt >= self.max_attempts:
                     raise DynamoDBError(
@@ -338,7 +349,7 @@ class DynamoDBOnlineStore(OnlineStore):
                     keys = [self._request_key(r) for r in pending]
                     raise DynamoDBWriteError(
                         f"DynamoDB table {table}: {len(pending)} item(s) not {verb} "
-                        f"({_describe_keys(keys)}): {exc}",
+                        f"({_describe_keys(keys)}): {exc}{_hint(exc)}",
                         table,
                         keys,
                     ) from exc

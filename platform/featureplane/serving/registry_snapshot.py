@@ -161,9 +161,9 @@ class S3Location:
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3
+            from featureplane.aws import client
 
-            self._client = boto3.session.Session().client("s3", region_name=self.region)
+            self._client = client("s3", region_name=self.region)
         return self._client
 
     def fetch(self, tag: str | None = None) -> Fetched:
