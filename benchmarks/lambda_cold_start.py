@@ -55,7 +55,10 @@ started, cpu = time.perf_counter(), time.process_time()
 import featureplane.serving.aws_lambda as module
 assert module._service is not None, module._init_error
 elapsed = (time.perf_counter() - started) * 1000, (time.process_time() - cpu) * 1000
-assert module.__file__.startswith(os.environ["PYTHONPATH"]), module.__file__
+import sys
+outside = [m.__file__ for n, m in list(sys.modules.items()) if n.startswith("featureplane") and
+           not m.__file__.startswith(os.environ["PYTHONPATH"])]
+assert not outside, outside
 assert module._service.online_store._client is not None
 assert module._service.snapshots._snapshots.keys() == {"prod", "staging"}
 print(*elapsed)

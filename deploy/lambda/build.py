@@ -31,6 +31,7 @@ ENTRY_MODULES = [
     "featureplane.serving.app",
     "featureplane.serving.registry_snapshot",
     "featureplane.online_stores.dynamodb",
+    "featureplane.aws",
 ]
 BUNDLED = ["orjson", "PyYAML"]  # distribution names, pinned in constraints.txt
 HEAVY = ["pandas", "pyarrow", "numpy", "duckdb", "dagster", "dbt", "great_expectations", "snowflake.connector",
