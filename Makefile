@@ -12,6 +12,9 @@ export DO_NOT_TRACK := 1
 
 .PHONY: setup demo test lint ui serve clean
 
+# Test servers from npm (dynalite: a DynamoDB-compatible server), pinned by tests/servers/package-lock.json.
+TEST_SERVERS := tests/servers/node_modules/.package-lock.json
+
 setup: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 
 $(STAMP): pyproject.toml constraints.txt
@@ -21,6 +24,11 @@ $(STAMP): pyproject.toml constraints.txt
 	@$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	@touch $(STAMP)
 
+$(TEST_SERVERS): tests/servers/package.json tests/servers/package-lock.json
+	@echo "Installing the test servers (dynalite) with npm ci..."
+	@cd tests/servers && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
 $(DAGSTER_HOME)/dagster.yaml: scripts/dagster.yaml
 	@mkdir -p $(DAGSTER_HOME)
 	@cp scripts/dagster.yaml $@
@@ -28,7 +36,7 @@ $(DAGSTER_HOME)/dagster.yaml: scripts/dagster.yaml
 demo: setup
 	@$(BIN)/python scripts/demo.py
 
-test: setup
+test: setup $(TEST_SERVERS)
 	@$(BIN)/python -m pytest
 
 lint: setup
@@ -41,4 +49,4 @@ serve: setup
 	@$(BIN)/featureplane serve --config feature_repo
 
 clean:
-	rm -rf $(VENV) .dagster feature_repo/.featureplane
+	rm -rf $(VENV) .dagster feature_repo/.featureplane tests/servers/node_modules build

@@ -238,3 +238,45 @@ def post_json(url: str, payload: dict | bytes, headers: dict | None = None) -> t
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
+
+
+# -- AWS stand-ins (DynamoDB via dynalite, S3 via moto's server) -----------------------------------
+
+
+@pytest.fixture(scope="session")
+def aws_credentials() -> Iterator[None]:
+    """Dummy credentials and region for boto3, for the whole session (and the processes it starts)."""
+    from aws_servers import AWS_ENV
+
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in AWS_ENV.items():
+            patch.setenv(key, value)
+        yield
+
+
+@pytest.fixture(scope="session")
+def dynalite(aws_credentials, tmp_path_factory) -> Iterator[str]:
+    """A DynamoDB-compatible server (dynalite) on 127.0.0.1; yields its endpoint URL."""
+    from aws_servers import start_dynalite
+
+    server = start_dynalite(tmp_path_factory.mktemp("dynalite"))
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_server(aws_credentials, tmp_path_factory) -> Iterator[str]:
+    """moto's server (S3 and more) on 127.0.0.1; yields its endpoint URL."""
+    from aws_servers import start_moto
+
+    server = start_moto(tmp_path_factory.mktemp("moto"), BIN)
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def table_prefix() -> str:
+    """A DynamoDB table prefix of this test's own, so tests sharing a server never meet."""
+    import uuid
+
+    return f"t{uuid.uuid4().hex[:10]}_"

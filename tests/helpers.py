@@ -46,3 +46,19 @@ def events_repo(
         },
     )
     return repo
+
+
+# One online view over ``events`` and a service ``svc`` reading it (u1's latest amount is 7.0).
+AMOUNTS_SERVICE = """
+    from datetime import datetime
+    from base import events, user
+    from featureplane import Attribute, Float64, FeatureService, batch_feature_view
+
+    @batch_feature_view(sources=[events], entities=[user], mode="snowflake_sql",
+                        features=[Attribute("amount", Float64)], timestamp_field="ts",
+                        feature_start_time=datetime(2024, 1, 1), online=True)
+    def amounts(events):
+        return f"SELECT user_id, ts, amount FROM {events}"
+
+    svc = FeatureService(name="svc", features=[amounts])
+"""

@@ -45,8 +45,21 @@ def prepare_data(users: int, days: int, rate: float) -> tuple[Path, datetime, da
         config = data / "featureplane.yaml"
         config.write_text(f"project: bench\nengine: {{type: duckdb, warehouse: {warehouse}}}\n")
         run_measured(
-            [str(BIN / "featureplane"), "example", "generate", "--users", str(users), "--days", str(days),
-             "--rate", str(rate), "--end", end.isoformat(), "--config", str(config)]
+            [
+                str(BIN / "featureplane"),
+                "example",
+                "generate",
+                "--users",
+                str(users),
+                "--days",
+                str(days),
+                "--rate",
+                str(rate),
+                "--end",
+                end.isoformat(),
+                "--config",
+                str(config),
+            ]
         )
         stamp.write_text(json.dumps(params))
     start, stop = data_window(end, days)

@@ -242,7 +242,9 @@ def sync_online(
 
     con = duckdb.connect()
     for batch in changes.upserts:
-        result.online_written += online.write_encoded(table_id, encoded_rows(view, batch, con))
+        result.online_written += online.write_encoded(
+            table_id, encoded_rows(view, batch, con), ttl_seconds=view.ttl_seconds
+        )
     con.close()
     if changes.deletes:
         result.online_deleted = online.delete(table_id, changes.deletes)

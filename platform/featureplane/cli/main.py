@@ -263,6 +263,23 @@ def apply(
     console.print(f"[green]Applied[/] to workspace [bold]{result.workspace}[/]: now at version {version}.")
 
 
+@app.command("export-snapshot")
+def export_snapshot(config: ConfigOption = None) -> None:
+    """Write the serving snapshot (serving.registry_snapshot) that Lambda lookup services read.
+
+    `apply` does this after every change to a live workspace; run it to repair or seed the snapshot."""
+    from featureplane.repo.planning import export_serving_snapshot
+
+    runtime = _runtime(config)
+    try:
+        target = export_serving_snapshot(runtime)
+    except RuntimeError as exc:
+        raise fail(str(exc)) from None
+    if target is None:
+        raise fail(f"serving.registry_snapshot is not set in {runtime.config.path}")
+    console.print(f"Exported the serving snapshot to {target}.")
+
+
 # -- materialization and serving -------------------------------------------------------------------
 
 

@@ -1,5 +1,5 @@
 """Online stores hold the latest feature values per entity for low-latency lookups: SQLite locally,
-DynamoDB in production. Imported by the lookup service: standard library and orjson only."""
+DynamoDB in production. Imported by the lookup service: standard library, orjson and boto3 only."""
 
 from __future__ import annotations
 
@@ -19,4 +19,8 @@ def create_online_store(settings: dict[str, Any], resolve: Any = None) -> Online
 
         path = settings.get("path", ".featureplane/online.db")
         return SQLiteOnlineStore(resolve(path) if resolve else path)
-    raise ValueError(f"online_store type {kind!r} is not supported (expected sqlite)")
+    if kind == "dynamodb":
+        from featureplane.online_stores.dynamodb import DynamoDBOnlineStore
+
+        return DynamoDBOnlineStore.from_settings(settings)
+    raise ValueError(f"online_store type {kind!r} is not supported (expected sqlite or dynamodb)")

@@ -48,10 +48,19 @@ def decode_values(blob: bytes) -> list[Any]:
 
 class OnlineStore(ABC):
     @abstractmethod
-    def write(self, table_id: str, rows: Iterable[OnlineRow], *, only_if_newer: bool = False) -> int:
+    def write(
+        self,
+        table_id: str,
+        rows: Iterable[OnlineRow],
+        *,
+        only_if_newer: bool = False,
+        ttl_seconds: int | None = None,
+    ) -> int:
         """Upsert rows; return how many were written. With ``only_if_newer`` a row never replaces one with
         a later event timestamp (ingest); without it, rows are set as given (materialization, which writes
-        the offline store's exact latest values). Unchanged rows are not rewritten."""
+        the offline store's exact latest values). Unchanged rows are not rewritten where the store can
+        tell cheaply. ``ttl_seconds`` is the view's ttl: stores that expire rows by themselves (DynamoDB
+        TTL) use it; reads enforce ttl either way."""
 
     def write_encoded(self, table_id: str, rows: Iterable[EncodedRow]) -> int:
         """Set rows given in storage form (the bulk path of materialization). Stores that keep the

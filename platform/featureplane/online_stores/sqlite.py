@@ -81,15 +81,24 @@ class SQLiteOnlineStore(OnlineStore):
             con.close()
             self._local.con = None
 
-    def write(self, table_id: str, rows: Iterable[OnlineRow], *, only_if_newer: bool = False) -> int:
+    def write(
+        self,
+        table_id: str,
+        rows: Iterable[OnlineRow],
+        *,
+        only_if_newer: bool = False,
+        ttl_seconds: int | None = None,
+    ) -> int:
         encoded = ((table_id, encode_key(r.key), int(r.event_ts), encode_values(r.values)) for r in rows)
         return self._upsert(UPSERT_IF_NEWER if only_if_newer else UPSERT, encoded)
 
-    def write_encoded(self, table_id: str, rows: Iterable[EncodedRow]) -> int:
+    def write_encoded(
+        self, table_id: str, rows: Iterable[EncodedRow], *, ttl_seconds: int | None = None
+    ) -> int:
         return self._upsert(UPSERT, ((table_id, r.entity_key, r.event_ts, r.blob) for r in rows))
 
     def _upsert(self, statement: str, params: Iterable[tuple]) -> int:
-        """Prepared upserts, one transaction per batch of rows."""
+        """Prepared upserts, one transaction per batch of rows (ttl is enforced when reading)."""
         con = self._con()
         written = 0
         iterator = iter(params)

@@ -57,6 +57,7 @@ def apply_plan(runtime: Runtime, plan: Plan, applied_by: str | None = None) -> i
     after = runtime.registry.load(plan.workspace)
     online_views = [v for v in after.definitions.feature_views.values() if v.online]
     runtime.online_store.prepare(after.table_id(v.name) for v in online_views)
+    export_serving_snapshot(runtime, applied_version=version)
     stale = [
         before.table_id(c.name)
         for c in plan.changes
@@ -71,6 +72,25 @@ def apply_plan(runtime: Runtime, plan: Plan, applied_by: str | None = None) -> i
         except Exception as exc:  # the registry already points elsewhere; leftovers are harmless
             log.warning("could not delete the old data of %s: %s", table_id, exc)
     return version
+
+
+def export_serving_snapshot(runtime: Runtime, applied_version: int | None = None) -> str | None:
+    """Write the serving snapshot to ``serving.registry_snapshot`` if it is configured; returns where."""
+    location = (runtime.config.serving or {}).get("registry_snapshot")
+    if not location:
+        return None
+    from featureplane.serving.registry_snapshot import export_snapshot, open_location
+
+    target = open_location(str(location), runtime.config.root)
+    try:
+        export_snapshot(runtime.registry, target, runtime.config.project)
+    except Exception as exc:
+        applied = f"version {applied_version} is applied, but " if applied_version is not None else ""
+        raise RuntimeError(
+            f"{applied}writing the serving snapshot to {target} failed: {exc}; lookup services keep "
+            "serving the previous snapshot until `featureplane export-snapshot` succeeds"
+        ) from exc
+    return str(target)
 
 
 def _whoami() -> str:

@@ -1,50 +1,252 @@
 """AWS Lambda entry point: ``featureplane.serving.aws_lambda.handler``.
 
-Accepts API Gateway REST (payload v1), HTTP API (payload v2) and function URL events, and answers in
-the shape each expects. The service is built once per container, at import (cold start).
+Accepts API Gateway REST API events (payload v1), HTTP API events (payload v2) and function URL events
+(the v2 shape), and answers in the shape each expects, on the same core as ``featureplane serve``.
+
+Configuration comes from the environment:
+
+- ``FEATUREPLANE_CONFIG``: a featureplane.yaml bundled with the function (or on a mounted file system).
+  Its ``serving.registry_snapshot`` must point at the serving snapshot, since the registry's database
+  is out of reach from Lambda; ``${VAR}`` references in it are read from the environment.
+- Otherwise, explicit variables (what the SAM template sets):
+  ``FEATUREPLANE_REGISTRY_SNAPSHOT`` (required: ``s3://bucket/key`` or a path),
+  ``FEATUREPLANE_DYNAMODB_TABLE_PREFIX`` (default ``featureplane_``),
+  ``FEATUREPLANE_DYNAMODB_REGION`` (default ``AWS_REGION``), ``FEATUREPLANE_DYNAMODB_ENDPOINT_URL``,
+  ``FEATUREPLANE_REGISTRY_REFRESH_SECONDS`` (default 30), ``FEATUREPLANE_MAX_BODY_BYTES``,
+  ``FEATUREPLANE_PROJECT``.
+
+Inside Lambda the service is built when the module is imported (the init phase): the snapshot is read,
+every live workspace's snapshot is built and the DynamoDB client is created, so the first request pays
+for none of it. If that fails, requests get a 503 naming the reason and initialisation is retried.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
+import logging
+import os
+import tempfile
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
-from featureplane.serving.core import LookupService, Request, Response
+from featureplane.config import Config, ConfigError, load_config
+from featureplane.serving.core import LookupService, Request, Response, error_response
 
+log = logging.getLogger("featureplane.serving")
+
+ENV_PREFIX = "FEATUREPLANE_"
 _service: LookupService | None = None
+_init_error: str | None = None
+
+
+class EventError(ValueError):
+    """The event is not an HTTP event this handler understands."""
+
+
+# -- configuration and initialisation --------------------------------------------------------------
+
+
+def config_from_environment(environ: dict[str, str] | None = None) -> Config:
+    env = dict(os.environ if environ is None else environ)
+    if env.get("FEATUREPLANE_CONFIG"):
+        config = load_config(env["FEATUREPLANE_CONFIG"])
+        if not (config.serving or {}).get("registry_snapshot"):
+            raise ConfigError(
+                f"{config.path}: serving.registry_snapshot is not set; a Lambda lookup service reads the "
+                "serving snapshot that `featureplane apply` exports (s3://bucket/key or a path)"
+            )
+        return config
+    snapshot = env.get("FEATUREPLANE_REGISTRY_SNAPSHOT")
+    if not snapshot:
+        raise ConfigError(
+            "no configuration: set FEATUREPLANE_CONFIG to a bundled featureplane.yaml, or "
+            "FEATUREPLANE_REGISTRY_SNAPSHOT (s3://bucket/key of the serving snapshot) and "
+            "FEATUREPLANE_DYNAMODB_TABLE_PREFIX"
+        )
+    online: dict[str, Any] = {
+        "type": "dynamodb",
+        "region": env.get("FEATUREPLANE_DYNAMODB_REGION") or env.get("AWS_REGION"),
+        "table_prefix": env.get("FEATUREPLANE_DYNAMODB_TABLE_PREFIX", "featureplane_"),
+    }
+    if env.get("FEATUREPLANE_DYNAMODB_ENDPOINT_URL"):
+        online["endpoint_url"] = env["FEATUREPLANE_DYNAMODB_ENDPOINT_URL"]
+    serving: dict[str, Any] = {"registry_snapshot": snapshot}
+    for name, key, cast in (
+        ("REGISTRY_REFRESH_SECONDS", "registry_refresh_seconds", float),
+        ("MAX_BODY_BYTES", "max_body_bytes", int),
+    ):
+        value = env.get(ENV_PREFIX + name)
+        if value:
+            try:
+                serving[key] = cast(value)
+            except ValueError:
+                raise ConfigError(f"{ENV_PREFIX}{name} must be a number, got {value!r}") from None
+    serving.setdefault("registry_refresh_seconds", 30.0)
+    data_dir = Path(tempfile.gettempdir()) / "featureplane"
+    return Config(
+        path=Path.cwd() / "featureplane.yaml",
+        project=env.get("FEATUREPLANE_PROJECT", "featureplane"),
+        data_dir=data_dir,
+        registry={"type": "snapshot"},
+        engine={},
+        offline_store={},
+        online_store=online,
+        serving=serving,
+    )
+
+
+def init(environ: dict[str, str] | None = None) -> LookupService:
+    """Build the lookup service: read the snapshot, build every live workspace's snapshot and create the
+    online store's client. Called at import inside Lambda; idempotent."""
+    global _service, _init_error
+    if _service is not None:
+        return _service
+    from featureplane.serving.app import create_lookup_service
+
+    service = create_lookup_service(config_from_environment(environ))
+    source = service.snapshots.registry
+    live = [n for n in getattr(source, "workspaces", []) if source.load(n).live]
+    service.snapshots.preload(live)
+    connect = getattr(service.online_store, "connect", None)
+    if connect is not None:
+        connect()
+    _service, _init_error = service, None
+    return service
+
+
+def reset() -> None:
+    """Forget the service (tests; a new configuration)."""
+    global _service, _init_error
+    if _service is not None:
+        _service.snapshots.close()
+        _service.online_store.close()
+    _service, _init_error = None, None
 
 
 def _get_service() -> LookupService:
-    global _service
+    global _init_error
     if _service is None:
-        from featureplane.config import load_config
-        from featureplane.serving.app import create_lookup_service
-
-        _service = create_lookup_service(load_config())
+        try:
+            return init()
+        except Exception as exc:
+            _init_error = f"{type(exc).__name__}: {exc}"
+            raise
     return _service
 
 
-def parse_event(event: dict[str, Any]) -> Request:
-    if "requestContext" in event and "http" in event.get("requestContext", {}):  # HTTP API v2, function URL
-        method = event["requestContext"]["http"]["method"]
-        path = event.get("rawPath") or event["requestContext"]["http"].get("path", "/")
-    else:  # REST API v1
-        method = event.get("httpMethod", "GET")
-        path = event.get("path") or "/"
-    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
-    body = event.get("body") or ""
-    raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
-    return Request(method=method, path=path, headers=headers, body=raw)
+# -- events ----------------------------------------------------------------------------------------
+
+
+def _headers(event: dict[str, Any]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for key, value in (event.get("headers") or {}).items():
+        headers[str(key).lower()] = str(value)
+    for key, values in (event.get("multiValueHeaders") or {}).items():
+        if isinstance(values, list) and values:
+            headers[str(key).lower()] = ",".join(str(v) for v in values)
+    return headers
+
+
+def _v1_query(event: dict[str, Any]) -> str:
+    multi = event.get("multiValueQueryStringParameters")
+    if isinstance(multi, dict) and multi:
+        return urlencode([(k, v) for k, vs in multi.items() for v in (vs or [])])
+    single = event.get("queryStringParameters")
+    if isinstance(single, dict) and single:
+        return urlencode(single)
+    return ""
+
+
+def parse_event(event: Any) -> Request:
+    """The request in an API Gateway REST (v1), HTTP API (v2) or function URL event."""
+    if not isinstance(event, dict):
+        raise EventError("the event is not a JSON object")
+    context = event.get("requestContext")
+    http = context.get("http") if isinstance(context, dict) else None
+    if isinstance(http, dict):  # HTTP API payload v2, function URLs
+        method = str(http.get("method") or "GET")
+        path = str(event.get("rawPath") or http.get("path") or "/")
+        stage = context.get("stage")  # type: ignore[union-attr]
+        # An HTTP API's named stage is part of rawPath; the routes are not.
+        if stage and stage != "$default" and (path == f"/{stage}" or path.startswith(f"/{stage}/")):
+            path = path[len(stage) + 1 :] or "/"
+        query = str(event.get("rawQueryString") or "")
+    elif "httpMethod" in event:  # REST API payload v1 (path excludes the stage)
+        method = str(event["httpMethod"])
+        path = str(event.get("path") or "/")
+        query = _v1_query(event)
+    else:
+        raise EventError(
+            "unsupported event: expected an API Gateway REST API, HTTP API or function URL request"
+        )
+    body = event.get("body")
+    if body is None:
+        raw = b""
+    elif not isinstance(body, str):
+        raise EventError("the event's body is not a string")
+    elif event.get("isBase64Encoded"):
+        try:
+            raw = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise EventError("the event's body is marked base64-encoded but is not valid base64") from None
+    else:
+        raw = body.encode("utf-8", "surrogatepass")
+    return Request(
+        method=method.upper(),
+        path=f"{path}?{query}" if query else path,
+        headers=_headers(event),
+        body=raw,
+    )
 
 
 def to_event_response(response: Response) -> dict[str, Any]:
-    return {
-        "statusCode": response.status,
-        "headers": response.headers,
-        "body": response.body.decode(),
-        "isBase64Encoded": False,
-    }
+    """A Lambda proxy response, understood by REST APIs, HTTP APIs and function URLs alike."""
+    try:
+        return {
+            "statusCode": response.status,
+            "headers": dict(response.headers),
+            "body": response.body.decode("utf-8"),
+            "isBase64Encoded": False,
+        }
+    except UnicodeDecodeError:
+        return {
+            "statusCode": response.status,
+            "headers": dict(response.headers),
+            "body": base64.b64encode(response.body).decode(),
+            "isBase64Encoded": True,
+        }
 
 
-def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    return to_event_response(_get_service().handle(parse_event(event)))
+def handler(event: Any, context: Any = None) -> dict[str, Any]:
+    """The Lambda function. Always answers with an HTTP response; never raises."""
+    try:
+        request = parse_event(event)
+    except EventError as exc:
+        return to_event_response(error_response(400, str(exc)))
+    try:
+        service = _get_service()
+    except Exception:
+        log.exception("the lookup service could not start")
+        return to_event_response(
+            error_response(503, f"the lookup service is not initialised: {_init_error}; see the function log")
+        )
+    try:
+        return to_event_response(service.handle(request))
+    except Exception:
+        log.exception("lookup request failed")
+        return to_event_response(error_response(500, "internal error while serving the request; see the log"))
+
+
+def _in_lambda() -> bool:
+    return bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME") or os.environ.get("FEATUREPLANE_LAMBDA_INIT"))
+
+
+if _in_lambda():
+    logging.getLogger("featureplane").setLevel(os.environ.get("FEATUREPLANE_LOG_LEVEL", "INFO"))
+    try:
+        init()
+    except Exception as _exc:  # answer requests with a 503 that says why, and retry on the next one
+        _init_error = f"{type(_exc).__name__}: {_exc}"
+        log.exception("featureplane lookup service initialisation failed")

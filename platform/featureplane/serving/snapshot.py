@@ -9,9 +9,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from featureplane.registry.base import Registry, WorkspaceState
+from featureplane.registry.base import WorkspaceNotFound, WorkspaceState
 from featureplane.specs import FeatureViewSpec
 from featureplane.types import DataType
 
@@ -88,10 +90,20 @@ def build_snapshot(state: WorkspaceState) -> WorkspaceSnapshot:
     return snapshot
 
 
+class WorkspaceSource(Protocol):
+    """Where snapshots come from: the registry itself, or a serving snapshot document
+    (``registry_snapshot.SnapshotDocumentSource``) where the registry is out of reach (AWS Lambda).
+    A source may also have ``poll()``, called once per refresh before the versions are compared."""
+
+    def version(self, name: str) -> int: ...
+
+    def load(self, name: str) -> WorkspaceState: ...
+
+
 class SnapshotCache:
     """Workspace snapshots kept in memory and refreshed every ``refresh_seconds`` in the background."""
 
-    def __init__(self, registry: Registry, refresh_seconds: float = 5.0) -> None:
+    def __init__(self, registry: WorkspaceSource, refresh_seconds: float = 5.0) -> None:
         self.registry = registry
         self.refresh_seconds = refresh_seconds
         self._snapshots: dict[str, WorkspaceSnapshot] = {}
@@ -111,14 +123,24 @@ class SnapshotCache:
         self._ensure_refresher()
         return snapshot
 
+    def preload(self, workspaces: Iterable[str]) -> None:
+        """Build snapshots now (at a Lambda's init) so no request pays for it."""
+        for name in workspaces:
+            self.get(name)
+
     def refresh(self) -> None:
         """Reload every cached workspace whose version changed (or that was deleted)."""
+        poll = getattr(self.registry, "poll", None)
+        if poll is not None:
+            try:
+                poll()
+            except Exception as exc:  # the source is unreachable: keep serving what we have
+                log.warning("checking the serving snapshot failed, still serving what is loaded: %s", exc)
+                return
         for name, snapshot in list(self._snapshots.items()):
             try:
                 version = self.registry.version(name)
             except Exception as exc:  # deleted workspace or registry hiccup: keep serving what we have
-                from featureplane.registry.base import WorkspaceNotFound
-
                 if isinstance(exc, WorkspaceNotFound):
                     self._snapshots.pop(name, None)
                 else:

@@ -1,0 +1,658 @@
+"""The production online store: Amazon DynamoDB through boto3's low-level client.
+
+Layout: one DynamoDB table per workspace (``<table_prefix><workspace>``) with a single string partition
+key ``pk = "<table_id>|<entity key>"`` (the entity key is the canonical JSON of the join-key tuple). Every
+feature view of a workspace lives in the same table, so a feature-service lookup of one entity is ONE
+``BatchGetItem``; lookups above 100 keys are split into parallel calls. Each item holds:
+
+- ``ts`` (N): the event timestamp in microseconds since the epoch, UTC (reads enforce ttl with it);
+- ``v`` (S): the view's feature values in declared order, as JSON;
+- ``exp`` (N): for views with a ttl, the epoch second when the row expires (event time + ttl); the
+  table's DynamoDB TTL is enabled on this attribute so expired rows are eventually deleted.
+
+A view's sync marker is the item ``"<table_id>|#sync"`` (entity keys always start with ``[``).
+
+Writes are parallel ``BatchWriteItem`` calls of 25 items; unprocessed items and throttling errors are
+retried with exponential backoff and full jitter until everything is written, or a
+``DynamoDBWriteError`` names what was not. ``only_if_newer`` writes (ingest) are conditional
+``PutItem`` calls, so an older event never replaces a newer one even under concurrent writers.
+botocore's own retries are turned off: this module owns retrying, so the backoff policy is one place.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
+from typing import Any
+
+import orjson
+
+from featureplane.online_stores.base import EncodedRow, OnlineRow, OnlineStore, OnlineValue, encode_key
+
+log = logging.getLogger("featureplane.online_stores.dynamodb")
+
+PK, TS, VALUES, EXPIRES = "pk", "ts", "v", "exp"
+SYNC_SUFFIX = "|#sync"
+MAX_BATCH_WRITE = 25
+MAX_BATCH_GET = 100
+THROTTLING_ERRORS = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "Throttling",
+        "TooManyRequestsException",
+    }
+)
+TRANSIENT_ERRORS = frozenset({"InternalServerError", "ServiceUnavailable", "InternalFailure"})
+_NAMES = {"#pk": PK, "#ts": TS, "#v": VALUES}
+_PROJECTION = "#pk, #ts, #v"
+
+
+class DynamoDBError(RuntimeError):
+    pass
+
+
+class DynamoDBWriteError(DynamoDBError):
+    """Some items could not be written (or deleted) after every retry; nothing is silently dropped."""
+
+    def __init__(self, message: str, table: str, keys: list[str]) -> None:
+        super().__init__(message)
+        self.table = table
+        self.keys = keys
+
+
+def _error_code(exc: BaseException) -> str | None:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return response.get("Error", {}).get("Code")
+    return None
+
+
+def _retryable(exc: BaseException) -> bool:
+    code = _error_code(exc)
+    if code is not None:
+        return code in THROTTLING_ERRORS or code in TRANSIENT_ERRORS
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+    from botocore.exceptions import HTTPClientError
+
+    return isinstance(exc, BotoConnectionError | HTTPClientError)
+
+
+def _hint(exc: BaseException) -> str:
+    if _error_code(exc) == "ResourceNotFoundException":
+        return " (the table does not exist: `featureplane apply` to the live workspace creates it)"
+    return ""
+
+
+def _describe_keys(keys: Sequence[str], limit: int = 5) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+class DynamoDBOnlineStore(OnlineStore):
+    """Feature rows in DynamoDB, one table per workspace.
+
+    Settings (the ``online_store`` section of featureplane.yaml): ``region``, ``table_prefix``
+    (default ``featureplane_``), ``endpoint_url`` (a DynamoDB-compatible server), ``billing_mode``
+    (``PAY_PER_REQUEST`` or ``PROVISIONED`` with ``read_capacity``/``write_capacity``),
+    ``consistent_reads``, ``max_workers`` (parallel calls), ``max_attempts`` (consecutive attempts
+    without progress before giving up), ``retry_base_seconds``/``retry_max_seconds`` (backoff),
+    ``connect_timeout``/``read_timeout`` (seconds per call).
+    """
+
+    def __init__(
+        self,
+        *,
+        region: str | None = None,
+        table_prefix: str = "featureplane_",
+        endpoint_url: str | None = None,
+        billing_mode: str = "PAY_PER_REQUEST",
+        read_capacity: int = 5,
+        write_capacity: int = 5,
+        consistent_reads: bool = False,
+        max_workers: int = 8,
+        max_attempts: int = 12,
+        retry_base_seconds: float = 0.025,
+        retry_max_seconds: float = 2.0,
+        connect_timeout: float = 2.0,
+        read_timeout: float = 5.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.region = region
+        self.table_prefix = table_prefix
+        self.endpoint_url = endpoint_url
+        self.billing_mode = billing_mode.upper()
+        self.read_capacity = int(read_capacity)
+        self.write_capacity = int(write_capacity)
+        self.consistent_reads = bool(consistent_reads)
+        self.max_workers = max(1, int(max_workers))
+        self.max_attempts = max(1, int(max_attempts))
+        self.retry_base_seconds = float(retry_base_seconds)
+        self.retry_max_seconds = float(retry_max_seconds)
+        self.connect_timeout = float(connect_timeout)
+        self.read_timeout = float(read_timeout)
+        self._sleep = sleep
+        self._client: Any = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        if self.billing_mode not in ("PAY_PER_REQUEST", "PROVISIONED"):
+            raise ValueError(
+                f"online_store.billing_mode must be PAY_PER_REQUEST or PROVISIONED, got {billing_mode!r}"
+            )
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> DynamoDBOnlineStore:
+        import inspect
+
+        accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "sleep"}
+        unknown = sorted(set(settings) - accepted - {"type"})
+        if unknown:
+            raise ValueError(
+                f"online_store (dynamodb): unknown setting(s) {', '.join(unknown)}; "
+                f"expected {', '.join(sorted(accepted))}"
+            )
+        return cls(**{k: v for k, v in settings.items() if k != "type"})
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "type": "dynamodb",
+            "region": self.region,
+            "table_prefix": self.table_prefix,
+            "endpoint_url": self.endpoint_url,
+        }
+
+    # -- client and threads ----------------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        """The boto3 DynamoDB client, created on first use (never at import)."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    from botocore.config import Config as BotoConfig
+
+                    from featureplane.aws import client
+
+                    config = BotoConfig(
+                        retries={"total_max_attempts": 1},
+                        max_pool_connections=max(10, self.max_workers * 2),
+                        connect_timeout=self.connect_timeout,
+                        read_timeout=self.read_timeout,
+                        tcp_keepalive=True,
+                    )
+                    self._client = client(
+                        "dynamodb", region_name=self.region, endpoint_url=self.endpoint_url, config=config
+                    )
+        return self._client
+
+    def connect(self) -> None:
+        """Create the client now (Lambda does this at init, so the first request does not pay for it)."""
+        _ = self.client
+
+    def _map(self, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+        """``fn`` over ``items`` in parallel; results in order, or an exception (every call finishes)."""
+        if len(items) <= 1:
+            return [self._outcome(fn, item) for item in items]
+        if self._pool is None:
+            with self._lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="featureplane-ddb")
+        return list(self._pool.map(lambda item: self._outcome(fn, item), items))
+
+    @staticmethod
+    def _outcome(fn: Callable[[Any], Any], item: Any) -> Any:
+        try:
+            return fn(item)
+        except Exception as exc:
+            return exc
+
+    def _gather(self, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+        outcomes = self._map(fn, items)
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                raise outcome
+        return outcomes
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    # -- naming ----------------------------------------------------------------------------------
+
+    def table_name(self, table_id: str) -> str:
+        """The DynamoDB table holding ``table_id`` (``<workspace>/<view>/g<n>``): one per workspace."""
+        return self.table_prefix + table_id.split("/", 1)[0]
+
+    @staticmethod
+    def item_key(table_id: str, key: Sequence[Any]) -> str:
+        return f"{table_id}|{encode_key(key)}"
+
+    # -- retries ---------------------------------------------------------------------------------
+
+    def _backoff(self, attempt: int) -> None:
+        ceiling = min(self.retry_max_seconds, self.retry_base_seconds * (2**attempt))
+        self._sleep(random.uniform(0, ceiling))
+
+    def _call(self, operation: str, what: str, **kwargs: Any) -> dict[str, Any]:
+        """One DynamoDB call, retried on throttling and transient errors with backoff and jitter."""
+        attempt = 0
+        while True:
+            try:
+                return getattr(self.client, operation)(**kwargs)
+            except Exception as exc:
+                attempt += 1
+                if not _retryable(exc):
+                    if _hint(exc) and operation != "describe_table":
+                        raise DynamoDBError(
+                            f"DynamoDB {operation} for {what} failed: {exc}{_hint(exc)}"
+                        ) from exc
+                    raise
+                if attempt >= self.max_attempts:
+                    raise DynamoDBError(
+                        f"DynamoDB {operation} for {what} failed after {attempt} attempts: {exc}"
+                    ) from exc
+                self._backoff(attempt)
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    def _item(self, table_id: str, row: OnlineRow, ttl_seconds: int | None) -> dict[str, Any]:
+        event_ts = int(row.event_ts)
+        item: dict[str, Any] = {
+            PK: {"S": self.item_key(table_id, row.key)},
+            TS: {"N": str(event_ts)},
+            VALUES: {"S": orjson.dumps(list(row.values)).decode()},
+        }
+        if ttl_seconds:
+            item[EXPIRES] = {"N": str(event_ts // 1_000_000 + int(ttl_seconds))}
+        return item
+
+    def write(
+        self,
+        table_id: str,
+        rows: Iterable[OnlineRow],
+        *,
+        only_if_newer: bool = False,
+        ttl_seconds: int | None = None,
+    ) -> int:
+        table = self.table_name(table_id)
+        items = (self._item(table_id, row, ttl_seconds) for row in rows)
+        if only_if_newer:
+            return self._put_if_newer(table, items)
+        return self._batch_write(table, ({"PutRequest": {"Item": item}} for item in items), "written")
+
+    def write_encoded(
+        self, table_id: str, rows: Iterable[EncodedRow], *, ttl_seconds: int | None = None
+    ) -> int:
+        """The bulk path: the values' JSON text goes into the item as it is."""
+        table = self.table_name(table_id)
+
+        def item(row: EncodedRow) -> dict[str, Any]:
+            attributes: dict[str, Any] = {
+                PK: {"S": f"{table_id}|{row.entity_key}"},
+                TS: {"N": str(int(row.event_ts))},
+                VALUES: {"S": row.blob.decode()},
+            }
+            if ttl_seconds:
+                attributes[EXPIRES] = {"N": str(int(row.event_ts) // 1_000_000 + int(ttl_seconds))}
+            return attributes
+
+        return self._batch_write(table, ({"PutRequest": {"Item": item(r)}} for r in rows), "written")
+
+    def delete(self, table_id: str, keys: Iterable[tuple]) -> int:
+        table = self.table_name(table_id)
+        requests = ({"DeleteRequest": {"Key": {PK: {"S": self.item_key(table_id, k)}}}} for k in keys)
+        return self._batch_write(table, requests, "deleted")
+
+    def _batch_write(self, table: str, requests: Iterable[dict[str, Any]], verb: str) -> int:
+        """Send write requests in parallel batches of 25; return how many were applied.
+
+        Requests are taken a window at a time; within a window a later request for the same key replaces
+        an earlier one (DynamoDB refuses duplicate keys in one batch) and windows run one after another,
+        so the last request for a key always wins."""
+        window = MAX_BATCH_WRITE * self.max_workers * 4
+        iterator = iter(requests)
+        done = 0
+        while True:
+            unique: dict[str, dict[str, Any]] = {}
+            for request in islice(iterator, window):
+                unique[self._request_key(request)] = request
+            if not unique:
+                return done
+            pending = list(unique.values())
+            batches = [pending[i : i + MAX_BATCH_WRITE] for i in range(0, len(pending), MAX_BATCH_WRITE)]
+            outcomes = self._map(lambda batch: self._write_batch(table, batch, verb), batches)
+            failures = [o for o in outcomes if isinstance(o, Exception)]
+            if failures:
+                raise self._write_failure(table, verb, failures, iterator)
+            done += sum(outcomes)
+
+    def _write_failure(
+        self, table: str, verb: str, failures: list[Exception], rest: Iterable[dict[str, Any]]
+    ) -> Exception:
+        """One error naming every item of the call that is not in DynamoDB: the failed batches' and the
+        ones never attempted because of them."""
+        failed = [k for f in failures if isinstance(f, DynamoDBWriteError) for k in f.keys]
+        if len(failed) == 0:
+            return failures[0]
+        skipped = [self._request_key(r) for r in rest]
+        keys = failed + skipped
+        reasons = "; ".join(dict.fromkeys(str(f) for f in failures))
+        more = f", and {len(skipped)} later item(s) were not attempted" if skipped else ""
+        error = DynamoDBWriteError(
+            f"DynamoDB table {table}: {len(keys)} item(s) not {verb} ({_describe_keys(keys)}){more}. "
+            f"{reasons}",
+            table,
+            keys,
+        )
+        error.__cause__ = failures[0]
+        return error
+
+    def _write_batch(self, table: str, batch: list[dict[str, Any]], verb: str) -> int:
+        pending = batch
+        failures = 0
+        last_error: BaseException | None = None
+        while pending:
+            try:
+                response = self.client.batch_write_item(RequestItems={table: pending})
+            except Exception as exc:
+                if not _retryable(exc):
+                    keys = [self._request_key(r) for r in pending]
+                    raise DynamoDBWriteError(
+                        f"DynamoDB table {table}: {len(pending)} item(s) not {verb} "
+                        f"({_describe_keys(keys)}): {exc}{_hint(exc)}",
+                        table,
+                        keys,
+                    ) from exc
+                last_error = exc
+                failures += 1
+            else:
+                unprocessed = response.get("UnprocessedItems", {}).get(table, [])
+                if len(unprocessed) < len(pending):
+                    failures = 0  # progress: start the backoff over
+                else:
+                    failures += 1
+                    last_error = None
+                pending = unprocessed
+                if not pending:
+                    break
+            if failures >= self.max_attempts:
+                keys = [self._request_key(r) for r in pending]
+                reason = (
+                    f"last error: {last_error}" if last_error else "DynamoDB kept returning them unprocessed"
+                )
+                raise DynamoDBWriteError(
+                    f"DynamoDB table {table}: {len(pending)} item(s) not {verb} after {failures} attempts "
+                    f"without progress ({_describe_keys(keys)}); {reason}",
+                    table,
+                    keys,
+                ) from last_error
+            self._backoff(failures)
+        return len(batch)
+
+    @staticmethod
+    def _request_key(request: dict[str, Any]) -> str:
+        body = request.get("PutRequest", {}).get("Item") or request["DeleteRequest"]["Key"]
+        return body[PK]["S"]
+
+    def _put_if_newer(self, table: str, items: Iterable[dict[str, Any]]) -> int:
+        """Conditional puts: an item is replaced only by one with an equal or later event timestamp and
+        different values, so an older event never overwrites a newer one (checked by DynamoDB itself)."""
+
+        def put(item: dict[str, Any]) -> int:
+            try:
+                self._call(
+                    "put_item",
+                    f"table {table}, item {item[PK]['S']}",
+                    TableName=table,
+                    Item=item,
+                    ConditionExpression="attribute_not_exists(#pk) OR #ts < :ts OR (#ts = :ts AND #v <> :v)",
+                    ExpressionAttributeNames=_NAMES,
+                    ExpressionAttributeValues={":ts": item[TS], ":v": item[VALUES]},
+                )
+            except Exception as exc:
+                if _error_code(exc) == "ConditionalCheckFailedException":
+                    return 0
+                raise
+            return 1
+
+        written = 0
+        iterator = iter(items)
+        while True:
+            unique: dict[str, dict[str, Any]] = {}
+            for item in islice(iterator, MAX_BATCH_WRITE * self.max_workers * 4):
+                current = unique.get(item[PK]["S"])
+                if current is None or int(item[TS]["N"]) >= int(current[TS]["N"]):
+                    unique[item[PK]["S"]] = item
+            if not unique:
+                return written
+            written += sum(self._gather(put, list(unique.values())))
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def read(self, requests: Sequence[tuple[str, tuple]]) -> list[OnlineValue | None]:
+        if not requests:
+            return []
+        wanted = [(self.table_name(table_id), self.item_key(table_id, key)) for table_id, key in requests]
+        unique = list(dict.fromkeys(wanted))
+        chunks = [unique[i : i + MAX_BATCH_GET] for i in range(0, len(unique), MAX_BATCH_GET)]
+        found: dict[tuple[str, str], OnlineValue] = {}
+        for part in self._gather(self._read_chunk, chunks):
+            found.update(part)
+        return [found.get(w) for w in wanted]
+
+    def _read_chunk(self, chunk: list[tuple[str, str]]) -> dict[tuple[str, str], OnlineValue]:
+        request: dict[str, dict[str, Any]] = {}
+        for table, pk in chunk:
+            spec = request.setdefault(
+                table,
+                {
+                    "Keys": [],
+                    "ProjectionExpression": _PROJECTION,
+                    "ExpressionAttributeNames": _NAMES,
+                    "ConsistentRead": self.consistent_reads,
+                },
+            )
+            spec["Keys"].append({PK: {"S": pk}})
+        found: dict[tuple[str, str], OnlineValue] = {}
+        failures = 0
+        while request:
+            response = self._call("batch_get_item", f"{len(chunk)} key(s)", RequestItems=request)
+            got = 0
+            for table, items in response.get("Responses", {}).items():
+                for item in items:
+                    found[(table, item[PK]["S"])] = OnlineValue(
+                        int(item[TS]["N"]), orjson.loads(item[VALUES]["S"])
+                    )
+                    got += 1
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                break
+            failures = 0 if got else failures + 1
+            if failures >= self.max_attempts:
+                left = sum(len(spec["Keys"]) for spec in request.values())
+                raise DynamoDBError(
+                    f"DynamoDB BatchGetItem: {left} key(s) still unprocessed after {failures} attempts "
+                    "without progress"
+                )
+            self._backoff(failures)
+        return found
+
+    # -- sync markers ----------------------------------------------------------------------------
+
+    def sync_marker(self, table_id: str) -> int | None:
+        response = self._call(
+            "get_item",
+            f"the sync marker of {table_id}",
+            TableName=self.table_name(table_id),
+            Key={PK: {"S": table_id + SYNC_SUFFIX}},
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        if not item or "version" not in item:
+            return None
+        return int(item["version"]["N"])
+
+    def set_sync_marker(self, table_id: str, version: int | None) -> None:
+        table, key = self.table_name(table_id), {PK: {"S": table_id + SYNC_SUFFIX}}
+        if version is None:
+            self._call("delete_item", f"the sync marker of {table_id}", TableName=table, Key=key)
+        else:
+            self._call(
+                "put_item",
+                f"the sync marker of {table_id}",
+                TableName=table,
+                Item={**key, "version": {"N": str(int(version))}},
+            )
+
+    # -- tables ----------------------------------------------------------------------------------
+
+    def drop(self, table_id: str) -> None:
+        """Delete every item of ``table_id`` (a parallel scan of its workspace table, then batch deletes)."""
+        table = self.table_name(table_id)
+        if not self._table_exists(table):
+            return
+        segments = self.max_workers
+
+        def scan(segment: int) -> int:
+            deleted = 0
+            start: dict[str, Any] | None = None
+            while True:
+                kwargs: dict[str, Any] = {
+                    "TableName": table,
+                    "ProjectionExpression": "#pk",
+                    "FilterExpression": "begins_with(#pk, :prefix)",
+                    "ExpressionAttributeNames": {"#pk": PK},
+                    "ExpressionAttributeValues": {":prefix": {"S": table_id + "|"}},
+                    "ConsistentRead": True,
+                    "Segment": segment,
+                    "TotalSegments": segments,
+                }
+                if start:
+                    kwargs["ExclusiveStartKey"] = start
+                page = self._call("scan", f"dropping {table_id}", **kwargs)
+                requests = [{"DeleteRequest": {"Key": {PK: item[PK]}}} for item in page.get("Items", [])]
+                for i in range(0, len(requests), MAX_BATCH_WRITE):
+                    deleted += self._write_batch(table, requests[i : i + MAX_BATCH_WRITE], "deleted")
+                start = page.get("LastEvaluatedKey")
+                if not start:
+                    return deleted
+
+        deleted = sum(self._gather(scan, list(range(segments))))
+        log.info("dropped %d item(s) of %s from DynamoDB table %s", deleted, table_id, table)
+
+    def _table_exists(self, table: str) -> bool:
+        try:
+            self._call("describe_table", f"table {table}", TableName=table)
+        except Exception as exc:
+            if _error_code(exc) == "ResourceNotFoundException":
+                return False
+            raise
+        return True
+
+    def prepare(self, table_ids: Iterable[str]) -> None:
+        """Create each workspace table that does not exist yet and enable DynamoDB TTL on ``exp``."""
+        for table in sorted({self.table_name(t) for t in table_ids}):
+            self.ensure_table(table)
+
+    def ensure_table(self, table: str, timeout: float = 300.0) -> None:
+        try:
+            description = self._call("describe_table", f"table {table}", TableName=table)["Table"]
+        except Exception as exc:
+            if _error_code(exc) != "ResourceNotFoundException":
+                raise
+            description = self._create_table(table)
+        schema = [(k["AttributeName"], k["KeyType"]) for k in description.get("KeySchema", [])]
+        if schema != [(PK, "HASH")]:
+            raise DynamoDBError(
+                f"DynamoDB table {table} exists with key schema {schema}, but featureplane needs a single "
+                f"string partition key {PK!r}; choose another online_store.table_prefix"
+            )
+        deadline = time.monotonic() + timeout
+        while description.get("TableStatus") != "ACTIVE":
+            if time.monotonic() > deadline:
+                raise DynamoDBError(
+                    f"DynamoDB table {table} is still {description.get('TableStatus')} after {timeout:.0f}s"
+                )
+            self._sleep(0.2)
+            description = self._call("describe_table", f"table {table}", TableName=table)["Table"]
+        self._enable_ttl(table)
+
+    def _create_table(self, table: str) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "TableName": table,
+            "AttributeDefinitions": [{"AttributeName": PK, "AttributeType": "S"}],
+            "KeySchema": [{"AttributeName": PK, "KeyType": "HASH"}],
+            "BillingMode": self.billing_mode,
+            "Tags": [{"Key": "managed-by", "Value": "featureplane"}],
+        }
+        if self.billing_mode == "PROVISIONED":
+            kwargs["ProvisionedThroughput"] = {
+                "ReadCapacityUnits": self.read_capacity,
+                "WriteCapacityUnits": self.write_capacity,
+            }
+        try:
+            description = self._call("create_table", f"table {table}", **kwargs)["TableDescription"]
+        except Exception as exc:
+            if _error_code(exc) != "ResourceInUseException":  # created concurrently by another apply
+                raise
+            description = self._call("describe_table", f"table {table}", TableName=table)["Table"]
+        log.info("created DynamoDB table %s", table)
+        return description
+
+    def _enable_ttl(self, table: str) -> None:
+        try:
+            current = self._call("describe_time_to_live", f"table {table}", TableName=table)
+            status = current.get("TimeToLiveDescription", {})
+            if status.get("TimeToLiveStatus") in ("ENABLED", "ENABLING"):
+                if status.get("AttributeName", EXPIRES) != EXPIRES:
+                    log.warning(
+                        "DynamoDB table %s expires items by %r, not %r: expired rows are still never served, "
+                        "but DynamoDB will not delete them",
+                        table,
+                        status.get("AttributeName"),
+                        EXPIRES,
+                    )
+                return
+            self._call(
+                "update_time_to_live",
+                f"table {table}",
+                TableName=table,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": EXPIRES},
+            )
+        except Exception as exc:
+            if _error_code(exc) not in ("UnknownOperationException", "ValidationException"):
+                raise
+            # Some DynamoDB-compatible servers have no TTL; reads enforce ttl regardless.
+            log.warning("DynamoDB table %s: could not enable TTL on %r: %s", table, EXPIRES, exc)
+
+    def table_items(self, table_id: str) -> dict[str, OnlineValue]:
+        """Every row of ``table_id`` by entity key (a full scan: for tests and debugging only)."""
+        table = self.table_name(table_id)
+        prefix = table_id + "|"
+        rows: dict[str, OnlineValue] = {}
+        start: dict[str, Any] | None = None
+        while True:
+            kwargs: dict[str, Any] = {
+                "TableName": table,
+                "FilterExpression": "begins_with(#pk, :prefix)",
+                "ExpressionAttributeNames": {"#pk": PK},
+                "ExpressionAttributeValues": {":prefix": {"S": prefix}},
+                "ConsistentRead": True,
+            }
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            page = self._call("scan", f"scanning {table_id}", **kwargs)
+            for item in page.get("Items", []):
+                key = item[PK]["S"][len(prefix) :]
+                if VALUES in item:
+                    rows[key] = OnlineValue(int(item[TS]["N"]), orjson.loads(item[VALUES]["S"]))
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return rows
