@@ -8,13 +8,13 @@ import json
 import textwrap
 
 import pytest
-from conftest import copy_example_repo
+from conftest import copy_example_repo, generate_small_data
 from featureplane.dbt import Manifest
 from featureplane.dbt.project import DbtProject
 from featureplane.repo.errors import RepositoryError
 from featureplane.repo.loader import load_repository
 from featureplane.repo.validation import compile_repository
-from helpers import events_repo
+from helpers import events_repo, make_warehouse
 from test_repo_validation import GOOD_VIEW, problems_of
 
 
@@ -223,3 +223,28 @@ def test_a_service_naming_an_unknown_view_is_reported(tmp_path):
     service = 'from featureplane import FeatureService\nFeatureService(name="s", features=["nope"])\n'
     problems = problems_of(events_repo(tmp_path, GOOD_VIEW, extra_files={"services.py": service}))
     assert problems == [f"{tmp_path / 'services.py'}:2: feature service 's': unknown feature view 'nope'"]
+
+
+def test_a_built_model_is_checked_against_its_declared_features(tmp_path):
+    from featureplane.repo.planning import load_definitions
+
+    repo = copy_example_repo(tmp_path / "feature_repo")
+    generate_small_data(repo, users=20, days=2)
+    # As if dbt had built the models, one of them with a column of the wrong type.
+    make_warehouse(
+        repo,
+        {
+            "main.int_user_daily_activity": "SELECT 'user_1' AS user_id, TIMESTAMP '2026-10-30' AS ts, "
+            "1 AS transaction_count, 2 AS foreign_transaction_count, 3.0 AS online_amount, "
+            "4.0 AS total_amount, 5 AS distinct_categories",
+            "main.user_spend_7d": "SELECT 'user_1' AS user_id, TIMESTAMP '2026-10-30' AS ts, 'a lot' AS spend_7d, "
+            "1 AS transactions_7d, 1 AS active_days_7d, 2.5 AS avg_transaction_7d",
+        },
+    )
+    yaml_file = repo.root.parent / "dbt" / "models" / "features" / "_features.yml"
+    with pytest.raises(RepositoryError) as info:
+        load_definitions(repo.runtime())
+    assert [str(p) for p in info.value.problems] == [
+        f"{yaml_file}:{line_of(yaml_file, 'feature_view:')}: feature view 'user_spend_7d': feature type "
+        "mismatch: 'spend_7d' is declared Float64 but the output is String"
+    ]

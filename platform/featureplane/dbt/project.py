@@ -116,7 +116,7 @@ def dbt_project(config: Config) -> DbtProject | None:
     if unknown:
         raise DbtError(
             f"{config.path}: unknown key(s) {', '.join(sorted(unknown))} in dbt: "
-            f"(known: {', '.join(sorted(CONFIG_KEYS))})"
+            f"(known: {', '.join(sorted(CONFIG_KEYS))}; e.g. dbt: {{project_dir: ../dbt}})"
         )
     if "project_dir" not in section:
         raise DbtError(f"{config.path}: dbt: needs project_dir (the directory holding dbt_project.yml)")

@@ -165,9 +165,12 @@ class DuckDBEngine(Engine):
             return None
         if not self.warehouse_path.exists():
             return f"dbt has not built model {source.dbt_model!r} yet (there is no warehouse at {self.warehouse_path})"
-        manifest = self._dbt_manifest()
-        if manifest.model(source.dbt_model) is None:
+        try:
+            manifest = self._dbt_manifest()
+        except TransformationError:
             return None  # check_source reports it
+        if manifest.model(source.dbt_model) is None:
+            return None
         schema, identifier = manifest.relation(source.dbt_model)
         found = self.con.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_catalog = current_database() "
