@@ -114,6 +114,7 @@ class DuckDBEngine(Engine):
         self.warehouse_path = config.warehouse_path
         self.lock_timeout = float(config.engine.get("lock_timeout_seconds", 120))
         self._con: duckdb.DuckDBPyConnection | None = None
+        self._manifest: Manifest | None = None
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
@@ -140,15 +141,20 @@ class DuckDBEngine(Engine):
         raise TransformationError(f"source {source.name!r} has no table, path or dbt model to read")
 
     def _dbt_manifest(self) -> Manifest:
+        """The dbt project's manifest, read once per engine (one command or run sees one version)."""
         from featureplane.dbt import DbtError, dbt_project, load_manifest
 
-        try:
-            project = dbt_project(self.config)
-            if project is None:
-                raise TransformationError(f"{self.config.path} has no dbt: section naming the dbt project")
-            return load_manifest(project)
-        except DbtError as exc:
-            raise TransformationError(str(exc)) from exc
+        if self._manifest is None:
+            try:
+                project = dbt_project(self.config)
+                if project is None:
+                    raise TransformationError(
+                        f"{self.config.path} has no dbt: section naming the dbt project"
+                    )
+                self._manifest = load_manifest(project)
+            except DbtError as exc:
+                raise TransformationError(str(exc)) from exc
+        return self._manifest
 
     def dbt_relation(self, model: str) -> str:
         """Where dbt builds the model (``schema.identifier`` in the warehouse), read from the manifest."""
