@@ -260,9 +260,7 @@ def test_editing_a_models_sql_is_planned_as_a_recreate_and_changes_the_features(
         "-    sum(a.total_amount) as spend_7d," in out
         and "+    round(sum(a.total_amount)) as spend_7d," in out
     )
-    plan = json.loads(repo.cli("plan", "--json").stdout)
-    recreated = [c for c in plan["changes"] if c["action"] == "recreate"]
-    assert [(c["name"], c["reasons"][0]) for c in recreated] == [("user_spend_7d", "transformation changed")]
+    assert "0 to create, 1 to update, 1 to recreate, 0 to delete" in out
     before = repo.runtime().registry.load("prod")
     repo.cli("apply", "--yes")
     after = repo.runtime().registry.load("prod")
