@@ -15,7 +15,9 @@ export DO_NOT_TRACK := 1
 # Test servers from npm (dynalite: a DynamoDB-compatible server), pinned by tests/servers/package-lock.json.
 TEST_SERVERS := tests/servers/node_modules/.package-lock.json
 
-setup: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+DBT_FILES := $(shell find dbt -path dbt/target -prune -o -path dbt/logs -prune -o -type f \( -name '*.sql' -o -name '*.yml' \) -print)
+
+setup: $(STAMP) $(DAGSTER_HOME)/dagster.yaml dbt/target/manifest.json
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +35,12 @@ $(DAGSTER_HOME)/dagster.yaml: scripts/dagster.yaml
 	@mkdir -p $(DAGSTER_HOME)
 	@cp scripts/dagster.yaml $@
 
+# Parse the dbt project once, so the first plan or code-location load does not wait for `dbt parse`;
+# featureplane re-parses it by itself whenever a file of the project changes.
+dbt/target/manifest.json: $(STAMP) $(DBT_FILES)
+	@$(BIN)/python -m featureplane.dbt --config feature_repo
+	@touch $@
+
 demo: setup
 	@$(BIN)/python scripts/demo.py
 
@@ -49,4 +57,4 @@ serve: setup
 	@$(BIN)/featureplane serve --config feature_repo
 
 clean:
-	rm -rf $(VENV) .dagster feature_repo/.featureplane tests/servers/node_modules build
+	rm -rf $(VENV) .dagster feature_repo/.featureplane tests/servers/node_modules build dbt/target dbt/logs

@@ -1,4 +1,5 @@
-"""The code location's Definitions, built from the featureplane registry each time it loads."""
+"""The code location's Definitions, built from the featureplane registry each time it loads, and from
+the dbt project that featureplane.yaml names."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections import defaultdict
 
 import dagster as dg
 
+from dagster_project.dbt_assets import DbtDefinitions, build_dbt_definitions
 from dagster_project.feature_views import (
     materializable_view,
     partitions_for,
@@ -20,7 +22,8 @@ from featureplane.registry import open_registry
 def build_definitions(config: Config | None = None) -> dg.Definitions:
     config = config or load_config()
     registry = open_registry(config)
-    assets: list = []
+    dbt = build_dbt_definitions(config)
+    assets: list = list(dbt.assets)
     schedules: list = []
     jobs: list = []
     sources: dict[tuple[str, ...], dg.AssetSpec] = {}
@@ -41,21 +44,40 @@ def build_definitions(config: Config | None = None) -> dg.Definitions:
             by_partitions.items(), key=lambda kv: (kv[0][0] or 0, kv[0][1] or "")
         ):
             label = "daily" if seconds == 86400 else f"every_{seconds // 3600}h"
+            partitions_def = partitions_for(views[0])
             job = dg.define_asset_job(
                 name=f"{info.name}__{label}__from_{start[:10].replace('-', '_')}",
-                selection=[dg.AssetKey([info.name, v.name]) for v in views],
-                partitions_def=partitions_for(views[0]),
-                description=f"Materialize the {label} feature views of workspace {info.name}.",
+                selection=[dg.AssetKey([info.name, v.name]) for v in views]
+                + _dbt_models_of(views, state, dbt, partitions_def),
+                partitions_def=partitions_def,
+                description=f"Materialize the {label} feature views of workspace {info.name}"
+                " (and the dbt models they read that share their partitions).",
             )
             jobs.append(job)
             schedules.append(
                 dg.build_schedule_from_partitioned_job(job, default_status=dg.DefaultScheduleStatus.RUNNING)
             )
-    known = {tuple(a.key.path) for a in assets if isinstance(a, dg.AssetSpec)}
+    for spec in dbt.source_specs:
+        sources.setdefault(tuple(spec.key.path), spec)
+    known = {tuple(a.key.path) for a in assets if isinstance(a, dg.AssetSpec)} | dbt.keys
     assets += [spec for key, spec in sources.items() if key not in known]
     return dg.Definitions(
         assets=assets,
         jobs=jobs,
         schedules=schedules,
+        resources=dbt.resources,
         executor=dg.in_process_executor,
     )
+
+
+def _dbt_models_of(views: list, state, dbt: DbtDefinitions, partitions_def) -> list[dg.AssetKey]:
+    """The partitioned dbt models the views read (directly or upstream), when they share the views'
+    partitions: the schedule then builds each day's models before the views that read them."""
+    sources = state.definitions.sources
+    models = []
+    for view in views:
+        for name in view.sources:
+            model = sources[name].dbt_model if name in sources else None
+            models += dbt.upstream_models(model) if model else []
+    keys = dict.fromkeys((m,) for m in models)
+    return [dg.AssetKey(list(k)) for k in keys if dbt.partitions.get(k) == partitions_def]

@@ -20,9 +20,13 @@ EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 def partitions_for(view: FeatureViewSpec) -> dg.TimeWindowPartitionsDefinition:
-    start = view.start
-    seconds = view.batch_schedule_seconds or 0
-    assert start is not None
+    assert view.start is not None
+    return time_partitions(view.start, view.batch_schedule_seconds or 0)
+
+
+def time_partitions(start: datetime, seconds: int) -> dg.TimeWindowPartitionsDefinition:
+    """Windows of ``seconds`` from ``start`` (UTC): the same definition for a view and for the dbt
+    models it reads, so one run can build both for the same partitions."""
     if seconds == 86400:
         return dg.DailyPartitionsDefinition(start_date=start, fmt="%Y-%m-%d", timezone="UTC")
     if seconds == 3600:

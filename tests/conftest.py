@@ -24,6 +24,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_REPO = ROOT / "feature_repo"
+EXAMPLE_DBT = ROOT / "dbt"
 BIN = Path(sys.executable).parent
 # The small example dataset: 10 days ending 2026-11-01 (partitions 2026-10-22 .. 2026-10-31).
 SMALL_END = date(2026, 11, 1)
@@ -115,13 +116,29 @@ def run_cli(
     return result
 
 
+def copy_dbt_project(target: Path) -> Path:
+    """A copy of dbt/ with its parsed manifest (parsed here once if a file changed), so the copy needs
+    no dbt parse of its own."""
+    from featureplane.dbt import DbtProject, prepare_manifest
+
+    prepare_manifest(DbtProject(project_dir=EXAMPLE_DBT, profiles_dir=EXAMPLE_DBT))
+    shutil.copytree(EXAMPLE_DBT, target, ignore=shutil.ignore_patterns("target", "logs", ".user.yml"))
+    (target / "target").mkdir()
+    for name in ("manifest.json", "partial_parse.msgpack", "featureplane_manifest.fingerprint"):
+        if (EXAMPLE_DBT / "target" / name).exists():
+            shutil.copy(EXAMPLE_DBT / "target" / name, target / "target" / name)
+    return target
+
+
 def copy_example_repo(target: Path) -> Repo:
+    """A copy of feature_repo/ and, beside it, of the dbt project it reads."""
     shutil.copytree(
         EXAMPLE_REPO,
         target,
         ignore=shutil.ignore_patterns(".featureplane", "__pycache__", "featureplane.yaml"),
     )
-    return Repo(target, write_config(target))
+    copy_dbt_project(target.parent / "dbt")
+    return Repo(target, write_config(target, "dbt: {project_dir: ../dbt}\n"))
 
 
 def generate_small_data(

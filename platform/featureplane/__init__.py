@@ -6,9 +6,14 @@ parts (DuckDB, pandas, Delta, Dagster) load only where they run.
 
 from featureplane.definitions.entity import Entity, Field
 from featureplane.definitions.feature_service import FeatureService
-from featureplane.definitions.feature_view import BatchFeatureView, FeatureView, batch_feature_view
+from featureplane.definitions.feature_view import (
+    BatchFeatureView,
+    FeatureView,
+    batch_feature_view,
+    dbt_feature_view,
+)
 from featureplane.definitions.features import Attribute
-from featureplane.definitions.sources import BatchSource
+from featureplane.definitions.sources import BatchSource, DbtModel
 from featureplane.definitions.transformation import MaterializationContext
 from featureplane.types import Array, Bool, Float64, Int64, String, Timestamp
 
@@ -28,6 +33,7 @@ __all__ = [
     "BatchFeatureView",
     "BatchSource",
     "Bool",
+    "DbtModel",
     "Entity",
     "FeatureService",
     "FeatureView",
@@ -38,5 +44,6 @@ __all__ = [
     "String",
     "Timestamp",
     "batch_feature_view",
+    "dbt_feature_view",
     "get_workspace",
 ]

@@ -37,6 +37,7 @@ class Config:
     serving: dict[str, Any] = field(default_factory=dict)
     monitoring: dict[str, Any] = field(default_factory=dict)
     auth: dict[str, Any] = field(default_factory=dict)
+    dbt: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -109,7 +110,7 @@ def _expand(value: Any, where: str) -> Any:
     return value
 
 
-_SECTIONS = ("registry", "engine", "offline_store", "online_store", "serving", "monitoring", "auth")
+_SECTIONS = ("registry", "engine", "offline_store", "online_store", "serving", "monitoring", "auth", "dbt")
 _DEFAULT_TYPES = {
     "registry": "sqlite",
     "engine": "duckdb",

@@ -57,6 +57,8 @@ class TransformationSpec:
     ``source_placeholder(name)`` and the window bounds as ``START_PLACEHOLDER``/``END_PLACEHOLDER``.
     ``pandas``/``snowpark``/``python``: ``python`` is the function's source without decorators, run by
     name ``function_name``; ``parameters`` maps each positional parameter to a source name or ``context``.
+    A view declared in dbt reads its model's table (``sql``); ``dbt_sql`` keeps the model's own SQL so
+    that editing it recreates the view and plans show the diff.
     """
 
     mode: str
@@ -64,6 +66,7 @@ class TransformationSpec:
     parameters: list[str]
     sql: str | None = None
     python: str | None = None
+    dbt_sql: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,10 @@ class EntitySpec:
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """A data source. ``kind`` is ``batch`` (table, Parquet or dbt model), ``push`` or ``request``."""
+    """A data source. ``kind`` is ``batch`` (table, Parquet or dbt model), ``push`` or ``request``.
+
+    ``dbt_sql_hash`` (dbt models) hashes the model's SQL and everything upstream of it in dbt, so a
+    changed model recreates the views that read it."""
 
     name: str
     kind: str
@@ -86,6 +92,7 @@ class SourceSpec:
     table: str | None = None
     path: str | None = None
     dbt_model: str | None = None
+    dbt_sql_hash: str | None = None
     schema: list[FieldSpec] = field(default_factory=list)
     description: str = ""
     owner: str = ""

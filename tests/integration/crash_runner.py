@@ -59,10 +59,10 @@ def main() -> None:
         real_write = sqlite_store.SQLiteOnlineStore.write_encoded
         sqlite_store.BATCH = 50
 
-        def write_then_die(self, table_id, rows):
+        def write_then_die(self, table_id, rows, **kwargs):
             iterator = iter(rows)
             first = [row for _, row in zip(range(sqlite_store.BATCH), iterator, strict=False)]
-            real_write(self, table_id, first)
+            real_write(self, table_id, first, **kwargs)
             die()
 
         sqlite_store.SQLiteOnlineStore.write_encoded = write_then_die

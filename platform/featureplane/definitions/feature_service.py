@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from featureplane.definitions.base import Definition, DefinitionError, check_name
-from featureplane.definitions.feature_view import FeatureSelection, FeatureView
+from featureplane.definitions.feature_view import FeatureSelection, FeatureView, FeatureViewReference
 from featureplane.specs import FeatureServiceSpec, ServiceFeatures
 
 
 class FeatureService(Definition):
-    """A named, ordered list of features: whole views or selections like ``view[["a", "b"]]``."""
+    """A named, ordered list of features: whole views or selections like ``view[["a", "b"]]``.
+
+    A view declared in dbt is listed by name (``"user_spend_7d"``) or as ``dbt_feature_view(name)``."""
 
     kind = "feature_service"
 
@@ -33,12 +35,14 @@ class FeatureService(Definition):
             )
         self.features = []
         for item in features:
+            if isinstance(item, str):
+                item = FeatureViewReference(item)
             if isinstance(item, FeatureView):
                 item = FeatureSelection(item, [])
             if not isinstance(item, FeatureSelection):
                 raise DefinitionError(
-                    f"{self.location}: feature service {name!r}: features must be feature views or "
-                    f"view[[...]] selections, got {item!r}"
+                    f"{self.location}: feature service {name!r}: features must be feature views, "
+                    f"view[[...]] selections or names of views declared in dbt, got {item!r}"
                 )
             self.features.append(item)
         self.online_serving_enabled = online_serving_enabled

@@ -9,6 +9,7 @@ from typing import Any
 from featureplane.definitions.base import (
     Definition,
     DefinitionError,
+    caller_location,
     check_name,
     parse_duration,
     to_utc_naive,
@@ -71,6 +72,33 @@ class FeatureView(Definition):
 
     def spec(self) -> FeatureViewSpec:
         raise NotImplementedError
+
+
+class FeatureViewReference(FeatureView):
+    """A feature view declared outside Python (in a dbt model's YAML), named so that a FeatureService can
+    list it. Its features are looked up when the repository compiles."""
+
+    def __init__(self, name: str) -> None:
+        self.location = caller_location()
+        self.name = check_name("feature view", name, self.location)
+        self.entities = []
+        self.sources = []
+        self.features = []
+
+    def feature_specs(self) -> list[FeatureSpec]:
+        return []
+
+    def spec(self) -> FeatureViewSpec:
+        raise DefinitionError(
+            f"{self.location}: {self.name!r} only refers to a feature view declared elsewhere"
+        )
+
+
+def dbt_feature_view(name: str) -> FeatureViewReference:
+    """A feature view declared in a dbt model's YAML, for a FeatureService:
+    ``dbt_feature_view("user_spend_7d")`` (all its features) or ``dbt_feature_view("user_spend_7d")[["spend_7d"]]``.
+    """
+    return FeatureViewReference(name)
 
 
 class BatchFeatureView(FeatureView):

@@ -83,3 +83,39 @@ class BatchSource(DataSource):
 
     def _spec_fields(self) -> dict:
         return {"table": self.table, "path": self.path}
+
+
+class DbtModel(DataSource):
+    """A model of the dbt project named in featureplane.yaml (``dbt: {project_dir: ../dbt}``), read where
+    dbt builds it: ``DbtModel("int_user_daily_activity", timestamp_field="ts")``.
+
+    The source's name defaults to the model's. ``timestamp_field`` defaults to the model's ``event_time``
+    config. The feature views built on it depend on the model's Dagster asset, and a change to the
+    model's SQL (or to a model upstream of it) recreates them.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        timestamp_field: str | None = None,
+        name: str | None = None,
+        schema: list[Field] | None = None,
+        description: str = "",
+        owner: str = "",
+        tags: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            name=name or model,
+            timestamp_field=timestamp_field,
+            schema=schema,
+            description=description,
+            owner=owner,
+            tags=tags,
+        )
+        self.model = check_name("dbt model", model, self.location)
+        # Filled in from the dbt manifest when the repository loads.
+        self.sql_hash: str | None = None
+
+    def _spec_fields(self) -> dict:
+        return {"dbt_model": self.model, "dbt_sql_hash": self.sql_hash}

@@ -26,6 +26,11 @@ class Engine(ABC):
     def check_source(self, source: SourceSpec) -> str | None:
         """A message if the source cannot be read (missing table, missing timestamp column), else None."""
 
+    def not_built_yet(self, source: SourceSpec) -> str | None:
+        """A note when the source is built by another tool (a dbt model) that has not built it yet: plans
+        then skip its schema checks, which happen when its views first materialize."""
+        return None
+
     @abstractmethod
     def describe(
         self, view: FeatureViewSpec, sources: dict[str, SourceSpec]

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from featureplane.config import Config
+    from featureplane.dbt import Manifest
 
 _LOCK_MESSAGES = ("could not set lock", "conflicting lock")
 
@@ -113,6 +114,7 @@ class DuckDBEngine(Engine):
         self.warehouse_path = config.warehouse_path
         self.lock_timeout = float(config.engine.get("lock_timeout_seconds", 120))
         self._con: duckdb.DuckDBPyConnection | None = None
+        self._manifest: Manifest | None = None
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
@@ -135,12 +137,55 @@ class DuckDBEngine(Engine):
                 f"read_parquet({literal_string(str(self.config.resolve(source.path)))}, union_by_name = true)"
             )
         if source.dbt_model:
-            return quote_table(self.dbt_relation(source.dbt_model))
+            return self.dbt_relation(source.dbt_model)
         raise TransformationError(f"source {source.name!r} has no table, path or dbt model to read")
 
+    def _dbt_manifest(self) -> Manifest:
+        """The dbt project's manifest, read once per engine (one command or run sees one version)."""
+        from featureplane.dbt import DbtError, dbt_project, load_manifest
+
+        if self._manifest is None:
+            try:
+                project = dbt_project(self.config)
+                if project is None:
+                    raise TransformationError(
+                        f"{self.config.path} has no dbt: section naming the dbt project"
+                    )
+                self._manifest = load_manifest(project)
+            except DbtError as exc:
+                raise TransformationError(str(exc)) from exc
+        return self._manifest
+
     def dbt_relation(self, model: str) -> str:
-        """Where a dbt model is built in the warehouse (schema.model)."""
-        return f"{self.config.engine.get('dbt_schema', 'main')}.{model}"
+        """Where dbt builds the model (``schema.identifier`` in the warehouse), read from the manifest."""
+        manifest = self._dbt_manifest()
+        if manifest.model(model) is None:
+            raise TransformationError(
+                f"the dbt project has no model named {model!r} (models: {manifest.describe_models()})"
+            )
+        schema, identifier = manifest.relation(model)
+        return f"{quote(schema)}.{quote(identifier)}"
+
+    def not_built_yet(self, source: SourceSpec) -> str | None:
+        if not source.dbt_model:
+            return None
+        if not self.warehouse_path.exists():
+            return f"dbt has not built model {source.dbt_model!r} yet (there is no warehouse at {self.warehouse_path})"
+        try:
+            manifest = self._dbt_manifest()
+        except TransformationError:
+            return None  # check_source reports it
+        if manifest.model(source.dbt_model) is None:
+            return None
+        schema, identifier = manifest.relation(source.dbt_model)
+        found = self.con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_catalog = current_database() "
+            "AND table_schema = ? AND table_name = ?",
+            [schema, identifier],
+        ).fetchall()
+        if found[0][0]:
+            return None
+        return f"dbt has not built model {source.dbt_model!r} in the warehouse yet"
 
     def source_sql(self, source: SourceSpec, start: datetime | None, end: datetime | None) -> str:
         sql = f"SELECT * FROM {self.source_relation(source)}"
@@ -167,6 +212,8 @@ class DuckDBEngine(Engine):
             return f"the warehouse {self.warehouse_path} does not exist yet, so table {source.table!r} cannot be read"
         try:
             columns = dict(self._describe_sql(f"SELECT * FROM {self.source_relation(source)}"))
+        except TransformationError as exc:
+            return str(exc)
         except duckdb.Error as exc:
             return f"cannot read {source.table or source.path or source.dbt_model!r}: {_first_line(exc)}"
         if source.timestamp_field and source.timestamp_field.lower() not in {c.lower() for c in columns}:

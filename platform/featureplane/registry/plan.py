@@ -47,7 +47,11 @@ VIEW_RECREATE_FIELDS = frozenset(
     }
 )
 # Source and entity fields that change the data of the views built on them.
-SOURCE_DATA_FIELDS = frozenset({"kind", "table", "path", "dbt_model", "timestamp_field", "schema"})
+SOURCE_DATA_FIELDS = frozenset(
+    {"kind", "table", "path", "dbt_model", "dbt_sql_hash", "timestamp_field", "schema"}
+)
+# How a changed field reads in a plan's reasons.
+FIELD_LABELS = {"dbt_sql_hash": "its dbt model's SQL or a model upstream of it"}
 ENTITY_DATA_FIELDS = frozenset({"join_keys"})
 
 
@@ -83,8 +87,8 @@ class Change:
         if self.kind != FEATURE_VIEW or self.old is None or self.new is None:
             return []
         old, new = self.old.transformation, self.new.transformation  # type: ignore[union-attr]
-        old_text = (old.sql or old.python or "") if old else ""
-        new_text = (new.sql or new.python or "") if new else ""
+        old_text = (old.dbt_sql or old.sql or old.python or "") if old else ""
+        new_text = (new.dbt_sql or new.sql or new.python or "") if new else ""
         if old_text == new_text:
             return []
         return list(
@@ -216,7 +220,7 @@ def build_plan(
     by_key = {(c.kind, c.name): c for c in changes}
     for name, view in desired.feature_views.items():
         causes = [
-            f"source {s!r} changed ({', '.join(changed_sources[s])})"
+            f"source {s!r} changed ({', '.join(FIELD_LABELS.get(f, f) for f in changed_sources[s])})"
             for s in view.sources
             if s in changed_sources
         ]

@@ -1,4 +1,5 @@
-"""Import every Python file of a feature repository and collect the definitions it declares."""
+"""Import every Python file of a feature repository and collect the definitions it declares, then add
+the feature views declared in the dbt project that featureplane.yaml names."""
 
 from __future__ import annotations
 
@@ -8,9 +9,13 @@ import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from featureplane.definitions.base import Definition, DefinitionError, collecting
 from featureplane.repo.errors import Problem, RepositoryError
+
+if TYPE_CHECKING:
+    from featureplane.config import Config
 
 SKIPPED_DIRS = {"__pycache__", "node_modules", "venv", "data", "target", "dbt_packages", "logs"}
 
@@ -27,10 +32,16 @@ class Repository:
         return [d for d in self.definitions if d.kind == kind]
 
 
-def python_files(root: Path) -> list[Path]:
+def python_files(root: Path, skip: set[Path] | None = None) -> list[Path]:
     found = []
     for directory, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "_")) and d not in SKIPPED_DIRS)
+        dirnames[:] = sorted(
+            d
+            for d in dirnames
+            if not d.startswith((".", "_"))
+            and d not in SKIPPED_DIRS
+            and Path(directory, d).resolve() not in (skip or set())
+        )
         for filename in sorted(filenames):
             if (
                 filename.endswith(".py")
@@ -57,13 +68,16 @@ def _forget_modules(root: Path) -> None:
             del sys.modules[name]
 
 
-def load_repository(root: str | os.PathLike) -> Repository:
+def load_repository(root: str | os.PathLike, config: Config | None = None) -> Repository:
     """Import the repository's files (with its root on ``sys.path``, so files can import each other)
-    and collect every definition constructed. Raises RepositoryError naming each file that fails."""
+    and collect every definition constructed. With a ``config``, DbtModel sources are resolved against
+    its dbt project and the views declared in dbt are added. Raises RepositoryError naming each file
+    (or dbt YAML file:line) that fails."""
     root = Path(root).resolve()
     if not root.is_dir():
         raise RepositoryError([Problem("repository", "", str(root), "directory does not exist")])
-    files = python_files(root)
+    dbt_dir = config.resolve(config.dbt["project_dir"]) if config and config.dbt.get("project_dir") else None
+    files = python_files(root, {dbt_dir} if dbt_dir else None)
     problems: list[Problem] = []
     _forget_modules(root)
     sys.path.insert(0, str(root))
@@ -84,9 +98,14 @@ def load_repository(root: str | os.PathLike) -> Repository:
     finally:
         sys.path.remove(str(root))
         _forget_modules(root)
+    definitions = list(collected)
+    if config is not None and not problems:
+        from featureplane.repo.dbt_views import dbt_definitions
+
+        problems += dbt_definitions(config, definitions)
     if problems:
         raise RepositoryError(problems)
-    return Repository(root=root, definitions=list(collected), files=files)
+    return Repository(root=root, definitions=definitions, files=files)
 
 
 def _error_location(exc: BaseException, path: Path) -> str:

@@ -20,7 +20,7 @@ log = logging.getLogger("featureplane")
 
 def load_definitions(runtime: Runtime, *, check_with_engine: bool = True) -> DefinitionSet:
     """Load and validate the repository at the config's root (RepositoryError lists every problem)."""
-    definitions = compile_repository(load_repository(runtime.config.root))
+    definitions = compile_repository(load_repository(runtime.config.root, runtime.config))
     if check_with_engine:
         definitions = check_schemas(definitions, runtime.engine)
     return definitions

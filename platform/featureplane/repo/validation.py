@@ -8,6 +8,7 @@ checks join keys, the timestamp and feature types against it, without running th
 from __future__ import annotations
 
 import dataclasses
+import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,8 @@ from featureplane.types import Timestamp, compatible
 
 if TYPE_CHECKING:
     from featureplane.engines.base import Engine
+
+log = logging.getLogger("featureplane")
 
 DAY = 86400
 SUPPORTED_SCHEDULES = [h * 3600 for h in (1, 2, 3, 4, 6, 8, 12)] + [DAY]
@@ -72,6 +75,16 @@ def compile_repository(repo: Repository) -> DefinitionSet:
                     k for k in definitions.entities[entity].join_keys if k.name not in [x.name for x in keys]
                 ]
             definitions.feature_views[name] = dataclasses.replace(view, join_keys=keys)
+    for name, service in list(definitions.feature_services.items()):
+        # A view listed by name (declared in dbt) means all of its features.
+        if any(not part.features and part.view in definitions.feature_views for part in service.features):
+            parts = [
+                dataclasses.replace(part, features=definitions.feature_views[part.view].feature_names)
+                if not part.features and part.view in definitions.feature_views
+                else part
+                for part in service.features
+            ]
+            definitions.feature_services[name] = dataclasses.replace(service, features=parts)
     problems += validate(definitions)
     if problems:
         raise RepositoryError(problems)
@@ -183,7 +196,15 @@ def check_schemas(defs: DefinitionSet, engine: Engine) -> DefinitionSet:
 
     Raises RepositoryError with every problem found."""
     problems: list[Problem] = []
+    unbuilt = set()
     for source in defs.sources.values():
+        note = engine.not_built_yet(source)
+        if note:
+            unbuilt.add(source.name)
+            log.warning(
+                "note: source %r: %s; the views on it are checked when they materialize", source.name, note
+            )
+            continue
         message = engine.check_source(source)
         if message:
             problems.append(Problem(KIND_LABEL["data_source"], source.name, source.location, message))
@@ -193,7 +214,21 @@ def check_schemas(defs: DefinitionSet, engine: Engine) -> DefinitionSet:
         entities=dict(defs.entities), sources=dict(defs.sources), feature_services=dict(defs.feature_services)
     )
     for view in defs.feature_views.values():
-        view, view_problems = _check_view_schema(view, defs, engine)
+        if unbuilt & set(view.sources):
+            view_problems = (
+                []
+                if view.timestamp_field
+                else [
+                    Problem(
+                        KIND_LABEL[FEATURE_VIEW],
+                        view.name,
+                        view.location,
+                        "set timestamp_field: its source is not built yet, so it cannot be inferred",
+                    )
+                ]
+            )
+        else:
+            view, view_problems = _check_view_schema(view, defs, engine)
         problems += view_problems
         resolved.feature_views[view.name] = view
     if problems:
