@@ -110,9 +110,10 @@ def main() -> None:
 
     env = {**os.environ, "FEATUREPLANE_CONFIG": str(REPO / "featureplane.yaml")}
     for (first, last), views in materialization_groups().items():
-        selection = ",".join(f"{WORKSPACE}/{v}" for v in views)
+        # "*view" selects the view and everything upstream that Dagster builds: the dbt models it reads.
+        selection = ",".join(f"*{WORKSPACE}/{v}" for v in views)
         run(
-            f"Backfilling {', '.join(views)} for {first} .. {last} with `dagster asset materialize`",
+            f"Backfilling the dbt models and {', '.join(views)} for {first} .. {last} with `dagster asset materialize`",
             [
                 str(BIN / "dagster"),
                 "asset",
