@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from featureplane.config import Config
 from featureplane.serving.core import LookupService
+from featureplane.serving.monitor import attach_monitor
 from featureplane.serving.snapshot import SnapshotCache
 
 
@@ -14,4 +15,6 @@ def create_lookup_service(config: Config) -> LookupService:
     serving = config.serving or {}
     snapshots = SnapshotCache(open_registry(config), float(serving.get("registry_refresh_seconds", 5)))
     online = create_online_store(config.online_store, config.resolve)
-    return LookupService(snapshots, online, max_body_bytes=int(serving.get("max_body_bytes", 1_000_000)))
+    service = LookupService(snapshots, online, max_body_bytes=int(serving.get("max_body_bytes", 1_000_000)))
+    attach_monitor(service, config)
+    return service
