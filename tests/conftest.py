@@ -115,13 +115,13 @@ def run_cli(
     return result
 
 
-def copy_example_repo(target: Path) -> Repo:
+def copy_example_repo(target: Path, config_extra: str = "") -> Repo:
     shutil.copytree(
         EXAMPLE_REPO,
         target,
         ignore=shutil.ignore_patterns(".featureplane", "__pycache__", "featureplane.yaml"),
     )
-    return Repo(target, write_config(target))
+    return Repo(target, write_config(target, config_extra))
 
 
 def generate_small_data(
@@ -238,3 +238,72 @@ def post_json(url: str, payload: dict | bytes, headers: dict | None = None) -> t
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
+
+
+class AlertReceiver:
+    """An HTTP server on 127.0.0.1 that records every POSTed JSON body (webhooks, Slack)."""
+
+    def __init__(self) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        received = self.received = []
+        self.status = 200
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                received.append({"path": self.path, "headers": dict(self.headers), "json": json.loads(body)})
+                self.send_response(receiver.status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        receiver = self
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def paths(self) -> list[str]:
+        return [r["path"] for r in self.received]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def alert_receiver() -> Iterator[AlertReceiver]:
+    receiver = AlertReceiver()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator:
+    """A local SMTP server (aiosmtpd) on a free port of 127.0.0.1; ``.messages`` holds what it got."""
+    from email import message_from_bytes, policy
+
+    from aiosmtpd.controller import Controller
+
+    class Inbox:
+        def __init__(self) -> None:
+            self.messages: list = []
+
+        async def handle_DATA(self, server, session, envelope) -> str:
+            message = message_from_bytes(envelope.content, policy=policy.default)
+            message["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
+            self.messages.append(message)
+            return "250 OK"
+
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    inbox.port = controller.port  # type: ignore[attr-defined]
+    yield inbox
+    controller.stop()
