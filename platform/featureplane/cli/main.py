@@ -307,6 +307,32 @@ def serve(
     run_server(create_lookup_service(_config(config)), host, port)
 
 
+@app.command()
+def status(
+    workspace: WorkspaceOption = None,
+    config: ConfigOption = None,
+    dagster_home: Annotated[
+        Path | None, typer.Option("--dagster-home", help="The Dagster instance (default: $DAGSTER_HOME).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+) -> None:
+    """Per feature view: last materialized partition, freshness, latest checks and failed runs.
+
+    Without --workspace (and no selected workspace) every live workspace is shown."""
+    from featureplane.monitoring.status import StatusError, collect, render_status
+
+    cfg = _config(config)
+    name = workspace or os.environ.get(ENV_WORKSPACE) or _selected(cfg)
+    try:
+        report = collect(cfg, name, str(dagster_home) if dagster_home else None)
+    except StatusError as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        print(json.dumps(report.to_json(), indent=2, default=str))
+    else:
+        render_status(console, report)
+
+
 # -- example data ----------------------------------------------------------------------------------
 
 
