@@ -11,6 +11,7 @@ from dagster_project.freshness import FRESHNESS
 from featureplane.config import Config
 from featureplane.monitoring.expectations import resolve_expectations
 from featureplane.monitoring.freshness import evaluate_freshness, expected_freshness
+from featureplane.monitoring.profiles import ROW_COUNT as PROFILE_ROWS
 from featureplane.monitoring.settings import MonitoringSettings
 from featureplane.monitoring.status import CheckStatus, ServiceStatus, StatusReport, ViewStatus
 from featureplane.registry import open_registry
@@ -35,6 +36,23 @@ def _check_status(record: Any) -> CheckStatus:
         at=_when(record.event.timestamp),
         description=evaluation.description or "",
     )
+
+
+def latest_profile(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None) -> dict[str, Any]:
+    """The profile of a partition: its materialization's metadata (single-partition runs) or its
+    observation (range runs), whichever is newer."""
+    if partition is None:
+        return {}
+    records_filter = dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition])
+    candidates = []
+    for record in instance.fetch_materializations(records_filter, limit=1).records:
+        candidates.append((record.timestamp, record.asset_materialization.metadata))
+    for record in instance.fetch_observations(records_filter, limit=1).records:
+        candidates.append((record.timestamp, record.asset_observation.metadata))
+    for _, metadata in sorted(candidates, key=lambda c: c[0], reverse=True):
+        if PROFILE_ROWS in metadata:
+            return {k: v.value for k, v in metadata.items() if k == PROFILE_ROWS or "." in k}
+    return {}
 
 
 def collect_status(
@@ -73,13 +91,13 @@ def collect_status(
                 runs, key=lambda r: instance.get_run_record_by_id(r.run_id).update_timestamp, default=None
             )
             record = instance.get_run_record_by_id(last.run_id) if last is not None else None
+            last_partition = max(partitions) if partitions else None
             report.views.append(
                 ViewStatus(
                     workspace=name,
                     view=view.name,
-                    last_partition=freshness.last_partition
-                    if freshness
-                    else (max(partitions) if partitions else None),
+                    last_partition=last_partition,
+                    profile=latest_profile(instance, key, last_partition),
                     materialized_partitions=len(partitions),
                     freshness=freshness,
                     checks=[

@@ -195,10 +195,15 @@ def test_bad_data_is_blocked_with_the_right_check_failures_and_alerts_once(
     assert len(alert_receiver.received) == 4
 
     status = repo.cli(
-        "status", "--workspace", "prod", env={"DAGSTER_HOME": str(dagster_home), "COLUMNS": "200"}
+        "status",
+        "--workspace",
+        "prod",
+        "--profiles",
+        env={"DAGSTER_HOME": str(dagster_home), "COLUMNS": "200"},
     )
     assert "prod/amounts" in status.stdout and "2024-01-01" in status.stdout and "STALE" in status.stdout
     assert "✗ user_id_not_null (error)" in status.stdout and "✗ amount_usual (warn)" in status.stdout
+    assert "Profile of prod/amounts, partition 2024-01-01: 2 rows" in status.stdout
     report = json.loads(repo.cli("status", "--json", env={"DAGSTER_HOME": str(dagster_home)}).stdout)
     [view] = report["views"]
     assert view["failed_runs"] == 1 and view["last_partition"] == "2024-01-01"

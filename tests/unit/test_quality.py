@@ -227,3 +227,15 @@ def test_warn_only_failures_still_write(tmp_path, validator):
     _, offline, online = stores(runtime, state)
     assert offline == [{"user_id": "u2", "ts": D1 + DAY, "amount": 500.0}]
     assert online[1].values == [500.0]
+
+
+def test_featureplane_materialize_validates_too(tmp_path):
+    repo = events_repo(tmp_path, VIEW.replace("SEVERITY", "error"), tables=EVENTS)
+    repo.cli("workspace", "create", "prod", "--live")
+    repo.cli("apply", "--yes")
+    out = repo.cli("materialize", "amounts", "--start", "2024-01-02", "--end", "2024-01-03", check=False)
+    assert out.returncode == 1
+    assert "2 blocking check(s) failed" in out.stderr and "nothing was written" in out.stderr
+    assert "- user_id_not_null FAILED (error); 1 unexpected of 2 rows" in out.stderr
+    runtime = repo.runtime()
+    assert runtime.offline_store.version(runtime.registry.load("prod").table_id("amounts")) is None

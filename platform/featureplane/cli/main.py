@@ -251,8 +251,9 @@ def materialize(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from featureplane.engines.base import TransformationError
-    from featureplane.materialization import MaterializationError
+    from featureplane.materialization import MaterializationError, ValidationFailed
     from featureplane.materialization import materialize as run
+    from featureplane.monitoring.quality import quality_validators
     from featureplane.partitions import align_down, utcnow, windows
 
     runtime = _runtime(config)
@@ -268,6 +269,10 @@ def materialize(
     parts = list(windows(spec, first, last))
     if not parts:
         raise fail(f"no complete partitions of {view!r} in [{first}, {last})")
+    try:
+        validators = quality_validators(runtime.config)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
     step = partitions_per_run or spec.partitions_per_run or len(parts)
     chunks = [parts[i : i + step] for i in range(0, len(parts), step)]
     rows = 0
@@ -283,7 +288,10 @@ def materialize(
         task = progress.add_task(f"{state.name}/{view}", total=len(parts), rows=0)
         for chunk in chunks:
             try:
-                result = run(runtime, state, view, chunk[0][0], chunk[-1][1])
+                result = run(runtime, state, view, chunk[0][0], chunk[-1][1], validators=validators)
+            except ValidationFailed as exc:
+                failed = "".join(f"\n  - {c.summary()}" for c in exc.results if c.blocking and not c.passed)
+                raise fail(f"{exc}{failed}") from None
             except (MaterializationError, TransformationError) as exc:
                 raise fail(str(exc)) from None
             rows += result.rows
@@ -315,11 +323,14 @@ def status(
         Path | None, typer.Option("--dagster-home", help="The Dagster instance (default: $DAGSTER_HOME).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+    profiles: Annotated[
+        bool, typer.Option("--profiles", help="Also show each view's profile of its last partition.")
+    ] = False,
 ) -> None:
     """Per feature view: last materialized partition, freshness, latest checks and failed runs.
 
     Without --workspace (and no selected workspace) every live workspace is shown."""
-    from featureplane.monitoring.status import StatusError, collect, render_status
+    from featureplane.monitoring.status import StatusError, collect, render_profiles, render_status
 
     cfg = _config(config)
     name = workspace or os.environ.get(ENV_WORKSPACE) or _selected(cfg)
@@ -331,6 +342,8 @@ def status(
         print(json.dumps(report.to_json(), indent=2, default=str))
     else:
         render_status(console, report)
+        if profiles:
+            render_profiles(console, report)
 
 
 # -- example data ----------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from featureplane.monitoring.freshness import FreshnessResult
+from featureplane.monitoring.freshness import FreshnessResult, format_age
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -36,6 +36,7 @@ class ViewStatus:
     failed_runs: int = 0
     last_failed_run: str | None = None
     last_failure_at: str | None = None
+    profile: dict[str, Any] = field(default_factory=dict)  # of the last materialized partition
 
     @property
     def failed_checks(self) -> list[CheckStatus]:
@@ -70,6 +71,39 @@ class StatusReport:
         return {"views": [view(v) for v in self.views], "services": [asdict(s) for s in self.services]}
 
 
+def render_profiles(console: Console, report: StatusReport) -> None:
+    """Each view's profile of its last materialized partition: one row per feature."""
+    from rich.table import Table
+
+    stats = ("null_fraction", "min", "max", "mean", "distinct_count")
+    for v in report.views:
+        if not v.profile:
+            continue
+        rows = v.profile.get("dagster/row_count", 0)
+        table = Table(
+            title=f"Profile of {v.workspace}/{v.view}, partition {v.last_partition}: {rows:,} rows",
+            box=None,
+            pad_edge=False,
+            title_justify="left",
+            title_style="bold",
+        )
+        table.add_column("feature", no_wrap=True)
+        for stat in stats:
+            table.add_column(stat.replace("_", " "), justify="right")
+        for feature in dict.fromkeys(k.split(".", 1)[0] for k in v.profile if "." in k):
+            cells = []
+            for stat in stats:
+                value = v.profile.get(f"{feature}.{stat}")
+                if value is None:
+                    cells.append("-")
+                elif stat == "null_fraction":
+                    cells.append(f"{value:.1%}")
+                else:
+                    cells.append(f"{value:,.2f}" if isinstance(value, float) else f"{value:,}")
+            table.add_row(feature, *cells)
+        console.print(table)
+
+
 def render_status(console: Console, report: StatusReport) -> None:
     from rich.table import Table
     from rich.text import Text
@@ -90,9 +124,8 @@ def render_status(console: Console, report: StatusReport) -> None:
         if v.freshness is None:
             fresh = Text("not monitored", style="dim")
         else:
-            lag = v.freshness.metadata()["lag_hours"]
             label = "fresh" if v.freshness.passed else "STALE"
-            detail = f" ({lag:.1f}h old)" if v.freshness.lag is not None else ""
+            detail = f" ({format_age(v.freshness.lag)} old)" if v.freshness.lag is not None else ""
             fresh = Text(label + detail, style="green" if v.freshness.passed else "bold red")
         checks = Text()
         passed = sum(1 for c in v.checks if c.passed)
