@@ -166,7 +166,7 @@ def materializable_view(config: Config, state: WorkspaceState, view: FeatureView
             context.log.info(
                 f"materializing {workspace}/{name} for {len(keys)} partition(s): {keys[0]} .. {keys[-1]}"
             )
-            yield from materialize_with_checks(context, config, current, name, start, end, runtime)
+            yield from materialize_with_checks(context, runtime, current, name, start, end)
 
     return feature_view_asset
 

@@ -16,12 +16,12 @@ from typing import Any
 
 import dagster as dg
 
-from featureplane.config import Config
 from featureplane.monitoring.expectations import resolve_expectations
 from featureplane.monitoring.profiles import PartitionProfiler
 from featureplane.monitoring.quality import CheckResult
 from featureplane.monitoring.settings import MonitoringSettings
 from featureplane.registry.base import WorkspaceState
+from featureplane.runtime import Runtime
 from featureplane.specs import FeatureViewSpec
 
 DATA_QUALITY = "data_quality"
@@ -64,19 +64,18 @@ def check_result(key: dg.AssetKey, result: CheckResult) -> dg.AssetCheckResult:
 
 def materialize_with_checks(
     context: dg.AssetExecutionContext,
-    config: Config,
+    runtime: Runtime,
     state: WorkspaceState,
     view_name: str,
     start: datetime,
     end: datetime,
-    runtime: Any,
 ) -> Iterator[Any]:
     """Run featureplane's materialization with validation and profiling; yield Dagster's events."""
     from featureplane.materialization import ValidationFailed, materialize
     from featureplane.monitoring.quality import quality_validators
 
     key = context.asset_key
-    validators = quality_validators(config)
+    validators = quality_validators(runtime.config)
     profiler = PartitionProfiler()
     try:
         result = materialize(

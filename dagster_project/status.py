@@ -64,7 +64,7 @@ def collect_status(
     registry = open_registry(config)
     report = StatusReport(failed_runs_window_days=FAILED_RUNS_DAYS)
     names = [workspace] if workspace else [w.name for w in registry.list_workspaces() if w.live]
-    failed = instance.get_runs(
+    failed = instance.get_run_records(
         filters=dg.RunsFilter(
             statuses=[dg.DagsterRunStatus.FAILURE],
             updated_after=datetime.fromtimestamp(time.time() - FAILED_RUNS_DAYS * 86400, UTC),
@@ -86,11 +86,8 @@ def collect_status(
             latest = storage.get_latest_asset_check_execution_by_key(
                 [dg.AssetCheckKey(key, n) for n in check_names]
             )
-            runs = [r for r in failed if key in (r.asset_selection or set())]
-            last = max(
-                runs, key=lambda r: instance.get_run_record_by_id(r.run_id).update_timestamp, default=None
-            )
-            record = instance.get_run_record_by_id(last.run_id) if last is not None else None
+            runs = [r for r in failed if key in (r.dagster_run.asset_selection or set())]
+            last = max(runs, key=lambda r: r.update_timestamp, default=None)
             last_partition = max(partitions) if partitions else None
             report.views.append(
                 ViewStatus(
@@ -105,8 +102,8 @@ def collect_status(
                         for k in sorted(latest, key=lambda k: check_names.index(k.name))
                     ],
                     failed_runs=len(runs),
-                    last_failed_run=last.run_id if last is not None else None,
-                    last_failure_at=record.update_timestamp.strftime("%Y-%m-%d %H:%M") if record else None,
+                    last_failed_run=last.dagster_run.run_id if last is not None else None,
+                    last_failure_at=last.update_timestamp.strftime("%Y-%m-%d %H:%M") if last else None,
                 )
             )
         for service in sorted(state.definitions.feature_services.values(), key=lambda s: s.name):

@@ -113,13 +113,9 @@ def render_status(console: Console, report: StatusReport) -> None:
         return
     table = Table(title="Feature views", box=None, pad_edge=False, title_justify="left", title_style="bold")
     table.add_column("view", no_wrap=True)
-    for column in (
-        "last partition",
-        "freshness",
-        "checks",
-        f"failed runs ({report.failed_runs_window_days}d)",
-    ):
-        table.add_column(column, overflow="fold")
+    for column in ("last partition", "freshness", "checks"):
+        table.add_column(column, no_wrap=True)
+    table.add_column(f"failed runs ({report.failed_runs_window_days}d)", overflow="fold")
     for v in report.views:
         if v.freshness is None:
             fresh = Text("not monitored", style="dim")
