@@ -177,3 +177,30 @@ def test_changing_expectations_or_freshness_updates_in_place(tmp_path):
         ["expectations", "expected_freshness_seconds"],
     )
     assert change.new.expected_freshness_seconds == 36 * 3600
+
+
+def test_great_expectations_is_imported_only_where_validation_runs(tmp_path):
+    import subprocess
+    import sys
+
+    repo = view_repo(
+        tmp_path,
+        'Between("amount", 0, 100), ExpectationSuiteFile("s.json")',
+        {"s.json": '{"expectations": []}'},
+    )
+    code = (
+        "import sys\n"
+        "from featureplane.config import load_config\n"
+        "from featureplane.runtime import Runtime\n"
+        "from featureplane.repo.planning import apply_plan, plan_repository\n"
+        f"runtime = Runtime(load_config({str(repo.config_path)!r}))\n"
+        "runtime.registry.create_workspace('prod', live=True)\n"
+        "apply_plan(runtime, plan_repository(runtime, 'prod'))\n"
+        "import dagster_project.definitions as d\n"
+        "d.build_definitions(runtime.config)\n"
+        "print('great_expectations' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=repo.env
+    )
+    assert out.stdout.strip().splitlines()[-1] == "False"

@@ -33,7 +33,10 @@ def split_partitions(
 
     ts = view.timestamp_field
     parts = list(windows(view, start, end))
-    if len(parts) > 1 and table.num_rows:
+    if len(parts) == 1:
+        yield PartitionSlice(partition_key(view, parts[0][0]), parts[0][0], parts[0][1], table)
+        return
+    if table.num_rows:
         table = table.take(pc.sort_indices(table, [(ts, "ascending")]))
     stamps = table.column(ts).cast(pa.timestamp("us")).cast(pa.int64()).to_numpy(zero_copy_only=False)
     epoch = datetime(1970, 1, 1)
@@ -42,9 +45,6 @@ def split_partitions(
         + ([int((parts[-1][1] - epoch).total_seconds() * 1_000_000)] if parts else []),
         dtype=np.int64,
     )
-    if len(parts) == 1:
-        yield PartitionSlice(partition_key(view, parts[0][0]), parts[0][0], parts[0][1], table)
-        return
     offsets = np.searchsorted(stamps, bounds, side="left") if len(stamps) else np.zeros(len(bounds), int)
     for i, (s, e) in enumerate(parts):
         lo, hi = int(offsets[i]), int(offsets[i + 1])
