@@ -19,6 +19,7 @@ from featureplane.monitoring.settings import MonitoringSettings
 
 SENSOR_NAME = "featureplane_alerts"
 MAX_ATTEMPTS = 5
+MAX_OPEN = 1000
 BATCH = 500
 DRIFT_SUFFIX = "_serving_drift"
 COMPLETED = ("SUCCEEDED", "FAILED")
@@ -231,6 +232,10 @@ def alerts_sensor(
                 state.open[incident] = alert.at
                 outgoing.append((alert, None))
 
+        if (
+            len(state.open) > MAX_OPEN
+        ):  # incidents never evaluated again (e.g. a partition later rebuilt in a range)
+            state.open = dict(sorted(state.open.items(), key=lambda item: item[1])[-MAX_OPEN:])
         state.pending = []
         for alert, only in outgoing:
             errors = deliver(alert, sinks, set(only) if only is not None else None)

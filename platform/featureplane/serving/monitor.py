@@ -171,6 +171,7 @@ class ServingMonitor:
         self.logged = 0
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
+        self._stats_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="featureplane-serving-monitor", daemon=True)
         self._thread.start()
 
@@ -212,6 +213,8 @@ class ServingMonitor:
                 pass
             if items:
                 self._write_samples(items)
+                for _ in items:
+                    self._queue.task_done()
             if time.monotonic() >= next_stats:
                 self.write_stats()
                 next_stats = time.monotonic() + self.stats_interval
@@ -277,21 +280,21 @@ class ServingMonitor:
     def write_stats(self) -> None:
         if self.stats_path is None:
             return
+        target = self.stats_path / f"{self.process}.json"
         try:
-            self.stats_path.mkdir(parents=True, exist_ok=True)
-            target = self.stats_path / f"{self.process}.json"
-            temporary = target.with_suffix(".tmp")
-            temporary.write_bytes(orjson.dumps(self.stats.snapshot(self.process, self.dropped)))
-            os.replace(temporary, target)
+            with self._stats_lock:
+                self.stats_path.mkdir(parents=True, exist_ok=True)
+                temporary = target.with_suffix(".tmp")
+                temporary.write_bytes(orjson.dumps(self.stats.snapshot(self.process, self.dropped)))
+                os.replace(temporary, target)
         except OSError as exc:
             log.warning("could not write serving stats to %s: %s", self.stats_path, exc)
 
     def flush(self, timeout: float = 5.0) -> None:
         """Wait until queued samples are written, then write the stats file (tests, shutdown)."""
         deadline = time.monotonic() + timeout
-        while not self._queue.empty() and time.monotonic() < deadline:
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
             time.sleep(0.01)
-        time.sleep(0.05)
         self.write_stats()
 
     def close(self) -> None:
