@@ -288,7 +288,9 @@ def test_a_stale_view_fails_its_freshness_check_and_alerts_once(
     assert len(alerts(alert_receiver, "/hook")) == 2
 
 
-def test_a_failed_run_alerts_once_with_its_reason_and_link(quality_repo, dagster_home, alert_receiver):
+def test_a_failed_run_alerts_once_with_its_reason_and_link(
+    quality_repo, dagster_home, alert_receiver, smtp_server
+):
     repo = quality_repo
     dagster = Dagster(repo, dagster_home)
     dagster.tick("featureplane_alerts")
@@ -298,9 +300,15 @@ def test_a_failed_run_alerts_once_with_its_reason_and_link(quality_repo, dagster
     con.execute("DROP TABLE raw.events").fetchall()
     con.close()
     assert not dagster.materialize(VIEW, "2024-01-01").success
+    alert_receiver.status = 503  # the webhooks are down: email and the log file still get the alert
+    dagster.tick("featureplane_alerts")
+    assert len(smtp_server.messages) == 1 and len(alert_receiver.received) == 2
+    alert_receiver.status = 200  # back up: the next tick retries the webhooks only
     dagster.tick("featureplane_alerts")
     dagster.tick("featureplane_alerts")
-    [alert] = alerts(alert_receiver, "/hook")
+    assert len(smtp_server.messages) == 1 and len(alert_receiver.received) == 4
+    assert len((repo.root / "alerts.log").read_text().splitlines()) == 1
+    [alert] = alerts(alert_receiver, "/hook")[1:]
     assert (alert["event"], alert["subject"], alert["partition"]) == ("run_failure", "amounts", "2024-01-01")
     assert "events does not exist" in alert["reason"] and alert["run_url"].startswith(
         "http://dagster.test/runs/"
