@@ -158,3 +158,20 @@ def test_health_is_the_difference_since_the_last_reading_across_processes_and_re
 def test_percentiles_interpolate_within_buckets():
     assert percentile([0, 10, 0], [1, 2], 0.5) == pytest.approx(1.5)
     assert percentile([0, 0, 0], [1, 2], 0.5) is None
+
+
+def test_on_lambda_local_files_are_off_unless_their_paths_are_set(service, tmp_path, monkeypatch):
+    from conftest import write_config
+
+    from featureplane.config import load_config
+    from featureplane.serving.monitor import attach_monitor
+
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "featureplane-lookup")
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    assert attach_monitor(service, load_config(write_config(tmp_path / "a"))) is None
+    stats = tmp_path / "stats"
+    config = load_config(write_config(tmp_path / "b", f"monitoring: {{serving_stats: {{path: {stats}}}}}\n"))
+    monitor = attach_monitor(service, config)
+    assert monitor is not None and monitor.sink is None and monitor.stats_path == stats
+    monitor.close()

@@ -29,9 +29,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from featureplane.monitoring.settings import MonitoringSettings
+
 if TYPE_CHECKING:
     from featureplane.config import Config
-    from featureplane.monitoring.settings import MonitoringSettings
     from featureplane.serving.core import LookupService, Request, Response
 
 log = logging.getLogger("featureplane.serving")
@@ -317,18 +318,25 @@ def load_sink(settings: MonitoringSettings) -> FeatureLogSink | None:
 
 
 def attach_monitor(service: LookupService, config: Config) -> ServingMonitor | None:
-    """Turn on serving monitoring for ``service`` as featureplane.yaml's ``monitoring`` section says."""
-    from featureplane.monitoring.settings import MonitoringSettings
+    """Turn on serving monitoring for ``service`` as featureplane.yaml's ``monitoring`` section says.
 
+    On AWS Lambda (no lasting local disk) the local files are off unless their paths are set: only a
+    sink class named in the configuration logs served vectors there."""
     settings = MonitoringSettings.from_config(config)
     sink = load_sink(settings)
-    if sink is None and not settings.serving_stats_enabled:
+    stats = settings.serving_stats_enabled
+    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        raw = config.monitoring or {}
+        if isinstance(sink, JsonlSink) and "path" not in (raw.get("serving_log") or {}):
+            sink = None
+        stats = stats and "path" in (raw.get("serving_stats") or {})
+    if sink is None and not stats:
         return None
     service.monitor = ServingMonitor(
         service,
         sample_rate=settings.sample_rate,
         sink=sink,
-        stats_path=settings.serving_stats_path if settings.serving_stats_enabled else None,
+        stats_path=settings.serving_stats_path if stats else None,
         stats_interval=settings.stats_interval_seconds,
         queue_size=settings.queue_size,
     )
