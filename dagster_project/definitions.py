@@ -7,7 +7,9 @@ from collections import defaultdict
 
 import dagster as dg
 
+from dagster_project.alerts import alerts_sensor, check_keys
 from dagster_project.dbt_assets import DbtDefinitions, build_dbt_definitions
+from dagster_project.drift import drift_definitions
 from dagster_project.feature_views import (
     materializable_view,
     partitions_for,
@@ -15,17 +17,24 @@ from dagster_project.feature_views import (
     source_spec,
     view_spec,
 )
+from dagster_project.freshness import freshness_definitions
+from dagster_project.serving_health import serving_health_sensor
 from featureplane.config import Config, load_config
+from featureplane.monitoring.settings import MonitoringSettings
 from featureplane.registry import open_registry
 
 
 def build_definitions(config: Config | None = None) -> dg.Definitions:
     config = config or load_config()
+    settings = MonitoringSettings.from_config(config)
     registry = open_registry(config)
     dbt = build_dbt_definitions(config)
     assets: list = list(dbt.assets)
     schedules: list = []
     jobs: list = []
+    asset_checks: list = []
+    served: set[tuple[str, str]] = set()
+    view_keys: set[dg.AssetKey] = set()
     sources: dict[tuple[str, ...], dg.AssetSpec] = {}
     for info in registry.list_workspaces():
         state = registry.load(info.name)
@@ -35,11 +44,20 @@ def build_definitions(config: Config | None = None) -> dg.Definitions:
         for view in state.definitions.feature_views.values():
             if info.live and view.is_batch and view.start is not None:
                 assets.append(materializable_view(config, state, view))
+                view_keys.add(dg.AssetKey([info.name, view.name]))
                 by_partitions[(view.batch_schedule_seconds, view.feature_start_time)].append(view)
             else:
                 assets.append(view_spec(state, view))
         for service in state.definitions.feature_services.values():
             assets.append(service_spec(state, service))
+            if info.live:
+                served.add((info.name, service.name))
+        checks, check_jobs, check_schedules = freshness_definitions(settings, state)
+        drift_assets, drift_jobs, drift_schedules = drift_definitions(config, settings, state)
+        asset_checks += checks
+        assets += drift_assets
+        jobs += check_jobs + drift_jobs
+        schedules += check_schedules + drift_schedules
         for (seconds, start), views in sorted(
             by_partitions.items(), key=lambda kv: (kv[0][0] or 0, kv[0][1] or "")
         ):
@@ -63,9 +81,14 @@ def build_definitions(config: Config | None = None) -> dg.Definitions:
     assets += [spec for key, spec in sources.items() if key not in known]
     return dg.Definitions(
         assets=assets,
+        asset_checks=asset_checks,
         jobs=jobs,
         schedules=schedules,
         resources=dbt.resources,
+        sensors=[
+            alerts_sensor(settings, view_keys, check_keys(assets, asset_checks)),
+            serving_health_sensor(settings, served),
+        ],
         executor=dg.in_process_executor,
     )
 

@@ -12,7 +12,9 @@ from datetime import datetime
 
 import dagster as dg
 
+from dagster_project.quality import materialize_with_checks, quality_check_specs
 from featureplane.config import Config
+from featureplane.monitoring.settings import MonitoringSettings
 from featureplane.registry.base import WorkspaceState
 from featureplane.specs import FeatureServiceSpec, FeatureViewSpec, SourceSpec, spec_hash
 
@@ -130,6 +132,7 @@ def materializable_view(config: Config, state: WorkspaceState, view: FeatureView
     expected_hash = spec_hash(view)
     generation = state.generations.get(name, 0)
     sources = state.definitions.sources
+    settings = MonitoringSettings.from_config(config)
 
     @dg.asset(
         key=[workspace, name],
@@ -143,9 +146,9 @@ def materializable_view(config: Config, state: WorkspaceState, view: FeatureView
         kinds={"featureview", config.engine.get("type", "duckdb"), config.offline_store.get("type", "delta")},
         owners=_owners(view.owner),
         tags=_tags(view.tags),
+        check_specs=quality_check_specs(settings, dg.AssetKey([workspace, name]), view),
     )
-    def feature_view_asset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        from featureplane.materialization import materialize
+    def feature_view_asset(context: dg.AssetExecutionContext):
         from featureplane.runtime import Runtime
 
         window = context.partition_time_window
@@ -167,8 +170,7 @@ def materializable_view(config: Config, state: WorkspaceState, view: FeatureView
             context.log.info(
                 f"materializing {workspace}/{name} for {len(keys)} partition(s): {keys[0]} .. {keys[-1]}"
             )
-            result = materialize(runtime, current, name, start, end, progress=context.log.info)
-        return dg.MaterializeResult(metadata=result.metadata())
+            yield from materialize_with_checks(context, runtime, current, name, start, end)
 
     return feature_view_asset
 

@@ -128,6 +128,8 @@ def main() -> None:
             env=env,
         )
 
+    show_monitoring(env)
+
     port = free_port()
     log = open(ROOT / ".dagster" / "demo-serve.log", "wb")  # noqa: SIM115 - closed below
     server = subprocess.Popen(
@@ -159,7 +161,8 @@ def main() -> None:
     console.print(
         Panel(
             "Dagster UI:   [bold]make ui[/]  then open http://127.0.0.1:3000 (assets prod/user_daily_spend, ...; "
-            "partitions, lineage, backfills)\n"
+            "partitions, lineage, backfills; Checks and Plots tabs: data quality, freshness, profiles)\n"
+            "Monitoring:   [bold].venv/bin/featureplane status --config feature_repo --profiles[/]  (docs/monitoring.md)\n"
             "Lookup API:   [bold]make serve[/]  then\n"
             "  curl -s -X POST http://127.0.0.1:8080/api/v1/feature-service/get-features \\\n"
             '    -d \'{"params": {"workspaceName": "prod", "featureServiceName": "fraud_detection", '
@@ -169,6 +172,29 @@ def main() -> None:
             title="Next",
         )
     )
+
+
+def show_monitoring(env: dict) -> None:
+    """The backfill's quality checks and profiles, and the views' freshness, as Dagster recorded them."""
+    run(
+        "Evaluating freshness checks with `dagster job execute`",
+        [
+            str(BIN / "dagster"),
+            "job",
+            "execute",
+            "-m",
+            "dagster_project",
+            "-j",
+            f"{WORKSPACE}__freshness_checks",
+        ],
+        env=env,
+    )
+    status = run(
+        "Reading checks and profiles from Dagster (`featureplane status --profiles`)",
+        featureplane("status", "--workspace", WORKSPACE, "--profiles"),
+        env={**env, "COLUMNS": str(console.width)},
+    )
+    console.print(status.stdout.rstrip())
 
 
 def show_lookups(base: str) -> None:

@@ -130,7 +130,7 @@ def copy_dbt_project(target: Path) -> Path:
     return target
 
 
-def copy_example_repo(target: Path) -> Repo:
+def copy_example_repo(target: Path, config_extra: str = "") -> Repo:
     """A copy of feature_repo/ and, beside it, of the dbt project it reads."""
     shutil.copytree(
         EXAMPLE_REPO,
@@ -138,7 +138,7 @@ def copy_example_repo(target: Path) -> Repo:
         ignore=shutil.ignore_patterns(".featureplane", "__pycache__", "featureplane.yaml"),
     )
     copy_dbt_project(target.parent / "dbt")
-    return Repo(target, write_config(target, "dbt: {project_dir: ../dbt}\n"))
+    return Repo(target, write_config(target, "dbt: {project_dir: ../dbt}\n" + textwrap.dedent(config_extra)))
 
 
 def generate_small_data(
@@ -297,3 +297,72 @@ def table_prefix() -> str:
     import uuid
 
     return f"t{uuid.uuid4().hex[:10]}_"
+
+
+class AlertReceiver:
+    """An HTTP server on 127.0.0.1 that records every POSTed JSON body (webhooks, Slack)."""
+
+    def __init__(self) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        received = self.received = []
+        self.status = 200
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                received.append({"path": self.path, "headers": dict(self.headers), "json": json.loads(body)})
+                self.send_response(receiver.status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        receiver = self
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def paths(self) -> list[str]:
+        return [r["path"] for r in self.received]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def alert_receiver() -> Iterator[AlertReceiver]:
+    receiver = AlertReceiver()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator:
+    """A local SMTP server (aiosmtpd) on a free port of 127.0.0.1; ``.messages`` holds what it got."""
+    from email import message_from_bytes, policy
+
+    from aiosmtpd.controller import Controller
+
+    class Inbox:
+        def __init__(self) -> None:
+            self.messages: list = []
+
+        async def handle_DATA(self, server, session, envelope) -> str:
+            message = message_from_bytes(envelope.content, policy=policy.default)
+            message["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
+            self.messages.append(message)
+            return "250 OK"
+
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    inbox.port = controller.port  # type: ignore[attr-defined]
+    yield inbox
+    controller.stop()

@@ -31,10 +31,16 @@ def make_warehouse(repo: Repo, tables: dict[str, str]) -> None:
 
 
 def events_repo(
-    root: Path, views: str, tables: dict[str, str] | None = None, extra_files: dict[str, str] | None = None
+    root: Path,
+    views: str,
+    tables: dict[str, str] | None = None,
+    extra_files: dict[str, str] | None = None,
+    config_extra: str = "",
 ) -> Repo:
     """A repository with entity ``user``, source ``events`` (raw.events) and the given views file."""
-    config = write_repo(root, {"base.py": ENTITY_AND_SOURCE, "views.py": views, **(extra_files or {})})
+    config = write_repo(
+        root, {"base.py": ENTITY_AND_SOURCE, "views.py": views, **(extra_files or {})}, config_extra
+    )
     repo = Repo(root, config)
     make_warehouse(
         repo,

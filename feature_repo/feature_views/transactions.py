@@ -3,7 +3,7 @@ from datetime import datetime, timedelta
 from data_sources import transactions
 from entities import user
 
-from featureplane import Attribute, Float64, Int64, batch_feature_view
+from featureplane import Attribute, Between, Float64, Int64, MeanBetween, batch_feature_view
 
 FEATURE_START = datetime(2026, 8, 1)
 
@@ -27,6 +27,13 @@ FEATURE_START = datetime(2026, 8, 1)
     offline=True,
     owner="fraud-team@example.com",
     tags={"domain": "payments"},
+    expectations=[
+        Between("spend", min_value=0),
+        Between("transaction_count", min_value=1),
+        Between("night_share", 0, 1),
+        Between("max_amount", 0, 10_000, severity="warn"),
+        MeanBetween("spend", 1, 1_000, severity="warn"),
+    ],
 )
 def user_daily_spend(transactions):
     """Each user's spending on the previous day.

@@ -4,7 +4,19 @@ from data_sources import users
 from entities import user
 from feature_views.transactions import FEATURE_START
 
-from featureplane import Attribute, Float64, Int64, String, Timestamp, batch_feature_view
+from featureplane import (
+    Attribute,
+    Between,
+    Float64,
+    InSet,
+    Int64,
+    NotNull,
+    String,
+    Timestamp,
+    batch_feature_view,
+)
+
+COUNTRIES = ["US", "GB", "DE", "FR", "ES", "IT", "NL", "SE", "BR", "IN"]
 
 
 @batch_feature_view(
@@ -24,6 +36,12 @@ from featureplane import Attribute, Float64, Int64, String, Timestamp, batch_fea
     offline=True,
     owner="fraud-team@example.com",
     tags={"domain": "customers"},
+    expectations=[
+        Between("age", 18, 120),
+        InSet("country", COUNTRIES),
+        NotNull("signup_ts"),
+        InSet("credit_limit", [1000, 2500, 5000, 10000, 25000], severity="warn"),
+    ],
 )
 def user_profile(users):
     """Card holders' profile attributes, as of their latest update."""

@@ -15,6 +15,17 @@ from featureplane.definitions.feature_view import (
 from featureplane.definitions.features import Attribute
 from featureplane.definitions.sources import BatchSource, DbtModel
 from featureplane.definitions.transformation import MaterializationContext
+from featureplane.monitoring.expectations import (
+    Between,
+    Expectation,
+    ExpectationSuiteFile,
+    InSet,
+    MatchesRegex,
+    MeanBetween,
+    NotNull,
+    RowCountBetween,
+    Unique,
+)
 from featureplane.types import Array, Bool, Float64, Int64, String, Timestamp
 
 __version__ = "0.1.0"
@@ -32,17 +43,26 @@ __all__ = [
     "Attribute",
     "BatchFeatureView",
     "BatchSource",
+    "Between",
     "Bool",
     "DbtModel",
     "Entity",
+    "Expectation",
+    "ExpectationSuiteFile",
     "FeatureService",
     "FeatureView",
     "Field",
     "Float64",
+    "InSet",
     "Int64",
+    "MatchesRegex",
     "MaterializationContext",
+    "MeanBetween",
+    "NotNull",
+    "RowCountBetween",
     "String",
     "Timestamp",
+    "Unique",
     "batch_feature_view",
     "dbt_feature_view",
     "get_workspace",

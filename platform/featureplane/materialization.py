@@ -191,7 +191,6 @@ def materialize(
         result.seconds["transform"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        _check_keys(view, table)
         for validator in validators or []:
             result.checks += validator(view, table, start, end)
         blocking = [
@@ -203,6 +202,7 @@ def materialize(
                 "nothing was written",
                 result.checks,
             )
+        _check_keys(view, table)
         result.seconds["validate"] = time.perf_counter() - clock
 
         clock = time.perf_counter()

@@ -136,6 +136,8 @@ class FeatureViewSpec:
     expectations: list[dict[str, Any]] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
     location: str = ""
+    monitor_freshness: bool = True
+    expected_freshness_seconds: int | None = None
 
     @property
     def is_batch(self) -> bool:

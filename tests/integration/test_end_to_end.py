@@ -162,4 +162,8 @@ def test_code_location_builds_assets_for_live_and_development_workspaces(applied
         dg.AssetKey(["prod", "user_profile"]),
     }
     assert live.metadata["owner"] == "fraud-team@example.com"
-    assert [s.name for s in defs.schedules] == ["prod__daily__from_2026_08_01_schedule"]
+    assert sorted(s.name for s in defs.schedules) == [
+        "prod__daily__from_2026_08_01_schedule",
+        "prod__freshness_checks_schedule",
+        "prod__serving_drift__from_2026_08_01_daily",
+    ]

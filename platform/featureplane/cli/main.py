@@ -316,8 +316,9 @@ def materialize(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from featureplane.engines.base import TransformationError
-    from featureplane.materialization import MaterializationError
+    from featureplane.materialization import MaterializationError, ValidationFailed
     from featureplane.materialization import materialize as run
+    from featureplane.monitoring.quality import quality_validators
     from featureplane.partitions import align_down, utcnow, windows
 
     runtime = _runtime(config)
@@ -333,6 +334,10 @@ def materialize(
     parts = list(windows(spec, first, last))
     if not parts:
         raise fail(f"no complete partitions of {view!r} in [{first}, {last})")
+    try:
+        validators = quality_validators(runtime.config)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
     step = partitions_per_run or spec.partitions_per_run or len(parts)
     chunks = [parts[i : i + step] for i in range(0, len(parts), step)]
     rows = 0
@@ -348,7 +353,10 @@ def materialize(
         task = progress.add_task(f"{state.name}/{view}", total=len(parts), rows=0)
         for chunk in chunks:
             try:
-                result = run(runtime, state, view, chunk[0][0], chunk[-1][1])
+                result = run(runtime, state, view, chunk[0][0], chunk[-1][1], validators=validators)
+            except ValidationFailed as exc:
+                failed = "".join(f"\n  - {c.summary()}" for c in exc.results if c.blocking and not c.passed)
+                raise fail(f"{exc}{failed}") from None
             except (MaterializationError, TransformationError) as exc:
                 raise fail(str(exc)) from None
             rows += result.rows
@@ -400,6 +408,37 @@ def serve(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     run_server(create_lookup_service(_config(config)), host, port)
+
+
+@app.command()
+def status(
+    workspace: WorkspaceOption = None,
+    config: ConfigOption = None,
+    dagster_home: Annotated[
+        Path | None, typer.Option("--dagster-home", help="The Dagster instance (default: $DAGSTER_HOME).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+    profiles: Annotated[
+        bool, typer.Option("--profiles", help="Also show each view's profile of its last partition.")
+    ] = False,
+) -> None:
+    """Per feature view: last materialized partition, freshness, latest checks and failed runs.
+
+    Without --workspace (and no selected workspace) every live workspace is shown."""
+    from featureplane.monitoring.status import StatusError, collect, render_profiles, render_status
+
+    cfg = _config(config)
+    name = workspace or os.environ.get(ENV_WORKSPACE) or _selected(cfg)
+    try:
+        report = collect(cfg, name, str(dagster_home) if dagster_home else None)
+    except StatusError as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        print(json.dumps(report.to_json(), indent=2, default=str))
+    else:
+        render_status(console, report)
+        if profiles:
+            render_profiles(console, report)
 
 
 # -- example data ----------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from featureplane.definitions.transformation import (
     python_transformation,
     sql_transformation,
 )
+from featureplane.monitoring.expectations import expectation_specs
 from featureplane.specs import FeatureSpec, FeatureViewSpec, FieldSpec, TransformationSpec, format_time
 
 BATCH_MODES = ("snowflake_sql", "pandas", "snowpark")
@@ -128,6 +129,8 @@ class BatchFeatureView(FeatureView):
         expectations: Sequence[Any] | None,
         options: dict[str, Any] | None,
         location: str,
+        monitor_freshness: bool = True,
+        expected_feature_freshness: timedelta | str | None = None,
     ) -> None:
         self.function = function
         self._register(location)
@@ -167,6 +170,12 @@ class BatchFeatureView(FeatureView):
         self.partitions_per_run = partitions_per_run
         self.expectations = list(expectations or [])
         self.options = dict(options or {})
+        self.monitor_freshness = bool(monitor_freshness)
+        self.expected_feature_freshness = (
+            parse_duration(expected_feature_freshness, f"{where}: expected_feature_freshness")
+            if expected_feature_freshness is not None
+            else None
+        )
         self._transformation = self._build_transformation(where)
 
     def _build_transformation(self, where: str) -> TransformationSpec:
@@ -210,9 +219,15 @@ class BatchFeatureView(FeatureView):
             tags=dict(self.tags),
             prevent_destroy=self.prevent_destroy,
             partitions_per_run=self.partitions_per_run,
-            expectations=[e.spec() if hasattr(e, "spec") else dict(e) for e in self.expectations],
+            expectations=expectation_specs(self.expectations, f"{self.location}: feature view {self.name!r}"),
             options=dict(self.options),
             location=self.location,
+            monitor_freshness=self.monitor_freshness,
+            expected_freshness_seconds=(
+                int(self.expected_feature_freshness.total_seconds())
+                if self.expected_feature_freshness is not None
+                else None
+            ),
         )
 
     def run_function(self, *inputs: Any, start_time: datetime, end_time: datetime) -> Any:
@@ -244,6 +259,8 @@ def batch_feature_view(
     expectations: Sequence[Any] | None = None,
     options: dict[str, Any] | None = None,
     name: str | None = None,
+    monitor_freshness: bool = True,
+    expected_feature_freshness: timedelta | str | None = None,
 ) -> Callable[[Callable[..., Any]], BatchFeatureView]:
     """Declare a batch feature view, materialized every ``batch_schedule`` from ``feature_start_time``.
 
@@ -253,6 +270,12 @@ def batch_feature_view(
     source and returns a DataFrame. A parameter named ``context`` receives the window
     (``context.start_time``, ``context.end_time``). The output has the entities' join keys, the
     ``timestamp_field`` and one column per declared feature; rows outside the window are dropped.
+
+    ``expectations`` are data-quality checks run on every materialized partition before it is written
+    (``featureplane.NotNull("spend")``, ``Between(...)``, ... or ``ExpectationSuiteFile(path)``); an
+    ``error`` one that fails blocks the write. ``expected_feature_freshness`` (default: twice the
+    ``batch_schedule``) is how old the newest materialized partition may get before the view's freshness
+    check fails; ``monitor_freshness=False`` turns that check off.
     """
     from featureplane.definitions.base import caller_location
 
@@ -281,6 +304,8 @@ def batch_feature_view(
             expectations=expectations,
             options=options,
             location=location,
+            monitor_freshness=monitor_freshness,
+            expected_feature_freshness=expected_feature_freshness,
         )
 
     return decorate

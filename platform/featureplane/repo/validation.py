@@ -13,6 +13,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from featureplane.definitions.base import Definition, DefinitionError
+from featureplane.monitoring.expectations import expectation_problems
+from featureplane.monitoring.freshness import freshness_problems
 from featureplane.repo.errors import Problem, RepositoryError
 from featureplane.repo.loader import Repository
 from featureplane.specs import (
@@ -158,6 +160,7 @@ def _validate_view(view: FeatureViewSpec, defs: DefinitionSet) -> list[Problem]:
         problems.append(problem(f"ttl must be positive, got {timedelta(seconds=view.ttl_seconds)}"))
     if view.is_batch:
         problems += _validate_schedule(view, problem)
+    problems += [problem(message) for message in expectation_problems(view) + freshness_problems(view)]
     return problems
 
 

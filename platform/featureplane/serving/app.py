@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from featureplane.config import Config
 from featureplane.serving.core import LookupService
+from featureplane.serving.monitor import attach_monitor
 from featureplane.serving.snapshot import SnapshotCache, WorkspaceSource
 
 
@@ -28,4 +29,6 @@ def create_lookup_service(config: Config) -> LookupService:
     serving = config.serving or {}
     snapshots = SnapshotCache(workspace_source(config), float(serving.get("registry_refresh_seconds", 5)))
     online = create_online_store(config.online_store, config.resolve)
-    return LookupService(snapshots, online, max_body_bytes=int(serving.get("max_body_bytes", 1_000_000)))
+    service = LookupService(snapshots, online, max_body_bytes=int(serving.get("max_body_bytes", 1_000_000)))
+    attach_monitor(service, config)
+    return service

@@ -145,6 +145,7 @@ class LookupService:
         self.online_store = online_store
         self.authorize = authorize
         self.max_body_bytes = max_body_bytes
+        self.monitor: Any = None  # featureplane.serving.monitor.ServingMonitor, when monitoring is on
         self.routes: dict[tuple[str, str], Callable[[Request, dict[str, Any]], Any]] = {
             ("POST", "/api/v1/feature-service/get-features"): self._get_features,
             ("POST", "/api/v1/feature-service/metadata"): self._metadata,
@@ -153,6 +154,11 @@ class LookupService:
     # -- entry point -----------------------------------------------------------------------------
 
     def handle(self, request: Request) -> Response:
+        if self.monitor is not None:
+            return self.monitor.observe(request, self._handle)
+        return self._handle(request)
+
+    def _handle(self, request: Request) -> Response:
         try:
             path = request.path.split("?", 1)[0].rstrip("/") or "/"
             if request.method == "GET" and path == "/healthz":
