@@ -238,3 +238,56 @@ def post_json(url: str, payload: dict | bytes, headers: dict | None = None) -> t
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
+
+
+# -- a local Snowflake ------------------------------------------------------------------------------
+
+
+# The stand-in accepts any password; a distinctive one lets tests prove it never shows up anywhere.
+SNOWFLAKE_PASSWORD_ENV = "FEATUREPLANE_TEST_SNOWFLAKE_PASSWORD"
+SNOWFLAKE_PASSWORD = "pw-7Qx!r2Lm9-never-print-me"
+
+
+@dataclass
+class SnowflakeStandIn:
+    """fakesnow's server on 127.0.0.1, reached through the real Snowflake connector."""
+
+    port: int
+    process: subprocess.Popen
+
+    def database(self) -> str:
+        """A fresh database name: tests share the server, not their data."""
+        import uuid
+
+        return f"TEST_{uuid.uuid4().hex[:12].upper()}"
+
+
+@pytest.fixture(scope="session")
+def snowflake_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SnowflakeStandIn]:
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("snowflake") / "stand-in.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "snowflake_stand_in.py"), str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(f"the Snowflake stand-in exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise AssertionError("the Snowflake stand-in did not start within 60s") from None
+            time.sleep(0.1)
+    os.environ[SNOWFLAKE_PASSWORD_ENV] = SNOWFLAKE_PASSWORD
+    yield SnowflakeStandIn(port, process)
+    os.kill(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    log.close()
