@@ -49,12 +49,34 @@ def use_snowflake(repo: Repo, server: SnowflakeStandIn, *, method: str = "window
 def copy_sources(source: Repo, target: Repo, tables: list[str]) -> None:
     """Copy warehouse tables (``schema.table``) from ``source``'s DuckDB warehouse to ``target``'s
     Snowflake database, so both engines read the same rows."""
-    from featureplane.engines.duckdb import connect_warehouse
+    from featureplane.engines.snowflake import copy_from_duckdb
+
+    copy_from_duckdb(target.config(), source.config().warehouse_path, tables)
+
+
+def load_sql_tables(repo: Repo, tables: dict[str, str]) -> None:
+    """Create source tables in ``repo``'s Snowflake database from DuckDB SQL (``{"raw.events": "SELECT
+    ..."}``), the way ``helpers.make_warehouse`` does for the DuckDB warehouse."""
+    import duckdb
+
     from featureplane.engines.snowflake import load_tables
 
-    con = connect_warehouse(source.config().warehouse_path)
+    con = duckdb.connect()
     try:
-        data = {name: con.sql(f"SELECT * FROM {name}").to_arrow_table() for name in tables}
+        data = {name: con.sql(sql).to_arrow_table() for name, sql in tables.items()}
     finally:
         con.close()
-    load_tables(target.config(), data)
+    load_tables(repo.config(), data)
+
+
+def snowflake_events_repo(
+    root, server: SnowflakeStandIn, views: str, tables: dict[str, str], *, method: str = "window"
+) -> Repo:
+    """``helpers.events_repo`` on the Snowflake path: entity ``user``, source ``events`` (raw.events)."""
+    from conftest import write_repo
+    from helpers import ENTITY_AND_SOURCE
+
+    repo = Repo(root, write_repo(root, {"base.py": ENTITY_AND_SOURCE, "views.py": views}))
+    use_snowflake(repo, server, method=method)
+    load_sql_tables(repo, tables)
+    return repo

@@ -226,11 +226,9 @@ class SnowflakeSettings:
 
     def describe(self) -> dict[str, Any]:
         """The non-secret settings (for metadata and messages)."""
-        shown = {
-            k: v
-            for k, v in self.options
-            if k in ("account", "user", "role", "warehouse", "database", "schema")
-        }
+        options = dict(self.options)
+        names = ("account", "user", "role", "warehouse", "database", "schema")
+        shown = {k: options[k] for k in names if k in options}
         if self.secrets:
             shown["credentials"] = ", ".join(k for k, _ in self.secrets)
         return shown
@@ -304,8 +302,15 @@ class SnowflakeClient:
         text = str(getattr(exc, "msg", None) or exc).strip()
         errno = getattr(exc, "errno", None)
         prefix = f"{errno:06d}: " if isinstance(errno, int) and errno > 0 else ""
+        if text.startswith(prefix.strip()):
+            prefix = ""
         lines = [line for line in text.splitlines() if line.strip()]
         return SnowflakeError(self.settings.redact(f"{context}: {prefix}{' '.join(lines[:3])}"))
+
+    def _record(self, sql: str) -> None:
+        sql = self.settings.redact(sql)
+        self.history.append(sql)
+        log.debug("snowflake: %s", sql)
 
     def execute(self, sql: str, params: Any = None) -> Any:
         """Run one statement and return its cursor."""
@@ -313,8 +318,7 @@ class SnowflakeClient:
 
         with self._lock:
             cursor = self.connection.cursor()
-            self.history.append(sql)
-            log.debug("snowflake: %s", sql)
+            self._record(sql)
             try:
                 cursor.execute(sql, params)
             except snowflake.connector.errors.Error as exc:
@@ -337,7 +341,7 @@ class SnowflakeClient:
         from snowflake.connector.constants import FIELD_ID_TO_NAME
 
         with self._lock:
-            self.history.append(f"DESCRIBE {sql}")
+            self._record(f"DESCRIBE {sql}")
             try:
                 metadata = self.connection.cursor().describe(sql)
             except snowflake.connector.errors.Error as exc:
@@ -378,7 +382,7 @@ class SnowflakeClient:
         if table.num_rows:
             parts = name.split(".")
             with self._lock:
-                self.history.append(f"write_pandas {target} ({table.num_rows} rows)")
+                self._record(f"write_pandas {target} ({table.num_rows} rows)")
                 try:
                     write_pandas(
                         self.connection,

@@ -22,6 +22,7 @@ from conftest import SMALL_END, SMALL_USERS, Repo, copy_example_repo, generate_s
 from snowflake_helpers import copy_sources, use_snowflake
 
 from featureplane.materialization import materialize
+from featureplane.offline_stores.base import RetrievalPart
 from featureplane.repo.planning import apply_plan, plan_repository
 from featureplane.workspace import Workspace
 
@@ -226,3 +227,76 @@ def _first_difference(expected: pa.Table, actual: pa.Table) -> str:
             if x != y:
                 return f"column {name!r}, row {i}: DuckDB {x!r}, Snowflake {y!r}"
     return "schemas differ"
+
+
+def test_asof_join_sql_is_what_snowflake_gets(sides):
+    """With ``point_in_time_join: asof`` (the default), training data comes from Snowflake's ASOF JOIN.
+
+    The stand-in cannot parse ``ASOF JOIN ... MATCH_CONDITION`` (asserted below, so this test notices
+    when it can), so instead of running it there the test asserts the SQL that was sent, then runs that
+    exact statement on DuckDB, mechanically rewritten to DuckDB's ASOF LEFT JOIN, over the same stored
+    rows and spine, and gets the training set DuckDB and the window formulation give."""
+    import dataclasses
+
+    import duckdb
+    import sqlglot
+    from sqlglot import exp
+
+    from featureplane.offline_stores.snowflake import SnowflakeOfflineStore, spine_table, table_name
+    from featureplane.snowflake_client import SnowflakeError
+
+    duck, snow = sides
+    config = snow.repo.config()
+    config = dataclasses.replace(config, offline_store={**config.offline_store, "point_in_time_join": "asof"})
+    store = SnowflakeOfflineStore(config)
+    parts = [
+        RetrievalPart(snow.state.feature_view(p.view), snow.state.table_id(p.view), p.features)
+        for p in snow.state.feature_service("fraud_detection").features
+    ]
+    try:
+        with pytest.raises(SnowflakeError, match="MATCH_CONDITION"):
+            store.get_historical_features(spine(), "ts", parts)
+        sent = next(q for q in reversed(store.client.history) if "ASOF JOIN" in q)
+        relations = [store.relation(part.table_id) for part in parts]
+    finally:
+        store.close()
+
+    spend, profile = (part.view for part in parts)
+    assert (
+        'ASOF JOIN (SELECT "user_id", "spend", "transaction_count", "max_amount", "distinct_merchants", '
+        f'"night_share", "ts" AS "__fp_ts" FROM {relations[0]}) AS p '
+        'MATCH_CONDITION (s."__fp_spine_ts" >= p."__fp_ts") ON s."user_id" = p."user_id"'
+    ) in sent
+    assert (
+        'ASOF JOIN (SELECT "user_id", "age", "country", "credit_limit", "updated_at" AS "__fp_ts" '
+        f'FROM {relations[1]}) AS p MATCH_CONDITION (s."__fp_spine_ts" >= p."__fp_ts")'
+    ) in sent
+    assert sent.count("ASOF JOIN") == 2 and sent.count("LEFT JOIN __fp_part_") == 2
+    # user_daily_spend has a one-day ttl; user_profile has none.
+    assert 'CASE WHEN __fp_part_0."__fp_ts" > DATEADD(second, -86400, s."__fp_spine_ts")' in sent
+    assert '__fp_part_1."__fp_ts" >' not in sent
+    assert sent.endswith('ORDER BY s."__fp_row"')
+
+    # The same statement, as DuckDB spells an ASOF join that keeps unmatched spine rows.
+    statement = sqlglot.parse_one(sent, read="snowflake")
+    for table in statement.find_all(exp.Table):
+        table.set("catalog", None)  # the test database's name
+    for join in statement.find_all(exp.Join):
+        if join.args.get("match_condition") is not None:
+            join.set("on", exp.and_(join.args["match_condition"], join.args["on"]))
+            join.set("match_condition", None)
+            join.set("side", "LEFT")
+    con = duckdb.connect()
+    con.execute("SET TimeZone='UTC'").fetchall()
+    con.execute("CREATE SCHEMA FEATURES").fetchall()
+    for view in (spend, profile):
+        con.register("stored", snow.offline(view.name))
+        name = table_name(snow.state.table_id(view.name))
+        con.execute(f'CREATE TABLE FEATURES."{name}" AS SELECT * FROM stored').fetchall()
+    spine_name = next(t.name for t in statement.find_all(exp.Table) if t.name.startswith("FP_SPINE_"))
+    con.register("uploaded", spine_table(spine(), "ts", {"user_id": spend.join_keys[0].type}))
+    con.execute(f'CREATE TABLE "{spine_name}" AS SELECT * FROM uploaded').fetchall()
+    asof = con.sql(statement.sql(dialect="duckdb")).df().drop(columns="__fp_row")
+    expected = duck.workspace.get_feature_service("fraud_detection").get_historical_features(spine(), "ts")
+    expected = expected.drop(columns=["user_id", "ts", "label"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(asof, expected, check_dtype=False, check_exact=True)

@@ -13,6 +13,7 @@ session, the result stays in a temporary table that the store copies (``run_for_
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from featureplane.engines.base import (
@@ -73,7 +74,7 @@ class SnowflakeStagedResult(StagedResult):
             (count,) = self.client.fetchall(f"SELECT COUNT_IF({quote(column)} IS NULL) FROM {self.relation}")[
                 0
             ]
-            self._nulls[column] = int(count)
+            self._nulls[column] = int(count or 0)
         return self._nulls[column]
 
     def to_arrow(self) -> pa.Table:
@@ -311,7 +312,7 @@ class SnowflakeEngine(UsesSnowflake, Engine):
         self._staged.append(relation)
         counts = ", ".join(f"COUNT_IF({quote(k)} IS NULL)" for k in view.join_key_names)
         row = self.client.fetchall(f"SELECT COUNT(*), {counts} FROM {relation}")[0]
-        nulls = {k: int(n) for k, n in zip(view.join_key_names, row[1:], strict=True)}
+        nulls = {k: int(n or 0) for k, n in zip(view.join_key_names, row[1:], strict=True)}
         return SnowflakeStagedResult(self.client, relation, view, int(row[0]), nulls)
 
     def run_transformation(
@@ -346,3 +347,15 @@ def load_tables(config: Config, tables: dict[str, pa.Table]) -> None:
             engine.client.upload(table, name, temporary=False, quoted=False)
     finally:
         engine.close()
+
+
+def copy_from_duckdb(config: Config, warehouse: Path, tables: list[str]) -> None:
+    """Copy tables of a DuckDB warehouse file to Snowflake (the example generator writes DuckDB)."""
+    from featureplane.engines.duckdb import connect_warehouse
+
+    con = connect_warehouse(warehouse)
+    try:
+        data = {name: con.sql(f"SELECT * FROM {name}").to_arrow_table() for name in tables}
+    finally:
+        con.close()
+    load_tables(config, data)

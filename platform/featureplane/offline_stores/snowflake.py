@@ -184,6 +184,27 @@ def point_in_time_sql(
     return f"{with_clause}SELECT s.{ROW}, {', '.join(selects)} FROM {spine} AS s {' '.join(joins)} ORDER BY s.{ROW}"
 
 
+def spine_table(spine: pd.DataFrame, timestamp_key: str, keys: dict[str, DataType]) -> pa.Table:
+    """The spine as uploaded: its row number, its timestamp in naive UTC, and the join keys typed as the
+    entities declare them."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from featureplane.types import to_arrow
+
+    stamps = pd.to_datetime(spine[timestamp_key])
+    if getattr(stamps.dt, "tz", None) is not None:
+        stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
+    columns = {
+        "__fp_row": pa.array(range(len(spine)), pa.int64()),
+        "__fp_spine_ts": pa.array(stamps.astype("datetime64[us]"), pa.timestamp("us")),
+    }
+    for name, dtype in keys.items():
+        values = spine[name].astype(object).where(spine[name].notna(), None)
+        columns[name] = pa.array(values).cast(to_arrow(dtype))
+    return pa.table(columns)
+
+
 # -- the store -------------------------------------------------------------------------------------
 
 
@@ -402,24 +423,8 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
     # -- training data ---------------------------------------------------------------------------
 
     def _upload_spine(self, spine: pd.DataFrame, timestamp_key: str, parts: list[RetrievalPart]) -> str:
-        import pandas as pd
-        import pyarrow as pa
-
-        from featureplane.types import to_arrow
-
-        stamps = pd.to_datetime(spine[timestamp_key])
-        if getattr(stamps.dt, "tz", None) is not None:
-            stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
-        keys = {k.name: k.type for part in parts for k in part.view.join_keys}
-        columns = {
-            "__fp_row": pa.array(range(len(spine)), pa.int64()),
-            "__fp_spine_ts": pa.array(stamps.astype("datetime64[us]"), pa.timestamp("us")),
-        }
-        for name, dtype in keys.items():
-            columns[name] = pa.array(spine[name].astype(object).where(spine[name].notna(), None)).cast(
-                to_arrow(dtype)
-            )
-        return self.client.upload(pa.table(columns), self.client.temporary_name("SPINE"))
+        table = spine_table(spine, timestamp_key, {k.name: k.type for p in parts for k in p.view.join_keys})
+        return self.client.upload(table, self.client.temporary_name("SPINE"))
 
     def get_historical_features(
         self,
