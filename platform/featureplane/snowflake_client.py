@@ -192,7 +192,7 @@ class SnowflakeSettings:
         """Settings from an ``engine`` or ``offline_store`` section of featureplane.yaml."""
         options = {k: section[k] for k in CONNECTION_KEYS if section.get(k) not in (None, "")}
         secrets = {k: str(section[k]) for k in SECRET_KEYS if section.get(k) not in (None, "")}
-        if "account" not in options and "host" not in options:
+        if "account" not in options:
             raise SnowflakeError(f"{where}: a Snowflake connection needs an account")
         if "user" not in options and options.get("authenticator", "").lower() not in ("oauth",):
             raise SnowflakeError(f"{where}: a Snowflake connection needs a user")

@@ -123,3 +123,14 @@ def test_logs_and_errors_never_carry_the_password(tmp_path, snowflake_server, ca
     assert "snowflake: CREATE TEMPORARY TABLE" in caplog.text  # the SQL sent is logged at DEBUG ...
     records = [r.getMessage() for r in caplog.records if r.name.startswith("featureplane")]
     assert records and not [m for m in records if SNOWFLAKE_PASSWORD in m]  # ... never the password
+
+
+def test_bad_settings_are_one_line_errors(tmp_path, snowflake_server):
+    repo = copy_example_repo(tmp_path / "feature_repo")
+    use_snowflake(repo, snowflake_server)
+    repo.cli("workspace", "create", "prod", "--live")
+    repo.config_path.write_text(repo.config_path.read_text().replace("  account: featureplane-test\n", ""))
+    out = repo.cli("plan", check=False)
+    assert out.returncode == 1
+    assert "engine: a Snowflake connection needs an account" in " ".join(out.stderr.split())
+    no_secret(out)

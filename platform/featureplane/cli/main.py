@@ -368,7 +368,13 @@ def example_generate(
 
 
 def main() -> None:
-    app()
+    from featureplane.snowflake_client import SnowflakeError
+
+    try:
+        app()
+    except (ConfigError, SnowflakeError) as exc:  # settings or a warehouse refusing: no traceback
+        err.print(f"[bold red]error:[/] {exc}")
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

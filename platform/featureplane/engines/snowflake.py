@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from featureplane.config import ConfigError
 from featureplane.engines.base import (
     Engine,
     StagedResult,
@@ -94,7 +95,7 @@ class SnowflakeEngine(UsesSnowflake, Engine):
         try:
             self.settings = SnowflakeSettings.from_section(config.engine, f"{config.path}: engine")
         except SnowflakeError as exc:
-            raise ValueError(str(exc)) from None
+            raise ConfigError(str(exc)) from None
         self._columns: dict[str, dict[str, str]] = {}
         self._snowpark: Any = None
         self._staged: list[str] = []

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from featureplane.config import ConfigError
 from featureplane.engines.base import StagedResult, as_arrow
 from featureplane.engines.snowflake import SnowflakeStagedResult
 from featureplane.offline_stores.base import OfflineStore, OnlineChanges, RetrievalPart, to_pandas
@@ -213,7 +214,7 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
         section = config.offline_store
         where = f"{config.path}: offline_store"
         try:
-            if "account" in section or "host" in section:
+            if "account" in section:
                 self.settings = SnowflakeSettings.from_section(section, where)
             elif config.engine.get("type") == "snowflake":
                 # The engine's connection: one session, so staged results are copied in place.
@@ -224,10 +225,10 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
                     "unless the engine is Snowflake too"
                 )
         except SnowflakeError as exc:
-            raise ValueError(str(exc)) from None
+            raise ConfigError(str(exc)) from None
         method = section.get("point_in_time_join", "asof")
         if method not in JOIN_METHODS:
-            raise ValueError(
+            raise ConfigError(
                 f"{where}: point_in_time_join must be one of {', '.join(JOIN_METHODS)}, got {method!r}"
             )
         self.method = method
