@@ -262,3 +262,44 @@ def test_a_duckdb_engine_can_write_to_a_snowflake_offline_store(tmp_path, snowfl
         assert_online_equals_offline(runtime, state)
     finally:
         runtime.close()
+
+
+def test_pushed_rows_are_appended_with_their_watermarks_in_one_transaction(setup, monkeypatch):
+    """Rows pushed through the ingest API land in the offline store with write_pandas, together with
+    how far each ingest log segment was folded, so a fold applies exactly once."""
+    import pyarrow as pa
+
+    _, runtime, state = setup
+    store, view, table_id = runtime.offline_store, state.feature_view("amounts"), state.table_id("amounts")
+    materialize(runtime, state, "amounts", D1, D1 + DAY)
+    pushed = pa.table(
+        {
+            "user_id": ["u1", "u9"],
+            "ts": pa.array([datetime(2024, 1, 5, 8), datetime(2024, 1, 5, 9)], pa.timestamp("us")),
+            "amount": [11.0, 12.0],
+            "n": [1, 1],
+        }
+    )
+    assert store.ingest_watermarks(table_id, ["seg-1", "seg-2"]) == {"seg-1": 0, "seg-2": 0}
+    store.client.history.clear()
+    version = store.append_ingested(table_id, view, pushed, {"seg-1": 4096})
+    assert version == 2 and [q for q in store.client.history if q.startswith("write_pandas")]
+    assert store.ingest_watermarks(table_id, ["seg-1", "seg-2"]) == {"seg-1": 4096, "seg-2": 0}
+    assert ("u9", datetime(2024, 1, 5, 9), 12.0, 1) in offline_rows(runtime, state)
+    changes = store.online_changes(table_id, view, 1, None, None)
+    assert sorted(r["user_id"] for b in changes.upserts for r in b.to_pylist()) == ["u1", "u9"]
+
+    # A failure before COMMIT keeps neither the rows nor the watermark.
+    execute = store.client.execute
+
+    def die_before_commit(sql, params=None):
+        if sql.startswith("INSERT INTO") and "INGEST_WATERMARKS" in sql:
+            raise SnowflakeError("connection lost")
+        return execute(sql, params)
+
+    monkeypatch.setattr(store.client, "execute", die_before_commit)
+    with pytest.raises(SnowflakeError):
+        store.append_ingested(table_id, view, pushed, {"seg-1": 8192})
+    monkeypatch.undo()
+    assert store.ingest_watermarks(table_id, ["seg-1"]) == {"seg-1": 4096}
+    assert len(offline_rows(runtime, state)) == 4 and store.version(table_id) == 2

@@ -163,3 +163,25 @@ def test_table_names_are_safe_deterministic_and_distinct():
     # Names that upper-case or join to the same text still get different tables.
     assert table_name("a__b/c/g1") != table_name("a/b__c/g1")
     assert table_name("Prod/v/g1") != table_name("prod/v/g1")
+
+
+def test_aggregate_views_are_refused_rather_than_stored_as_rows(tmp_path):
+    """Tiles and roll-ups of Aggregate features exist on DuckDB/Delta only so far."""
+    from datetime import datetime
+
+    from featureplane.engines.base import TransformationError
+    from featureplane.specs import FeatureSpec, FeatureViewSpec, FieldSpec
+
+    cfg = config(tmp_path, ENGINE + "offline_store: {type: snowflake}\n")
+    view = FeatureViewSpec(
+        name="spend_7d",
+        kind="batch",
+        entities=["user"],
+        join_keys=[FieldSpec("user_id", "string")],
+        sources=["transactions"],
+        features=[FeatureSpec("amount_sum_7d", "float64", "aggregate", "amount", "sum", 7 * 86400)],
+    )
+    with pytest.raises(TransformationError, match="'spend_7d' has Aggregate features"):
+        create_engine(cfg).run_transformation(view, {}, datetime(2024, 1, 1), datetime(2024, 1, 2))
+    with pytest.raises(SnowflakeError, match="'spend_7d' has Aggregate features"):
+        create_offline_store(cfg).read("prod/spend_7d/g1", view)

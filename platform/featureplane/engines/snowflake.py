@@ -12,7 +12,8 @@ session, the result stays in a temporary table that the store copies (``run_for_
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import contextlib
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,10 +73,8 @@ class SnowflakeStagedResult(StagedResult):
 
     def null_count(self, column: str) -> int:
         if column not in self._nulls:
-            (count,) = self.client.fetchall(f"SELECT COUNT_IF({quote(column)} IS NULL) FROM {self.relation}")[
-                0
-            ]
-            self._nulls[column] = int(count or 0)
+            sql = f"SELECT COUNT_IF({quote(column)} IS NULL) FROM {self.relation}"
+            self._nulls[column] = int(self.client.fetchall(sql)[0][0] or 0)
         return self._nulls[column]
 
     def to_arrow(self) -> pa.Table:
@@ -178,9 +177,6 @@ class SnowflakeEngine(UsesSnowflake, Engine):
 
     # -- transformations -------------------------------------------------------------------------
 
-    def _lookback(self, view: FeatureViewSpec) -> timedelta:
-        return lookback(view)
-
     def _sql_query(
         self, view: FeatureViewSpec, sources: dict[str, SourceSpec], start: datetime, end: datetime
     ) -> str:
@@ -227,7 +223,7 @@ class SnowflakeEngine(UsesSnowflake, Engine):
             from featureplane import snowpark
 
             session = self._snowpark_session()
-            since = start - self._lookback(view)
+            since = start - lookback(view)
             output = snowpark.run_function(
                 view, start, end, lambda name: session.sql(self.source_sql(sources[name], since, end))
             )
@@ -245,7 +241,7 @@ class SnowflakeEngine(UsesSnowflake, Engine):
     def _run_pandas(
         self, view: FeatureViewSpec, sources: dict[str, SourceSpec], start: datetime, end: datetime
     ) -> str:
-        since = start - self._lookback(view)
+        since = start - lookback(view)
         output = call_transformation(
             view, start, end, lambda name: self.source_rows(sources[name], since, end)
         )
@@ -289,23 +285,27 @@ class SnowflakeEngine(UsesSnowflake, Engine):
         end: datetime,
         stage: bool,
     ) -> pa.Table | SnowflakeStagedResult:
+        if view.is_aggregate:
+            raise TransformationError(
+                f"feature view {view.name!r} has Aggregate features, whose tiles the Snowflake engine does "
+                "not compute yet: materialize it with the DuckDB engine"
+            )
+        cleanup: list[str] = []
         try:
             inner, cleanup = self._inner(view, sources, start, end)
             sql = self._conformed(view, inner, start, end)
             if stage:
-                result: pa.Table | SnowflakeStagedResult = self._stage(view, sql)
-            else:
-                order = ", ".join(quote(n) for n in [*view.join_key_names, view.timestamp_field])
-                result = conform_arrow(
-                    self.client.fetch_arrow(f"{sql} ORDER BY {order}"), output_fields(view)
-                )
-            for statement in cleanup:
-                self.client.execute(statement)
-            return result
+                return self._stage(view, sql)
+            order = ", ".join(quote(n) for n in [*view.join_key_names, view.timestamp_field])
+            return conform_arrow(self.client.fetch_arrow(f"{sql} ORDER BY {order}"), output_fields(view))
         except SnowflakeError as exc:
             raise TransformationError(
                 f"feature view {view.name!r}: the transformation failed on Snowflake: {exc}"
             ) from None
+        finally:
+            for statement in cleanup:
+                with contextlib.suppress(SnowflakeError):
+                    self.client.execute(statement)
 
     def _stage(self, view: FeatureViewSpec, sql: str) -> SnowflakeStagedResult:
         relation = quote(self.client.temporary_name("STAGE"))

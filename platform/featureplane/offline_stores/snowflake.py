@@ -7,6 +7,8 @@ Layout, all in the configured database and schema:
 - ``..._CHANGES``: the join keys each write touched (removed or written rows), by version, so the online
   store is updated for exactly those keys; only the last few versions are kept.
 - ``<prefix>TABLE_VERSIONS``: one row per committed write (table, version, window, rows).
+- ``<prefix>INGEST_WATERMARKS``: how much of each ingest log segment a table holds (pushed rows are
+  appended with their watermarks in one transaction).
 
 A window replace is one transaction: DELETE the window, INSERT the new rows (from the engine's staged
 table when the engine runs in the same session, otherwise uploaded with ``write_pandas``), record the
@@ -64,6 +66,16 @@ def table_name(table_id: str, prefix: str = "FP_") -> str:
     readable = "__".join(re.sub(r"[^A-Z0-9_]", "_", part.upper()) for part in table_id.split("/"))
     digest = hashlib.sha256(table_id.encode()).hexdigest()[:8].upper()
     return f"{prefix}{readable[:200]}_{digest}"
+
+
+def _plain(view: FeatureViewSpec) -> None:
+    """Aggregate views store tiles, which this store does not read or write yet: refuse them clearly
+    rather than store raw rows as if they were features."""
+    if view.is_aggregate:
+        raise SnowflakeError(
+            f"feature view {view.name!r} has Aggregate features: the Snowflake offline store keeps plain "
+            "(Attribute) views only so far"
+        )
 
 
 def store_fields(view: FeatureViewSpec) -> list[tuple[str, DataType]]:
@@ -260,6 +272,10 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
     def _versions(self) -> str:
         return self._name(f"{self.prefix}TABLE_VERSIONS")
 
+    @property
+    def _watermarks(self) -> str:
+        return self._name(f"{self.prefix}INGEST_WATERMARKS")
+
     def _prepare(self) -> None:
         if "" in self._ready:
             return
@@ -274,9 +290,14 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
             f"{quote('window_end')} TIMESTAMP_NTZ(6), {quote('rows')} NUMBER(38,0), "
             f"{quote('written_at')} TIMESTAMP_NTZ(6))"
         )
+        self.client.execute(
+            f"CREATE TABLE IF NOT EXISTS {self._watermarks} ({quote('table_id')} VARCHAR, "
+            f"{quote('segment')} VARCHAR, {quote('bytes')} NUMBER(38,0))"
+        )
         self._ready.add("")
 
     def _create(self, table_id: str, view: FeatureViewSpec) -> None:
+        _plain(view)
         if table_id in self._ready:
             return
         self._prepare()
@@ -305,6 +326,38 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
         end: datetime,
         data: pa.Table | StagedResult,
     ) -> int:
+        return self._commit(table_id, view, data, (start, end), {})
+
+    def ingest_watermarks(self, table_id: str, segments: list[str]) -> dict[str, int]:
+        """How many bytes of each ingest log segment are already in the table (0 when none are)."""
+        marks = dict.fromkeys(segments, 0)
+        if segments:
+            self._prepare()
+            names = ", ".join(literal_string(s) for s in segments)
+            rows = self.client.fetchall(
+                f"SELECT {quote('segment')}, {quote('bytes')} FROM {self._watermarks} "
+                f"WHERE {quote('table_id')} = {literal_string(table_id)} AND {quote('segment')} IN ({names})"
+            )
+            marks.update({segment: int(value) for segment, value in rows})
+        return marks
+
+    def append_ingested(
+        self, table_id: str, view: FeatureViewSpec, data: pa.Table, watermarks: dict[str, int]
+    ) -> int:
+        """Append pushed rows (uploaded with write_pandas) and advance the segments' watermarks in the
+        same transaction, so each part of the ingest log lands exactly once."""
+        return self._commit(table_id, view, data, None, watermarks)
+
+    def _commit(
+        self,
+        table_id: str,
+        view: FeatureViewSpec,
+        data: pa.Table | StagedResult,
+        window: tuple[datetime, datetime] | None,
+        watermarks: dict[str, int],
+    ) -> int:
+        """One transaction: replace ``window`` (or append), record the touched keys and a new version,
+        advance ingest watermarks. Returns the version."""
         self._create(table_id, view)
         client = self.client
         fields = store_fields(view)
@@ -315,18 +368,19 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
         touched = quote(client.temporary_name("KEYS"))
         keys_ddl = ", ".join(f"{quote(k.name)} {sql_type(k.type)}" for k in view.join_keys)
         client.execute(f"CREATE TEMPORARY TABLE {touched} ({keys_ddl})")
-        target, keys = self.relation(table_id), _keys(view)
+        target, keys, this = self.relation(table_id), _keys(view), literal_string(table_id)
         columns = ", ".join(quote(n) for n, _ in fields)
-        in_window = _where(_window(quote(view.timestamp_field), start, end))
+        in_window = _where(_window(quote(view.timestamp_field), *window)) if window else ""
         try:
             with client.transaction():
-                client.execute(f"INSERT INTO {touched} SELECT DISTINCT {keys} FROM {target}{in_window}")
-                # DELETE takes the table's write lock: writers of this view serialise from here on.
-                client.execute(f"DELETE FROM {target}{in_window}")
+                if window:
+                    client.execute(f"INSERT INTO {touched} SELECT DISTINCT {keys} FROM {target}{in_window}")
+                    # DELETE takes the table's write lock: writers of this view serialise from here on.
+                    client.execute(f"DELETE FROM {target}{in_window}")
                 client.execute(f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {source}{in_window}")
                 (version,) = client.fetchall(
                     f"SELECT COALESCE(MAX({quote('version')}), 0) + 1 FROM {self._versions} "
-                    f"WHERE {quote('table_id')} = {literal_string(table_id)}"
+                    f"WHERE {quote('table_id')} = {this}"
                 )[0]
                 version = int(version)
                 client.execute(
@@ -337,11 +391,17 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
                     f"DELETE FROM {self._changes(table_id)} WHERE {VERSION} <= {version - KEEP_CHANGES}"
                 )
                 (rows,) = client.fetchall(f"SELECT COUNT(*) FROM {source}{in_window}")[0]
+                bounds = [literal_time(t) for t in window] if window else ["NULL", "NULL"]
                 client.execute(
-                    f"INSERT INTO {self._versions} SELECT {literal_string(table_id)}, {version}, "
-                    f"{literal_time(start)}, {literal_time(end)}, {int(rows)}, "
-                    "CAST(CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP()) AS TIMESTAMP_NTZ(6))"
+                    f"INSERT INTO {self._versions} SELECT {this}, {version}, {bounds[0]}, {bounds[1]}, "
+                    f"{int(rows)}, CAST(CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP()) AS TIMESTAMP_NTZ(6))"
                 )
+                for segment, value in sorted(watermarks.items()):
+                    where = f"{quote('table_id')} = {this} AND {quote('segment')} = {literal_string(segment)}"
+                    client.execute(f"DELETE FROM {self._watermarks} WHERE {where}")
+                    client.execute(
+                        f"INSERT INTO {self._watermarks} SELECT {this}, {literal_string(segment)}, {int(value)}"
+                    )
         finally:
             client.drop_quietly(touched)
             client.drop_quietly(source)
@@ -351,15 +411,17 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
         self._prepare()
         self.client.execute(f"DROP TABLE IF EXISTS {self.relation(table_id)}")
         self.client.execute(f"DROP TABLE IF EXISTS {self._changes(table_id)}")
-        self.client.execute(
-            f"DELETE FROM {self._versions} WHERE {quote('table_id')} = {literal_string(table_id)}"
-        )
+        for metadata in (self._versions, self._watermarks):
+            self.client.execute(
+                f"DELETE FROM {metadata} WHERE {quote('table_id')} = {literal_string(table_id)}"
+            )
         self._ready.discard(table_id)
 
     # -- reads -----------------------------------------------------------------------------------
 
     def _rows(self, table_id: str, view: FeatureViewSpec) -> str:
         """The view's stored rows, or an empty relation of the right shape if nothing was written."""
+        _plain(view)
         if self.version(table_id) is not None:
             return self.relation(table_id)
         nulls = ", ".join(f"CAST(NULL AS {sql_type(t)}) AS {quote(n)}" for n, t in store_fields(view))
@@ -391,6 +453,7 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
 
         With ``before_version``, the keys are those the writes after it touched (removed or written);
         keys left without rows are deletes. Without it, every key."""
+        _plain(view)
         fields = store_fields(view)
         columns = ", ".join(f"t.{quote(n)}" for n, _ in fields)
         keys = _keys(view)
