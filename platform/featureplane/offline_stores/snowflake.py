@@ -247,7 +247,9 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
         self.prefix = str(section.get("table_prefix", "FP_"))
         database = section.get("database") or self.settings.get("database")
         schema = section.get("schema") or self.settings.get("schema")
-        self.location = ".".join(user_identifier(str(p)) for p in (database, schema) if p)
+        # Where the tables live: database.schema (without a schema, the session's current schema).
+        self.location = ".".join(user_identifier(str(p)) for p in (database, schema) if p) if schema else ""
+        self._prepared = False
         self._ready: set[str] = set()
 
     def __repr__(self) -> str:
@@ -277,7 +279,7 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
         return self._name(f"{self.prefix}INGEST_WATERMARKS")
 
     def _prepare(self) -> None:
-        if "" in self._ready:
+        if self._prepared:
             return
         if self.location:
             try:
@@ -294,7 +296,7 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
             f"CREATE TABLE IF NOT EXISTS {self._watermarks} ({quote('table_id')} VARCHAR, "
             f"{quote('segment')} VARCHAR, {quote('bytes')} NUMBER(38,0))"
         )
-        self._ready.add("")
+        self._prepared = True
 
     def _create(self, table_id: str, view: FeatureViewSpec) -> None:
         _plain(view)
