@@ -7,7 +7,9 @@ stand-in rather than behaviours of Snowflake (fakesnow 0.12.1):
 
 - null timestamps lose their validity bit in Arrow results and reach the client as 1970-01-01;
 - write_pandas copies files with ``COPY INTO t FROM (SELECT $1:c FROM '@stage')``, a quoted stage
-  reference that Snowflake accepts and fakesnow reads as a URL without a scheme.
+  reference that Snowflake accepts and fakesnow reads as a URL without a scheme;
+- logins carry no master token, so the connector cannot log out and ``close()`` leaves connections
+  open (Snowpark then tries to cancel their queries at exit).
 
 What fakesnow cannot run at all (``ASOF JOIN ... MATCH_CONDITION``) is not emulated: tests that need it
 say so and assert the SQL instead.
@@ -18,6 +20,7 @@ Run as ``python snowflake_stand_in.py PORT``; every test uses its own database o
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 
 def _patch_fakesnow() -> None:
@@ -52,13 +55,34 @@ def _patch_fakesnow() -> None:
     fakesnow.copy_into._from_source = quoted_stage_source
 
 
+def _app() -> Any:
+    import json
+
+    import fakesnow.server
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def login(request: Request) -> JSONResponse:
+        response = await fakesnow.server.login_request(request)
+        body = json.loads(response.body)
+        if body.get("success"):
+            body["data"]["masterToken"] = body["data"]["token"]
+        return JSONResponse(body)
+
+    routes = [
+        Route(route.path, login, methods=["POST"]) if route.path == "/session/v1/login-request" else route
+        for route in fakesnow.server.routes
+    ]
+    return Starlette(routes=routes)
+
+
 def main() -> None:
     import uvicorn
 
     _patch_fakesnow()
-    import fakesnow.server
-
-    uvicorn.run(fakesnow.server.app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+    uvicorn.run(_app(), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
 
 
 if __name__ == "__main__":

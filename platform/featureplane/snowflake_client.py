@@ -410,13 +410,13 @@ class SnowflakeClient:
 
 
 def _upload_frame(table: pa.Table) -> Any:
-    """A pandas frame write_pandas turns into the right Parquet types (microsecond timestamps)."""
+    """A pandas frame write_pandas turns into the right Parquet types (naive UTC microseconds)."""
     import pyarrow as pa
 
     columns = []
     for column in table.columns:
         if pa.types.is_timestamp(column.type):
-            column = column.cast(pa.timestamp("us"))
+            column = column.cast(pa.timestamp("us", "UTC"), safe=False).cast(pa.timestamp("us"))
         columns.append(column)
     return pa.Table.from_arrays(columns, names=table.column_names).to_pandas()
 

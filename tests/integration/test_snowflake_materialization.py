@@ -303,3 +303,12 @@ def test_pushed_rows_are_appended_with_their_watermarks_in_one_transaction(setup
     monkeypatch.undo()
     assert store.ingest_watermarks(table_id, ["seg-1"]) == {"seg-1": 4096}
     assert len(offline_rows(runtime, state)) == 4 and store.version(table_id) == 2
+
+
+def test_engine_and_store_share_one_session_that_closes_with_the_runtime(tmp_path, snowflake_server):
+    repo = snowflake_events_repo(tmp_path, snowflake_server, VIEW, events_sql(EVENTS))
+    runtime = repo.runtime()
+    assert runtime.engine.client is runtime.offline_store.client
+    connection = runtime.engine.client.connection
+    runtime.close()
+    assert connection.is_closed()
