@@ -1,4 +1,4 @@
-from featureplane import BatchSource, DbtModel
+from featureplane import BatchSource
 
 transactions = BatchSource(
     name="transactions",
@@ -14,10 +14,4 @@ users = BatchSource(
     timestamp_field="updated_at",
     description="Card holders' profiles; a row is written whenever a profile changes.",
     owner="payments-data@example.com",
-)
-
-user_daily_activity_model = DbtModel(
-    "int_user_daily_activity",
-    timestamp_field="ts",
-    owner="analytics@example.com",
 )

@@ -130,13 +130,13 @@ def copy_dbt_project(target: Path) -> Path:
     return target
 
 
-def copy_example_repo(target: Path, config_extra: str = "") -> Repo:
-    """A copy of feature_repo/ and, beside it, of the dbt project it reads."""
-    shutil.copytree(
-        EXAMPLE_REPO,
-        target,
-        ignore=shutil.ignore_patterns(".featureplane", "__pycache__", "featureplane.yaml"),
-    )
+def copy_example_repo(target: Path, config_extra: str = "", *, dbt: bool = True) -> Repo:
+    """A copy of feature_repo/ and, beside it, of the dbt project it reads. With ``dbt=False``, the
+    example without what is built on dbt (``dbt_features/`` and the dbt section)."""
+    ignored = [".featureplane", "__pycache__", "featureplane.yaml"] + ([] if dbt else ["dbt_features"])
+    shutil.copytree(EXAMPLE_REPO, target, ignore=shutil.ignore_patterns(*ignored))
+    if not dbt:
+        return Repo(target, write_config(target, textwrap.dedent(config_extra)))
     copy_dbt_project(target.parent / "dbt")
     return Repo(target, write_config(target, "dbt: {project_dir: ../dbt}\n" + textwrap.dedent(config_extra)))
 
@@ -366,3 +366,56 @@ def smtp_server() -> Iterator:
     inbox.port = controller.port  # type: ignore[attr-defined]
     yield inbox
     controller.stop()
+
+
+# -- a local Snowflake ------------------------------------------------------------------------------
+
+
+# The stand-in accepts any password; a distinctive one lets tests prove it never shows up anywhere.
+SNOWFLAKE_PASSWORD_ENV = "FEATUREPLANE_TEST_SNOWFLAKE_PASSWORD"
+SNOWFLAKE_PASSWORD = "pw-7Qx!r2Lm9-never-print-me"
+
+
+@dataclass
+class SnowflakeStandIn:
+    """fakesnow's server on 127.0.0.1, reached through the real Snowflake connector."""
+
+    port: int
+    process: subprocess.Popen
+
+    def database(self) -> str:
+        """A fresh database name: tests share the server, not their data."""
+        import uuid
+
+        return f"TEST_{uuid.uuid4().hex[:12].upper()}"
+
+
+@pytest.fixture(scope="session")
+def snowflake_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SnowflakeStandIn]:
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("snowflake") / "stand-in.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "snowflake_stand_in.py"), str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(f"the Snowflake stand-in exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise AssertionError("the Snowflake stand-in did not start within 60s") from None
+            time.sleep(0.1)
+    os.environ[SNOWFLAKE_PASSWORD_ENV] = SNOWFLAKE_PASSWORD
+    yield SnowflakeStandIn(port, process)
+    os.kill(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    log.close()

@@ -49,7 +49,7 @@ def user_daily_spend(transactions):
             COUNT(*) AS transaction_count,
             MAX(amount) AS max_amount,
             COUNT(DISTINCT merchant_id) AS distinct_merchants,
-            AVG(IFF(HOUR(ts) < 5, 1.0, 0.0)) AS night_share
+            AVG(IFF(HOUR(ts) < 5, 1.0, 0.0)::FLOAT) AS night_share
         FROM {transactions}
         GROUP BY user_id, DATE_TRUNC('day', ts)
     """

@@ -19,6 +19,20 @@ ENV_CONFIG = "FEATUREPLANE_CONFIG"
 ENV_WORKSPACE = "FEATUREPLANE_WORKSPACE"
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# Settings whose values are secrets (passwords, key passphrases, tokens): shown as *** in reprs.
+_SECRET_WORDS = ("password", "passphrase", "pwd", "private_key", "token", "secret", "passcode")
+
+
+def redacted(value: Any) -> Any:
+    """``value`` (a config section) with every secret setting replaced by ``***``."""
+    if isinstance(value, dict):
+        return {
+            k: "***" if any(w in str(k).lower() for w in _SECRET_WORDS) and v else redacted(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [redacted(v) for v in value]
+    return value
 
 
 class ConfigError(ValueError):
@@ -39,6 +53,21 @@ class Config:
     auth: dict[str, Any] = field(default_factory=dict)
     dbt: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        sections = ", ".join(
+            f"{name}={redacted(getattr(self, name))!r}"
+            for name in (
+                "registry",
+                "engine",
+                "offline_store",
+                "online_store",
+                "serving",
+                "monitoring",
+                "auth",
+            )
+        )
+        return f"Config(path={str(self.path)!r}, project={self.project!r}, {sections})"
 
     @property
     def root(self) -> Path:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from featureplane.engines.base import as_arrow, null_count
 from featureplane.locks import file_lock
 from featureplane.online_stores.base import EncodedRow, OnlineRow, encode_key
 from featureplane.partitions import windows
@@ -29,6 +30,7 @@ from featureplane.specs import FeatureViewSpec
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from featureplane.engines.base import StagedResult
     from featureplane.registry.base import WorkspaceState
     from featureplane.runtime import Runtime
 
@@ -131,9 +133,9 @@ def encoded_rows(view: FeatureViewSpec, batch: pa.RecordBatch, con: Any) -> Iter
         yield EncodedRow(encode_key(key), stamp, blob.encode())
 
 
-def _check_keys(view: FeatureViewSpec, table: pa.Table) -> None:
+def _check_keys(view: FeatureViewSpec, table: pa.Table | StagedResult) -> None:
     for key in view.join_key_names:
-        nulls = table.column(key).null_count
+        nulls = null_count(table, key)
         if nulls:
             raise ValidationFailed(
                 f"feature view {view.name!r}: {nulls} output row(s) have a null join key {key!r}; nothing was written",
@@ -186,13 +188,16 @@ def materialize(
         say(
             f"{state.name}/{view_name}: computing {len(parts)} partition(s) [{start} .. {end}) on {runtime.engine.name}"
         )
-        table = runtime.engine.run_transformation(view, state.definitions.sources, start, end)
+        # An Arrow table, or rows staged where the engine ran when the offline store can copy them there.
+        table = runtime.engine.run_for_store(
+            view, state.definitions.sources, start, end, runtime.offline_store
+        )
         result.rows = table.num_rows
         result.seconds["transform"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
         for validator in validators or []:
-            result.checks += validator(view, table, start, end)
+            result.checks += validator(view, as_arrow(table), start, end)
         blocking = [
             c for c in result.checks if getattr(c, "blocking", False) and not getattr(c, "passed", True)
         ]

@@ -67,7 +67,8 @@ def test_dbt_model_sources_and_services_naming_dbt_views_resolve(example):
     activity = defs.sources["int_user_daily_activity"]
     assert activity.dbt_model == "int_user_daily_activity" and activity.timestamp_field == "ts"
     assert activity.description.startswith("Each user's activity per day")  # from the dbt YAML
-    assert activity.location.endswith("data_sources.py:19")
+    where = example.root / "dbt_features" / "activity.py"
+    assert activity.location == f"{where}:{line_of(where, 'user_daily_activity_model = DbtModel(')}"
     assert defs.feature_views["user_daily_activity"].sources == ["int_user_daily_activity"]
     service = defs.feature_services["fraud_detection_v2"]
     assert [(p.view, p.features) for p in service.features][-1] == (
@@ -148,7 +149,10 @@ def test_problems_in_dbt_yaml_name_the_model_and_file_line_and_reparse_only_on_c
         )
     )
     with (repo.root / "data_sources.py").open("a") as f:
-        f.write('\nmissing = DbtModel("no_such_model", timestamp_field="ts")\n')
+        f.write(
+            '\nfrom featureplane import DbtModel\n\nmissing = DbtModel("no_such_model", timestamp_field="ts")\n'
+        )
+    missing_line = line_of(repo.root / "data_sources.py", "missing = DbtModel(")
 
     with pytest.raises(RepositoryError) as info:
         compile_example(repo)
@@ -167,7 +171,7 @@ def test_problems_in_dbt_yaml_name_the_model_and_file_line_and_reparse_only_on_c
             f"{rel}:{line_of(yaml_file, '{name: user, join_keys')}: dbt model 'other_user': entity 'user' is "
             f"declared with join keys account_id string but {repo.root / 'entities.py'}:3 declares it with "
             "user_id string",
-            f"{repo.root / 'data_sources.py'}:25: data source 'no_such_model': DbtModel('no_such_model'): the dbt project has "
+            f"{repo.root / 'data_sources.py'}:{missing_line}: data source 'no_such_model': DbtModel('no_such_model'): the dbt project has "
             "no model named 'no_such_model' (models: bad_type, int_user_daily_activity, no_timestamp, "
             "other_user, stg_transactions, stg_users, unknown_key, user_spend_7d)",
         ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -462,6 +463,10 @@ def example_generate(
 
     cfg = _config(config)
     end_date = _parse_time(end).date() if end else None
+    # On Snowflake the data is generated locally, then loaded into the engine's database.
+    to_snowflake = cfg.engine.get("type") == "snowflake"
+    staging = Path(tempfile.mkdtemp(prefix="featureplane-example-")) if to_snowflake else None
+    warehouse = staging / "warehouse.duckdb" if staging else cfg.warehouse_path
     with Progress(
         TextColumn("[bold]generating"),
         BarColumn(),
@@ -472,19 +477,39 @@ def example_generate(
     ) as progress:
         task = progress.add_task("days", total=days)
         counts = generate(
-            cfg.warehouse_path,
+            warehouse,
             size=DatasetSize(users=users, days=days, mean_transactions_per_user_day=rate),
             end=end_date,
             seed=seed,
             on_day=lambda done, total: progress.update(task, completed=done),
         )
+    destination = str(cfg.warehouse_path)
+    if staging:
+        import shutil
+
+        from featureplane.engines.snowflake import copy_from_duckdb
+        from featureplane.snowflake_client import SnowflakeError
+
+        try:
+            copy_from_duckdb(cfg, warehouse, ["raw.transactions", "raw.users"])
+        except (SnowflakeError, ValueError) as exc:
+            raise fail(str(exc)) from None
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        destination = f"Snowflake ({cfg.engine.get('database')}.RAW)"
     console.print(
-        f"Wrote {counts['transactions']:,} transactions and {counts['users']:,} users to {cfg.warehouse_path}."
+        f"Wrote {counts['transactions']:,} transactions and {counts['users']:,} users to {destination}."
     )
 
 
 def main() -> None:
-    app()
+    from featureplane.snowflake_client import SnowflakeError
+
+    try:
+        app()
+    except (ConfigError, SnowflakeError) as exc:  # settings or a warehouse refusing: no traceback
+        err.print(f"[bold red]error:[/] {exc}")
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

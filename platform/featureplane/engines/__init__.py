@@ -15,4 +15,8 @@ def create_engine(config: Config) -> Engine:
         from featureplane.engines.duckdb import DuckDBEngine
 
         return DuckDBEngine(config)
-    raise ValueError(f"{config.path}: engine type {kind!r} is not supported (expected duckdb)")
+    if kind == "snowflake":
+        from featureplane.engines.snowflake import SnowflakeEngine
+
+        return SnowflakeEngine(config)
+    raise ValueError(f"{config.path}: engine type {kind!r} is not supported (expected duckdb or snowflake)")

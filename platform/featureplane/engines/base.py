@@ -3,18 +3,114 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from datetime import datetime
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from featureplane.definitions.transformation import (
+    CONTEXT_PARAMETER,
+    END_PLACEHOLDER,
+    START_PLACEHOLDER,
+    MaterializationContext,
+    load_python_function,
+    source_placeholder,
+)
 from featureplane.specs import FeatureViewSpec, SourceSpec
-from featureplane.types import DataType
+from featureplane.types import DataType, Timestamp
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from featureplane.offline_stores.base import OfflineStore
+
 
 class TransformationError(RuntimeError):
     """A transformation failed or produced output that does not match its declaration."""
+
+
+def lookback(view: FeatureViewSpec) -> timedelta:
+    """How far before the window a view's sources are read (aggregations' look-back)."""
+    return timedelta(seconds=int(view.options.get("lookback_seconds", 0) or 0))
+
+
+def with_sources(
+    view: FeatureViewSpec, body: str, start: datetime, end: datetime, source_sql: Callable[..., str]
+) -> str:
+    """A SQL view's ``body`` with the window filled in and each source placeholder defined as a CTE over
+    ``source_sql(name, since, end)``: the source's rows from the look-back to the window's end."""
+    assert view.transformation is not None
+    body = body.replace(START_PLACEHOLDER, start.isoformat(sep=" ")).replace(
+        END_PLACEHOLDER, end.isoformat(sep=" ")
+    )
+    since = start - lookback(view)
+    names = dict.fromkeys(p for p in view.transformation.parameters if p != CONTEXT_PARAMETER)
+    ctes = [f"{source_placeholder(name)} AS ({source_sql(name, since, end)})" for name in names]
+    return f"WITH {', '.join(ctes)} SELECT * FROM ({body}) AS __fp_body"
+
+
+def call_transformation(
+    view: FeatureViewSpec, start: datetime, end: datetime, source_input: Callable[[str], Any]
+) -> Any:
+    """Call a Python-mode view's stored function with ``source_input(name)`` for each source parameter
+    and the window for ``context``."""
+    transformation = view.transformation
+    if transformation is None:
+        raise TransformationError(f"feature view {view.name!r} has no transformation to run")
+    function = load_python_function(transformation)
+    inputs = [
+        MaterializationContext(start, end) if p == CONTEXT_PARAMETER else source_input(p)
+        for p in transformation.parameters
+    ]
+    try:
+        return function(*inputs)
+    except Exception as exc:
+        raise TransformationError(
+            f"feature view {view.name!r}: {transformation.function_name}() raised {exc!r}"
+        ) from exc
+
+
+def pandas_output(view: FeatureViewSpec, output: Any) -> pa.Table:
+    """A pandas transformation's DataFrame as Arrow (anything else is an error naming the view)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    if not isinstance(output, pd.DataFrame):
+        raise TransformationError(
+            f"feature view {view.name!r}: a pandas transformation must return a DataFrame, got {type(output).__name__}"
+        )
+    return pa.Table.from_pandas(output, preserve_index=False)
+
+
+def output_fields(view: FeatureViewSpec) -> list[tuple[str, DataType]]:
+    """The columns a transformation's output must have, in order: join keys, timestamp, attributes."""
+    fields = [(k.name, k.type) for k in view.join_keys]
+    fields.append((view.timestamp_field, Timestamp))
+    return fields + [(f.column or f.name, f.type) for f in view.features if f.kind == "attribute"]
+
+
+class StagedResult(ABC):
+    """A transformation's output left where the engine computed it (a Snowflake temporary table), so an
+    offline store on the same backend writes it with ``INSERT ... SELECT`` instead of a round trip of
+    every row through Python. Materialization needs only its row count and null counts."""
+
+    @property
+    @abstractmethod
+    def num_rows(self) -> int: ...
+
+    @abstractmethod
+    def null_count(self, column: str) -> int: ...
+
+    @abstractmethod
+    def to_arrow(self) -> pa.Table:
+        """The rows, fetched (for validators and for a store on another backend)."""
+
+
+def null_count(data: pa.Table | StagedResult, column: str) -> int:
+    return data.null_count(column) if isinstance(data, StagedResult) else data.column(column).null_count
+
+
+def as_arrow(data: pa.Table | StagedResult) -> pa.Table:
+    return data.to_arrow() if isinstance(data, StagedResult) else data
 
 
 class Engine(ABC):
@@ -48,6 +144,18 @@ class Engine(ABC):
     ) -> pa.Table:
         """Rows of the view for events in ``[start, end)``: join keys, timestamp, then features, cast to
         the declared types, sorted by join keys and timestamp."""
+
+    def run_for_store(
+        self,
+        view: FeatureViewSpec,
+        sources: dict[str, SourceSpec],
+        start: datetime,
+        end: datetime,
+        store: OfflineStore,
+    ) -> pa.Table | StagedResult:
+        """The rows ``store`` will write: an Arrow table, or a StagedResult when the engine and the
+        store share a backend and the rows need not leave it."""
+        return self.run_transformation(view, sources, start, end)
 
     def source_rows(self, source: SourceSpec, start: datetime | None, end: datetime | None) -> Any:
         """The source's rows in ``[start, end)`` as a pandas DataFrame (for notebooks and tests)."""

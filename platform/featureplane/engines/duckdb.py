@@ -13,15 +13,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from featureplane.definitions.transformation import (
-    CONTEXT_PARAMETER,
-    END_PLACEHOLDER,
-    START_PLACEHOLDER,
-    MaterializationContext,
-    load_python_function,
-    source_placeholder,
+from featureplane.engines.base import (
+    Engine,
+    TransformationError,
+    call_transformation,
+    lookback,
+    output_fields,
+    pandas_output,
+    with_sources,
 )
-from featureplane.engines.base import Engine, TransformationError
 from featureplane.specs import FeatureViewSpec, SourceSpec
 from featureplane.types import Array, Bool, DataType, Float64, Int64, String, Timestamp, compatible, to_sql
 
@@ -230,8 +230,7 @@ class DuckDBEngine(Engine):
     # -- transformations -------------------------------------------------------------------------
 
     def _lookback(self, view: FeatureViewSpec) -> timedelta:
-        seconds = int(view.options.get("lookback_seconds", 0) or 0)
-        return timedelta(seconds=seconds)
+        return lookback(view)
 
     def _sql_query(
         self, view: FeatureViewSpec, sources: dict[str, SourceSpec], start: datetime, end: datetime
@@ -246,17 +245,9 @@ class DuckDBEngine(Engine):
             raise TransformationError(
                 f"feature view {view.name!r}: its Snowflake SQL does not parse: {exc}"
             ) from exc
-        body = body.replace(START_PLACEHOLDER, start.isoformat(sep=" ")).replace(
-            END_PLACEHOLDER, end.isoformat(sep=" ")
+        return with_sources(
+            view, body, start, end, lambda name, since, until: self.source_sql(sources[name], since, until)
         )
-        lookback = self._lookback(view)
-        ctes = []
-        for name in dict.fromkeys(p for p in transformation.parameters if p != CONTEXT_PARAMETER):
-            source_start = start - lookback if start is not None else None
-            ctes.append(
-                f"{source_placeholder(name)} AS ({self.source_sql(sources[name], source_start, end)})"
-            )
-        return f"WITH {', '.join(ctes)} SELECT * FROM ({body}) AS __fp_body"
 
     def _describe_sql(self, sql: str) -> list[tuple[str, str]]:
         relation = self.con.sql(f"SELECT * FROM ({sql}) AS __fp_describe LIMIT 0")
@@ -271,19 +262,6 @@ class DuckDBEngine(Engine):
         sql = self._sql_query(view, sources, epoch, epoch)
         return [(name, duckdb_type(dtype)) for name, dtype in self._describe_sql(sql)]
 
-    def _python_inputs(
-        self, view: FeatureViewSpec, sources: dict[str, SourceSpec], start: datetime, end: datetime
-    ) -> list[Any]:
-        lookback = self._lookback(view)
-        inputs: list[Any] = []
-        assert view.transformation is not None
-        for parameter in view.transformation.parameters:
-            if parameter == CONTEXT_PARAMETER:
-                inputs.append(MaterializationContext(start, end))
-            else:
-                inputs.append(self.source_rows(sources[parameter], start - lookback, end))
-        return inputs
-
     def run_transformation(
         self, view: FeatureViewSpec, sources: dict[str, SourceSpec], start: datetime, end: datetime
     ) -> pa.Table:
@@ -297,6 +275,8 @@ class DuckDBEngine(Engine):
                 inner = self._sql_query(view, sources, start, end)
             elif transformation.mode == "pandas":
                 inner = self._run_pandas(view, sources, start, end)
+            elif transformation.mode == "snowpark":
+                inner = self._run_snowpark(view, sources, start, end)
             else:
                 raise TransformationError(
                     f"feature view {view.name!r}: mode {transformation.mode!r} does not run on the DuckDB engine"
@@ -310,23 +290,35 @@ class DuckDBEngine(Engine):
     def _run_pandas(
         self, view: FeatureViewSpec, sources: dict[str, SourceSpec], start: datetime, end: datetime
     ) -> str:
-        import pandas as pd
-        import pyarrow as pa
+        since = start - self._lookback(view)
+        output = call_transformation(
+            view, start, end, lambda name: self.source_rows(sources[name], since, end)
+        )
+        name = f"__fp_pandas_{view.name}"
+        self.con.register(name, pandas_output(view, output))
+        return f"SELECT * FROM {quote(name)}"
 
-        assert view.transformation is not None
-        function = load_python_function(view.transformation)
+    def _run_snowpark(
+        self, view: FeatureViewSpec, sources: dict[str, SourceSpec], start: datetime, end: datetime
+    ) -> str:
+        """Run a snowpark function in Snowpark's local testing mode over the window's source rows."""
+        from featureplane import snowpark
+
+        session = snowpark.local_session()
+        since = start - self._lookback(view)
+
+        def frame(name: str) -> Any:
+            rows = self.con.sql(self.source_sql(sources[name], since, end)).to_arrow_table()
+            return snowpark.local_dataframe(session, rows, name)
+
+        output = snowpark.run_function(view, start, end, frame)
         try:
-            output = function(*self._python_inputs(view, sources, start, end))
+            table = snowpark.local_result(output, {n.lower(): t for n, t in output_fields(view)})
         except Exception as exc:
             raise TransformationError(
-                f"feature view {view.name!r}: {view.transformation.function_name}() raised {exc!r}"
+                f"feature view {view.name!r}: Snowpark local testing could not run it: {exc!r}"
             ) from exc
-        if not isinstance(output, pd.DataFrame):
-            raise TransformationError(
-                f"feature view {view.name!r}: a pandas transformation must return a DataFrame, got {type(output).__name__}"
-            )
-        table = pa.Table.from_pandas(output, preserve_index=False)
-        name = f"__fp_pandas_{view.name}"
+        name = f"__fp_snowpark_{view.name}"
         self.con.register(name, table)
         return f"SELECT * FROM {quote(name)}"
 

@@ -15,4 +15,10 @@ def create_offline_store(config: Config) -> OfflineStore:
         from featureplane.offline_stores.delta import DeltaOfflineStore
 
         return DeltaOfflineStore(config)
-    raise ValueError(f"{config.path}: offline_store type {kind!r} is not supported (expected delta)")
+    if kind == "snowflake":
+        from featureplane.offline_stores.snowflake import SnowflakeOfflineStore
+
+        return SnowflakeOfflineStore(config)
+    raise ValueError(
+        f"{config.path}: offline_store type {kind!r} is not supported (expected delta or snowflake)"
+    )

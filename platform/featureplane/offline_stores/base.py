@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
+    from featureplane.engines.base import StagedResult
+
 
 @dataclass(frozen=True)
 class RetrievalPart:
@@ -56,9 +58,17 @@ def to_pandas(table: pa.Table) -> pd.DataFrame:
 class OfflineStore(ABC):
     @abstractmethod
     def write_window(
-        self, table_id: str, view: FeatureViewSpec, start: datetime, end: datetime, data: pa.Table
+        self,
+        table_id: str,
+        view: FeatureViewSpec,
+        start: datetime,
+        end: datetime,
+        data: pa.Table | StagedResult,
     ) -> int:
-        """Replace the rows in ``[start, end)`` with ``data`` in one commit; return the new table version."""
+        """Replace the rows in ``[start, end)`` with ``data`` in one commit; return the new table version.
+
+        ``data`` is a StagedResult only when the engine shares this store's backend (see
+        ``Engine.run_for_store``)."""
 
     @abstractmethod
     def version(self, table_id: str) -> int | None:

@@ -1,10 +1,17 @@
 from datetime import timedelta
 
-from data_sources import user_daily_activity_model
 from entities import user
 from feature_views.transactions import FEATURE_START
 
-from featureplane import Attribute, Float64, Int64, batch_feature_view
+from featureplane import Attribute, DbtModel, Float64, Int64, batch_feature_view
+
+# A source over a dbt model: the view's Dagster asset is downstream of the model's asset, and a change to
+# the model's SQL (or anything upstream of it in dbt) plans as a recreate of this view.
+user_daily_activity_model = DbtModel(
+    "int_user_daily_activity",
+    timestamp_field="ts",
+    owner="analytics@example.com",
+)
 
 
 @batch_feature_view(

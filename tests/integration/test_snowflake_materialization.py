@@ -1,0 +1,314 @@
+"""Materialization on the Snowflake path: exact window replacement in one transaction, idempotent reruns,
+an online store equal to the as-of-now projection of the offline store, one transformation query per
+range, and feature rows that go from the engine to the offline store without passing through Python."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+from snowflake_helpers import load_sql_tables, snowflake_events_repo
+
+from featureplane.engines.base import TransformationError
+from featureplane.materialization import ValidationFailed, materialize
+from featureplane.repo.planning import apply_plan, plan_repository
+from featureplane.snowflake_client import SnowflakeError
+
+pytestmark = pytest.mark.integration
+
+VIEW = """
+    from datetime import datetime, timedelta
+    from base import events, user
+    from featureplane import Attribute, Float64, Int64, batch_feature_view
+
+    @batch_feature_view(sources=[events], entities=[user], mode="snowflake_sql",
+                        features=[Attribute("amount", Float64), Attribute("n", Int64)], timestamp_field="ts",
+                        feature_start_time=datetime(2024, 1, 1), batch_schedule=timedelta(days=1), online=True)
+    def amounts(events):
+        return f"SELECT user_id, ts, amount, 1 AS n FROM {events}"
+"""
+DAY = timedelta(days=1)
+D1 = datetime(2024, 1, 1)
+EVENTS = [
+    ("u1", "2024-01-01 10:00:00", 1.0),
+    ("u1", "2024-01-02 10:00:00", 2.0),
+    ("u2", "2024-01-01 12:00:00", 7.0),
+    ("u3", "2024-01-03 01:00:00", 3.0),
+    ("u1", "2023-12-31 23:00:00", 99.0),  # before feature_start_time: never materialized
+]
+
+
+def events_sql(rows: list[tuple[str, str, float]]) -> dict[str, str]:
+    values = ", ".join(f"('{u}', TIMESTAMP '{t}', {a})" for u, t, a in rows)
+    return {"raw.events": f"SELECT * FROM (VALUES {values}) AS t(user_id, ts, amount)"}
+
+
+@pytest.fixture
+def setup(tmp_path, snowflake_server):
+    repo = snowflake_events_repo(tmp_path, snowflake_server, VIEW, events_sql(EVENTS))
+    runtime = repo.runtime()
+    runtime.registry.create_workspace("prod", live=True)
+    apply_plan(runtime, plan_repository(runtime, "prod"))
+    yield repo, runtime, runtime.registry.load("prod")
+    runtime.close()
+
+
+def offline_rows(runtime, state) -> list[tuple]:
+    table = runtime.offline_store.read(state.table_id("amounts"), state.feature_view("amounts"))
+    return sorted(zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True))
+
+
+def assert_online_equals_offline(runtime, state) -> None:
+    latest: dict[str, tuple] = {}
+    for row in sorted(offline_rows(runtime, state), key=lambda r: r[1]):
+        latest[row[0]] = row
+    keys = ["u1", "u2", "u3", "u4"]
+    values = runtime.online_store.read([(state.table_id("amounts"), (k,)) for k in keys])
+    for key, value in zip(keys, values, strict=True):
+        if key not in latest:
+            assert value is None, key
+            continue
+        row = latest[key]
+        assert value.event_ts == int((row[1] - datetime(1970, 1, 1)).total_seconds() * 1_000_000)
+        assert value.values == [row[2], row[3]]
+
+
+def sent(runtime) -> list[str]:
+    return list(runtime.engine.client.history)
+
+
+def test_rows_land_in_their_window_only(setup):
+    _, runtime, state = setup
+    result = materialize(runtime, state, "amounts", D1, D1 + DAY)
+    assert result.rows == 2 and result.partitions == 1 and result.offline_version == 1
+    assert offline_rows(runtime, state) == [
+        ("u1", datetime(2024, 1, 1, 10), 1.0, 1),
+        ("u2", datetime(2024, 1, 1, 12), 7.0, 1),
+    ]
+    assert_online_equals_offline(runtime, state)
+
+
+def test_rerun_is_idempotent_and_versions_advance(setup):
+    _, runtime, state = setup
+    materialize(runtime, state, "amounts", D1, D1 + 3 * DAY)
+    first = offline_rows(runtime, state)
+    materialize(runtime, state, "amounts", D1 + DAY, D1 + 2 * DAY)
+    result = materialize(runtime, state, "amounts", D1, D1 + 3 * DAY)
+    assert offline_rows(runtime, state) == first
+    assert result.offline_version == 3 == runtime.offline_store.version(state.table_id("amounts"))
+    assert_online_equals_offline(runtime, state)
+
+
+def test_out_of_order_backfill_never_overwrites_newer_online_values(setup):
+    _, runtime, state = setup
+    materialize(runtime, state, "amounts", D1 + DAY, D1 + 2 * DAY)  # u1 = 2.0 (newest)
+    materialize(runtime, state, "amounts", D1, D1 + DAY)  # older partition afterwards
+    value = runtime.online_store.read([(state.table_id("amounts"), ("u1",))])[0]
+    assert value.values == [2.0, 1]
+    assert_online_equals_offline(runtime, state)
+
+
+def test_corrected_source_data_updates_online_incrementally_including_deleted_keys(setup):
+    repo, runtime, state = setup
+    materialize(runtime, state, "amounts", D1, D1 + 3 * DAY)
+    corrected = [e for e in EVENTS if e[1] != "2024-01-02 10:00:00"] + [("u4", "2024-01-02 05:00:00", 4.0)]
+    load_sql_tables(repo, events_sql(corrected))
+    result = materialize(runtime, state, "amounts", D1 + DAY, D1 + 2 * DAY)
+    assert result.online_full_sync is False
+    # Only the keys that window touched are read back: u1 (its day-2 row went) and u4 (new).
+    assert result.online_written == 2
+    online = runtime.online_store.read(
+        [(state.table_id("amounts"), ("u1",)), (state.table_id("amounts"), ("u4",))]
+    )
+    assert online[0].values == [1.0, 1]  # back to the older value
+    assert online[1].values == [4.0, 1]
+    assert_online_equals_offline(runtime, state)
+    load_sql_tables(repo, events_sql([e for e in corrected if e[0] != "u3"]))
+    result = materialize(runtime, state, "amounts", D1 + 2 * DAY, D1 + 3 * DAY)
+    assert result.online_deleted == 1
+    assert_online_equals_offline(runtime, state)
+
+
+def test_a_crash_between_offline_and_online_is_repaired_by_a_rerun(setup, monkeypatch):
+    _, runtime, state = setup
+    materialize(runtime, state, "amounts", D1, D1 + DAY)
+
+    def crash(*args, **kwargs):
+        raise OSError("killed")
+
+    monkeypatch.setattr(runtime.online_store, "write_encoded", crash)
+    with pytest.raises(OSError):
+        materialize(runtime, state, "amounts", D1 + DAY, D1 + 2 * DAY)
+    monkeypatch.undo()
+    result = materialize(runtime, state, "amounts", D1 + DAY, D1 + 2 * DAY)
+    assert result.online_full_sync is True
+    assert_online_equals_offline(runtime, state)
+
+
+def test_a_write_killed_inside_its_transaction_leaves_the_previous_state(setup, monkeypatch):
+    _, runtime, state = setup
+    materialize(runtime, state, "amounts", D1, D1 + 3 * DAY)
+    before = offline_rows(runtime, state)
+    client = runtime.offline_store.client
+    execute = client.execute
+
+    def die_before_commit(sql, params=None):
+        if sql.startswith("INSERT INTO") and "TABLE_VERSIONS" in sql:
+            raise SnowflakeError("connection lost")
+        return execute(sql, params)
+
+    monkeypatch.setattr(client, "execute", die_before_commit)
+    with pytest.raises(SnowflakeError, match="connection lost"):
+        materialize(runtime, state, "amounts", D1 + DAY, D1 + 2 * DAY)
+    monkeypatch.undo()
+    statements = sent(runtime)
+    delete = max(i for i, q in enumerate(statements) if q.startswith("DELETE FROM") and '"ts" >=' in q)
+    assert "ROLLBACK" in statements[delete:]  # the window's rows had been deleted, then rolled back
+    assert offline_rows(runtime, state) == before
+    assert runtime.offline_store.version(state.table_id("amounts")) == 1
+    assert materialize(runtime, state, "amounts", D1 + DAY, D1 + 2 * DAY).offline_version == 2
+    assert offline_rows(runtime, state) == before
+    assert_online_equals_offline(runtime, state)
+
+
+def test_a_range_is_one_transformation_query_and_rows_stay_in_snowflake(setup):
+    _, runtime, state = setup
+    runtime.engine.client.history.clear()
+    result = materialize(runtime, state, "amounts", D1, D1 + 3 * DAY)
+    assert result.partitions == 3 and result.rows == 4
+    statements = sent(runtime)
+    # One query reads the source for all three partitions and stages the rows in Snowflake ...
+    scans = [q for q in statements if "FROM raw.events WHERE" in q and not q.startswith("DESCRIBE")]
+    assert len(scans) == 1 and scans[0].startswith('CREATE TEMPORARY TABLE "FP_STAGE_')
+    assert "'2024-01-01 00:00:00'" in scans[0] and "'2024-01-04 00:00:00'" in scans[0]
+    # ... and the store copies them there: no upload, no fetch of the staged rows.
+    stage = scans[0].split()[3]
+    assert not [q for q in statements if q.startswith("write_pandas")]
+    assert [q for q in statements if q.startswith("INSERT INTO") and f"FROM {stage}" in q]
+    assert not [q for q in statements if q.startswith(f"SELECT * FROM {stage}")]
+    assert f"DROP TABLE IF EXISTS {stage}" in statements
+
+
+def test_the_online_sync_pulls_only_the_latest_row_per_key_in_batches(setup):
+    _, runtime, state = setup
+    many = [(f"u{i % 5}", f"2024-01-01 {h:02d}:{i:02d}:00", float(i)) for i in range(40) for h in (1, 9, 17)]
+    load_sql_tables(setup[0], events_sql(many))
+    materialize(runtime, state, "amounts", D1, D1 + DAY)
+    store, view = runtime.offline_store, state.feature_view("amounts")
+    assert store.read(state.table_id("amounts"), view).num_rows == 120
+    store.client.history.clear()
+    changes = store.online_changes(state.table_id("amounts"), view, None, None, None, batch_size=2)
+    assert not [q for q in store.client.history if "QUALIFY" in q]  # nothing runs until it is read
+    batches = list(changes.upserts)
+    (query,) = [q for q in store.client.history if "QUALIFY" in q]
+    assert 'QUALIFY ROW_NUMBER() OVER (PARTITION BY t."user_id" ORDER BY t."ts" DESC' in query
+    assert [b.num_rows for b in batches] == [2, 2, 1]
+    rows = [r for b in batches for r in b.to_pylist()]
+    assert [(r["user_id"], r["amount"]) for r in rows] == [(f"u{i}", float(35 + i)) for i in range(5)]
+
+
+def test_output_not_matching_the_declaration_writes_nothing(setup):
+    repo, runtime, state = setup
+    (repo.root / "views.py").write_text((repo.root / "views.py").read_text().replace("1 AS n", "'one' AS n"))
+    from featureplane.registry.plan import build_plan
+    from featureplane.repo.loader import load_repository
+    from featureplane.repo.validation import compile_repository
+
+    # Skip the plan-time schema check to reach the run-time one.
+    defs = compile_repository(load_repository(repo.root))
+    runtime.registry.apply(build_plan("prod", True, 1, state.definitions, defs))
+    state = runtime.registry.load("prod")
+    with pytest.raises(TransformationError, match=r"column 'n' is TEXT but is declared Int64"):
+        materialize(runtime, state, "amounts", D1, D1 + DAY)
+    assert runtime.offline_store.version(state.table_id("amounts")) is None
+
+
+def test_null_join_keys_block_the_write(setup):
+    repo, runtime, state = setup
+    load_sql_tables(
+        repo,
+        {
+            "raw.events": "SELECT * FROM (VALUES (CAST(NULL AS VARCHAR), TIMESTAMP '2024-01-01 10:00:00', 1.0)) "
+            "AS t(user_id, ts, amount)"
+        },
+    )
+    with pytest.raises(ValidationFailed, match="null join key"):
+        materialize(runtime, state, "amounts", D1, D1 + DAY)
+    assert runtime.offline_store.version(state.table_id("amounts")) is None
+
+
+def test_a_duckdb_engine_can_write_to_a_snowflake_offline_store(tmp_path, snowflake_server):
+    """Engines and stores combine: rows computed on DuckDB are uploaded with write_pandas."""
+    from conftest import SNOWFLAKE_PASSWORD_ENV
+    from helpers import events_repo
+
+    repo = events_repo(tmp_path, VIEW, tables=events_sql(EVENTS))
+    config = repo.config_path.read_text().replace(
+        "offline_store: {type: delta, path: .featureplane/offline}",
+        "offline_store: {type: snowflake, account: featureplane-test, user: featureplane, "
+        f"password: '${{{SNOWFLAKE_PASSWORD_ENV}}}', database: {snowflake_server.database()}, schema: FEATURES, "
+        f"host: 127.0.0.1, port: {snowflake_server.port}, protocol: http, point_in_time_join: window}}",
+    )
+    repo.config_path.write_text(config)
+    runtime = repo.runtime()
+    runtime.registry.create_workspace("prod", live=True)
+    apply_plan(runtime, plan_repository(runtime, "prod"))
+    state = runtime.registry.load("prod")
+    try:
+        assert runtime.engine.name == "duckdb"
+        materialize(runtime, state, "amounts", D1, D1 + 3 * DAY)
+        assert [q for q in runtime.offline_store.client.history if q.startswith("write_pandas")]
+        assert len(offline_rows(runtime, state)) == 4
+        assert_online_equals_offline(runtime, state)
+    finally:
+        runtime.close()
+
+
+def test_pushed_rows_are_appended_with_their_watermarks_in_one_transaction(setup, monkeypatch):
+    """Rows pushed through the ingest API land in the offline store with write_pandas, together with
+    how far each ingest log segment was folded, so a fold applies exactly once."""
+    import pyarrow as pa
+
+    _, runtime, state = setup
+    store, view, table_id = runtime.offline_store, state.feature_view("amounts"), state.table_id("amounts")
+    materialize(runtime, state, "amounts", D1, D1 + DAY)
+    pushed = pa.table(
+        {
+            "user_id": ["u1", "u9"],
+            "ts": pa.array([datetime(2024, 1, 5, 8), datetime(2024, 1, 5, 9)], pa.timestamp("us")),
+            "amount": [11.0, 12.0],
+            "n": [1, 1],
+        }
+    )
+    assert store.ingest_watermarks(table_id, ["seg-1", "seg-2"]) == {"seg-1": 0, "seg-2": 0}
+    store.client.history.clear()
+    version = store.append_ingested(table_id, view, pushed, {"seg-1": 4096})
+    assert version == 2 and [q for q in store.client.history if q.startswith("write_pandas")]
+    assert store.ingest_watermarks(table_id, ["seg-1", "seg-2"]) == {"seg-1": 4096, "seg-2": 0}
+    assert ("u9", datetime(2024, 1, 5, 9), 12.0, 1) in offline_rows(runtime, state)
+    changes = store.online_changes(table_id, view, 1, None, None)
+    assert sorted(r["user_id"] for b in changes.upserts for r in b.to_pylist()) == ["u1", "u9"]
+
+    # A failure before COMMIT keeps neither the rows nor the watermark.
+    execute = store.client.execute
+
+    def die_before_commit(sql, params=None):
+        if sql.startswith("INSERT INTO") and "INGEST_WATERMARKS" in sql:
+            raise SnowflakeError("connection lost")
+        return execute(sql, params)
+
+    monkeypatch.setattr(store.client, "execute", die_before_commit)
+    with pytest.raises(SnowflakeError):
+        store.append_ingested(table_id, view, pushed, {"seg-1": 8192})
+    monkeypatch.undo()
+    assert store.ingest_watermarks(table_id, ["seg-1"]) == {"seg-1": 4096}
+    assert len(offline_rows(runtime, state)) == 4 and store.version(table_id) == 2
+
+
+def test_engine_and_store_share_one_session_that_closes_with_the_runtime(tmp_path, snowflake_server):
+    repo = snowflake_events_repo(tmp_path, snowflake_server, VIEW, events_sql(EVENTS))
+    runtime = repo.runtime()
+    assert runtime.engine.client is runtime.offline_store.client
+    connection = runtime.engine.client.connection
+    runtime.close()
+    assert connection.is_closed()
