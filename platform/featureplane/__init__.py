@@ -6,9 +6,14 @@ parts (DuckDB, pandas, Delta, Dagster) load only where they run.
 
 from featureplane.definitions.entity import Entity, Field
 from featureplane.definitions.feature_service import FeatureService
-from featureplane.definitions.feature_view import BatchFeatureView, FeatureView, batch_feature_view
+from featureplane.definitions.feature_view import (
+    BatchFeatureView,
+    FeatureTable,
+    FeatureView,
+    batch_feature_view,
+)
 from featureplane.definitions.features import Attribute
-from featureplane.definitions.sources import BatchSource
+from featureplane.definitions.sources import BatchSource, PushSource
 from featureplane.definitions.transformation import MaterializationContext
 from featureplane.types import Array, Bool, Float64, Int64, String, Timestamp
 
@@ -30,11 +35,13 @@ __all__ = [
     "Bool",
     "Entity",
     "FeatureService",
+    "FeatureTable",
     "FeatureView",
     "Field",
     "Float64",
     "Int64",
     "MaterializationContext",
+    "PushSource",
     "String",
     "Timestamp",
     "batch_feature_view",

@@ -70,13 +70,10 @@ class DeltaOfflineStore(OfflineStore):
     def write_window(
         self, table_id: str, view: FeatureViewSpec, start: datetime, end: datetime, data: pa.Table
     ) -> int:
-        import pyarrow as pa
-        import pyarrow.compute as pc
         from deltalake import write_deltalake
 
         ts = view.timestamp_field
-        day = pc.strftime(data[ts], format="%Y-%m-%d") if data.num_rows else pa.array([], pa.string())
-        data = data.append_column(PARTITION_COLUMN, day.cast(pa.string()))
+        data = _with_day(data, ts)
         path = self.path(table_id)
         table = self._table(table_id)
         if table is None:
@@ -91,6 +88,30 @@ class DeltaOfflineStore(OfflineStore):
             write_deltalake(
                 str(path), data, mode="overwrite", predicate=predicate, partition_by=[PARTITION_COLUMN]
             )
+        return self._table(table_id).version()
+
+    def ingest_watermarks(self, table_id: str, segments: list[str]) -> dict[str, int]:
+        table = self._table(table_id)
+        if table is None:
+            return dict.fromkeys(segments, 0)
+        return {s: table.transaction_version(_ingest_app_id(s)) or 0 for s in segments}
+
+    def append_ingested(
+        self, table_id: str, view: FeatureViewSpec, data: pa.Table, watermarks: dict[str, int]
+    ) -> int:
+        from deltalake import CommitProperties, Transaction, write_deltalake
+
+        path = self.path(table_id)
+        path.mkdir(parents=True, exist_ok=True)
+        write_deltalake(
+            str(path),
+            _with_day(data, view.timestamp_field),
+            mode="append",
+            partition_by=[PARTITION_COLUMN],
+            commit_properties=CommitProperties(
+                app_transactions=[Transaction(_ingest_app_id(s), v) for s, v in sorted(watermarks.items())]
+            ),
+        )
         return self._table(table_id).version()
 
     def drop(self, table_id: str) -> None:
@@ -271,6 +292,20 @@ class DeltaOfflineStore(OfflineStore):
             f"ORDER BY {keys}, _valid_from"
         )
         return con.sql(sql).df()
+
+
+def _with_day(data: pa.Table, ts: str) -> pa.Table:
+    """The table with its ``_day`` partition column (the UTC date of each row's timestamp)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    day = pc.strftime(data[ts], format="%Y-%m-%d") if data.num_rows else pa.array([], pa.string())
+    return data.append_column(PARTITION_COLUMN, day.cast(pa.string()))
+
+
+def _ingest_app_id(segment: str) -> str:
+    """The Delta transaction id that records how far an ingest log segment was folded."""
+    return f"featureplane-ingest/{segment}"
 
 
 def _is_array(view: FeatureViewSpec, feature: str) -> bool:

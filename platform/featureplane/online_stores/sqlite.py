@@ -8,12 +8,12 @@ whose timestamp and values are unchanged.
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Iterable, Sequence
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from featureplane.localdb import ThreadLocalSQLite
 from featureplane.online_stores.base import (
     OnlineRow,
     OnlineStore,
@@ -54,31 +54,16 @@ MAX_READ_PARAMS = 30000
 class SQLiteOnlineStore(OnlineStore):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._local = threading.local()
-        self._ready = False
+        self.db = ThreadLocalSQLite(self.path, SCHEMA, pragmas=["synchronous = NORMAL"])
 
     def describe(self) -> dict[str, Any]:
         return {"type": "sqlite", "path": str(self.path)}
 
     def _con(self) -> sqlite3.Connection:
-        con = getattr(self._local, "con", None)
-        if con is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            con = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-            con.execute("PRAGMA busy_timeout = 60000")
-            con.execute("PRAGMA synchronous = NORMAL")
-            if not self._ready:
-                con.execute("PRAGMA journal_mode = WAL")
-                con.executescript(SCHEMA)
-                self._ready = True
-            self._local.con = con
-        return con
+        return self.db.connection()
 
     def close(self) -> None:
-        con = getattr(self._local, "con", None)
-        if con is not None:
-            con.close()
-            self._local.con = None
+        self.db.close()
 
     def write(self, table_id: str, rows: Iterable[OnlineRow], *, only_if_newer: bool = False) -> int:
         con = self._con()
@@ -92,15 +77,10 @@ class SQLiteOnlineStore(OnlineStore):
             ]
             if not chunk:
                 break
-            con.execute("BEGIN IMMEDIATE")
-            try:
+            with self.db.transaction():
                 before = con.total_changes
                 con.executemany(statement, chunk)
                 written += con.total_changes - before
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
         return written
 
     def delete(self, table_id: str, keys: Iterable[tuple]) -> int:
@@ -108,16 +88,10 @@ class SQLiteOnlineStore(OnlineStore):
         params = [(table_id, encode_key(k)) for k in keys]
         if not params:
             return 0
-        con.execute("BEGIN IMMEDIATE")
-        try:
+        with self.db.transaction():
             before = con.total_changes
             con.executemany("DELETE FROM online_features WHERE table_id = ? AND entity_key = ?", params)
-            deleted = con.total_changes - before
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        return deleted
+            return con.total_changes - before
 
     def read(self, requests: Sequence[tuple[str, tuple]]) -> list[OnlineValue | None]:
         if not requests:
@@ -158,15 +132,9 @@ class SQLiteOnlineStore(OnlineStore):
             )
 
     def drop(self, table_id: str) -> None:
-        con = self._con()
-        con.execute("BEGIN IMMEDIATE")
-        try:
+        with self.db.transaction() as con:
             con.execute("DELETE FROM online_features WHERE table_id = ?", (table_id,))
             con.execute("DELETE FROM online_sync WHERE table_id = ?", (table_id,))
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
 
     def table_ids(self) -> list[str]:
         return [r[0] for r in self._con().execute("SELECT DISTINCT table_id FROM online_features")]
