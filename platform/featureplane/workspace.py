@@ -219,16 +219,25 @@ class FeatureServiceHandle:
 
 
 def _rows(df: Any) -> list[dict[str, Any]]:
-    """Plain Python rows of a pandas DataFrame or Arrow table (nulls as None, NaN as None)."""
+    """Plain Python rows of a pandas DataFrame or Arrow table, with missing values (NaN, NaT) as None."""
     import pyarrow as pa
 
     if isinstance(df, pa.Table):
         return df.to_pylist()
+    import numpy as np
     import pandas as pd
 
     if not isinstance(df, pd.DataFrame):
         raise RetrievalError(f"ingest() takes a pandas DataFrame, got {type(df).__name__}")
-    return pa.Table.from_pandas(df, preserve_index=False).to_pylist()
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+        if isinstance(value, list | tuple | dict):
+            return value
+        return None if pd.isna(value) else value
+
+    return [{k: plain(v) for k, v in row.items()} for row in df.to_dict("records")]
 
 
 def _all_features(view: FeatureViewSpec) -> Any:
