@@ -74,10 +74,11 @@ SERVING_VIEWS = """
 """
 
 
-def serving_repo(root: Path) -> Repo:
+def serving_repo(root: Path, **serving) -> Repo:
     """The events repository with a batch view ``spend`` (materialized for 2024-01-01..03), a push
     source ``clicks`` feeding the FeatureTable ``scores``, a FeatureTable ``profile`` and a service
-    ``svc`` over all three, applied to live workspaces ``prod`` and ``staging`` and development ``dev``."""
+    ``svc`` over all three, applied to live workspaces ``prod`` and ``staging`` and development ``dev``.
+    ``serving`` settings go to featureplane.yaml (e.g. ``auth=True``)."""
     from datetime import datetime
 
     from featureplane.materialization import materialize
@@ -90,6 +91,8 @@ def serving_repo(root: Path) -> Repo:
             apply_plan(runtime, plan_repository(runtime, name))
         state = runtime.registry.load("prod")
         materialize(runtime, state, "spend", datetime(2024, 1, 1), datetime(2024, 1, 3))
+    if serving:
+        repo.set_config("serving", **serving)
     return repo
 
 

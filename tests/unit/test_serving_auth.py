@@ -21,9 +21,7 @@ INGEST = "/api/v1/ingest"
 
 @pytest.fixture
 def repo(tmp_path):
-    repo = serving_repo(tmp_path / "repo")
-    repo.set_config("serving", auth=True, registry_refresh_seconds=0.2)
-    return repo
+    return serving_repo(tmp_path / "repo", auth=True, registry_refresh_seconds=0.2)
 
 
 @pytest.fixture

@@ -142,8 +142,7 @@ def test_bad_batches_get_clear_errors(service, rows, status, fragment):
 
 
 def test_the_row_limit_is_configurable(tmp_path):
-    repo = serving_repo(tmp_path / "repo")
-    repo.set_config("serving", max_batch_rows=2)
+    repo = serving_repo(tmp_path / "repo", max_batch_rows=2)
     service = create_lookup_service(repo.config())
     assert batch(service, [{"joinKeyMap": {"user_id": "u"}}] * 2)[0] == 200
     status, body = batch(service, [{"joinKeyMap": {"user_id": "u"}}] * 3)

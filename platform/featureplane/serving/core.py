@@ -241,7 +241,9 @@ class LookupService:
             route = self.routes.get((method, path))
             if route is None:
                 if path in self._paths:
-                    raise ApiError(405, f"{request.method} is not allowed on {path}; use POST")
+                    raise ApiError(
+                        405, f"{request.method} is not allowed on {path}; use POST", {"Allow": "POST"}
+                    )
                 raise ApiError(404, f"no endpoint {request.method} {path}")
             endpoint = route.endpoint
             identity = self._authenticate(request, route) if self.verifier is not None else None
@@ -350,6 +352,9 @@ class LookupService:
                 f"feature service {name!r:.130} not found in workspace {snapshot.name!r} (services: {known})",
             )
         call.service = service.name
+        partial = call.params.get("allowPartialResults")
+        if partial is not None and not isinstance(partial, bool):
+            raise ApiError(400, "params.allowPartialResults must be true or false")
         if not service.online_serving_enabled:
             raise ApiError(400, f"feature service {name!r} has online serving disabled")
         return service
@@ -414,10 +419,13 @@ class LookupService:
 
     @staticmethod
     def _options(options: Any) -> dict[str, bool]:
-        options = options or {}
+        options = {} if options is None else options
         if not isinstance(options, dict):
             raise ApiError(400, "params.metadataOptions must be an object")
-        return {name: bool(options.get(name)) for name in METADATA_OPTIONS}
+        for name in METADATA_OPTIONS:
+            if options.get(name) is not None and not isinstance(options[name], bool):
+                raise ApiError(400, f"params.metadataOptions.{name} must be true or false")
+        return {name: options.get(name) is True for name in METADATA_OPTIONS}
 
     @staticmethod
     def _feature_metadata(
@@ -454,12 +462,10 @@ class LookupService:
     def _get_features(self, call: Call) -> dict[str, Any]:
         service = self._service(call)
         self._check_context(call.params.get("requestContextMap"), "params")
-        return self.read_features(
-            service, call.params.get("joinKeyMap"), call.params.get("metadataOptions") or {}
-        )
+        return self.read_features(service, call.params.get("joinKeyMap"), call.params.get("metadataOptions"))
 
     def read_features(
-        self, service: ServiceRead, join_key_map: Any, options: dict[str, Any]
+        self, service: ServiceRead, join_key_map: Any, options: dict[str, Any] | None
     ) -> dict[str, Any]:
         """The get-features answer for one entity of a resolved service."""
         started = time.perf_counter()
@@ -591,11 +597,13 @@ class LookupService:
         snapshot = self._workspace(call)
         if self.ingestor is None:
             raise ApiError(404, "this server does not accept ingest requests")
-        dry_run = call.params.get("dryRun", False)
-        if not isinstance(dry_run, bool):
+        dry_run = call.params.get("dryRun")
+        if dry_run is not None and not isinstance(dry_run, bool):
             raise ApiError(400, "dryRun must be true or false")
         try:
-            result = self.ingestor.ingest(snapshot.name, snapshot.ingest, call.params.get("records"), dry_run)
+            result = self.ingestor.ingest(
+                snapshot.name, snapshot.ingest, call.params.get("records"), dry_run is True
+            )
         except RecordError as exc:
             raise ApiError(400, str(exc)) from None
         except TooManyRecords as exc:
