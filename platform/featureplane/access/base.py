@@ -12,9 +12,9 @@ import hmac
 import re
 import secrets
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from featureplane.access.roles import Permission, permissions_of
+from featureplane.access.roles import permissions_of
 
 KEY_PREFIX = "fpk"
 _KEY = re.compile(r"^fpk_([0-9a-f]{12})_([A-Za-z0-9_-]{20,100})$")
@@ -65,13 +65,16 @@ class Identity:
     key_id: str
     principal_id: str
     bindings: tuple[RoleBinding, ...]
+    _grants: frozenset[tuple[str | None, str]] = field(init=False, repr=False, compare=False)
 
-    def can(self, permission: Permission, workspace: str | None = None) -> bool:
+    def __post_init__(self) -> None:
+        grants = {(b.workspace, p) for b in self.bindings for p in permissions_of(b.role)}
+        grants |= {(None, p) for _, p in grants}
+        object.__setattr__(self, "_grants", frozenset(grants))
+
+    def can(self, permission: str, workspace: str | None = None) -> bool:
         """Whether the key may do ``permission`` on ``workspace`` (on some workspace when None)."""
-        return any(
-            permission in permissions_of(b.role) and (workspace is None or b.workspace == workspace)
-            for b in self.bindings
-        )
+        return (workspace, permission) in self._grants
 
     def describe(self) -> str:
         roles = ", ".join(f"{b.role} on workspace {b.workspace!r}" for b in self.bindings) or "no roles"

@@ -8,18 +8,19 @@ own permissions (apply, materialize, ...); stored role bindings need no change f
 
 from __future__ import annotations
 
-from enum import StrEnum
 
+class Permission:
+    """Permission names (plain strings: they are looked up on every request)."""
 
-class Permission(StrEnum):
     READ_FEATURES = "read_features"
     INGEST = "ingest"
+    ALL = frozenset({READ_FEATURES, INGEST})
 
 
-ROLES: dict[str, frozenset[Permission]] = {
+ROLES: dict[str, frozenset[str]] = {
     "consumer": frozenset({Permission.READ_FEATURES}),
     "ingest": frozenset({Permission.INGEST}),
-    "admin": frozenset(Permission),
+    "admin": Permission.ALL,
 }
 
 # The roles an API key can be created with.
@@ -32,5 +33,5 @@ def check_role(role: str, allowed: tuple[str, ...] = API_KEY_ROLES) -> str:
     return role
 
 
-def permissions_of(role: str) -> frozenset[Permission]:
+def permissions_of(role: str) -> frozenset[str]:
     return ROLES.get(role, frozenset())

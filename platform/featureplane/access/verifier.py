@@ -1,8 +1,9 @@
 """Verifying API keys on the request path without a database read per request.
 
 Answers are remembered for ``cache_seconds`` (the lookup service uses its registry refresh interval),
-so a revoked key stops working within that time, as an apply takes effect within it. Entries are keyed
-by the key's digest, and the cache is bounded so that a flood of made-up keys cannot grow it.
+so a revoked key stops working within that time, as an apply takes effect within it. The cache lives
+only in the server's memory (keyed by the key as received, like any request data) and is bounded so
+that a flood of made-up keys cannot grow it.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 
-from featureplane.access.base import AccessStore, Identity, hash_key
+from featureplane.access.base import AccessStore, Identity
 
 
 class KeyVerifier:
@@ -23,9 +24,8 @@ class KeyVerifier:
 
     def verify(self, key: str) -> Identity | None:
         """The key's identity, or None if it is unknown or revoked. Store errors propagate."""
-        digest = hash_key(key)
         now = time.monotonic()
-        hit = self._cache.get(digest)
+        hit = self._cache.get(key)
         if hit is not None and hit[1] > now:
             return hit[0]
         identity = self.store.authenticate(key)
@@ -34,5 +34,5 @@ class KeyVerifier:
                 self._cache = {d: e for d, e in self._cache.items() if e[1] > now}
                 if len(self._cache) >= self.max_entries:
                     self._cache.clear()
-            self._cache[digest] = (identity, now + self.cache_seconds)
+            self._cache[key] = (identity, now + self.cache_seconds)
         return identity

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,19 @@ UPSERT_IF_NEWER = _INSERT + "WHERE excluded.event_ts >= online_features.event_ts
 
 BATCH = 5000
 MAX_READ_PARAMS = 30000
+
+
+@lru_cache(maxsize=256)
+def _read_sql(count: int) -> str:
+    """One statement reading ``count`` (table_id, entity_key) pairs, answering each row's position.
+
+    The numbered pairs drive one primary-key search each (CROSS JOIN fixes the loop order);
+    ``WHERE (table_id, entity_key) IN (VALUES ...)`` would scan the whole table instead."""
+    pairs = ",".join(f"({n}, ?, ?)" for n in range(count))
+    return (
+        f"WITH wanted(n, t, k) AS (VALUES {pairs}) SELECT wanted.n, o.event_ts, o.features FROM wanted "
+        "CROSS JOIN online_features AS o ON o.table_id = wanted.t AND o.entity_key = wanted.k"
+    )
 
 
 class SQLiteOnlineStore(OnlineStore):
@@ -97,20 +111,22 @@ class SQLiteOnlineStore(OnlineStore):
         if not requests:
             return []
         con = self._con()
-        wanted = [(table_id, encode_key(key)) for table_id, key in requests]
-        found: dict[tuple[str, str], OnlineValue] = {}
+        found: list[OnlineValue | None] = [None] * len(requests)
+        make, loads = OnlineValue, decode_values
         step = MAX_READ_PARAMS // 2
-        for i in range(0, len(wanted), step):
-            chunk = wanted[i : i + step]
-            placeholders = ",".join(["(?, ?)"] * len(chunk))
-            params = [p for pair in chunk for p in pair]
-            for table_id, entity_key, event_ts, blob in con.execute(
-                "SELECT table_id, entity_key, event_ts, features FROM online_features "
-                f"WHERE (table_id, entity_key) IN (VALUES {placeholders})",
-                params,
-            ):
-                found[(table_id, entity_key)] = OnlineValue(event_ts, decode_values(blob))
-        return [found.get(w) for w in wanted]
+        for first in range(0, len(requests), step):
+            chunk = requests[first : first + step]
+            params: list[str] = []
+            encoded: dict[tuple, str] = {}  # an entity's key is read once per view
+            for table_id, key in chunk:
+                text = encoded.get(key)
+                if text is None:
+                    text = encoded[key] = encode_key(key)
+                params.append(table_id)
+                params.append(text)
+            for n, event_ts, blob in con.execute(_read_sql(len(chunk)), params).fetchall():
+                found[first + n] = make(event_ts, loads(blob))
+        return found
 
     def sync_marker(self, table_id: str) -> int | None:
         row = (

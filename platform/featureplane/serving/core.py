@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -47,6 +48,7 @@ METADATA_OPTIONS = (
 )
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 STATUS = {True: "PRESENT", False: "MISSING_DATA"}
+NO_OPTIONS = dict.fromkeys(METADATA_OPTIONS, False)
 ERROR_REASONS = {
     400: "bad_request",
     401: "unauthenticated",
@@ -68,7 +70,7 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-@dataclass
+@dataclass(slots=True)
 class Request:
     method: str
     path: str
@@ -76,11 +78,13 @@ class Request:
     body: bytes = b""
 
 
-@dataclass
+@dataclass(slots=True)
 class Response:
+    """``headers`` defaults to the shared JSON_HEADERS: build a new dict to change them."""
+
     status: int
     body: bytes
-    headers: dict[str, str] = field(default_factory=lambda: dict(JSON_HEADERS))
+    headers: dict[str, str] = field(default_factory=lambda: JSON_HEADERS)
 
     def json(self) -> Any:
         return orjson.loads(self.body)
@@ -99,19 +103,30 @@ def _camel(key: str) -> str:
 
 
 def normalise_keys(value: Any, depth: int = 0) -> Any:
-    """Accept snake_case spellings of the API's camelCase keys (not inside key maps or records)."""
+    """Accept snake_case spellings of the API's camelCase keys (not inside key maps or records).
+    Returns ``value`` itself when nothing needs renaming (the common case)."""
     if not isinstance(value, dict):
         return value
-    out = {}
-    for key, item in value.items():
+    out: dict[Any, Any] | None = None
+    for position, (key, item) in enumerate(value.items()):
         name = _camel(key) if isinstance(key, str) else key
         if name in ("joinKeyMap", "requestContextMap", "record", "records"):
-            out[name] = item
+            new = item
         elif name == "requestData" and isinstance(item, list):
-            out[name] = [normalise_keys(row, depth + 1) for row in item]
+            rows = [
+                normalise_keys(row, depth + 1)
+                if isinstance(row, dict) and ("join_key_map" in row or "request_context_map" in row)
+                else row
+                for row in item
+            ]
+            new = item if all(a is b for a, b in zip(rows, item, strict=True)) else rows
         else:
-            out[name] = normalise_keys(item, depth + 1)
-    return out
+            new = normalise_keys(item, depth + 1)
+        if out is None and (name != key or new is not item):
+            out = dict(list(value.items())[:position])
+        if out is not None:
+            out[name] = new
+    return value if out is None else out
 
 
 def format_time_us(value: int) -> str:
@@ -159,11 +174,11 @@ def coerce_key(name: str, value: Any, dtype: DataType) -> Any:
 class Route:
     endpoint: str
     handler: Callable[[Call], Any]
-    permission: Permission
+    permission: str
     envelope: bool = True  # the body is {"params": {...}}
 
 
-@dataclass
+@dataclass(slots=True)
 class Call:
     """One API call on its way through the core; ``workspace``/``service`` label its metrics."""
 
@@ -176,20 +191,45 @@ class Call:
 
 
 @dataclass
+class _ViewPlan:
+    ttl_us: int | None
+    width: int  # how many of the view's features the service reads
+    extract: Callable[[list[Any]], list[Any]]  # stored values -> the service's values, API-encoded
+
+
+def _extractor(
+    features: tuple[tuple[str, int, DataType], ...], stored: int
+) -> Callable[[list[Any]], list[Any]]:
+    """A function from a view's stored values to the service's selection of them in the API's form
+    (int64 as strings). It is compiled once per registry snapshot from the positions alone, so that a
+    batch spends one call per row and view on it."""
+    parts = []
+    for _, index, dtype in features:
+        value = f"s[{index}]"
+        if dtype.name == "int64":
+            value = f"(None if {value} is None else str({value}))"
+        elif dtype.is_array and dtype.element.name == "int64":  # type: ignore[union-attr]
+            value = f"(None if {value} is None else [None if x is None else str(x) for x in {value}])"
+        parts.append(value)
+    if parts == [f"s[{i}]" for i in range(stored)]:
+        return _same
+    return eval(f"lambda s: [{', '.join(parts)}]")  # the text holds integer positions only
+
+
+def _same(values: list[Any]) -> list[Any]:
+    return values
+
+
+@dataclass
 class _ServicePlan:
     """Per-service structures computed once per registry snapshot rather than per request."""
 
     service: ServiceRead
     metadata: list[dict[str, Any]]
-    views: list[tuple[int | None, list[tuple[int, Callable[[Any], Any] | None]]]]
-
-
-def _encoder(dtype: DataType) -> Callable[[Any], Any] | None:
-    if dtype.name == "int64":
-        return str
-    if dtype.is_array and dtype.element.name == "int64":  # type: ignore[union-attr]
-        return lambda values: [None if v is None else str(v) for v in values]
-    return None
+    views: list[_ViewPlan]
+    key_names: tuple[str, ...]
+    key_types: tuple[type, ...]  # the Python type a well-formed join key value has
+    reads: list[tuple[str, tuple[int, ...] | None]]  # (table_id, key positions; None: the whole key)
 
 
 class LookupService:
@@ -232,7 +272,9 @@ class LookupService:
         call: Call | None = None
         endpoint = "other"
         try:
-            path = request.path.split("?", 1)[0].rstrip("/") or "/"
+            path = request.path
+            if "?" in path or path.endswith("/"):
+                path = path.split("?", 1)[0].rstrip("/") or "/"
             method = request.method.upper()
             if method == "GET" and path == "/healthz":
                 return Response(200, b'{"status":"ok"}')
@@ -264,11 +306,8 @@ class LookupService:
     def _observe(self, endpoint: str, call: Call | None, status: int, seconds: float) -> None:
         workspace = call.workspace if call is not None else ""
         service = call.service if call is not None else ""
-        metrics = self.metrics
-        metrics.requests.inc(endpoint, workspace, service, str(status))
-        metrics.latency.observe(seconds, endpoint, service)
-        if status >= 400:
-            metrics.errors.inc(endpoint, ERROR_REASONS.get(status, str(status)))
+        reason = ERROR_REASONS.get(status, str(status)) if status >= 400 else None
+        self.metrics.observe_request(endpoint, workspace, service, status, seconds, reason)
 
     @staticmethod
     def _params(body: bytes, envelope: bool) -> dict[str, Any]:
@@ -368,16 +407,35 @@ class LookupService:
             for name, dtype in zip(service.feature_names, service.feature_types, strict=True)
         ]
         views = [
-            (v.ttl_us, [(index, _encoder(dtype)) for _, index, dtype in v.features]) for v in service.views
+            _ViewPlan(v.ttl_us, len(v.features), _extractor(v.features, len(v.spec.features)))
+            for v in service.views
         ]
-        plan = _ServicePlan(service, metadata, views)
+        key_types = tuple(int if t.name == "int64" else str for _, t in service.join_keys)
+        positions = {name: i for i, (name, _) in enumerate(service.join_keys)}
+        whole_key = tuple(range(len(service.join_keys)))
+        reads = []
+        for view in service.views:
+            index = tuple(positions[k] for k in view.join_keys)
+            reads.append((view.table_id, None if index == whole_key else index))
+        names = tuple(k for k, _ in service.join_keys)
+        plan = _ServicePlan(service, metadata, views, names, key_types, reads)
         if len(self._plans) > 1000:
             self._plans.clear()
         self._plans[id(service)] = plan
         return plan
 
-    def _join_keys(self, service: ServiceRead, join_key_map: Any, where: str = "params") -> tuple:
+    def _join_keys(self, plan: _ServicePlan, join_key_map: Any, where: str = "params") -> tuple:
         """The join-key values in the service's key order (checked and coerced)."""
+        if type(join_key_map) is dict and len(join_key_map) == len(plan.key_names):
+            key = []
+            for name, kind in zip(plan.key_names, plan.key_types, strict=True):
+                value = join_key_map.get(name)
+                if type(value) is not kind or (kind is int and not INT64_MIN <= value <= INT64_MAX):
+                    break
+                key.append(value)
+            else:
+                return tuple(key)
+        service = plan.service
         if not isinstance(join_key_map, dict):
             raise ApiError(400, f"{where}.joinKeyMap is required: an object of join key names to values")
         expected = service.join_keys
@@ -419,7 +477,8 @@ class LookupService:
 
     @staticmethod
     def _options(options: Any) -> dict[str, bool]:
-        options = {} if options is None else options
+        if options is None:
+            return NO_OPTIONS
         if not isinstance(options, dict):
             raise ApiError(400, "params.metadataOptions must be an object")
         for name in METADATA_OPTIONS:
@@ -471,9 +530,15 @@ class LookupService:
         started = time.perf_counter()
         want = self._options(options)
         plan = self._plan(service)
-        key = self._join_keys(service, join_key_map)
-        rows, store_seconds = self._read(self._requests(service, [key]))
-        values, present, times = self._vector(plan, rows, now_us())
+        key = self._join_keys(plan, join_key_map)
+        rows, store_seconds = self._read(self._requests(plan, [key]))
+        if want is NO_OPTIONS:  # the common case: values only
+            return {"result": {"features": self._vectors(plan, rows, now_us(), False)[0][0]}}
+        detail = want["includeServingStatus"] or want["includeEffectiveTimes"]
+        vectors, presents, row_times = self._vectors(plan, rows, now_us(), detail)
+        values = vectors[0]
+        present = presents[0] if detail else []
+        times = row_times[0] if detail else []
         answer: dict[str, Any] = {"result": {"features": values}}
         metadata: dict[str, Any] = {}
         statuses = [STATUS[p] for p in present] if want["includeServingStatus"] else None
@@ -487,34 +552,60 @@ class LookupService:
         return answer
 
     @staticmethod
-    def _requests(service: ServiceRead, keys: list[tuple]) -> list[tuple[str, tuple]]:
+    def _requests(plan: _ServicePlan, keys: list[tuple]) -> list[tuple[str, tuple]]:
         """(table_id, view key) for every view of every entity, entity-major: one store round trip."""
-        positions = {name: i for i, (name, _) in enumerate(service.join_keys)}
-        per_view = [(v.table_id, tuple(positions[k] for k in v.join_keys)) for v in service.views]
-        return [(table_id, tuple(key[i] for i in index)) for key in keys for table_id, index in per_view]
+        return [
+            (table_id, key if index is None else tuple(key[i] for i in index))
+            for key in keys
+            for table_id, index in plan.reads
+        ]
 
     @staticmethod
-    def _vector(
-        plan: _ServicePlan, rows: list[OnlineValue | None], now: int
-    ) -> tuple[list[Any], list[bool], list[int | None]]:
-        """One entity's feature values, and per feature whether it is present and its event time."""
-        values: list[Any] = []
-        present: list[bool] = []
-        times: list[int | None] = []
-        for (ttl_us, features), row in zip(plan.views, rows, strict=True):
-            fresh = row is not None and (ttl_us is None or now - row.event_ts < ttl_us)
-            if fresh:
-                stored = row.values  # type: ignore[union-attr]
-                for index, encode in features:
-                    value = stored[index]
-                    values.append(encode(value) if encode is not None and value is not None else value)
-                present += [True] * len(features)
-                times += [row.event_ts] * len(features)  # type: ignore[union-attr]
-            else:
-                values += [None] * len(features)
-                present += [False] * len(features)
-                times += [None] * len(features)
-        return values, present, times
+    def _vectors(
+        plan: _ServicePlan, rows: list[OnlineValue | None], now: int, detail: bool
+    ) -> tuple[list[list[Any]], list[list[bool]], list[list[int | None]]]:
+        """Each entity's feature values (``rows`` holds each entity's views in order) and, with
+        ``detail``, per feature whether it is present and its event time. Works view by view over
+        all entities (comprehensions rather than a loop per value): batches are dominated by it."""
+        width = len(plan.views)
+        if len(rows) == width and not detail:  # one entity: no per-view columns needed
+            values: list[Any] = []
+            for view, row in zip(plan.views, rows, strict=True):
+                if row is not None and (view.ttl_us is None or now - row.event_ts < view.ttl_us):
+                    values += view.extract(row.values)
+                else:
+                    values += [None] * view.width
+            return [values], [], []
+        columns: list[list[list[Any]]] = []
+        fresh_columns: list[list[bool]] = []
+        for v, view in enumerate(plan.views):
+            part = rows[v::width]
+            oldest = -1 << 62 if view.ttl_us is None else now - view.ttl_us
+            fresh = [r is not None and r.event_ts > oldest for r in part]
+            nones = [None] * view.width
+            extract = view.extract
+            columns.append([extract(r.values) if f else nones for r, f in zip(part, fresh, strict=True)])  # type: ignore[union-attr]
+            fresh_columns.append(fresh)
+        if width == 1:
+            vectors = [list(values) for values in columns[0]]
+        elif width == 2:
+            vectors = [a + b for a, b in zip(columns[0], columns[1], strict=True)]
+        else:
+            vectors = [list(chain.from_iterable(parts)) for parts in zip(*columns, strict=True)]
+        if not detail:
+            return vectors, [], []
+        present: list[list[bool]] = []
+        times: list[list[int | None]] = []
+        for e in range(len(vectors)):
+            row_present: list[bool] = []
+            row_times: list[int | None] = []
+            for v, view in enumerate(plan.views):
+                fresh = fresh_columns[v][e]
+                row_present += [fresh] * view.width
+                row_times += [rows[e * width + v].event_ts if fresh else None] * view.width  # type: ignore[union-attr]
+            present.append(row_present)
+            times.append(row_times)
+        return vectors, present, times
 
     @staticmethod
     def _slo(started: float, store_seconds: float) -> dict[str, Any]:
@@ -541,26 +632,30 @@ class LookupService:
                 f"params.requestData has {len(data)} rows; the limit is {self.max_batch_rows} per request "
                 "(serving.max_batch_rows)",
             )
+        plan = self._plan(service)
         keys = []
+        single = plan.key_names[0] if len(plan.key_names) == 1 and plan.key_types[0] is str else None
         for i, row in enumerate(data):
+            if type(row) is dict and row.get("requestContextMap") is None:
+                join_key_map = row.get("joinKeyMap")
+                if single is not None and type(join_key_map) is dict and len(join_key_map) == 1:
+                    value = join_key_map.get(single)
+                    if type(value) is str:  # the common case, checked inline
+                        keys.append((value,))
+                        continue
             where = f"params.requestData[{i}]"
-            if not isinstance(row, dict):
+            if type(row) is not dict:
                 raise ApiError(400, f"{where} must be an object with a joinKeyMap")
             self._check_context(row.get("requestContextMap"), where)
-            keys.append(self._join_keys(service, row.get("joinKeyMap"), where))
+            keys.append(self._join_keys(plan, row.get("joinKeyMap"), where))
         self.metrics.batch_rows.observe(len(keys), service.name)
-        plan = self._plan(service)
-        width = len(service.views)
-        rows, store_seconds = self._read(self._requests(service, keys))
-        now = now_us()
-        results = []
-        present: list[list[bool]] = []
+        rows, store_seconds = self._read(self._requests(plan, keys))
+        detail = options["includeServingStatus"] or options["includeEffectiveTimes"]
+        vectors, present, times = self._vectors(plan, rows, now_us(), detail)
+        results = [{"features": values} for values in vectors]
         latest: list[int | None] = [None] * len(plan.metadata)
-        for r in range(len(keys)):
-            values, row_present, times = self._vector(plan, rows[r * width : (r + 1) * width], now)
-            results.append({"features": values})
-            present.append(row_present)
-            for i, t in enumerate(times):
+        for row_times in times if detail else ():
+            for i, t in enumerate(row_times):
                 if t is not None and (latest[i] is None or t > latest[i]):  # type: ignore[operator]
                     latest[i] = t
         answer: dict[str, Any] = {"result": results}

@@ -13,18 +13,18 @@ import logging
 import socket
 import socketserver
 import sys
+import threading
 import time
 from email.utils import formatdate
 from http import HTTPStatus
 
-from featureplane.serving.core import LookupService, Request, Response, error_response
+from featureplane.serving.core import JSON_HEADERS, LookupService, Request, Response, error_response
 
 log = logging.getLogger("featureplane.serving")
 
 MAX_LINE = 16 * 1024
 MAX_HEADERS = 100
 IDLE_SECONDS = 75.0
-_REASONS = {status.value: status.phrase for status in HTTPStatus}
 
 
 class _Reject(Exception):
@@ -37,46 +37,85 @@ class _Reject(Exception):
 
 
 class _Clock:
-    """The ``Date`` header, formatted at most once a second."""
+    """The ``Date`` header line, formatted at most once a second."""
 
     def __init__(self) -> None:
         self._second = 0
-        self._text = ""
+        self._line = b""
 
-    def now(self) -> str:
+    def date_line(self) -> bytes:
         second = int(time.time())
         if second != self._second:
-            self._second, self._text = second, formatdate(second, usegmt=True)
-        return self._text
+            self._second, self._line = second, b"Date: %s\r\n" % formatdate(second, usegmt=True).encode()
+        return self._line
 
 
 class LookupHTTPServer(socketserver.ThreadingTCPServer):
+    """Connections idle for ``idle_seconds`` are closed by a reaper thread rather than by a socket
+    timeout: a timeout puts every socket in non-blocking mode with a poll() before each read and
+    write, which doubles the cost of the HTTP layer."""
+
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 1024
 
-    def __init__(self, address: tuple[str, int], service: LookupService) -> None:
+    def __init__(
+        self, address: tuple[str, int], service: LookupService, idle_seconds: float = IDLE_SECONDS
+    ) -> None:
         self.service = service
         self.clock = _Clock()
+        self.idle_seconds = idle_seconds
+        self.connections: dict[
+            socket.socket, float
+        ] = {}  # open connection -> when it last finished a request
+        self._connections_lock = threading.Lock()
+        self._stopped = threading.Event()
         super().__init__(address, LookupHandler)
+        threading.Thread(target=self._reap, name="featureplane-idle-connections", daemon=True).start()
+
+    def opened(self, connection: socket.socket) -> None:
+        with self._connections_lock:
+            self.connections[connection] = time.monotonic()
+
+    def closed(self, connection: socket.socket) -> None:
+        with self._connections_lock:
+            self.connections.pop(connection, None)
+
+    def server_close(self) -> None:
+        self._stopped.set()
+        super().server_close()
+
+    def _reap(self) -> None:
+        while not self._stopped.wait(min(5.0, self.idle_seconds / 2)):
+            cutoff = time.monotonic() - self.idle_seconds
+            with self._connections_lock:
+                idle = [c for c, last in self.connections.items() if last < cutoff]
+            for connection in idle:
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)  # its handler's read returns and it exits
+                except OSError:
+                    pass
 
 
 class LookupHandler(socketserver.StreamRequestHandler):
     server: LookupHTTPServer
-    timeout = IDLE_SECONDS
     rbufsize = 64 * 1024
     wbufsize = 0
 
     def setup(self) -> None:
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.opened(self.connection)
 
     def handle(self) -> None:
+        connections = self.server.connections
         try:
             while self._handle_one():
-                pass
-        except (OSError, ValueError):  # the client went away or timed out
+                connections[self.connection] = time.monotonic()
+        except (OSError, ValueError):  # the client went away, or the reaper closed an idle connection
             pass
+        finally:
+            self.server.closed(self.connection)
 
     def _handle_one(self) -> bool:
         """Read one request and answer it; whether the connection stays open."""
@@ -103,15 +142,16 @@ class LookupHandler(socketserver.StreamRequestHandler):
         if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
             raise _Reject(400, "malformed request line: expected 'METHOD /path HTTP/1.1'")
         headers: dict[str, str] = {}
+        readline = self.rfile.readline
         while True:
-            raw = self.rfile.readline(MAX_LINE + 1)
+            raw = readline(MAX_LINE + 1)
             if raw in (b"\r\n", b"\n", b""):
                 break
             if len(raw) > MAX_LINE or len(headers) >= MAX_HEADERS:
                 raise _Reject(431, "request headers are too large")
             name, colon, value = raw.decode("latin-1").partition(":")
-            name = name.strip().lower()
-            if not colon or not name or name != name.split()[0]:
+            name = name.lower()
+            if not colon or not name or not name.isprintable() or " " in name or "\t" in name:
                 raise _Reject(400, f"malformed header line {raw[:80]!r}")
             value = value.strip()
             if name == "content-length" and headers.get(name, value) != value:
@@ -164,15 +204,32 @@ class LookupHandler(socketserver.StreamRequestHandler):
 
     def _send(self, response: Response, keep_alive: bool, head: bool = False) -> None:
         status = response.status
-        lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}"]
-        lines += [f"{key}: {value}" for key, value in response.headers.items()]
-        lines.append(f"Content-Length: {len(response.body)}")
-        lines.append(f"Date: {self.server.clock.now()}")
-        lines.append("Server: featureplane")
-        if not keep_alive:
-            lines.append("Connection: close")
-        head_bytes = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        self.wfile.write(head_bytes if head else head_bytes + response.body)
+        if response.headers is JSON_HEADERS or response.headers == JSON_HEADERS:
+            fields = _JSON_FIELDS
+        else:
+            fields = "".join(f"{k}: {v}\r\n" for k, v in response.headers.items()).encode("latin-1")
+        parts = [
+            _status_line(status),
+            fields,
+            b"Content-Length: %d\r\n" % len(response.body),
+            self.server.clock.date_line(),
+            b"Server: featureplane\r\n\r\n"
+            if keep_alive
+            else b"Server: featureplane\r\nConnection: close\r\n\r\n",
+        ]
+        if not head:
+            parts.append(response.body)
+        self.wfile.write(b"".join(parts))
+
+
+_JSON_FIELDS = "".join(f"{k}: {v}\r\n" for k, v in JSON_HEADERS.items()).encode("latin-1")
+_STATUS_LINES = {
+    status.value: f"HTTP/1.1 {status.value} {status.phrase}\r\n".encode() for status in HTTPStatus
+}
+
+
+def _status_line(status: int) -> bytes:
+    return _STATUS_LINES.get(status) or f"HTTP/1.1 {status} Unknown\r\n".encode()
 
 
 def _keep_alive(version: str, connection: str) -> bool:
@@ -182,9 +239,11 @@ def _keep_alive(version: str, connection: str) -> bool:
     return "close" not in tokens
 
 
-def make_server(service: LookupService, host: str = "127.0.0.1", port: int = 8080) -> LookupHTTPServer:
+def make_server(
+    service: LookupService, host: str = "127.0.0.1", port: int = 8080, idle_seconds: float = IDLE_SECONDS
+) -> LookupHTTPServer:
     """A bound server (``port=0`` picks a free one); run it with ``serve_forever()``."""
-    return LookupHTTPServer((host, port), service)
+    return LookupHTTPServer((host, port), service, idle_seconds)
 
 
 def serve(service: LookupService, host: str = "127.0.0.1", port: int = 8080) -> None:

@@ -48,11 +48,13 @@ def _number(value: float) -> str:
 class _Metric:
     kind = ""
 
-    def __init__(self, name: str, help: str, labels: Sequence[str]) -> None:
+    def __init__(
+        self, name: str, help: str, labels: Sequence[str], lock: threading.Lock | None = None
+    ) -> None:
         self.name = name
         self.help = help
         self.label_names = tuple(labels)
-        self._lock = threading.Lock()
+        self._lock = lock or threading.Lock()
 
     def header(self) -> list[str]:
         return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
@@ -61,8 +63,10 @@ class _Metric:
 class Counter(_Metric):
     kind = "counter"
 
-    def __init__(self, name: str, help: str, labels: Sequence[str] = ()) -> None:
-        super().__init__(name, help, labels)
+    def __init__(
+        self, name: str, help: str, labels: Sequence[str] = (), lock: threading.Lock | None = None
+    ) -> None:
+        super().__init__(name, help, labels, lock)
         self._values: dict[tuple[str, ...], float] = {}
 
     def inc(self, *labels: str, amount: float = 1.0) -> None:
@@ -82,9 +86,14 @@ class Histogram(_Metric):
     kind = "histogram"
 
     def __init__(
-        self, name: str, help: str, labels: Sequence[str] = (), buckets: Sequence[float] = LATENCY_BUCKETS
+        self,
+        name: str,
+        help: str,
+        labels: Sequence[str] = (),
+        buckets: Sequence[float] = LATENCY_BUCKETS,
+        lock: threading.Lock | None = None,
     ) -> None:
-        super().__init__(name, help, labels)
+        super().__init__(name, help, labels, lock)
         self.buckets = tuple(sorted(buckets))
         # per label set: [count per bucket (non-cumulative, last is +Inf), sum]
         self._series: dict[tuple[str, ...], tuple[list[int], list[float]]] = {}
@@ -122,15 +131,18 @@ class ServingMetrics:
     """The lookup service's metrics: requests, latencies, online-store calls, errors and ingest."""
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()  # requests and latency are updated together, under one lock
         self.requests = Counter(
             "featureplane_requests_total",
             "Requests answered, by endpoint, workspace, feature service and HTTP status.",
             ("endpoint", "workspace", "service", "status"),
+            lock=self._lock,
         )
         self.latency = Histogram(
             "featureplane_request_duration_seconds",
             "Time to answer a request inside the server, by endpoint and feature service.",
             ("endpoint", "service"),
+            lock=self._lock,
         )
         self.store_latency = Histogram(
             "featureplane_online_store_duration_seconds",
@@ -167,6 +179,23 @@ class ServingMetrics:
             self.batch_rows,
             self.ingested,
         ]
+
+    def observe_request(
+        self, endpoint: str, workspace: str, service: str, status: int, seconds: float, error: str | None
+    ) -> None:
+        """Count a request and its latency (and its error reason, if any) under one lock."""
+        requests, latency = self.requests, self.latency
+        key = (endpoint, workspace, service, str(status))
+        index = bisect_left(latency.buckets, seconds)
+        with self._lock:
+            requests._values[key] = requests._values.get(key, 0.0) + 1
+            series = latency._series.get((endpoint, service))
+            if series is None:
+                series = latency._series[(endpoint, service)] = ([0] * (len(latency.buckets) + 1), [0.0])
+            series[0][index] += 1
+            series[1][0] += seconds
+        if error is not None:
+            self.errors.inc(endpoint, error)
 
     def render(self) -> bytes:
         lines: list[str] = []
