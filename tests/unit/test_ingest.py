@@ -5,6 +5,8 @@ offline store, and ``FeatureViewHandle.ingest(df)``."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import datetime
 
 import pandas as pd
@@ -430,3 +432,27 @@ def test_feature_table_ingest_from_a_dataframe(repo):
 
 def test_views_file_is_valid_python(tmp_path):
     compile_views(tmp_path, SERVING_VIEWS)
+
+
+def test_ingest_and_key_checks_in_the_lookup_service_load_no_heavy_libraries(repo):
+    """The server's ingest path (records, log, online write) and key verification use the standard
+    library and orjson only, like the lookup path."""
+    repo.set_config("serving", auth=True)
+    code = f"""
+import json, sys
+from featureplane.access import create_api_key
+from featureplane.config import load_config
+from featureplane.serving.app import create_lookup_service
+from featureplane.serving.core import Request
+config = load_config({str(repo.config_path)!r})
+key = create_api_key(config, "prod", "admin")
+service = create_lookup_service(config)
+body = json.dumps({{"workspaceName": "prod", "records": {{"clicks": [
+    {{"record": {{"user_id": "u1", "ts": "2024-01-05T00:00:00Z", "score": 1.0, "seen": "2024-01-01T00:00:00Z"}}}}]}}}})
+response = service.handle(Request("POST", "/api/v1/ingest", {{"authorization": "Bearer " + key}}, body.encode()))
+assert response.status == 200, response.body
+heavy = ["pandas", "pyarrow", "numpy", "duckdb", "deltalake", "dagster", "sqlglot", "great_expectations"]
+print(",".join(m for m in heavy if m in sys.modules))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == ""
