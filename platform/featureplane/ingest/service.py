@@ -134,7 +134,11 @@ class Ingestor:
         if not entry:
             return
         if self.log is None:
-            raise IngestUnavailable("this server has no ingest log configured for the offline store")
+            raise IngestUnavailable(
+                "this server keeps no durable ingest log for the offline store: set offline_store.ingest_log "
+                "to a durable directory (on AWS Lambda, an EFS mount) or send records for offline tables "
+                "to a server that has one"
+            )
         try:
             self.log.append(workspace, entry)
         except OSError as exc:

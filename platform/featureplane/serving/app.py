@@ -12,6 +12,7 @@ The ``serving`` section::
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from featureplane.config import Config, ConfigError
@@ -61,9 +62,13 @@ def create_lookup_service(config: Config) -> LookupService:
         from featureplane.access.verifier import KeyVerifier
 
         verifier = KeyVerifier(open_access_store(config), cache_seconds=refresh)
+    # A Lambda container's disk does not outlive it: there, records for the offline store are only
+    # accepted when offline_store.ingest_log names durable storage (an EFS mount) explicitly.
+    on_lambda = bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
+    durable = not on_lambda or "ingest_log" in config.offline_store
     ingestor = Ingestor(
         online,
-        IngestLog(ingest_log_root(config)),
+        IngestLog(ingest_log_root(config)) if durable else None,
         max_records=int(_number(config, "max_ingest_records", 10_000)),
         on_store_call=lambda operation, seconds: metrics.store_latency.observe(seconds, operation),
     )

@@ -284,9 +284,9 @@ class LookupService:
             if route is None:
                 if path in self._paths:
                     raise ApiError(
-                        405, f"{request.method} is not allowed on {path}; use POST", {"Allow": "POST"}
+                        405, f"{request.method:.20} is not allowed on {path}; use POST", {"Allow": "POST"}
                     )
-                raise ApiError(404, f"no endpoint {request.method} {path}")
+                raise ApiError(404, f"no endpoint {request.method:.20} {path:.200}")
             endpoint = route.endpoint
             identity = self._authenticate(request, route) if self.verifier is not None else None
             if len(request.body) > self.max_body_bytes:
