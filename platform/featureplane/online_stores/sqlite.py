@@ -125,10 +125,12 @@ class SQLiteOnlineStore(OnlineStore):
                     last_key, text = key, encode_key(key)
                 params += (table_id, text)
             rows = con.execute(_read_sql(len(chunk)), params).fetchall()
-            if len(rows) > 8:  # one parse for all rows' values beats a parse per row
-                decoded = loads(b"[" + b",".join([row[2] for row in rows]) + b"]")
-            else:
-                decoded = [loads(row[2]) for row in rows]
+            if len(rows) <= 8:
+                for n, event_ts, blob in rows:
+                    found[first + n] = make(event_ts, loads(blob))
+                continue
+            # One parse for all rows' values beats a parse per row in large lookups.
+            decoded = loads(b"[" + b",".join([row[2] for row in rows]) + b"]")
             for (n, event_ts, _), values in zip(rows, decoded, strict=True):
                 found[first + n] = make(event_ts, values)
         return found

@@ -120,8 +120,10 @@ def normalise_keys(value: Any, depth: int = 0) -> Any:
                 for row in item
             ]
             new = item if all(a is b for a, b in zip(rows, item, strict=True)) else rows
-        else:
+        elif isinstance(item, dict):
             new = normalise_keys(item, depth + 1)
+        else:
+            new = item
         if out is None and (name != key or new is not item):
             out = dict(list(value.items())[:position])
         if out is not None:
@@ -520,7 +522,8 @@ class LookupService:
 
     def _get_features(self, call: Call) -> dict[str, Any]:
         service = self._service(call)
-        self._check_context(call.params.get("requestContextMap"), "params")
+        if call.params.get("requestContextMap") is not None:
+            self._check_context(call.params["requestContextMap"], "params")
         return self.read_features(service, call.params.get("joinKeyMap"), call.params.get("metadataOptions"))
 
     def read_features(
