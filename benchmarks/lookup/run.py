@@ -117,7 +117,9 @@ def ensure_feast() -> Path:
     python = FEAST_VENV / "bin" / "python"
     if not (FEAST_VENV / "bin" / "feast").exists():
         say(f"installing feast=={FEAST_VERSION} into {FEAST_VENV.relative_to(ROOT)} (first run only) ...")
-        subprocess.run([shutil.which("python3.11") or "python3.11", "-m", "venv", str(FEAST_VENV)], check=True)
+        subprocess.run(
+            [shutil.which("python3.11") or "python3.11", "-m", "venv", str(FEAST_VENV)], check=True
+        )
         subprocess.run(
             [str(python), "-m", "pip", "install", "--quiet", f"feast=={FEAST_VERSION}"],
             check=True,
@@ -150,7 +152,12 @@ def start(name: str, args: list[str], cwd: Path, env: dict | None = None, health
     args = [a.replace("{port}", str(port)) for a in args]
     log = open(WORK / f"{name}.log", "wb")  # noqa: SIM115 - kept open for the server's life
     process = subprocess.Popen(
-        args, cwd=cwd, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        args,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -193,7 +200,9 @@ def build_requests(arm: Arm, prepared: Prepared, batch_sizes: list[int], count: 
             else:
                 params["requestData"] = [{"joinKeyMap": {"user_id": u}} for u in users]
                 path = "/api/v1/feature-service/get-features-batch"
-            requests.append(http_request(path, {"params": params}, {"Authorization": f"Tecton-key {prepared.key}"}))
+            requests.append(
+                http_request(path, {"params": params}, {"Authorization": f"Tecton-key {prepared.key}"})
+            )
         arm.requests[str(size)] = requests
 
 
@@ -273,14 +282,24 @@ def check_same_answers(arms: dict[str, Arm], prepared: Prepared) -> None:
     with socket.create_connection(("127.0.0.1", fp.port)) as sock:
         request = http_request(
             "/api/v1/feature-service/get-features",
-            {"params": {"workspaceName": "prod", "featureServiceName": SERVICE, "joinKeyMap": {"user_id": user}}},
+            {
+                "params": {
+                    "workspaceName": "prod",
+                    "featureServiceName": SERVICE,
+                    "joinKeyMap": {"user_id": user},
+                }
+            },
             {"Authorization": f"Tecton-key {prepared.key}"},
         )
         sock.sendall(request)
         ours = orjson.loads(sock.recv(65536).split(b"\r\n\r\n", 1)[1])["result"]["features"]
     if "feast" in arms:
         with socket.create_connection(("127.0.0.1", arms["feast"].port)) as sock:
-            sock.sendall(http_request("/get-online-features", {"feature_service": SERVICE, "entities": {"user_id": [user]}}))
+            sock.sendall(
+                http_request(
+                    "/get-online-features", {"feature_service": SERVICE, "entities": {"user_id": [user]}}
+                )
+            )
             raw = b""
             while b"\r\n\r\n" not in raw or len(raw.split(b"\r\n\r\n", 1)[1]) < _length(raw):
                 raw += sock.recv(65536)
@@ -364,7 +383,13 @@ def main() -> None:
     try:
         arms["floor"] = start(
             "floor",
-            [sys.executable, str(HERE / "floor_server.py"), str(prepared.online_db), "{port}", *prepared.table_ids],
+            [
+                sys.executable,
+                str(HERE / "floor_server.py"),
+                str(prepared.online_db),
+                "{port}",
+                *prepared.table_ids,
+            ],
             WORK,
             health="",
         )
@@ -377,7 +402,9 @@ def main() -> None:
             python = ensure_feast()
             feast_repo = WORK / "feast_repo"
             say("applying the Feast repository and writing its online store ...")
-            subprocess.run([str(python), str(HERE / "feast_repo.py"), str(feast_repo), str(prepared.data)], check=True)
+            subprocess.run(
+                [str(python), str(HERE / "feast_repo.py"), str(feast_repo), str(prepared.data)], check=True
+            )
             arms["feast"] = start(
                 "feast",
                 [
