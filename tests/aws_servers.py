@@ -88,7 +88,7 @@ def use_dynamodb(
         f"endpoint_url: '{endpoint}'{extra}}}"
     )
     text = re.sub(r"^online_store:.*$", online, text, flags=re.M)
-    serving = f"serving: {{registry_refresh_seconds: {refresh_seconds}"
+    serving = f"serving: {{registry_refresh_seconds: {refresh_seconds}, auth: false"
     serving += f", registry_snapshot: '{snapshot}'}}" if snapshot else "}"
     text = re.sub(r"^serving:.*$", serving, text, flags=re.M)
     config_path.write_text(text)

@@ -42,6 +42,9 @@ def free_port() -> int:
 
 
 def write_config(root: Path, extra: str = "") -> Path:
+    """A featureplane.yaml for tests. API keys are off (``serving.auth: false``) so that tests about
+    other things can call the lookup API plainly; tests about keys turn them on with
+    ``Repo.set_config("serving", auth=True)``."""
     path = root / "featureplane.yaml"
     path.write_text(
         textwrap.dedent(
@@ -52,7 +55,7 @@ def write_config(root: Path, extra: str = "") -> Path:
             engine: {type: duckdb, warehouse: .featureplane/warehouse.duckdb}
             offline_store: {type: delta, path: .featureplane/offline}
             online_store: {type: sqlite, path: .featureplane/online.db}
-            serving: {registry_refresh_seconds: 0.5}
+            serving: {registry_refresh_seconds: 0.5, auth: false}
             """
         )
         + textwrap.dedent(extra)
@@ -85,6 +88,14 @@ class Repo:
         from featureplane.config import load_config
 
         return load_config(self.config_path)
+
+    def set_config(self, section: str, **values) -> None:
+        """Change settings of one featureplane.yaml section, e.g. ``set_config("serving", auth=True)``."""
+        import yaml
+
+        raw = yaml.safe_load(self.config_path.read_text())
+        raw[section] = {**(raw.get(section) or {}), **values}
+        self.config_path.write_text(yaml.safe_dump(raw, sort_keys=False))
 
     def runtime(self):
         from featureplane.runtime import Runtime

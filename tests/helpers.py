@@ -68,3 +68,59 @@ AMOUNTS_SERVICE = """
 
     svc = FeatureService(name="svc", features=[amounts])
 """
+
+
+SERVING_VIEWS = """
+    from datetime import datetime
+    from base import events, user
+    from featureplane import (Array, Attribute, Bool, FeatureService, FeatureTable, Field, Float64, Int64,
+                              PushSource, String, Timestamp, batch_feature_view)
+
+    @batch_feature_view(sources=[events], entities=[user], mode="snowflake_sql",
+                        features=[Attribute("amount", Float64)], timestamp_field="ts",
+                        feature_start_time=datetime(2024, 1, 1), online=True)
+    def spend(events):
+        return f"SELECT user_id, ts, amount FROM {events}"
+
+    clicks = PushSource(name="clicks", timestamp_field="ts", schema=[
+        Field("user_id", String), Field("ts", Timestamp), Field("score", Float64), Field("count", Int64),
+        Field("tags", Array(String)), Field("seen", Timestamp), Field("page", String)])
+    scores = FeatureTable(name="scores", entities=[user], source=clicks, timestamp_field="ts",
+                          features=[Attribute("score", Float64), Attribute("count", Int64),
+                                    Attribute("tags", Array(String)), Attribute("seen", Timestamp)],
+                          online=True, offline=True)
+    profile = FeatureTable(name="profile", entities=[user], timestamp_field="updated",
+                           features=[Attribute("tier", String), Attribute("vip", Bool)], online=True,
+                           offline=False)
+    svc = FeatureService(name="svc", features=[spend, scores, profile])
+"""
+
+
+def serving_repo(root: Path, **serving) -> Repo:
+    """The events repository with a batch view ``spend`` (materialized for 2024-01-01..03), a push
+    source ``clicks`` feeding the FeatureTable ``scores``, a FeatureTable ``profile`` and a service
+    ``svc`` over all three, applied to live workspaces ``prod`` and ``staging`` and development ``dev``.
+    ``serving`` settings go to featureplane.yaml (e.g. ``auth=True``)."""
+    from datetime import datetime
+
+    from featureplane.materialization import materialize
+    from featureplane.repo.planning import apply_plan, plan_repository
+
+    repo = events_repo(root, SERVING_VIEWS)
+    with repo.runtime() as runtime:
+        for name, live in (("prod", True), ("staging", True), ("dev", False)):
+            runtime.registry.create_workspace(name, live=live)
+            apply_plan(runtime, plan_repository(runtime, name))
+        state = runtime.registry.load("prod")
+        materialize(runtime, state, "spend", datetime(2024, 1, 1), datetime(2024, 1, 3))
+    if serving:
+        repo.set_config("serving", **serving)
+    return repo
+
+
+def click(user: str, ts: str, score: float | None = None, **more) -> dict:
+    """One ingest record for the ``clicks`` push source."""
+    record = {"user_id": user, "ts": ts, **more}
+    if score is not None:
+        record["score"] = score
+    return {"record": record}

@@ -32,6 +32,11 @@ ENTRY_MODULES = [
     "featureplane.serving.registry_snapshot",
     "featureplane.online_stores.dynamodb",
     "featureplane.aws",
+    # imported lazily by create_lookup_service
+    "featureplane.ingest.service",
+    "featureplane.ingest.log",
+    "featureplane.access.verifier",
+    "featureplane.serving.monitor",
 ]
 BUNDLED = ["orjson", "PyYAML"]  # distribution names, pinned in constraints.txt
 HEAVY = ["pandas", "pyarrow", "numpy", "duckdb", "dagster", "dbt", "great_expectations", "snowflake.connector",

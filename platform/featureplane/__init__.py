@@ -8,12 +8,13 @@ from featureplane.definitions.entity import Entity, Field
 from featureplane.definitions.feature_service import FeatureService
 from featureplane.definitions.feature_view import (
     BatchFeatureView,
+    FeatureTable,
     FeatureView,
     batch_feature_view,
     dbt_feature_view,
 )
 from featureplane.definitions.features import Attribute
-from featureplane.definitions.sources import BatchSource, DbtModel
+from featureplane.definitions.sources import BatchSource, DbtModel, PushSource
 from featureplane.definitions.transformation import MaterializationContext
 from featureplane.monitoring.expectations import (
     Between,
@@ -50,6 +51,7 @@ __all__ = [
     "Expectation",
     "ExpectationSuiteFile",
     "FeatureService",
+    "FeatureTable",
     "FeatureView",
     "Field",
     "Float64",
@@ -59,6 +61,7 @@ __all__ = [
     "MaterializationContext",
     "MeanBetween",
     "NotNull",
+    "PushSource",
     "RowCountBetween",
     "String",
     "Timestamp",

@@ -118,6 +118,11 @@ class Workspace:
                     "compute from the sources instead (from_source=True)"
                 )
             parts.append(RetrievalPart(view=view, table_id=table_id, features=features))
+        tables = [p.view.name for p in parts if p.view.kind == "table"]
+        if tables:  # ingested records still in the log become part of the offline tables first
+            from featureplane.ingest.offline import flush_ingest_log
+
+            flush_ingest_log(self.runtime, self.state, tables)
         return parts
 
     def _from_source(self, view: FeatureViewSpec, spine: pd.DataFrame | None, timestamp_key: str) -> Any:
@@ -181,6 +186,42 @@ class FeatureViewHandle:
             part.table_id, self.spec, _as_datetime(start), _as_datetime(end)
         )
 
+    def ingest(self, df: Any) -> dict[str, int]:
+        """Write a DataFrame's rows to this FeatureTable, as the ingest API does: every row is checked
+        first (a bad row writes nothing), the online store keeps the newest row per entity, and the
+        offline store gets every row. Returns how many rows each store took."""
+        from featureplane.ingest.log import IngestLog, ingest_log_root
+        from featureplane.ingest.offline import flush_ingest_log
+        from featureplane.ingest.records import RecordError, ingest_endpoints
+        from featureplane.ingest.service import Ingestor
+
+        if self.spec.kind != "table":
+            raise RetrievalError(
+                f"feature view {self.name!r} is a {self.spec.kind} view; only FeatureTables take ingested rows"
+            )
+        if not self.workspace.live:
+            raise RetrievalError(
+                f"workspace {self.workspace.name!r} is a development workspace: it stores no feature data"
+            )
+        records = [{"record": row} for row in _rows(df)]
+        runtime, state = self.workspace.runtime, self.workspace.state
+        ingest_log = IngestLog(ingest_log_root(runtime.config))
+        try:
+            ingestor = Ingestor(runtime.online_store, ingest_log, max_records=max(len(records), 1))
+            result = ingestor.ingest(state.name, ingest_endpoints(state), {self.name: records})
+        except RecordError as exc:
+            raise RetrievalError(f"{exc} (rows are counted from 0); nothing was written") from None
+        finally:
+            ingest_log.close()
+        if self.spec.offline:
+            flush_ingest_log(runtime, state, [self.name])
+        counts = result.counts.get(state.table_id(self.name))
+        return {
+            "records": len(records),
+            "online": counts.online if counts else 0,
+            "offline": counts.offline if counts else 0,
+        }
+
     def get_online_features(
         self, join_keys: dict[str, Any], include_metadata: bool = False
     ) -> dict[str, Any]:
@@ -228,6 +269,28 @@ class FeatureServiceHandle:
 
         snapshot = build_snapshot(self.workspace.state)
         return _online(self.workspace, snapshot, self.name, join_keys, include_metadata)
+
+
+def _rows(df: Any) -> list[dict[str, Any]]:
+    """Plain Python rows of a pandas DataFrame or Arrow table, with missing values (NaN, NaT) as None."""
+    import pyarrow as pa
+
+    if isinstance(df, pa.Table):
+        return df.to_pylist()
+    import numpy as np
+    import pandas as pd
+
+    if not isinstance(df, pd.DataFrame):
+        raise RetrievalError(f"ingest() takes a pandas DataFrame, got {type(df).__name__}")
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+        if isinstance(value, list | tuple | dict):
+            return value
+        return None if pd.isna(value) else value
+
+    return [{k: plain(v) for k, v in row.items()} for row in df.to_dict("records")]
 
 
 def _all_features(view: FeatureViewSpec) -> Any:

@@ -15,20 +15,23 @@ from aws_servers import AWS_ENV, use_dynamodb
 from conftest import ROOT
 from helpers import AMOUNTS_SERVICE, events_repo
 
+from featureplane.access import create_api_key
+from featureplane.access.base import hash_key
 from featureplane.materialization import materialize
 from featureplane.repo.planning import apply_plan, plan_repository
 
 pytestmark = pytest.mark.integration
 
 INVOKE = """
-import json, sys, time
+import json, os, sys, time
 started = time.perf_counter()
 from featureplane.serving.aws_lambda import handler
 init_seconds = time.perf_counter() - started
 event = {
     "version": "2.0", "rawPath": "/api/v1/feature-service/get-features",
     "requestContext": {"http": {"method": "POST"}, "stage": "$default"},
-    "headers": {"Content-Type": "application/json"}, "isBase64Encoded": False,
+    "headers": {"Content-Type": "application/json", "Authorization": "Tecton-key " + os.environ["TEST_KEY"]},
+    "isBase64Encoded": False,
     "body": json.dumps({"params": {"workspaceName": "prod", "featureServiceName": "svc",
                                    "joinKeyMap": {"user_id": "u1"},
                                    "metadataOptions": {"includeNames": True}}}),
@@ -86,7 +89,10 @@ def test_built_zip_answers_a_get_features_event_in_a_boto3_only_virtualenv(tmp_p
     use_dynamodb(repo.config_path, dynalite, table_prefix, snapshot=str(snapshot))
     runtime = repo.runtime()
     runtime.registry.create_workspace("prod", live=True)
+    # A consumer key created before the apply travels in the exported snapshot (hash and role only).
+    key = create_api_key(runtime.config, "prod", "consumer")
     apply_plan(runtime, plan_repository(runtime, "prod"))
+    assert key not in snapshot.read_text() and hash_key(key) in snapshot.read_text()
     materialize(runtime, runtime.registry.load("prod"), "amounts", datetime(2024, 1, 1), datetime(2024, 1, 3))
     runtime.close()
 
@@ -98,6 +104,7 @@ def test_built_zip_answers_a_get_features_event_in_a_boto3_only_virtualenv(tmp_p
         "FEATUREPLANE_REGISTRY_SNAPSHOT": str(snapshot),
         "FEATUREPLANE_DYNAMODB_TABLE_PREFIX": table_prefix,
         "FEATUREPLANE_DYNAMODB_ENDPOINT_URL": dynalite,
+        "TEST_KEY": key,
     }
     result = subprocess.run(
         [str(venv / "bin" / "python"), "-c", INVOKE], env=env, cwd=tmp_path, capture_output=True, text=True

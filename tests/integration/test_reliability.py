@@ -253,7 +253,9 @@ def test_lookup_server_answers_every_request_during_apply_and_materialization(
     record_property("sustained_load", report)
     assert not errors, errors[:5]
     assert len(latencies) > 100
-    # The service added by the apply is served without a restart.
+    # The service added by the apply is served without a restart (a fresh connection: the server closes
+    # idle ones).
+    baseline_connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     baseline_connection.request(
         "POST",
         "/api/v1/feature-service/get-features",

@@ -77,6 +77,7 @@ def test_lambda_serves_dynamodb_from_a_file_snapshot_and_picks_up_applies(
         "FEATUREPLANE_DYNAMODB_TABLE_PREFIX": table_prefix,
         "FEATUREPLANE_DYNAMODB_ENDPOINT_URL": dynalite,
         "FEATUREPLANE_REGISTRY_REFRESH_SECONDS": "0.1",
+        "FEATUREPLANE_AUTH": "false",
     }.items():
         lambda_env.setenv(key, value)
     service = aws_lambda.init()
@@ -115,8 +116,8 @@ def test_s3_snapshot_is_exported_by_apply_and_rechecked_by_etag(tmp_path, moto_s
     uri = "s3://features/fraud/serving.json"
     repo = events_repo(tmp_path / "repo", AMOUNTS_SERVICE)
     text = repo.config_path.read_text().replace(
-        "serving: {registry_refresh_seconds: 0.5}",
-        f"serving: {{registry_refresh_seconds: 0.1, registry_snapshot: '{uri}'}}",
+        "serving: {registry_refresh_seconds: 0.5, auth: false}",
+        f"serving: {{registry_refresh_seconds: 0.1, auth: false, registry_snapshot: '{uri}'}}",
     )
     repo.config_path.write_text(text)
     repo.cli("workspace", "create", "prod", "--live")
@@ -153,3 +154,42 @@ def test_s3_snapshot_is_exported_by_apply_and_rechecked_by_etag(tmp_path, moto_s
     out = repo.cli("export-snapshot")
     assert uri in out.stdout
     assert S3Location(uri).fetch().payload is not None
+
+
+def test_api_keys_travel_in_the_snapshot_and_revocation_reaches_it(tmp_path):
+    """A lookup service that reads the serving snapshot (as Lambda does) authenticates with the key
+    hashes exported in it; creating or revoking a key with the CLI exports the snapshot again."""
+    from featureplane.config import load_config
+    from featureplane.serving.app import create_lookup_service
+    from featureplane.serving.core import Request
+
+    repo = events_repo(tmp_path / "repo", AMOUNTS_SERVICE)
+    snapshot = tmp_path / "serving.json"
+    repo.config_path.write_text(
+        repo.config_path.read_text().replace(
+            "serving: {registry_refresh_seconds: 0.5, auth: false}",
+            f"serving: {{registry_refresh_seconds: 0.1, auth: true, registry_snapshot: '{snapshot}'}}",
+        )
+    )
+    repo.cli("workspace", "create", "prod", "--live")
+    repo.cli("apply", "--yes")
+    key = repo.cli("api-key", "create", "--workspace", "prod", "--role", "consumer", "--quiet").stdout.strip()
+    assert key not in snapshot.read_text()
+    service = create_lookup_service(load_config(repo.config_path))
+    body = json.dumps(
+        {"params": {"workspaceName": "prod", "featureServiceName": "svc", "joinKeyMap": {"user_id": "u1"}}}
+    )
+
+    def status(with_key: bool) -> int:
+        headers = {"authorization": f"Tecton-key {key}"} if with_key else {}
+        return service.handle(
+            Request("POST", "/api/v1/feature-service/get-features", headers, body.encode())
+        ).status
+
+    assert status(False) == 401 and status(True) == 200
+    repo.cli("api-key", "revoke", key)
+    deadline = time.monotonic() + 10
+    while status(True) != 401:
+        assert time.monotonic() < deadline, "the revocation did not reach the snapshot's readers"
+        time.sleep(0.1)
+    service.snapshots.close()

@@ -24,8 +24,12 @@ app = typer.Typer(
 )
 workspace_app = typer.Typer(help="Create, list and select workspaces.", no_args_is_help=True)
 example_app = typer.Typer(help="Data for the example repository.", no_args_is_help=True)
+api_key_app = typer.Typer(help="API keys for the lookup and ingest API.", no_args_is_help=True)
+ingest_app = typer.Typer(help="Records ingested into feature tables.", no_args_is_help=True)
 app.add_typer(workspace_app, name="workspace")
 app.add_typer(example_app, name="example")
+app.add_typer(api_key_app, name="api-key")
+app.add_typer(ingest_app, name="ingest")
 
 # soft_wrap: long lines (paths, file:line) are never broken, so CI logs stay greppable.
 console = Console(highlight=False, soft_wrap=True)
@@ -408,7 +412,151 @@ def serve(
     from featureplane.serving.http_server import serve as run_server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run_server(create_lookup_service(_config(config)), host, port)
+    cfg = _config(config)
+    try:
+        service = create_lookup_service(cfg)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    if service.verifier is None:
+        err.print("API keys are not required (serving.auth is false): use this only locally.")
+    else:
+        err.print("API keys are required: create one with `featureplane api-key create --workspace NAME`.")
+    run_server(service, host, port)
+
+
+# -- API keys --------------------------------------------------------------------------------------
+
+
+@api_key_app.command("create")
+def api_key_create(
+    workspace: Annotated[str, typer.Option("--workspace", "-w", help="The workspace the key may use.")],
+    role: Annotated[
+        str,
+        typer.Option(help="consumer (get-features, batch, metadata), ingest (ingest) or admin (all)."),
+    ] = "consumer",
+    description: Annotated[str, typer.Option(help="What the key is for (shown by api-key list).")] = "",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the key (for scripts).")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Create an API key with a role on a workspace; the key is printed once and never stored."""
+    from featureplane.access import AccessError, create_api_key
+    from featureplane.access.roles import check_role
+    from featureplane.registry.base import WorkspaceNotFound
+
+    cfg = _config(config)
+    try:
+        check_role(role)
+        key = create_api_key(cfg, workspace, role, description, created_by=_whoami())
+    except (ValueError, AccessError, WorkspaceNotFound) as exc:
+        raise fail(str(exc)) from None
+    _export_keys(cfg)
+    if quiet:
+        print(key)
+        return
+    err.print(
+        f"Created a [bold]{role}[/] key for workspace [bold]{workspace}[/]. "
+        "Store it now: it is not shown again."
+    )
+    print(key)
+    err.print(f"Use it as the header:  Authorization: Tecton-key {key}")
+
+
+@api_key_app.command("list")
+def api_key_list(
+    workspace: Annotated[
+        str | None, typer.Option("--workspace", "-w", help="Only keys with a role on this workspace.")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """List API keys (ids, roles, status; never the keys themselves)."""
+    from rich.table import Table
+
+    from featureplane.access import open_access_store
+
+    store = open_access_store(_config(config))
+    try:
+        keys = store.list_api_keys(workspace)
+    finally:
+        store.close()
+    if not keys:
+        console.print("No API keys yet: create one with `featureplane api-key create --workspace NAME`.")
+        return
+    table = Table(show_edge=False, box=None, pad_edge=False)
+    for column in ("id", "workspace", "role", "status", "created", "by", "description"):
+        table.add_column(column)
+    for key in keys:
+        table.add_row(
+            key.id,
+            ", ".join(b.workspace for b in key.bindings),
+            ", ".join(b.role for b in key.bindings),
+            "active" if key.active else f"revoked {key.revoked_at}",
+            key.created_at,
+            key.created_by,
+            key.description,
+        )
+    console.print(table)
+
+
+@api_key_app.command("revoke")
+def api_key_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (from api-key list) or the key itself.")],
+    config: ConfigOption = None,
+) -> None:
+    """Revoke an API key; servers stop accepting it within their registry refresh interval."""
+    from featureplane.access import AccessError, open_access_store
+
+    store = open_access_store(_config(config))
+    try:
+        info = store.revoke_api_key(key_id, revoked_by=_whoami())
+    except AccessError as exc:
+        raise fail(str(exc)) from None
+    finally:
+        store.close()
+    _export_keys(_config(config))
+    console.print(f"Revoked API key [bold]{info.id}[/] (revoked at {info.revoked_at}).")
+
+
+def _export_keys(cfg: Config) -> None:
+    """Lookup services that read the serving snapshot (Lambda) learn of key changes from it."""
+    from featureplane.repo.planning import export_serving_snapshot
+    from featureplane.runtime import Runtime
+
+    try:
+        where = export_serving_snapshot(Runtime(cfg))
+    except RuntimeError as exc:
+        raise fail(str(exc)) from None
+    if where:
+        err.print(f"Exported the serving snapshot with the change to {where}.")
+
+
+def _whoami() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
+# -- ingest ----------------------------------------------------------------------------------------
+
+
+@ingest_app.command("flush")
+def ingest_flush(workspace: WorkspaceOption = None, config: ConfigOption = None) -> None:
+    """Fold ingested records waiting in the ingest log into the feature tables' offline store.
+
+    Readers (training sets) do this themselves before reading; this makes the offline tables current
+    for anything that reads them directly."""
+    from featureplane.ingest.offline import flush_ingest_log
+
+    runtime = _runtime(config)
+    state = runtime.registry.load(_workspace(runtime.config, workspace))
+    folded = flush_ingest_log(runtime, state)
+    if not folded or not any(folded.values()):
+        console.print(f"Nothing to fold: the feature tables of {state.name} are up to date.")
+        return
+    for view, rows in sorted(folded.items()):
+        console.print(f"{state.name}/{view}: folded {rows:,} record(s) into the offline store.")
 
 
 @app.command()

@@ -16,7 +16,7 @@ from featureplane.definitions.base import (
 )
 from featureplane.definitions.entity import Entity
 from featureplane.definitions.features import Attribute
-from featureplane.definitions.sources import DataSource
+from featureplane.definitions.sources import DataSource, PushSource
 from featureplane.definitions.transformation import (
     MaterializationContext,
     load_python_function,
@@ -48,6 +48,15 @@ class FeatureView(Definition):
     entities: list[Entity | str]
     sources: list[DataSource | str]
     features: list[Any]
+    timestamp_field: str | None
+    ttl: timedelta | None
+    online: bool
+    offline: bool
+    owner: str
+    description: str
+    tags: dict[str, str]
+    prevent_destroy: bool
+    options: dict[str, Any]
 
     def __getitem__(self, features: Sequence[str] | str) -> FeatureSelection:
         if isinstance(features, str):
@@ -73,6 +82,31 @@ class FeatureView(Definition):
 
     def spec(self) -> FeatureViewSpec:
         raise NotImplementedError
+
+    def feature_specs(self) -> list[FeatureSpec]:
+        raise NotImplementedError
+
+    def _view_spec(self, **fields: Any) -> FeatureViewSpec:
+        """The spec of what every kind of view declares, plus the kind's own ``fields``."""
+        return FeatureViewSpec(
+            name=self.name,
+            kind=self.view_kind,
+            entities=self.entity_names,
+            join_keys=self.join_key_specs(),
+            sources=self.source_names,
+            features=self.feature_specs(),
+            timestamp_field=self.timestamp_field or "",
+            ttl_seconds=int(self.ttl.total_seconds()) if self.ttl is not None else None,
+            online=self.online,
+            offline=self.offline,
+            owner=self.owner,
+            description=self.description,
+            tags=dict(self.tags),
+            prevent_destroy=self.prevent_destroy,
+            options=dict(self.options),
+            location=self.location,
+            **fields,
+        )
 
 
 class FeatureViewReference(FeatureView):
@@ -197,31 +231,15 @@ class BatchFeatureView(FeatureView):
         return specs
 
     def spec(self) -> FeatureViewSpec:
-        return FeatureViewSpec(
-            name=self.name,
-            kind=self.view_kind,
-            entities=self.entity_names,
-            join_keys=self.join_key_specs(),
-            sources=self.source_names,
-            features=self.feature_specs(),
-            timestamp_field=self.timestamp_field or "",
+        return self._view_spec(
             transformation=self._transformation,
             feature_start_time=format_time(self.feature_start_time) if self.feature_start_time else None,
             batch_schedule_seconds=int(self.batch_schedule.total_seconds()),
-            ttl_seconds=int(self.ttl.total_seconds()) if self.ttl is not None else None,
             aggregation_interval_seconds=(
                 int(self.aggregation_interval.total_seconds()) if self.aggregation_interval else None
             ),
-            online=self.online,
-            offline=self.offline,
-            owner=self.owner,
-            description=self.description,
-            tags=dict(self.tags),
-            prevent_destroy=self.prevent_destroy,
             partitions_per_run=self.partitions_per_run,
             expectations=expectation_specs(self.expectations, f"{self.location}: feature view {self.name!r}"),
-            options=dict(self.options),
-            location=self.location,
             monitor_freshness=self.monitor_freshness,
             expected_freshness_seconds=(
                 int(self.expected_feature_freshness.total_seconds())
@@ -309,3 +327,66 @@ def batch_feature_view(
         )
 
     return decorate
+
+
+class FeatureTable(FeatureView):
+    """Features computed elsewhere and written to featureplane: through the ingest API
+    (``POST /api/v1/ingest``, records named by the table or by its ``source``) or from a notebook with
+    ``get_workspace(...).get_feature_view(name).ingest(df)``.
+
+    Each record carries the entities' join keys, ``timestamp_field`` and the features. The online store
+    keeps the latest record per entity (an older event never replaces a newer one); the offline store
+    keeps every record for training. ``source`` names a PushSource whose records also feed this table.
+    """
+
+    view_kind = "table"
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        entities: Sequence[Entity | str],
+        features: Sequence[Attribute],
+        timestamp_field: str,
+        source: PushSource | str | None = None,
+        online: bool = False,
+        offline: bool = True,
+        ttl: timedelta | str | None = None,
+        owner: str = "",
+        description: str = "",
+        tags: dict[str, str] | None = None,
+        prevent_destroy: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        self._register()
+        self.name = check_name("feature table", name, self.location)
+        where = f"{self.location}: feature table {self.name!r}"
+        if not entities:
+            raise DefinitionError(f"{where}: needs at least one entity")
+        if not features:
+            raise DefinitionError(f"{where}: needs features=[Attribute(...), ...]")
+        for feature in features:
+            if not isinstance(feature, Attribute):
+                raise DefinitionError(f"{where}: features must be Attribute(...), got {feature!r}")
+        if not timestamp_field or not isinstance(timestamp_field, str):
+            raise DefinitionError(f"{where}: needs a timestamp_field (the records' event time column)")
+        if source is not None and not isinstance(source, PushSource | str):
+            raise DefinitionError(f"{where}: source must be a PushSource, got {source!r}")
+        self.entities = list(entities)
+        self.sources = [source] if source is not None else []
+        self.features = list(features)
+        self.timestamp_field = timestamp_field
+        self.online = bool(online)
+        self.offline = bool(offline)
+        self.ttl = parse_duration(ttl, f"{where}: ttl") if ttl is not None else None
+        self.owner = owner
+        self.description = description
+        self.tags = dict(tags or {})
+        self.prevent_destroy = bool(prevent_destroy)
+        self.options = dict(options or {})
+
+    def feature_specs(self) -> list[FeatureSpec]:
+        return [feature.spec() for feature in self.features]
+
+    def spec(self) -> FeatureViewSpec:
+        return self._view_spec()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from featureplane.definitions.base import Definition, DefinitionError, check_name
 from featureplane.definitions.entity import Field, as_fields
 from featureplane.specs import SourceSpec
+from featureplane.types import Timestamp
 
 
 class DataSource(Definition):
@@ -119,3 +120,49 @@ class DbtModel(DataSource):
 
     def _spec_fields(self) -> dict:
         return {"dbt_model": self.model, "dbt_sql_hash": self.sql_hash}
+
+
+class PushSource(DataSource):
+    """A schema that records are pushed to through the ingest API (``POST /api/v1/ingest``).
+
+    Every record is checked against ``schema``; the FeatureTables that name this source as their
+    ``source`` receive the columns they declare. ``timestamp_field`` is the records' event time.
+    """
+
+    source_kind = "push"
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        schema: list[Field],
+        timestamp_field: str,
+        description: str = "",
+        owner: str = "",
+        tags: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            name=name,
+            timestamp_field=timestamp_field,
+            schema=schema,
+            description=description,
+            owner=owner,
+            tags=tags,
+        )
+        where = f"{self.location}: PushSource {name!r}"
+        if not self.schema:
+            raise DefinitionError(f"{where} needs a schema=[Field(...), ...]")
+        names = [f.name for f in self.schema]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise DefinitionError(f"{where}: field(s) declared twice: {', '.join(duplicates)}")
+        types = {f.name: f.dtype for f in self.schema}
+        if not timestamp_field or timestamp_field not in types:
+            raise DefinitionError(
+                f"{where}: timestamp_field {timestamp_field!r} must be one of the schema's fields "
+                f"({', '.join(names)})"
+            )
+        if types[timestamp_field] != Timestamp:
+            raise DefinitionError(
+                f"{where}: timestamp_field {timestamp_field!r} is {types[timestamp_field]!r}, not Timestamp"
+            )

@@ -120,6 +120,17 @@ class OfflineStore(ABC):
         for table_id in table_ids:
             self.drop(table_id)
 
+    def ingest_watermarks(self, table_id: str, segments: list[str]) -> dict[str, int]:
+        """How many bytes of each ingest log segment are already in the table (0 when none are)."""
+        raise NotImplementedError(f"{type(self).__name__} does not support ingested feature tables")
+
+    def append_ingested(
+        self, table_id: str, view: FeatureViewSpec, data: pa.Table, watermarks: dict[str, int]
+    ) -> int:
+        """Append ingested rows and record the segments' new ``watermarks`` in the same commit, so a
+        fold of the ingest log is applied exactly once; return the new table version."""
+        raise NotImplementedError(f"{type(self).__name__} does not support ingested feature tables")
+
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
 

@@ -72,16 +72,10 @@ class DeltaOfflineStore(OfflineStore):
     def write_window(
         self, table_id: str, view: FeatureViewSpec, start: datetime, end: datetime, data: pa.Table
     ) -> int:
-        import pyarrow as pa
-        import pyarrow.compute as pc
         from deltalake import write_deltalake
 
         ts = view.timestamp_field
-        stamps = data[ts]
-        bucket = pc.add(pc.multiply(pc.year(stamps), 100), pc.month(stamps))
-        if _daily_buckets(view):
-            bucket = pc.add(pc.multiply(bucket, 100), pc.day(stamps))
-        data = data.append_column(PARTITION_COLUMN, bucket.cast(pa.int32()))
+        data = _with_partition(data, view)
         path = self.path(table_id)
         if self._table(table_id) is None:
             path.mkdir(parents=True, exist_ok=True)
@@ -95,6 +89,30 @@ class DeltaOfflineStore(OfflineStore):
             write_deltalake(
                 str(path), data, mode="overwrite", predicate=predicate, partition_by=[PARTITION_COLUMN]
             )
+        return self._table(table_id).version()
+
+    def ingest_watermarks(self, table_id: str, segments: list[str]) -> dict[str, int]:
+        table = self._table(table_id)
+        if table is None:
+            return dict.fromkeys(segments, 0)
+        return {s: table.transaction_version(_ingest_app_id(s)) or 0 for s in segments}
+
+    def append_ingested(
+        self, table_id: str, view: FeatureViewSpec, data: pa.Table, watermarks: dict[str, int]
+    ) -> int:
+        from deltalake import CommitProperties, Transaction, write_deltalake
+
+        path = self.path(table_id)
+        path.mkdir(parents=True, exist_ok=True)
+        write_deltalake(
+            str(path),
+            _with_partition(data, view),
+            mode="append",
+            partition_by=[PARTITION_COLUMN],
+            commit_properties=CommitProperties(
+                app_transactions=[Transaction(_ingest_app_id(s), v) for s, v in sorted(watermarks.items())]
+            ),
+        )
         return self._table(table_id).version()
 
     def drop(self, table_id: str) -> None:
@@ -300,6 +318,23 @@ class DeltaOfflineStore(OfflineStore):
             f"ORDER BY {keys}, _valid_from"
         )
         return to_pandas(con.sql(sql).to_arrow_table())
+
+
+def _with_partition(data: pa.Table, view: FeatureViewSpec) -> pa.Table:
+    """The table with its ``_partition`` column, computed arithmetically (strftime is slow)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    stamps = data[view.timestamp_field]
+    bucket = pc.add(pc.multiply(pc.year(stamps), 100), pc.month(stamps))
+    if _daily_buckets(view):
+        bucket = pc.add(pc.multiply(bucket, 100), pc.day(stamps))
+    return data.append_column(PARTITION_COLUMN, bucket.cast(pa.int32()))
+
+
+def _ingest_app_id(segment: str) -> str:
+    """The Delta transaction id that records how far an ingest log segment was folded."""
+    return f"featureplane-ingest/{segment}"
 
 
 def _daily_buckets(view: FeatureViewSpec) -> bool:

@@ -35,7 +35,7 @@ class EncodedRow(NamedTuple):
 
 def encode_key(key: Sequence[Any]) -> str:
     """The canonical text of a join-key tuple, identical on the write and read paths."""
-    return orjson.dumps(list(key)).decode()
+    return orjson.dumps(key if isinstance(key, tuple | list) else list(key)).decode()
 
 
 def encode_values(values: Sequence[Any]) -> bytes:

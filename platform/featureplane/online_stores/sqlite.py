@@ -8,18 +8,20 @@ whose timestamp and values are unchanged.
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import orjson
+
+from featureplane.localdb import ThreadLocalSQLite
 from featureplane.online_stores.base import (
     EncodedRow,
     OnlineRow,
     OnlineStore,
     OnlineValue,
-    decode_values,
     encode_key,
     encode_values,
 )
@@ -52,34 +54,32 @@ BATCH = 20_000
 MAX_READ_PARAMS = 30000
 
 
+@lru_cache(maxsize=256)
+def _read_sql(count: int) -> str:
+    """One statement reading ``count`` (table_id, entity_key) pairs, answering each row's position.
+
+    The numbered pairs drive one primary-key search each (CROSS JOIN fixes the loop order);
+    ``WHERE (table_id, entity_key) IN (VALUES ...)`` would scan the whole table instead."""
+    pairs = ",".join(f"({n}, ?, ?)" for n in range(count))
+    return (
+        f"WITH wanted(n, t, k) AS (VALUES {pairs}) SELECT wanted.n, o.event_ts, o.features FROM wanted "
+        "CROSS JOIN online_features AS o ON o.table_id = wanted.t AND o.entity_key = wanted.k"
+    )
+
+
 class SQLiteOnlineStore(OnlineStore):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._local = threading.local()
-        self._ready = False
+        self.db = ThreadLocalSQLite(self.path, SCHEMA, pragmas=["synchronous = NORMAL"])
 
     def describe(self) -> dict[str, Any]:
         return {"type": "sqlite", "path": str(self.path)}
 
     def _con(self) -> sqlite3.Connection:
-        con = getattr(self._local, "con", None)
-        if con is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            con = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-            con.execute("PRAGMA busy_timeout = 60000")
-            con.execute("PRAGMA synchronous = NORMAL")
-            if not self._ready:
-                con.execute("PRAGMA journal_mode = WAL")
-                con.executescript(SCHEMA)
-                self._ready = True
-            self._local.con = con
-        return con
+        return self.db.connection()
 
     def close(self) -> None:
-        con = getattr(self._local, "con", None)
-        if con is not None:
-            con.close()
-            self._local.con = None
+        self.db.close()
 
     def write(
         self,
@@ -106,15 +106,10 @@ class SQLiteOnlineStore(OnlineStore):
             chunk = list(islice(iterator, BATCH))
             if not chunk:
                 break
-            con.execute("BEGIN IMMEDIATE")
-            try:
+            with self.db.transaction():
                 before = con.total_changes
                 con.executemany(statement, chunk)
                 written += con.total_changes - before
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
         return written
 
     def delete(self, table_id: str, keys: Iterable[tuple]) -> int:
@@ -122,35 +117,37 @@ class SQLiteOnlineStore(OnlineStore):
         params = [(table_id, encode_key(k)) for k in keys]
         if not params:
             return 0
-        con.execute("BEGIN IMMEDIATE")
-        try:
+        with self.db.transaction():
             before = con.total_changes
             con.executemany("DELETE FROM online_features WHERE table_id = ? AND entity_key = ?", params)
-            deleted = con.total_changes - before
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        return deleted
+            return con.total_changes - before
 
     def read(self, requests: Sequence[tuple[str, tuple]]) -> list[OnlineValue | None]:
         if not requests:
             return []
         con = self._con()
-        wanted = [(table_id, encode_key(key)) for table_id, key in requests]
-        found: dict[tuple[str, str], OnlineValue] = {}
+        found: list[OnlineValue | None] = [None] * len(requests)
+        make, loads = OnlineValue, orjson.loads
         step = MAX_READ_PARAMS // 2
-        for i in range(0, len(wanted), step):
-            chunk = wanted[i : i + step]
-            placeholders = ",".join(["(?, ?)"] * len(chunk))
-            params = [p for pair in chunk for p in pair]
-            for table_id, entity_key, event_ts, blob in con.execute(
-                "SELECT table_id, entity_key, event_ts, features FROM online_features "
-                f"WHERE (table_id, entity_key) IN (VALUES {placeholders})",
-                params,
-            ):
-                found[(table_id, entity_key)] = OnlineValue(event_ts, decode_values(blob))
-        return [found.get(w) for w in wanted]
+        for first in range(0, len(requests), step):
+            chunk = requests[first : first + step]
+            params: list[str] = []
+            last_key: tuple | None = None
+            text = ""
+            for table_id, key in chunk:
+                if key is not last_key:  # a lookup names an entity's key once per view, in a row
+                    last_key, text = key, encode_key(key)
+                params += (table_id, text)
+            rows = con.execute(_read_sql(len(chunk)), params).fetchall()
+            if len(rows) <= 8:
+                for n, event_ts, blob in rows:
+                    found[first + n] = make(event_ts, loads(blob))
+                continue
+            # One parse for all rows' values beats a parse per row in large lookups.
+            decoded = loads(b"[" + b",".join([row[2] for row in rows]) + b"]")
+            for (n, event_ts, _), values in zip(rows, decoded, strict=True):
+                found[first + n] = make(event_ts, values)
+        return found
 
     def sync_marker(self, table_id: str) -> int | None:
         row = (
@@ -172,15 +169,9 @@ class SQLiteOnlineStore(OnlineStore):
             )
 
     def drop(self, table_id: str) -> None:
-        con = self._con()
-        con.execute("BEGIN IMMEDIATE")
-        try:
+        with self.db.transaction() as con:
             con.execute("DELETE FROM online_features WHERE table_id = ?", (table_id,))
             con.execute("DELETE FROM online_sync WHERE table_id = ?", (table_id,))
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
 
     def drop_workspace(self, workspace: str, table_ids: Iterable[str]) -> None:
         prefix = workspace + "/"

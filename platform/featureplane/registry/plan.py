@@ -46,6 +46,9 @@ VIEW_RECREATE_FIELDS = frozenset(
         "options",
     }
 )
+# A FeatureTable's data is what was ingested: only a change to what it stores invalidates it (a change
+# to its push source, or to which one feeds it, does not).
+TABLE_RECREATE_FIELDS = frozenset({"kind", "entities", "join_keys", "features", "timestamp_field", "offline"})
 # Source and entity fields that change the data of the views built on them.
 SOURCE_DATA_FIELDS = frozenset(
     {"kind", "table", "path", "dbt_model", "dbt_sql_hash", "timestamp_field", "schema"}
@@ -197,10 +200,14 @@ def build_plan(
                 continue
             action, reasons = UPDATE, []
             if kind == FEATURE_VIEW:
-                data_fields = [f for f in fields if f in VIEW_RECREATE_FIELDS]
+                table = new.kind == "table" and old.kind == "table"  # type: ignore[union-attr]
+                recreate_fields = TABLE_RECREATE_FIELDS if table else VIEW_RECREATE_FIELDS
+                data_fields = [f for f in fields if f in recreate_fields]
                 if data_fields:
                     action = RECREATE
                     reasons.append(f"{', '.join(data_fields)} changed")
+                    if table:
+                        reasons.append("the ingested data is discarded")
                 if "online" in fields and new.online and not old.online:  # type: ignore[union-attr]
                     reasons.append("online turned on: the online store is filled at the next materialization")
             elif kind == SOURCE:
@@ -229,7 +236,7 @@ def build_plan(
             for e in view.entities
             if e in changed_entities
         ]
-        if not causes or name not in current.feature_views:
+        if not causes or name not in current.feature_views or view.kind == "table":
             continue
         change = by_key.get((FEATURE_VIEW, name))
         if change is None:

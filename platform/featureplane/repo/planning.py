@@ -79,11 +79,17 @@ def export_serving_snapshot(runtime: Runtime, applied_version: int | None = None
     location = (runtime.config.serving or {}).get("registry_snapshot")
     if not location:
         return None
+    from featureplane.access import open_access_store
     from featureplane.serving.registry_snapshot import export_snapshot, open_location
 
     target = open_location(str(location), runtime.config.root)
     try:
-        export_snapshot(runtime.registry, target, runtime.config.project)
+        access = open_access_store(runtime.config)
+        try:
+            keys = access.active_keys()
+        finally:
+            access.close()
+        export_snapshot(runtime.registry, target, runtime.config.project, keys)
     except Exception as exc:
         applied = f"version {applied_version} is applied, but " if applied_version is not None else ""
         raise RuntimeError(

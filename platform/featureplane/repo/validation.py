@@ -160,7 +160,55 @@ def _validate_view(view: FeatureViewSpec, defs: DefinitionSet) -> list[Problem]:
         problems.append(problem(f"ttl must be positive, got {timedelta(seconds=view.ttl_seconds)}"))
     if view.is_batch:
         problems += _validate_schedule(view, problem)
+        for source in view.sources:
+            if source in defs.sources and defs.sources[source].kind == "push":
+                problems.append(
+                    problem(
+                        f"source {source!r} is a PushSource: batch feature views read batch sources; "
+                        "records pushed to it feed FeatureTables that name it as their source"
+                    )
+                )
+    if view.kind == "table":
+        problems += _validate_table(view, defs, problem)
     problems += [problem(message) for message in expectation_problems(view) + freshness_problems(view)]
+    return problems
+
+
+def _validate_table(view: FeatureViewSpec, defs: DefinitionSet, problem) -> list[Problem]:
+    """A FeatureTable's features are attributes, and its push source has every column it stores."""
+    problems = []
+    for feature in view.features:
+        if feature.kind != "attribute":
+            problems.append(problem(f"feature {feature.name!r}: a FeatureTable stores attributes only"))
+    clash = defs.sources.get(view.name)
+    if clash is not None and clash.kind == "push":
+        problems.append(
+            problem(f"a PushSource is also named {view.name!r}: ingest records could not tell them apart")
+        )
+    for name in view.sources:
+        source = defs.sources.get(name)
+        if source is None:
+            continue
+        if source.kind != "push":
+            problems.append(
+                problem(f"source {name!r} is a {source.kind} source; a FeatureTable's source is a PushSource")
+            )
+            continue
+        columns = {f.name: f.type for f in source.schema}
+        wanted = [(k.name, k.type) for k in view.join_keys]
+        wanted.append((view.timestamp_field, Timestamp))
+        wanted += [(f.name, f.type) for f in view.features]
+        for column, dtype in wanted:
+            if column not in columns:
+                problems.append(
+                    problem(f"push source {name!r} has no field {column!r} (it has {', '.join(columns)})")
+                )
+            elif columns[column] != dtype:
+                problems.append(
+                    problem(
+                        f"field {column!r} is {columns[column]!r} in push source {name!r} but {dtype!r} here"
+                    )
+                )
     return problems
 
 

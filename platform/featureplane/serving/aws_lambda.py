@@ -13,7 +13,8 @@ Configuration comes from the environment:
   ``FEATUREPLANE_DYNAMODB_TABLE_PREFIX`` (default ``featureplane_``),
   ``FEATUREPLANE_DYNAMODB_REGION`` (default ``AWS_REGION``), ``FEATUREPLANE_DYNAMODB_ENDPOINT_URL``,
   ``FEATUREPLANE_REGISTRY_REFRESH_SECONDS`` (default 30), ``FEATUREPLANE_MAX_BODY_BYTES``,
-  ``FEATUREPLANE_PROJECT``.
+  ``FEATUREPLANE_PROJECT``, ``FEATUREPLANE_AUTH`` (default true: API keys from the snapshot are
+  required; ``false`` when API Gateway or IAM authorizes callers instead).
 
 Inside Lambda the service is built when the module is imported (the init phase): the snapshot is read,
 every live workspace's snapshot is built and the DynamoDB client is created, so the first request pays
@@ -84,6 +85,8 @@ def config_from_environment(environ: dict[str, str] | None = None) -> Config:
             except ValueError:
                 raise ConfigError(f"{ENV_PREFIX}{name} must be a number, got {value!r}") from None
     serving.setdefault("registry_refresh_seconds", 30.0)
+    if env.get(ENV_PREFIX + "AUTH"):  # API keys are required unless this says false (e.g. behind IAM auth)
+        serving["auth"] = env[ENV_PREFIX + "AUTH"]
     data_dir = Path(tempfile.gettempdir()) / "featureplane"
     return Config(
         path=Path.cwd() / "featureplane.yaml",

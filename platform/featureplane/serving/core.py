@@ -3,6 +3,12 @@
 Both the local HTTP server (``featureplane serve``) and the AWS Lambda handler call ``handle``. Every
 failure becomes a JSON error with the right status and a message a person can act on; nothing a client
 sends produces a 500.
+
+Endpoints (Tecton's HTTP API v1 shapes): ``get-features``, ``get-features-batch`` and ``metadata``
+under ``/api/v1/feature-service/``, ``/api/v1/ingest``, ``/healthz`` and ``/metrics``. With a key
+verifier, every ``/api/v1`` call needs ``Authorization: Tecton-key <key>`` (or ``Bearer <key>``): 401
+without a valid key, checked before anything about workspaces is revealed; 403 when the key's roles do
+not allow the endpoint on the requested workspace.
 """
 
 from __future__ import annotations
@@ -12,14 +18,22 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from itertools import chain
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from featureplane.access.roles import Permission
 from featureplane.online_stores.base import OnlineStore, OnlineValue
 from featureplane.registry.base import WorkspaceNotFound
+from featureplane.serving.metrics import CONTENT_TYPE, ServingMetrics
 from featureplane.serving.snapshot import ServiceRead, SnapshotCache, WorkspaceSnapshot, now_us
 from featureplane.types import DataType, api_type
+
+if TYPE_CHECKING:
+    from featureplane.access.base import Identity
+    from featureplane.access.verifier import KeyVerifier
+    from featureplane.ingest.service import Ingestor
 
 log = logging.getLogger("featureplane.serving")
 
@@ -32,16 +46,31 @@ METADATA_OPTIONS = (
     "includeSloInfo",
     "includeServingStatus",
 )
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+STATUS = {True: "PRESENT", False: "MISSING_DATA"}
+NO_OPTIONS = dict.fromkeys(METADATA_OPTIONS, False)
+ERROR_REASONS = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    429: "throttled",
+    500: "internal",
+    503: "unavailable",
+}
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers or {}
 
 
-@dataclass
+@dataclass(slots=True)
 class Request:
     method: str
     path: str
@@ -49,20 +78,21 @@ class Request:
     body: bytes = b""
 
 
-@dataclass
+@dataclass(slots=True)
 class Response:
+    """``headers`` defaults to the shared JSON_HEADERS: build a new dict to change them."""
+
     status: int
     body: bytes
-    headers: dict[str, str] = field(default_factory=lambda: dict(JSON_HEADERS))
+    headers: dict[str, str] = field(default_factory=lambda: JSON_HEADERS)
 
     def json(self) -> Any:
         return orjson.loads(self.body)
 
 
-def error_response(status: int, message: str) -> Response:
-    return Response(
-        status, orjson.dumps({"error": message, "message": message, "code": GRPC_CODES.get(status, 2)})
-    )
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    body = orjson.dumps({"error": message, "message": message, "code": GRPC_CODES.get(status, 2)})
+    return Response(status, body, {**JSON_HEADERS, **(headers or {})})
 
 
 def _camel(key: str) -> str:
@@ -73,19 +103,32 @@ def _camel(key: str) -> str:
 
 
 def normalise_keys(value: Any, depth: int = 0) -> Any:
-    """Accept snake_case spellings of the API's camelCase keys (not inside key maps)."""
+    """Accept snake_case spellings of the API's camelCase keys (not inside key maps or records).
+    Returns ``value`` itself when nothing needs renaming (the common case)."""
     if not isinstance(value, dict):
         return value
-    out = {}
-    for key, item in value.items():
+    out: dict[Any, Any] | None = None
+    for position, (key, item) in enumerate(value.items()):
         name = _camel(key) if isinstance(key, str) else key
         if name in ("joinKeyMap", "requestContextMap", "record", "records"):
-            out[name] = item
+            new = item
         elif name == "requestData" and isinstance(item, list):
-            out[name] = [normalise_keys(row, depth + 1) for row in item]
+            rows = [
+                normalise_keys(row, depth + 1)
+                if isinstance(row, dict) and ("join_key_map" in row or "request_context_map" in row)
+                else row
+                for row in item
+            ]
+            new = item if all(a is b for a, b in zip(rows, item, strict=True)) else rows
+        elif isinstance(item, dict):
+            new = normalise_keys(item, depth + 1)
         else:
-            out[name] = normalise_keys(item, depth + 1)
-    return out
+            new = item
+        if out is None and (name != key or new is not item):
+            out = dict(list(value.items())[:position])
+        if out is not None:
+            out[name] = new
+    return value if out is None else out
 
 
 def format_time_us(value: int) -> str:
@@ -109,25 +152,86 @@ def encode_value(value: Any, dtype: DataType) -> Any:
 
 def coerce_key(name: str, value: Any, dtype: DataType) -> Any:
     if dtype.name == "int64":
-        if isinstance(value, bool):
-            raise ApiError(
-                400, f"join key {name!r} must be an int64 (a number or a numeric string), got {value!r}"
-            )
-        if isinstance(value, int):
-            return value
-        if isinstance(value, str):
+        number = None
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, str):
             try:
-                return int(value)
+                number = int(value)
             except ValueError:
                 pass
-        raise ApiError(
-            400, f"join key {name!r} must be an int64 (a number or a numeric string), got {value!r}"
-        )
+        if number is None or not INT64_MIN <= number <= INT64_MAX:
+            raise ApiError(
+                400, f"join key {name!r} must be an int64 (a number or a numeric string), got {value!r:.80}"
+            )
+        return number
     if dtype.name == "string":
         if isinstance(value, str):
             return value
-        raise ApiError(400, f"join key {name!r} must be a string, got {value!r}")
+        raise ApiError(400, f"join key {name!r} must be a string, got {value!r:.80}")
     raise ApiError(400, f"join key {name!r} has unsupported type {dtype}")
+
+
+@dataclass(frozen=True)
+class Route:
+    endpoint: str
+    handler: Callable[[Call], Any]
+    permission: str
+    envelope: bool = True  # the body is {"params": {...}}
+
+
+@dataclass(slots=True)
+class Call:
+    """One API call on its way through the core; ``workspace``/``service`` label its metrics."""
+
+    request: Request
+    route: Route
+    params: dict[str, Any]
+    identity: Identity | None = None
+    workspace: str = ""
+    service: str = ""
+
+
+@dataclass
+class _ViewPlan:
+    ttl_us: int | None
+    width: int  # how many of the view's features the service reads
+    extract: Callable[[list[Any]], list[Any]]  # stored values -> the service's values, API-encoded
+
+
+def _extractor(
+    features: tuple[tuple[str, int, DataType], ...], stored: int
+) -> Callable[[list[Any]], list[Any]]:
+    """A function from a view's stored values to the service's selection of them in the API's form
+    (int64 as strings). It is compiled once per registry snapshot from the positions alone, so that a
+    batch spends one call per row and view on it."""
+    parts = []
+    for _, index, dtype in features:
+        value = f"s[{index}]"
+        if dtype.name == "int64":
+            value = f"(None if {value} is None else str({value}))"
+        elif dtype.is_array and dtype.element.name == "int64":  # type: ignore[union-attr]
+            value = f"(None if {value} is None else [None if x is None else str(x) for x in {value}])"
+        parts.append(value)
+    if parts == [f"s[{i}]" for i in range(stored)]:
+        return _same
+    return eval(f"lambda s: [{', '.join(parts)}]")  # the text holds integer positions only
+
+
+def _same(values: list[Any]) -> list[Any]:
+    return values
+
+
+@dataclass
+class _ServicePlan:
+    """Per-service structures computed once per registry snapshot rather than per request."""
+
+    service: ServiceRead
+    metadata: list[dict[str, Any]]
+    views: list[_ViewPlan]
+    key_names: tuple[str, ...]
+    key_types: tuple[type, ...]  # the Python type a well-formed join key value has
+    reads: list[tuple[str, tuple[int, ...] | None]]  # (table_id, key positions; None: the whole key)
 
 
 class LookupService:
@@ -138,18 +242,31 @@ class LookupService:
         snapshots: SnapshotCache,
         online_store: OnlineStore,
         *,
-        authorize: Callable[[Request, str, str], None] | None = None,
+        verifier: KeyVerifier | None = None,
+        ingestor: Ingestor | None = None,
+        metrics: ServingMetrics | None = None,
         max_body_bytes: int = 1_000_000,
+        max_batch_rows: int = 500,
     ) -> None:
         self.snapshots = snapshots
         self.online_store = online_store
-        self.authorize = authorize
+        self.verifier = verifier
+        self.ingestor = ingestor
+        self.metrics = metrics or ServingMetrics()
         self.max_body_bytes = max_body_bytes
+        self.max_batch_rows = max_batch_rows
+        self._plans: dict[int, _ServicePlan] = {}
         self.monitor: Any = None  # featureplane.serving.monitor.ServingMonitor, when monitoring is on
-        self.routes: dict[tuple[str, str], Callable[[Request, dict[str, Any]], Any]] = {
-            ("POST", "/api/v1/feature-service/get-features"): self._get_features,
-            ("POST", "/api/v1/feature-service/metadata"): self._metadata,
+        read = Permission.READ_FEATURES
+        self.routes: dict[tuple[str, str], Route] = {
+            ("POST", "/api/v1/feature-service/get-features"): Route("get-features", self._get_features, read),
+            ("POST", "/api/v1/feature-service/get-features-batch"): Route(
+                "get-features-batch", self._get_features_batch, read
+            ),
+            ("POST", "/api/v1/feature-service/metadata"): Route("metadata", self._metadata, read),
+            ("POST", "/api/v1/ingest"): Route("ingest", self._ingest, Permission.INGEST, envelope=False),
         }
+        self._paths = {path for _, path in self.routes}
 
     # -- entry point -----------------------------------------------------------------------------
 
@@ -159,170 +276,447 @@ class LookupService:
         return self._handle(request)
 
     def _handle(self, request: Request) -> Response:
+        started = time.perf_counter()
+        call: Call | None = None
+        endpoint = "other"
         try:
-            path = request.path.split("?", 1)[0].rstrip("/") or "/"
-            if request.method == "GET" and path == "/healthz":
+            path = request.path
+            if "?" in path or path.endswith("/"):
+                path = path.split("?", 1)[0].rstrip("/") or "/"
+            method = request.method.upper()
+            if method == "GET" and path == "/healthz":
                 return Response(200, b'{"status":"ok"}')
-            route = self.routes.get((request.method.upper(), path))
+            if method == "GET" and path == "/metrics":
+                return Response(200, self.metrics.render(), {"Content-Type": CONTENT_TYPE})
+            route = self.routes.get((method, path))
             if route is None:
-                if any(p == path for _, p in self.routes):
-                    raise ApiError(405, f"{request.method} is not allowed on {path}; use POST")
-                raise ApiError(404, f"no endpoint {request.method} {path}")
+                if path in self._paths:
+                    raise ApiError(
+                        405, f"{request.method:.20} is not allowed on {path}; use POST", {"Allow": "POST"}
+                    )
+                raise ApiError(404, f"no endpoint {request.method:.20} {path:.200}")
+            endpoint = route.endpoint
+            identity = self._authenticate(request, route) if self.verifier is not None else None
             if len(request.body) > self.max_body_bytes:
                 raise ApiError(
                     413, f"request body is {len(request.body)} bytes; the limit is {self.max_body_bytes}"
                 )
-            params = self._params(request.body)
-            return Response(200, orjson.dumps(route(request, params)))
+            call = Call(request, route, self._params(request.body, route.envelope), identity)
+            response = Response(200, orjson.dumps(route.handler(call)))
         except ApiError as exc:
-            return error_response(exc.status, exc.message)
+            response = error_response(exc.status, exc.message, exc.headers)
         except Exception:
             log.exception("lookup request failed")
-            return error_response(500, "internal error while serving the request; see the server log")
+            response = error_response(500, "internal error while serving the request; see the server log")
+        self._observe(endpoint, call, response.status, time.perf_counter() - started)
+        return response
+
+    def _observe(self, endpoint: str, call: Call | None, status: int, seconds: float) -> None:
+        workspace = call.workspace if call is not None else ""
+        service = call.service if call is not None else ""
+        reason = ERROR_REASONS.get(status, str(status)) if status >= 400 else None
+        self.metrics.observe_request(endpoint, workspace, service, status, seconds, reason)
 
     @staticmethod
-    def _params(body: bytes) -> dict[str, Any]:
+    def _params(body: bytes, envelope: bool) -> dict[str, Any]:
         try:
             payload = orjson.loads(body) if body else None
         except orjson.JSONDecodeError as exc:
             raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+        if not envelope:
+            if not isinstance(payload, dict):
+                raise ApiError(400, "request body must be a JSON object")
+            return normalise_keys(payload)
         if not isinstance(payload, dict) or not isinstance(payload.get("params"), dict):
             raise ApiError(400, 'request body must be a JSON object of the form {"params": {...}}')
         return normalise_keys(payload["params"])
 
+    # -- access ----------------------------------------------------------------------------------
+
+    def _authenticate(self, request: Request, route: Route) -> Identity:
+        header = request.headers.get("authorization") or request.headers.get("Authorization")
+        challenge = {"WWW-Authenticate": 'Tecton-key realm="featureplane"'}
+        if not header:
+            raise ApiError(
+                401,
+                "missing API key: send the header 'Authorization: Tecton-key <key>' (or 'Bearer <key>'); "
+                "create a key with `featureplane api-key create`",
+                challenge,
+            )
+        scheme, _, key = header.strip().partition(" ")
+        key = key.strip()
+        if scheme.lower() not in ("tecton-key", "bearer") or not key:
+            raise ApiError(
+                401, "the Authorization header must be 'Tecton-key <key>' or 'Bearer <key>'", challenge
+            )
+        try:
+            identity = self.verifier.verify(key)  # type: ignore[union-attr]
+        except Exception:
+            log.exception("verifying an API key failed")
+            raise ApiError(
+                503, "cannot verify API keys right now (the registry is unavailable); retry"
+            ) from None
+        if identity is None:
+            raise ApiError(401, "invalid or revoked API key", challenge)
+        if not identity.can(route.permission):
+            raise ApiError(403, f"{identity.describe()} may not call {route.endpoint}")
+        return identity
+
     # -- resolution ------------------------------------------------------------------------------
 
-    def _workspace(self, params: dict[str, Any]) -> WorkspaceSnapshot:
-        name = params.get("workspaceName")
+    def _workspace(self, call: Call) -> WorkspaceSnapshot:
+        name = call.params.get("workspaceName")
         if not isinstance(name, str) or not name:
-            raise ApiError(400, "params.workspaceName is required (a string)")
+            raise ApiError(400, "workspaceName is required (a string)")
+        identity = call.identity
+        if identity is not None and not identity.can(call.route.permission, name):
+            raise ApiError(
+                403, f"{identity.describe()} may not call {call.route.endpoint} on workspace {name!r:.130}"
+            )
         try:
             snapshot = self.snapshots.get(name)
         except WorkspaceNotFound:
-            raise ApiError(404, f"workspace {name!r} not found") from None
+            raise ApiError(404, f"workspace {name!r:.130} not found") from None
         if not snapshot.live:
             raise ApiError(
                 404,
-                f"workspace {name!r} is a development workspace: it does not serve features; "
+                f"workspace {name!r} is a development workspace: it does not serve or ingest features; "
                 "apply to a live workspace to serve",
             )
+        call.workspace = snapshot.name
         return snapshot
 
-    def _service(
-        self, request: Request, params: dict[str, Any], endpoint: str
-    ) -> tuple[WorkspaceSnapshot, ServiceRead]:
-        snapshot = self._workspace(params)
-        if self.authorize is not None:
-            self.authorize(request, snapshot.name, endpoint)
-        name = params.get("featureServiceName")
+    def _service(self, call: Call) -> ServiceRead:
+        snapshot = self._workspace(call)
+        name = call.params.get("featureServiceName")
         if not isinstance(name, str) or not name:
             raise ApiError(400, "params.featureServiceName is required (a string)")
         service = snapshot.services.get(name)
         if service is None:
             known = ", ".join(sorted(snapshot.services)) or "none"
             raise ApiError(
-                404, f"feature service {name!r} not found in workspace {snapshot.name!r} (services: {known})"
+                404,
+                f"feature service {name!r:.130} not found in workspace {snapshot.name!r} (services: {known})",
             )
+        call.service = service.name
+        partial = call.params.get("allowPartialResults")
+        if partial is not None and not isinstance(partial, bool):
+            raise ApiError(400, "params.allowPartialResults must be true or false")
         if not service.online_serving_enabled:
             raise ApiError(400, f"feature service {name!r} has online serving disabled")
-        return snapshot, service
+        return service
 
-    def _join_keys(self, service: ServiceRead, join_key_map: Any) -> dict[str, Any]:
+    def _plan(self, service: ServiceRead) -> _ServicePlan:
+        plan = self._plans.get(id(service))
+        if plan is not None and plan.service is service:
+            return plan
+        metadata = [
+            {"name": name, "dataType": api_type(dtype)}
+            for name, dtype in zip(service.feature_names, service.feature_types, strict=True)
+        ]
+        views = [
+            _ViewPlan(v.ttl_us, len(v.features), _extractor(v.features, len(v.spec.features)))
+            for v in service.views
+        ]
+        key_types = tuple(int if t.name == "int64" else str for _, t in service.join_keys)
+        positions = {name: i for i, (name, _) in enumerate(service.join_keys)}
+        whole_key = tuple(range(len(service.join_keys)))
+        reads = []
+        for view in service.views:
+            index = tuple(positions[k] for k in view.join_keys)
+            reads.append((view.table_id, None if index == whole_key else index))
+        names = tuple(k for k, _ in service.join_keys)
+        plan = _ServicePlan(service, metadata, views, names, key_types, reads)
+        if len(self._plans) > 1000:
+            self._plans.clear()
+        self._plans[id(service)] = plan
+        return plan
+
+    def _join_keys(self, plan: _ServicePlan, join_key_map: Any, where: str = "params") -> tuple:
+        """The join-key values in the service's key order (checked and coerced)."""
+        if type(join_key_map) is dict and len(join_key_map) == len(plan.key_names):
+            key = []
+            for name, kind in zip(plan.key_names, plan.key_types, strict=True):
+                value = join_key_map.get(name)
+                if type(value) is not kind or (kind is int and not INT64_MIN <= value <= INT64_MAX):
+                    break
+                key.append(value)
+            else:
+                return tuple(key)
+        service = plan.service
         if not isinstance(join_key_map, dict):
-            raise ApiError(400, "params.joinKeyMap is required: an object of join key names to values")
-        expected = dict(service.join_keys)
-        unknown = sorted(set(join_key_map) - set(expected))
-        if unknown:
-            raise ApiError(
-                400,
-                f"unknown join key(s) {', '.join(unknown)} for feature service {service.name!r}; "
-                f"expected {', '.join(f'{k} ({t})' for k, t in expected.items())}",
-            )
-        missing = [k for k in expected if join_key_map.get(k) is None]
+            raise ApiError(400, f"{where}.joinKeyMap is required: an object of join key names to values")
+        expected = service.join_keys
+        if len(join_key_map) != len(expected) or any(k not in join_key_map for k, _ in expected):
+            names = {k for k, _ in expected}
+            described = ", ".join(f"{k} ({t})" for k, t in expected)
+            unknown = sorted(str(k) for k in join_key_map if k not in names)
+            if unknown:
+                raise ApiError(
+                    400,
+                    f"{where}: unknown join key(s) {', '.join(unknown):.200} for feature service "
+                    f"{service.name!r}; expected {described}",
+                )
+        missing = [k for k, _ in expected if join_key_map.get(k) is None]
         if missing:
             raise ApiError(
                 400,
-                f"missing join key(s) {', '.join(missing)} for feature service {service.name!r} "
-                f"(expected {', '.join(f'{k} ({t})' for k, t in expected.items())})",
+                f"{where}: missing join key(s) {', '.join(missing)} for feature service {service.name!r} "
+                f"(expected {', '.join(f'{k} ({t})' for k, t in expected)})",
             )
-        return {k: coerce_key(k, join_key_map[k], t) for k, t in expected.items()}
+        try:
+            return tuple(coerce_key(k, join_key_map[k], t) for k, t in expected)
+        except ApiError as exc:
+            raise ApiError(400, f"{where}: {exc.message}") from None
+
+    def _read(self, requests: list[tuple[str, tuple]]) -> tuple[list[OnlineValue | None], float]:
+        started = time.perf_counter()
+        try:
+            rows = self.online_store.read(requests)
+        except Exception as exc:
+            self.metrics.store_errors.inc("read")
+            log.exception("online store read failed")
+            raise ApiError(503, f"the online store is unavailable ({type(exc).__name__}); retry") from None
+        seconds = time.perf_counter() - started
+        self.metrics.store_latency.observe(seconds, "read")
+        return rows, seconds
 
     # -- endpoints -------------------------------------------------------------------------------
 
-    def _get_features(self, request: Request, params: dict[str, Any]) -> dict[str, Any]:
-        _, service = self._service(request, params, "get-features")
-        options = params.get("metadataOptions") or {}
+    @staticmethod
+    def _options(options: Any) -> dict[str, bool]:
+        if options is None:
+            return NO_OPTIONS
         if not isinstance(options, dict):
             raise ApiError(400, "params.metadataOptions must be an object")
-        return self.read_features(service, params.get("joinKeyMap"), options)
+        for name in METADATA_OPTIONS:
+            if options.get(name) is not None and not isinstance(options[name], bool):
+                raise ApiError(400, f"params.metadataOptions.{name} must be true or false")
+        return {name: options.get(name) is True for name in METADATA_OPTIONS}
+
+    @staticmethod
+    def _feature_metadata(
+        plan: _ServicePlan, want: dict[str, bool], statuses: list[Any] | None, times: list[int | None]
+    ) -> list[dict[str, Any]] | None:
+        """``metadata.features``: the requested fields of each feature. A status is a string for one
+        entity and a list (one per row) for a batch."""
+        if not (
+            want["includeNames"]
+            or want["includeDataTypes"]
+            or want["includeEffectiveTimes"]
+            or want["includeServingStatus"]
+        ):
+            return None
+        entries = []
+        for i, base in enumerate(plan.metadata):
+            entry: dict[str, Any] = {}
+            if want["includeNames"]:
+                entry["name"] = base["name"]
+            if want["includeDataTypes"]:
+                entry["dataType"] = base["dataType"]
+            if want["includeEffectiveTimes"] and times[i] is not None:
+                entry["effectiveTime"] = format_time_us(times[i])  # type: ignore[arg-type]
+            if statuses is not None:
+                entry["status"] = statuses[i]
+            entries.append(entry)
+        return entries if any(entries) else None
+
+    @staticmethod
+    def _check_context(value: Any, where: str) -> None:
+        if value is not None and not isinstance(value, dict):
+            raise ApiError(400, f"{where}.requestContextMap must be an object")
+
+    def _get_features(self, call: Call) -> dict[str, Any]:
+        service = self._service(call)
+        if call.params.get("requestContextMap") is not None:
+            self._check_context(call.params["requestContextMap"], "params")
+        return self.read_features(service, call.params.get("joinKeyMap"), call.params.get("metadataOptions"))
 
     def read_features(
-        self, service: ServiceRead, join_key_map: Any, options: dict[str, Any]
+        self, service: ServiceRead, join_key_map: Any, options: dict[str, Any] | None
     ) -> dict[str, Any]:
         """The get-features answer for one entity of a resolved service."""
         started = time.perf_counter()
-        keys = self._join_keys(service, join_key_map)
-        rows = self.online_store.read(
-            [(v.table_id, tuple(keys[k] for k in v.join_keys)) for v in service.views]
-        )
-        store_seconds = time.perf_counter() - started
-        return self._answer(service, rows, options, started, store_seconds)
-
-    def _answer(
-        self,
-        service: ServiceRead,
-        rows: list[OnlineValue | None],
-        options: dict[str, Any],
-        started: float,
-        store_seconds: float,
-    ) -> dict[str, Any]:
-        now = now_us()
-        values: list[Any] = []
-        meta: list[dict[str, Any]] = []
-        want = {name: bool(options.get(name)) for name in METADATA_OPTIONS}
-        for view, row in zip(service.views, rows, strict=True):
-            fresh = row is not None and (view.ttl_us is None or now - row.event_ts < view.ttl_us)
-            for feature, index, dtype in view.features:
-                value = encode_value(row.values[index], dtype) if fresh else None  # type: ignore[union-attr]
-                values.append(value)
-                if not any(want.values()):
-                    continue
-                entry: dict[str, Any] = {}
-                if want["includeNames"]:
-                    entry["name"] = f"{view.name}.{feature}"
-                if want["includeDataTypes"]:
-                    entry["dataType"] = api_type(dtype)
-                if want["includeEffectiveTimes"] and fresh:
-                    entry["effectiveTime"] = format_time_us(row.event_ts)  # type: ignore[union-attr]
-                if want["includeServingStatus"]:
-                    entry["status"] = "PRESENT" if fresh else "MISSING_DATA"
-                meta.append(entry)
+        want = self._options(options)
+        plan = self._plan(service)
+        key = self._join_keys(plan, join_key_map)
+        rows, store_seconds = self._read(self._requests(plan, [key]))
+        if want is NO_OPTIONS:  # the common case: values only
+            return {"result": {"features": self._vectors(plan, rows, now_us(), False)[0][0]}}
+        detail = want["includeServingStatus"] or want["includeEffectiveTimes"]
+        vectors, presents, row_times = self._vectors(plan, rows, now_us(), detail)
+        values = vectors[0]
+        present = presents[0] if detail else []
+        times = row_times[0] if detail else []
         answer: dict[str, Any] = {"result": {"features": values}}
         metadata: dict[str, Any] = {}
-        if meta and any(meta):
-            metadata["features"] = meta
+        statuses = [STATUS[p] for p in present] if want["includeServingStatus"] else None
+        entries = self._feature_metadata(plan, want, statuses, times)
+        if entries:
+            metadata["features"] = entries
         if want["includeSloInfo"]:
-            server = time.perf_counter() - started
-            metadata["sloInfo"] = {
-                "sloEligible": True,
-                "sloServerTimeSeconds": round(server, 6),
-                "serverTimeSeconds": round(server, 6),
-                "storeMaxLatency": round(store_seconds, 6),
-            }
+            metadata["sloInfo"] = self._slo(started, store_seconds)
         if metadata:
             answer["metadata"] = metadata
         return answer
 
-    def _metadata(self, request: Request, params: dict[str, Any]) -> dict[str, Any]:
-        _, service = self._service(request, params, "metadata")
+    @staticmethod
+    def _requests(plan: _ServicePlan, keys: list[tuple]) -> list[tuple[str, tuple]]:
+        """(table_id, view key) for every view of every entity, entity-major: one store round trip."""
+        return [
+            (table_id, key if index is None else tuple(key[i] for i in index))
+            for key in keys
+            for table_id, index in plan.reads
+        ]
+
+    @staticmethod
+    def _vectors(
+        plan: _ServicePlan, rows: list[OnlineValue | None], now: int, detail: bool
+    ) -> tuple[list[list[Any]], list[list[bool]], list[list[int | None]]]:
+        """Each entity's feature values (``rows`` holds each entity's views in order) and, with
+        ``detail``, per feature whether it is present and its event time. Works view by view over
+        all entities (comprehensions rather than a loop per value): batches are dominated by it."""
+        width = len(plan.views)
+        if len(rows) == width and not detail:  # one entity: no per-view columns needed
+            values: list[Any] = []
+            for view, row in zip(plan.views, rows, strict=True):
+                if row is not None and (view.ttl_us is None or now - row.event_ts < view.ttl_us):
+                    values += view.extract(row.values)
+                else:
+                    values += [None] * view.width
+            return [values], [], []
+        columns: list[list[list[Any]]] = []
+        fresh_columns: list[list[bool]] = []
+        for v, view in enumerate(plan.views):
+            part = rows[v::width]
+            oldest = -1 << 62 if view.ttl_us is None else now - view.ttl_us
+            fresh = [r is not None and r.event_ts > oldest for r in part]
+            nones = [None] * view.width
+            extract = view.extract
+            columns.append([extract(r.values) if f else nones for r, f in zip(part, fresh, strict=True)])  # type: ignore[union-attr]
+            fresh_columns.append(fresh)
+        if width == 1:
+            vectors = [list(values) for values in columns[0]]
+        elif width == 2:
+            vectors = [a + b for a, b in zip(columns[0], columns[1], strict=True)]
+        else:
+            vectors = [list(chain.from_iterable(parts)) for parts in zip(*columns, strict=True)]
+        if not detail:
+            return vectors, [], []
+        present: list[list[bool]] = []
+        times: list[list[int | None]] = []
+        for e in range(len(vectors)):
+            row_present: list[bool] = []
+            row_times: list[int | None] = []
+            for v, view in enumerate(plan.views):
+                fresh = fresh_columns[v][e]
+                row_present += [fresh] * view.width
+                row_times += [rows[e * width + v].event_ts if fresh else None] * view.width  # type: ignore[union-attr]
+            present.append(row_present)
+            times.append(row_times)
+        return vectors, present, times
+
+    @staticmethod
+    def _slo(started: float, store_seconds: float) -> dict[str, Any]:
+        server = time.perf_counter() - started
+        return {
+            "sloEligible": True,
+            "sloServerTimeSeconds": round(server, 6),
+            "serverTimeSeconds": round(server, 6),
+            "storeMaxLatency": round(store_seconds, 6),
+        }
+
+    def _get_features_batch(self, call: Call) -> dict[str, Any]:
+        started = time.perf_counter()
+        service = self._service(call)
+        options = self._options(call.params.get("metadataOptions"))
+        data = call.params.get("requestData")
+        if not isinstance(data, list) or not data:
+            raise ApiError(
+                400, 'params.requestData is required: a non-empty list of {"joinKeyMap": {...}} objects'
+            )
+        if len(data) > self.max_batch_rows:
+            raise ApiError(
+                413,
+                f"params.requestData has {len(data)} rows; the limit is {self.max_batch_rows} per request "
+                "(serving.max_batch_rows)",
+            )
+        plan = self._plan(service)
+        keys = []
+        single = plan.key_names[0] if len(plan.key_names) == 1 and plan.key_types[0] is str else None
+        for i, row in enumerate(data):
+            if type(row) is dict and row.get("requestContextMap") is None:
+                join_key_map = row.get("joinKeyMap")
+                if single is not None and type(join_key_map) is dict and len(join_key_map) == 1:
+                    value = join_key_map.get(single)
+                    if type(value) is str:  # the common case, checked inline
+                        keys.append((value,))
+                        continue
+            where = f"params.requestData[{i}]"
+            if type(row) is not dict:
+                raise ApiError(400, f"{where} must be an object with a joinKeyMap")
+            self._check_context(row.get("requestContextMap"), where)
+            keys.append(self._join_keys(plan, row.get("joinKeyMap"), where))
+        self.metrics.batch_rows.observe(len(keys), service.name)
+        rows, store_seconds = self._read(self._requests(plan, keys))
+        detail = options["includeServingStatus"] or options["includeEffectiveTimes"]
+        vectors, present, times = self._vectors(plan, rows, now_us(), detail)
+        results = [{"features": values} for values in vectors]
+        latest: list[int | None] = [None] * len(plan.metadata)
+        for row_times in times if detail else ():
+            for i, t in enumerate(row_times):
+                if t is not None and (latest[i] is None or t > latest[i]):  # type: ignore[operator]
+                    latest[i] = t
+        answer: dict[str, Any] = {"result": results}
+        metadata: dict[str, Any] = {}
+        statuses = (
+            [[STATUS[row[i]] for row in present] for i in range(len(plan.metadata))]
+            if options["includeServingStatus"]
+            else None
+        )
+        entries = self._feature_metadata(plan, options, statuses, latest)
+        if entries:
+            metadata["features"] = entries
+        if options["includeSloInfo"]:
+            metadata["batchSloInfo"] = self._slo(started, store_seconds)
+        if metadata:
+            answer["metadata"] = metadata
+        return answer
+
+    def _metadata(self, call: Call) -> dict[str, Any]:
+        service = self._service(call)
         return {
             "featureServiceType": "DEFAULT",
             "inputJoinKeys": [{"name": k, "dataType": api_type(t)} for k, t in service.join_keys],
             "inputRequestContextKeys": [
                 {"name": k, "dataType": api_type(t)} for k, t in service.request_context
             ],
-            "featureValues": [
-                {"name": name, "dataType": api_type(dtype)}
-                for name, dtype in zip(service.feature_names, service.feature_types, strict=True)
-            ],
+            "featureValues": self._plan(service).metadata,
         }
+
+    def _ingest(self, call: Call) -> dict[str, Any]:
+        from featureplane.ingest.records import RecordError
+        from featureplane.ingest.service import IngestUnavailable, TooManyRecords
+
+        snapshot = self._workspace(call)
+        if self.ingestor is None:
+            raise ApiError(404, "this server does not accept ingest requests")
+        dry_run = call.params.get("dryRun")
+        if dry_run is not None and not isinstance(dry_run, bool):
+            raise ApiError(400, "dryRun must be true or false")
+        try:
+            result = self.ingestor.ingest(
+                snapshot.name, snapshot.ingest, call.params.get("records"), dry_run is True
+            )
+        except RecordError as exc:
+            raise ApiError(400, str(exc)) from None
+        except TooManyRecords as exc:
+            raise ApiError(413, str(exc)) from None
+        except IngestUnavailable as exc:
+            self.metrics.store_errors.inc("write")
+            raise ApiError(503, str(exc)) from None
+        if not dry_run:
+            for count in result.counts.values():
+                self.metrics.ingested.inc(snapshot.name, count.view, "online", amount=count.online)
+                self.metrics.ingested.inc(snapshot.name, count.view, "offline", amount=count.offline)
+        return result.to_api()

@@ -72,9 +72,10 @@ def state_from_json(name: str, data: dict[str, Any]) -> WorkspaceState:
     return state
 
 
-def build_document(registry: Registry, project: str) -> dict[str, Any]:
+def build_document(registry: Registry, project: str, keys: list[dict] | None = None) -> dict[str, Any]:
     """The snapshot of every workspace in the registry (development workspaces by name only, so the
-    lookup service can say why they do not serve)."""
+    lookup service can say why they do not serve), and the active API keys (hashes and role bindings
+    only) so that a lookup service reading the snapshot can authenticate requests."""
     workspaces: dict[str, Any] = {}
     for info in registry.list_workspaces():
         if info.live:
@@ -87,10 +88,16 @@ def build_document(registry: Registry, project: str) -> dict[str, Any]:
         "project": project,
         "exported_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "workspaces": workspaces,
+        "api_keys": keys or [],
     }
 
 
 def parse_document(payload: bytes, where: str) -> dict[str, WorkspaceState]:
+    return read_document(payload, where)[0]
+
+
+def read_document(payload: bytes, where: str) -> tuple[dict[str, WorkspaceState], list[dict]]:
+    """The workspaces and the API keys of a snapshot document."""
     try:
         document = json.loads(payload)
     except ValueError as exc:
@@ -102,7 +109,8 @@ def parse_document(payload: bytes, where: str) -> dict[str, WorkspaceState]:
             f"{where}: snapshot format version {document['format_version']} is newer than this "
             f"featureplane understands ({FORMAT_VERSION}); upgrade the lookup service"
         )
-    return {name: state_from_json(name, data) for name, data in document["workspaces"].items()}
+    states = {name: state_from_json(name, data) for name, data in document["workspaces"].items()}
+    return states, list(document.get("api_keys") or [])
 
 
 # -- where it lives --------------------------------------------------------------------------------
@@ -197,9 +205,11 @@ def open_location(location: str, base: Path | None = None) -> FileLocation | S3L
     return FileLocation(path)
 
 
-def export_snapshot(registry: Registry, location: FileLocation | S3Location, project: str) -> dict[str, Any]:
-    """Write the snapshot of every workspace in the registry; returns the document."""
-    document = build_document(registry, project)
+def export_snapshot(
+    registry: Registry, location: FileLocation | S3Location, project: str, keys: list[dict] | None = None
+) -> dict[str, Any]:
+    """Write the snapshot of every workspace in the registry (and the active API keys); returns it."""
+    document = build_document(registry, project, keys)
     location.write(json.dumps(document, separators=(",", ":"), sort_keys=True).encode())
     log.info("exported the serving snapshot of %d workspace(s) to %s", len(document["workspaces"]), location)
     return document
@@ -220,6 +230,7 @@ class SnapshotDocumentSource:
         self._lock = threading.Lock()
         self._tag: str | None = None
         self._states: dict[str, WorkspaceState] = {}
+        self._keys: list[dict] = []
         self.poll()
 
     def poll(self) -> bool:
@@ -230,14 +241,18 @@ class SnapshotDocumentSource:
             if fetched.payload is None:
                 return False
             try:
-                states = parse_document(fetched.payload, str(self.location))
+                states, keys = read_document(fetched.payload, str(self.location))
             except SnapshotDocumentError:
                 if not self._states:
                     raise
                 log.exception("ignoring an unreadable serving snapshot at %s", self.location)
                 return False
-            self._states, self._tag = states, fetched.tag
+            self._states, self._keys, self._tag = states, keys, fetched.tag
             return True
+
+    def api_keys(self) -> list[dict]:
+        """The active API keys of the current document (hashes and role bindings)."""
+        return self._keys
 
     @property
     def workspaces(self) -> list[str]:

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from featureplane.ingest.records import IngestEndpoint, ingest_endpoints
 from featureplane.registry.base import WorkspaceNotFound, WorkspaceState
 from featureplane.specs import FeatureViewSpec
 from featureplane.types import DataType
@@ -57,10 +58,17 @@ class WorkspaceSnapshot:
     version: int
     services: dict[str, ServiceRead] = field(default_factory=dict)
     state: WorkspaceState | None = None
+    ingest: dict[str, IngestEndpoint] = field(default_factory=dict)
 
 
 def build_snapshot(state: WorkspaceState) -> WorkspaceSnapshot:
-    snapshot = WorkspaceSnapshot(name=state.name, live=state.live, version=state.version, state=state)
+    snapshot = WorkspaceSnapshot(
+        name=state.name,
+        live=state.live,
+        version=state.version,
+        state=state,
+        ingest=ingest_endpoints(state),
+    )
     views = state.definitions.feature_views
     for service in state.definitions.feature_services.values():
         reads = []

@@ -1,0 +1,148 @@
+"""The real ``featureplane serve`` process on 127.0.0.1: API keys over HTTP (revoked from another
+process), and ingest durability: a server killed with SIGKILL right after acknowledging loses nothing,
+online or offline."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import threading
+import time
+
+import pytest
+from conftest import post_json
+from helpers import click, serving_repo
+
+from featureplane.ingest.log import IngestLog, ingest_log_root
+from featureplane.workspace import get_workspace
+
+pytestmark = pytest.mark.integration
+
+GET = "/api/v1/feature-service/get-features"
+
+
+@pytest.fixture
+def repo(tmp_path):
+    return serving_repo(tmp_path / "repo", auth=True, registry_refresh_seconds=0.5)
+
+
+def new_key(repo, role: str, workspace: str = "prod") -> str:
+    return repo.cli("api-key", "create", "-w", workspace, "--role", role, "--quiet").stdout.strip()
+
+
+def lookup(server, key: str | None, workspace: str = "prod") -> tuple[int, dict]:
+    headers = {"Authorization": f"Tecton-key {key}"} if key else {}
+    payload = {
+        "params": {"workspaceName": workspace, "featureServiceName": "svc", "joinKeyMap": {"user_id": "u1"}}
+    }
+    return post_json(server.url + GET, payload, headers)
+
+
+def test_keys_over_http_and_revocation_from_another_process(repo, lookup_server):
+    consumer = new_key(repo, "consumer")
+    server = lookup_server(repo)
+    assert lookup(server, None)[0] == 401
+    assert lookup(server, None, workspace="nope")[0] == 401
+    assert lookup(server, "fpk_000000000000_" + "x" * 43)[0] == 401
+    status, body = lookup(server, consumer)
+    assert status == 200 and body["result"]["features"][0] == 7.0
+    assert lookup(server, consumer, workspace="staging")[0] == 403
+    status, body = post_json(
+        server.url + "/api/v1/ingest",
+        {"workspaceName": "prod", "records": {"clicks": []}},
+        {"Authorization": f"Bearer {consumer}"},
+    )
+    assert status == 403 and "may not call ingest" in body["message"]
+    repo.cli("api-key", "revoke", consumer.split("_")[1])
+    revoked = time.monotonic()
+    while lookup(server, consumer)[0] != 401:
+        assert time.monotonic() - revoked < 3, (
+            "the revocation did not reach the server within its refresh interval"
+        )
+        time.sleep(0.1)
+
+
+class Pusher(threading.Thread):
+    """Sends ingest requests on one keep-alive connection, remembering every acknowledged record."""
+
+    def __init__(self, port: int, key: str, name: str, acknowledged: list, stop: threading.Event) -> None:
+        super().__init__(daemon=True)
+        self.port, self.key, self.label = port, key, name
+        self.acknowledged, self.stop = acknowledged, stop
+        self.failures: list[bytes] = []
+
+    def run(self) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        i = 0
+        while not self.stop.is_set():
+            records = [
+                click(f"{self.label}-{i}-{j}", f"2024-01-0{1 + j}T00:00:{i % 60:02d}Z", i + j / 10)
+                for j in range(3)
+            ]
+            body = json.dumps({"workspaceName": "prod", "records": {"clicks": records}})
+            try:
+                connection.request(
+                    "POST", "/api/v1/ingest", body, {"Authorization": f"Tecton-key {self.key}"}
+                )
+                response = connection.getresponse()
+                payload = response.read()
+            except OSError:
+                return  # the server died: this request was never acknowledged
+            if response.status != 200:
+                self.failures.append(payload)
+                return
+            self.acknowledged.extend(r["record"] for r in records)
+            i += 1
+
+
+def test_a_server_killed_right_after_acknowledging_loses_nothing(repo, lookup_server):
+    key = new_key(repo, "ingest")
+    server = lookup_server(repo)
+    acknowledged: list[dict] = []
+    stop = threading.Event()
+    pushers = [Pusher(server.port, key, f"p{n}", acknowledged, stop) for n in range(4)]
+    for pusher in pushers:
+        pusher.start()
+    deadline = time.monotonic() + 60
+    while len(acknowledged) < 300 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    os.kill(server.process.pid, signal.SIGKILL)  # mid-stream: other requests are in flight
+    server.process.wait()
+    stop.set()
+    for pusher in pushers:
+        pusher.join(timeout=15)
+    assert [p.failures for p in pushers] == [[]] * len(pushers)
+    assert len(acknowledged) >= 300
+    expected = {r["user_id"]: r for r in acknowledged}
+
+    ws = get_workspace("prod", config=repo.config_path)
+    table = ws.get_feature_view("scores")
+    # Online: every acknowledged record is there, with its value.
+    with repo.runtime() as runtime:
+        table_id = ws.state.table_id("scores")
+        rows = runtime.online_store.read([(table_id, (user,)) for user in expected])
+    missing = [user for user, row in zip(expected, rows, strict=True) if row is None]
+    assert not missing, f"{len(missing)} acknowledged record(s) missing online, e.g. {missing[:3]}"
+    assert all(row.values[0] == expected[user]["score"] for user, row in zip(expected, rows, strict=True))
+    # Offline (training data): every acknowledged record, folded from the dead server's log.
+    offline = table.get_features_in_range("2024-01-01", "2024-02-01")
+    got = dict(zip(offline["user_id"], offline["score"], strict=True))
+    assert {u: got.get(u) for u in expected} == {u: r["score"] for u, r in expected.items()}
+    # The dead server's segment is sealed (its lock died with it), so once folded it is removed.
+    assert IngestLog(ingest_log_root(repo.config())).segments("prod") == []
+
+
+def test_metrics_over_http(repo, lookup_server):
+    server = lookup_server(repo)
+    lookup(server, new_key(repo, "consumer"))
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    connection.request("GET", "/metrics")
+    response = connection.getresponse()
+    text = response.read().decode()
+    assert response.status == 200
+    assert (
+        'featureplane_requests_total{endpoint="get-features",workspace="prod",service="svc",status="200"} 1'
+        in text
+    )
