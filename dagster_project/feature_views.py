@@ -149,8 +149,13 @@ def materializable_view(config: Config, state: WorkspaceState, view: FeatureView
         check_specs=quality_check_specs(settings, dg.AssetKey([workspace, name]), view),
     )
     def feature_view_asset(context: dg.AssetExecutionContext):
+        from featureplane.access.authorize import AccessDenied, authorize
         from featureplane.runtime import Runtime
 
+        try:  # with auth on, the run's principal ($FEATUREPLANE_API_KEY or its user) needs operator
+            authorize(config, workspace, "materialize", f"materialize {workspace}/{name}")
+        except AccessDenied as exc:
+            raise dg.Failure(str(exc)) from None
         window = context.partition_time_window
         start = _naive_utc(window.start)
         end = _naive_utc(window.end)

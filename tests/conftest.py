@@ -184,8 +184,10 @@ def dagster_home(tmp_path: Path) -> Path:
     return home
 
 
-def run_dagster(args: list[str], repo: Repo, home: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**repo.env, "DAGSTER_HOME": str(home)}
+def run_dagster(
+    args: list[str], repo: Repo, home: Path, check: bool = True, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    env = {**repo.env, "DAGSTER_HOME": str(home), **(env or {})}
     result = subprocess.run(
         [str(BIN / "dagster"), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
     )

@@ -74,8 +74,9 @@ class Identity:
         object.__setattr__(self, "_grants", frozenset(grants))
 
     def can(self, permission: str, workspace: str | None = None) -> bool:
-        """Whether the key may do ``permission`` on ``workspace`` (on some workspace when None)."""
-        return (workspace, permission) in self._grants
+        """Whether the principal may do ``permission`` on ``workspace`` (on some workspace when None);
+        a role held on ``*`` holds on every workspace."""
+        return (workspace, permission) in self._grants or ("*", permission) in self._grants
 
     def describe(self) -> str:
         roles = ", ".join(f"{b.role} on workspace {b.workspace!r}" for b in self.bindings) or "no roles"
@@ -120,6 +121,21 @@ class AccessStore(ABC):
     @abstractmethod
     def authenticate(self, key: str) -> Identity | None:
         """The identity of an active key, or None for a malformed, unknown or revoked one."""
+
+    def identity(self, principal_id: str) -> Identity:
+        """The roles a principal (``user:<name>`` or ``service_account:<id>``) holds."""
+        raise NotImplementedError(f"{type(self).__name__} does not keep role bindings")
+
+    def assign_role(self, principal_id: str, workspace: str, role: str, assigned_by: str = "") -> RoleBinding:
+        """Give a principal a role on a workspace (``*``: every workspace); creates a user principal."""
+        raise NotImplementedError(f"{type(self).__name__} does not keep role bindings")
+
+    def remove_role(self, principal_id: str, workspace: str, role: str) -> None:
+        raise NotImplementedError(f"{type(self).__name__} does not keep role bindings")
+
+    def bindings(self, workspace: str | None = None) -> list[RoleBinding]:
+        """Every role binding (on ``workspace`` and on ``*`` when given)."""
+        raise NotImplementedError(f"{type(self).__name__} does not keep role bindings")
 
     def active_keys(self) -> list[dict]:
         """Every active key as ``{key_id, principal_id, key_hash, bindings: [[workspace, role], ...]}``,

@@ -152,6 +152,58 @@ class SQLiteAccessStore(AccessStore):
             for key_id, principal, key_hash in rows
         ]
 
+    def identity(self, principal_id: str) -> Identity:
+        con = self.db.connection()
+        return Identity("", principal_id, self._bindings(con, principal_id))
+
+    def assign_role(self, principal_id: str, workspace: str, role: str, assigned_by: str = "") -> RoleBinding:
+        from featureplane.access.roles import WORKSPACE_ROLES
+
+        try:
+            check_role(role, WORKSPACE_ROLES)
+        except ValueError as exc:
+            raise AccessError(str(exc)) from None
+        kind, _, name = principal_id.partition(":")
+        if kind not in ("user", "service_account") or not name:
+            raise AccessError(f"principal {principal_id!r} is not user:<name> or service_account:<id>")
+        now = _now()
+        with self.db.transaction() as con:
+            known = con.execute("SELECT 1 FROM principals WHERE id = ?", (principal_id,)).fetchone()
+            if known is None:
+                if kind != "user":
+                    raise AccessError(
+                        f"no service account {principal_id!r} (see `featureplane api-key list`)"
+                    )
+                con.execute(
+                    "INSERT INTO principals (id, kind, name, created_at, created_by) VALUES (?, 'user', ?, ?, ?)",
+                    (principal_id, name, now, assigned_by),
+                )
+            con.execute(
+                "INSERT OR IGNORE INTO role_bindings (principal_id, workspace, role, created_at, created_by) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (principal_id, workspace, role, now, assigned_by),
+            )
+        return RoleBinding(principal_id, workspace, role)
+
+    def remove_role(self, principal_id: str, workspace: str, role: str) -> None:
+        with self.db.transaction() as con:
+            cursor = con.execute(
+                "DELETE FROM role_bindings WHERE principal_id = ? AND workspace = ? AND role = ?",
+                (principal_id, workspace, role),
+            )
+            if cursor.rowcount == 0:
+                raise AccessError(f"{principal_id} has no role {role!r} on workspace {workspace!r}")
+
+    def bindings(self, workspace: str | None = None) -> list[RoleBinding]:
+        con = self.db.connection()
+        sql = "SELECT principal_id, workspace, role FROM role_bindings"
+        params: tuple = ()
+        if workspace is not None:
+            sql += " WHERE workspace IN (?, '*')"
+            params = (workspace,)
+        rows = con.execute(sql + " ORDER BY workspace, principal_id, role", params).fetchall()
+        return [RoleBinding(*row) for row in rows]
+
     def authenticate(self, key: str) -> Identity | None:
         key_id = key_id_of(key)
         if key_id is None:

@@ -65,6 +65,16 @@ def _runtime(path: Path | None):
     return Runtime(_config(path))
 
 
+def _authorize(config: Config, workspace: str, permission: str, action: str) -> str | None:
+    """Check the caller's role when ``auth`` is enabled (see featureplane.access.authorize)."""
+    from featureplane.access.authorize import AccessDenied, authorize
+
+    try:
+        return authorize(config, workspace, permission, action)
+    except AccessDenied as exc:
+        raise fail(str(exc)) from None
+
+
 def _selected(config: Config) -> str | None:
     try:
         return json.loads(config.state_path.read_text()).get("workspace")
@@ -96,12 +106,31 @@ def workspace_create(
     from featureplane.registry.base import RegistryError
 
     runtime = _runtime(config)
+    creator = None
+    if live:  # live workspaces materialize and serve: platform owners create them
+        creator = _authorize(runtime.config, "*", "manage_access", "create a live workspace")
     try:
         info = runtime.registry.create_workspace(name, live)
     except RegistryError as exc:
         raise fail(str(exc)) from None
+    _grant_creator(runtime.config, name, creator)
     _select(runtime.config, name)
     console.print(f"Created {info.kind} workspace [bold]{name}[/] and selected it.")
+
+
+def _grant_creator(config: Config, workspace: str, principal: str | None) -> None:
+    """With auth on, whoever creates a workspace owns it."""
+    from featureplane.access import open_access_store
+    from featureplane.access.authorize import auth_enabled, caller
+
+    if not auth_enabled(config):
+        return
+    store = open_access_store(config)
+    try:
+        principal = principal or caller(store).principal_id
+        store.assign_role(principal, workspace, "owner", assigned_by=principal)
+    finally:
+        store.close()
 
 
 @workspace_app.command("list")
@@ -146,6 +175,7 @@ def workspace_delete(
         info = runtime.registry.get_workspace(name)
     except WorkspaceNotFound as exc:
         raise fail(str(exc)) from None
+    _authorize(runtime.config, name, "delete_workspace", f"delete workspace {name!r}")
     if not yes:
         if not sys.stdin.isatty():
             raise fail("deleting a workspace needs confirmation: run it in a terminal or pass --yes")
@@ -211,7 +241,9 @@ def plan(
     from featureplane.cli.render import render_plan
 
     runtime = _runtime(config)
-    result = _plan(runtime, _workspace(runtime.config, workspace), suppress_recreates)
+    name = _workspace(runtime.config, workspace)
+    _authorize(runtime.config, name, "view", f"plan against workspace {name!r}")
+    result = _plan(runtime, name, suppress_recreates)
     if out:
         out.write_text(result.dumps() + "\n")
     if as_json:
@@ -246,10 +278,12 @@ def apply(
 
     runtime = _runtime(config)
     name = _workspace(runtime.config, workspace)
+    _authorize(runtime.config, name, "apply", f"apply to workspace {name!r}")
     if plan_file:
         result = Plan.from_json(json.loads(plan_file.read_text()))
         if result.workspace != name and workspace:
             raise fail(f"{plan_file} is a plan for workspace {result.workspace!r}, not {name!r}")
+        _authorize(runtime.config, result.workspace, "apply", f"apply to workspace {result.workspace!r}")
     else:
         result = _plan(runtime, name, suppress_recreates)
     render_plan(console, result)
@@ -257,6 +291,8 @@ def apply(
         return
     if result.blocked:
         raise fail("; ".join(c.blocked for c in result.blocked))
+    if any("recreate suppressed" in r for c in result.changes for r in c.reasons):
+        _authorize(runtime.config, result.workspace, "suppress_recreates", "apply with --suppress-recreates")
     if not yes:
         if not sys.stdin.isatty():
             raise fail("apply needs confirmation: run it in a terminal or pass --yes")
@@ -328,6 +364,7 @@ def materialize(
 
     runtime = _runtime(config)
     state = runtime.registry.load(_workspace(runtime.config, workspace))
+    _authorize(runtime.config, state.name, "materialize", f"materialize in workspace {state.name!r}")
     try:
         spec = state.feature_view(view)
     except KeyError as exc:
@@ -444,6 +481,7 @@ def api_key_create(
     from featureplane.registry.base import WorkspaceNotFound
 
     cfg = _config(config)
+    _authorize(cfg, workspace, "manage_access", f"create API keys for workspace {workspace!r}")
     try:
         check_role(role)
         key = create_api_key(cfg, workspace, role, description, created_by=_whoami())
@@ -506,6 +544,10 @@ def api_key_revoke(
     from featureplane.access import AccessError, open_access_store
 
     store = open_access_store(_config(config))
+    for known in store.list_api_keys():
+        if key_id in (known.id, known.display) or key_id.startswith(f"fpk_{known.id}_"):
+            for binding in known.bindings:
+                _authorize(_config(config), binding.workspace, "manage_access", f"revoke API key {known.id}")
     try:
         info = store.revoke_api_key(key_id, revoked_by=_whoami())
     except AccessError as exc:
@@ -514,6 +556,109 @@ def api_key_revoke(
         store.close()
     _export_keys(_config(config))
     console.print(f"Revoked API key [bold]{info.id}[/] (revoked at {info.revoked_at}).")
+
+
+access_app = typer.Typer(help="Roles of users and service accounts on workspaces.", no_args_is_help=True)
+app.add_typer(access_app, name="access")
+
+
+def _principal(user: str | None, api_key_id: str | None) -> str:
+    if bool(user) == bool(api_key_id):
+        raise fail("name exactly one principal: --user NAME or --api-key ID")
+    return f"user:{user}" if user else f"service_account:{api_key_id}"
+
+
+UserOption = Annotated[str | None, typer.Option("--user", help="A person, by user name.")]
+ApiKeyIdOption = Annotated[
+    str | None, typer.Option("--api-key", help="A service account, by its API key id.")
+]
+
+
+@access_app.command("assign-role")
+def access_assign_role(
+    workspace: Annotated[
+        str, typer.Option("--workspace", "-w", help="The workspace, or * for every workspace.")
+    ],
+    role: Annotated[str, typer.Option(help="owner, editor, operator, consumer or viewer.")],
+    user: UserOption = None,
+    api_key: ApiKeyIdOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Give a user or a service account a role on a workspace (owners only; checked when auth is on)."""
+    from featureplane.access import AccessError, open_access_store
+
+    cfg = _config(config)
+    principal = _principal(user, api_key)
+    by = _authorize(cfg, workspace, "manage_access", f"assign roles on workspace {workspace!r}") or _whoami()
+    store = open_access_store(cfg)
+    try:
+        binding = store.assign_role(principal, workspace, role, assigned_by=by)
+    except AccessError as exc:
+        raise fail(str(exc)) from None
+    finally:
+        store.close()
+    _export_keys(cfg)
+    console.print(
+        f"{binding.principal_id} is now [bold]{binding.role}[/] on workspace [bold]{binding.workspace}[/]."
+    )
+
+
+@access_app.command("remove-role")
+def access_remove_role(
+    workspace: Annotated[str, typer.Option("--workspace", "-w", help="The workspace, or *.")],
+    role: Annotated[str, typer.Option(help="The role to take away.")],
+    user: UserOption = None,
+    api_key: ApiKeyIdOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Take a role away from a user or a service account."""
+    from featureplane.access import AccessError, open_access_store
+
+    cfg = _config(config)
+    principal = _principal(user, api_key)
+    _authorize(cfg, workspace, "manage_access", f"remove roles on workspace {workspace!r}")
+    store = open_access_store(cfg)
+    try:
+        store.remove_role(principal, workspace, role)
+    except AccessError as exc:
+        raise fail(str(exc)) from None
+    finally:
+        store.close()
+    _export_keys(cfg)
+    console.print(f"{principal} no longer has role {role} on workspace {workspace}.")
+
+
+@access_app.command("list")
+def access_list(
+    workspace: Annotated[
+        str | None, typer.Option("--workspace", "-w", help="Only roles on this workspace.")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """List who holds which role on which workspace."""
+    from rich.table import Table
+
+    from featureplane.access import open_access_store
+    from featureplane.access.authorize import auth_enabled, caller
+
+    cfg = _config(config)
+    store = open_access_store(cfg)
+    try:
+        bindings = store.bindings(workspace)
+        me = caller(store).principal_id if auth_enabled(cfg) else None
+    finally:
+        store.close()
+    if not auth_enabled(cfg):
+        err.print("auth is off in featureplane.yaml: roles are recorded but not checked")
+    if not bindings:
+        console.print("No roles assigned yet.")
+        return
+    table = Table(show_edge=False, box=None, pad_edge=False)
+    for column in ("workspace", "principal", "role"):
+        table.add_column(column)
+    for b in bindings:
+        table.add_row(b.workspace, b.principal_id + ("  (you)" if b.principal_id == me else ""), b.role)
+    console.print(table)
 
 
 def _export_keys(cfg: Config) -> None:
