@@ -7,9 +7,10 @@ parts (DuckDB, pandas, Delta, Dagster) load only where they run.
 from featureplane.definitions.entity import Entity, Field
 from featureplane.definitions.feature_service import FeatureService
 from featureplane.definitions.feature_view import BatchFeatureView, FeatureView, batch_feature_view
-from featureplane.definitions.features import Attribute
+from featureplane.definitions.features import Aggregate, Attribute, LifetimeWindow, last_n
+from featureplane.definitions.realtime import RealtimeFeatureView, RequestSource, realtime_feature_view
 from featureplane.definitions.sources import BatchSource
-from featureplane.definitions.transformation import MaterializationContext
+from featureplane.definitions.transformation import MaterializationContext, RealtimeContext
 from featureplane.types import Array, Bool, Float64, Int64, String, Timestamp
 
 __version__ = "0.1.0"
@@ -23,6 +24,7 @@ def get_workspace(name: str, *, config=None):
 
 
 __all__ = [
+    "Aggregate",
     "Array",
     "Attribute",
     "BatchFeatureView",
@@ -34,9 +36,15 @@ __all__ = [
     "Field",
     "Float64",
     "Int64",
+    "LifetimeWindow",
     "MaterializationContext",
+    "RealtimeContext",
+    "RealtimeFeatureView",
+    "RequestSource",
     "String",
     "Timestamp",
     "batch_feature_view",
     "get_workspace",
+    "last_n",
+    "realtime_feature_view",
 ]

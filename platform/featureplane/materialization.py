@@ -171,6 +171,10 @@ def materialize(
             )
         result.seconds["validate"] = time.perf_counter() - clock
 
+        if view.is_aggregate:
+            from featureplane.aggregation import with_markers
+
+            table = with_markers(view, table, parts)
         clock = time.perf_counter()
         before = runtime.offline_store.version(table_id)
         result.offline_version = runtime.offline_store.write_window(table_id, view, start, end, table)

@@ -105,7 +105,8 @@ class SourceSpec:
 @dataclass(frozen=True)
 class FeatureViewSpec:
     """A feature view: ``batch`` (materialized from batch sources), ``realtime`` (computed per request)
-    or ``table`` (a FeatureTable written through ingest)."""
+    or ``table`` (a FeatureTable written through ingest). A realtime view's ``sources`` are the feature
+    views it reads and ``request_schema`` the request-time fields it needs."""
 
     name: str
     kind: str
@@ -128,11 +129,16 @@ class FeatureViewSpec:
     partitions_per_run: int | None = None
     expectations: list[dict[str, Any]] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
+    request_schema: list[FieldSpec] = field(default_factory=list)
     location: str = ""
 
     @property
     def is_batch(self) -> bool:
         return self.kind == "batch"
+
+    @property
+    def is_realtime(self) -> bool:
+        return self.kind == "realtime"
 
     @property
     def is_aggregate(self) -> bool:
@@ -224,7 +230,7 @@ def _build(cls: type, data: dict[str, Any]) -> Any:
 def _convert(cls: type, key: str, value: Any) -> Any:
     if value is None:
         return None
-    if key in ("join_keys", "schema"):
+    if key in ("join_keys", "schema", "request_schema"):
         return [FieldSpec(**v) for v in value]
     if key == "features" and cls is FeatureViewSpec:
         return [_build(FeatureSpec, v) for v in value]
