@@ -106,6 +106,27 @@ class Workspace:
             parts.append(RetrievalPart(view=view, table_id=self.state.table_id(view.name), features=features))
         return parts
 
+    def _historical(
+        self, spine: pd.DataFrame, timestamp_key: str, selections: list[tuple[FeatureViewSpec, list[str]]]
+    ) -> pd.DataFrame:
+        """A point-in-time training set; realtime views run row by row over the joined spine."""
+        offline = self.runtime.offline_store
+        if not any(view.is_realtime for view, _ in selections):
+            return offline.get_historical_features(spine, timestamp_key, self._parts(selections))
+        from featureplane.realtime_retrieval import RealtimeRetrievalError, historical_features
+
+        try:
+            return historical_features(
+                spine,
+                timestamp_key,
+                selections,
+                self.state.definitions.feature_views,
+                self._parts,
+                lambda frame, parts: offline.get_historical_features(frame, timestamp_key, parts),
+            )
+        except RealtimeRetrievalError as exc:
+            raise RetrievalError(str(exc)) from None
+
 
 class FeatureViewHandle:
     def __init__(self, workspace: Workspace, spec: FeatureViewSpec) -> None:
@@ -122,26 +143,36 @@ class FeatureViewHandle:
     def get_historical_features(self, spine: pd.DataFrame, timestamp_key: str = "ts") -> pd.DataFrame:
         """The spine's rows with one column per feature, ``<view>__<feature>``, point-in-time correct."""
         _check_spine(spine, timestamp_key, self.spec.join_key_names, f"feature view {self.name!r}")
-        parts = self.workspace._parts([(self.spec, self.spec.feature_names)])
-        return self.workspace.runtime.offline_store.get_historical_features(spine, timestamp_key, parts)
+        return self.workspace._historical(spine, timestamp_key, [(self.spec, self.spec.feature_names)])
 
     def get_features_in_range(self, start: Any, end: Any) -> pd.DataFrame:
-        """Feature rows valid at some time in ``[start, end)``, with ``_valid_from`` and ``_valid_to``."""
+        """Feature rows valid at some time in ``[start, end)``, with ``_valid_from`` and ``_valid_to``.
+
+        For an aggregate view, each entity's window values with the interval in which they hold."""
+        if self.spec.is_realtime:
+            raise RetrievalError(
+                f"feature view {self.name!r} is computed per request and stores no values; use "
+                "get_historical_features with a spine that carries its request fields"
+            )
         (part,) = self.workspace._parts([(self.spec, self.spec.feature_names)])
         return self.workspace.runtime.offline_store.features_in_range(
             part.table_id, self.spec, _as_datetime(start), _as_datetime(end)
         )
 
     def get_online_features(
-        self, join_keys: dict[str, Any], include_metadata: bool = False
+        self,
+        join_keys: dict[str, Any],
+        include_metadata: bool = False,
+        request_context: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """The view's current online values for one entity, ``{"<view>.<feature>": value}``."""
+        """The view's current online values for one entity, ``{"<view>.<feature>": value}``
+        (``request_context`` carries a realtime view's request fields)."""
         from featureplane.serving.snapshot import build_snapshot
 
         state = self.workspace.state
         service = FeatureServiceSpec(name=f"__view_{self.name}", features=[_all_features(self.spec)])
         snapshot = build_snapshot(_with_service(state, service))
-        return _online(self.workspace, snapshot, service.name, join_keys, include_metadata)
+        return _online(self.workspace, snapshot, service.name, join_keys, include_metadata, request_context)
 
 
 class FeatureServiceHandle:
@@ -164,17 +195,20 @@ class FeatureServiceHandle:
         selections = self._selections()
         keys = list(dict.fromkeys(k for view, _ in selections for k in view.join_key_names))
         _check_spine(spine, timestamp_key, keys, f"feature service {self.name!r}")
-        parts = self.workspace._parts(selections)
-        return self.workspace.runtime.offline_store.get_historical_features(spine, timestamp_key, parts)
+        return self.workspace._historical(spine, timestamp_key, selections)
 
     def get_online_features(
-        self, join_keys: dict[str, Any], include_metadata: bool = False
+        self,
+        join_keys: dict[str, Any],
+        include_metadata: bool = False,
+        request_context: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """The service's current online feature vector, ``{"<view>.<feature>": value}``."""
+        """The service's current online feature vector, ``{"<view>.<feature>": value}``
+        (``request_context`` carries its realtime views' request fields)."""
         from featureplane.serving.snapshot import build_snapshot
 
         snapshot = build_snapshot(self.workspace.state)
-        return _online(self.workspace, snapshot, self.name, join_keys, include_metadata)
+        return _online(self.workspace, snapshot, self.name, join_keys, include_metadata, request_context)
 
 
 def _all_features(view: FeatureViewSpec) -> Any:
@@ -193,7 +227,12 @@ def _with_service(state: WorkspaceState, service: FeatureServiceSpec) -> Workspa
 
 
 def _online(
-    workspace: Workspace, snapshot: Any, service_name: str, join_keys: dict[str, Any], include_metadata: bool
+    workspace: Workspace,
+    snapshot: Any,
+    service_name: str,
+    join_keys: dict[str, Any],
+    include_metadata: bool,
+    request_context: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     from featureplane.serving.core import ApiError
 
@@ -204,7 +243,7 @@ def _online(
     service = snapshot.services[service_name]
     options = dict.fromkeys(("includeNames", "includeEffectiveTimes", "includeServingStatus"), True)
     try:
-        answer = workspace.lookup_service().read_features(service, join_keys, options)
+        answer = workspace.lookup_service().read_features(service, join_keys, options, request_context)
     except ApiError as exc:
         raise RetrievalError(exc.message) from None
     values: dict[str, Any] = {}

@@ -69,6 +69,16 @@ class FeatureView(Definition):
                         keys.append(key.spec())
         return keys
 
+    def feature_specs(self) -> list[FeatureSpec]:
+        specs = []
+        for feature in self.features:
+            if not hasattr(feature, "spec"):
+                raise DefinitionError(
+                    f"{self.location}: feature view {self.name!r}: features must be Attribute(...) or Aggregate(...), got {feature!r}"
+                )
+            specs.append(feature.spec())
+        return specs
+
     def spec(self) -> FeatureViewSpec:
         raise NotImplementedError
 
@@ -148,16 +158,6 @@ class BatchFeatureView(FeatureView):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.function(*args, **kwargs)
-
-    def feature_specs(self) -> list[FeatureSpec]:
-        specs = []
-        for feature in self.features:
-            if not hasattr(feature, "spec"):
-                raise DefinitionError(
-                    f"{self.location}: feature view {self.name!r}: features must be Attribute(...) or Aggregate(...), got {feature!r}"
-                )
-            specs.append(feature.spec())
-        return specs
 
     def spec(self) -> FeatureViewSpec:
         return FeatureViewSpec(

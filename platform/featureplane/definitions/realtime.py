@@ -11,6 +11,7 @@ from featureplane.definitions.feature_view import FeatureView
 from featureplane.definitions.features import Attribute
 from featureplane.definitions.transformation import (
     CONTEXT_PARAMETER,
+    REQUEST_PARAMETER,
     RealtimeContext,
     load_python_function,
     python_transformation,
@@ -18,8 +19,6 @@ from featureplane.definitions.transformation import (
 from featureplane.specs import FeatureViewSpec
 
 REALTIME_MODES = ("python",)
-# How the request source appears among a realtime transformation's parameters.
-REQUEST_PARAMETER = "__fp_request"
 
 
 class RequestSource:
@@ -98,7 +97,7 @@ class RealtimeFeatureView(FeatureView):
             entities=[],
             join_keys=[],
             sources=self.source_names,
-            features=[f.spec() for f in self.features],
+            features=self.feature_specs(),
             timestamp_field="",
             transformation=self._transformation,
             online=False,

@@ -24,6 +24,8 @@ from featureplane.specs import TransformationSpec
 START_PLACEHOLDER = "__FP_START_TIME__"
 END_PLACEHOLDER = "__FP_END_TIME__"
 CONTEXT_PARAMETER = "context"
+# How a realtime view's RequestSource appears among its transformation's parameters.
+REQUEST_PARAMETER = "__fp_request"
 PROVIDED_GLOBALS = frozenset({"pd", "np", "datetime", "timedelta", "math"})
 PANDAS_GLOBALS = frozenset({"pd", "np"})
 

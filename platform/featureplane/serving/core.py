@@ -18,6 +18,7 @@ import orjson
 
 from featureplane.online_stores.base import OnlineStore, OnlineValue
 from featureplane.registry.base import WorkspaceNotFound
+from featureplane.serving.realtime import ComputeError
 from featureplane.serving.snapshot import ServiceRead, SnapshotCache, WorkspaceSnapshot, now_us
 from featureplane.types import DataType, api_type
 
@@ -248,19 +249,29 @@ class LookupService:
         options = params.get("metadataOptions") or {}
         if not isinstance(options, dict):
             raise ApiError(400, "params.metadataOptions must be an object")
-        return self.read_features(service, params.get("joinKeyMap"), options)
+        return self.read_features(service, params.get("joinKeyMap"), options, params.get("requestContextMap"))
 
     def read_features(
-        self, service: ServiceRead, join_key_map: Any, options: dict[str, Any]
+        self,
+        service: ServiceRead,
+        join_key_map: Any,
+        options: dict[str, Any],
+        request_context_map: Any = None,
     ) -> dict[str, Any]:
         """The get-features answer for one entity of a resolved service."""
         started = time.perf_counter()
         keys = self._join_keys(service, join_key_map)
         rows = self.online_store.read(
-            [(v.table_id, tuple(keys[k] for k in v.join_keys)) for v in service.views]
+            [(v.table_id, tuple(keys[k] for k in v.join_keys)) for v in service.reads or service.views]
         )
         store_seconds = time.perf_counter() - started
-        return self._answer(service, rows, options, started, store_seconds)
+        compute_seconds = None
+        if service.computed is not None:  # realtime views, aggregates of entities without events
+            try:
+                rows, compute_seconds = service.computed.complete(rows, request_context_map)
+            except ComputeError as exc:
+                raise ApiError(exc.status, exc.message) from None
+        return self._answer(service, rows, options, started, store_seconds, compute_seconds)
 
     def _answer(
         self,
@@ -269,6 +280,7 @@ class LookupService:
         options: dict[str, Any],
         started: float,
         store_seconds: float,
+        compute_seconds: float | None = None,
     ) -> dict[str, Any]:
         now = now_us()
         values: list[Any] = []
@@ -303,6 +315,8 @@ class LookupService:
                 "serverTimeSeconds": round(server, 6),
                 "storeMaxLatency": round(store_seconds, 6),
             }
+            if compute_seconds is not None:
+                metadata["sloInfo"]["realtimeComputeSeconds"] = round(compute_seconds, 6)
         if metadata:
             answer["metadata"] = metadata
         return answer
