@@ -539,15 +539,12 @@ def projection_sql(
 
 
 def changed_keys_sql(
-    view: FeatureViewSpec, relations: Sequence[str], start_us: int, dialect: Dialect = DUCKDB
+    view: FeatureViewSpec, relations: Sequence[str], start_us: int | None, dialect: Dialect = DUCKDB
 ) -> str:
-    """Entities with tiles at or after ``start_us`` in any of the relations: the only ones whose values
-    can differ between two versions of the table or two materialized times."""
-    ts = dialect.epoch_us(q(view.timestamp_field))
-    parts = [
-        f"SELECT {_keys(view)} FROM {r} WHERE NOT ({marker_condition(view)}) AND {ts} >= {start_us}"
-        for r in relations
-    ]
+    """Entities with tiles at or after ``start_us`` (anywhere when None) in any of the relations: the
+    only ones whose values can differ between two versions of the table or two materialized times."""
+    since = "" if start_us is None else f" AND {dialect.epoch_us(q(view.timestamp_field))} >= {start_us}"
+    parts = [f"SELECT {_keys(view)} FROM {r} WHERE NOT ({marker_condition(view)}){since}" for r in relations]
     return f"SELECT DISTINCT {_keys(view)} FROM ({' UNION ALL '.join(parts)}) AS c"
 
 

@@ -7,9 +7,14 @@
 
 Step 4 is driven by a sync marker: the online store records the offline version it last matched. When
 the marker equals the version before step 3, only keys whose latest row changed between the two
-versions are written; otherwise (first run, a crash between steps 3 and 4, online turned on) every key's
-latest row is written. A rerun therefore repairs any interrupted run, and reruns and out-of-order
-backfills keep the online store equal to the as-of-now projection of the offline store.
+versions are written. After a crash between steps 3 and 4 the marker is older: every key is compared
+between the marker's version and now, so changed rows are written and vanished keys deleted. Without a
+marker (first run, online turned on) every key's latest row is written. A rerun therefore repairs any
+interrupted run, and reruns and out-of-order backfills keep the online store equal to the as-of-now
+projection of the offline store.
+
+Aggregate views store tiles; their online rows are the window values as of the end of the latest
+materialized partition (see ``featureplane.aggregation``), kept current the same way.
 """
 
 from __future__ import annotations
@@ -205,9 +210,16 @@ def sync_online(
     marker = online.sync_marker(table_id)
     incremental = before is not None and marker == before
     result.online_full_sync = not incremental
-    changes = runtime.offline_store.online_changes(
-        table_id, view, before if incremental else None, start, end
-    )
+    if incremental:
+        changes = runtime.offline_store.online_changes(table_id, view, before, start, end)
+    else:
+        # Compare every key with the version the online store last matched (the marker), if readable.
+        try:
+            changes = runtime.offline_store.online_changes(table_id, view, marker, None, None)
+        except Exception:
+            if marker is None:
+                raise
+            changes = runtime.offline_store.online_changes(table_id, view, None, None, None)
     for batch in changes.upserts:
         result.online_written += online.write(table_id, online_rows(view, batch))
     if changes.deletes:

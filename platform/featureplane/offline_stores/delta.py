@@ -228,9 +228,11 @@ class DeltaOfflineStore(OfflineStore):
             sql = aggregation.projection_sql(view, "after_t", None, after)
             return OnlineChanges(upserts=_batches(con, sql, batch_size), deletes=[])
         step = aggregation.interval_us(view)
-        since = (before - aggregation.max_finite_window(view)) * step
-        if start is not None:
-            since = min(since, _epoch_us(start))
+        since = (
+            None
+            if start is None
+            else min((before - aggregation.max_finite_window(view)) * step, _epoch_us(start))
+        )
         con.execute(
             "CREATE TEMP TABLE __fp_candidates AS "
             + aggregation.changed_keys_sql(view, ["after_t", "before_t"], since)

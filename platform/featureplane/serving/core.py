@@ -262,7 +262,7 @@ class LookupService:
         started = time.perf_counter()
         keys = self._join_keys(service, join_key_map)
         rows = self.online_store.read(
-            [(v.table_id, tuple(keys[k] for k in v.join_keys)) for v in service.reads or service.views]
+            [(v.table_id, tuple(keys[k] for k in v.join_keys)) for v in service.reads]
         )
         store_seconds = time.perf_counter() - started
         compute_seconds = None

@@ -35,16 +35,20 @@ class ViewRead:
 @dataclass(frozen=True)
 class ServiceRead:
     """A resolved feature service. ``reads`` are the rows to fetch (its batch views and the views its
-    realtime views read); ``computed`` turns them into one row per view in ``views`` (None when every
-    view's row is read as it is)."""
+    realtime views read; ``views`` when not given); ``computed`` turns them into one row per view in
+    ``views`` (None when every view's row is read as it is)."""
 
     name: str
     views: tuple[ViewRead, ...]
     join_keys: tuple[tuple[str, DataType], ...]
     request_context: tuple[tuple[str, DataType], ...] = ()
     online_serving_enabled: bool = True
-    reads: tuple[ViewRead, ...] = ()
+    reads: tuple[ViewRead, ...] = None  # type: ignore[assignment]
     computed: ComputePlan | None = None
+
+    def __post_init__(self) -> None:
+        if self.reads is None:
+            object.__setattr__(self, "reads", self.views)
 
     @property
     def feature_names(self) -> list[str]:
