@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from featureplane.definitions.transformation import RealtimeContext
 from featureplane.online_stores.base import OnlineValue
 from featureplane.types import DataType
 
@@ -180,6 +179,8 @@ def run_realtime(
     view: RealtimeRead, rows: Sequence[OnlineValue | None], request: dict[str, Any], now_us: int
 ) -> list[Any]:
     """Call the view's function and check its answer; ComputeError 500 naming the view if it fails."""
+    from featureplane.definitions.transformation import RealtimeContext  # loaded with the function already
+
     arguments: list[Any] = []
     for item in view.inputs:
         if item.kind == REQUEST:
