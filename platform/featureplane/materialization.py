@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from featureplane.runtime import Runtime
 
 Progress = Callable[[str], None]
+# A window holding every row: diffing two versions over it compares every key.
+ALL_TIME = (datetime(1, 1, 1), datetime(9999, 12, 31))
 Validator = Callable[[FeatureViewSpec, "pa.Table", datetime, datetime], list[Any]]
 
 
@@ -215,7 +217,7 @@ def sync_online(
     else:
         # Compare every key with the version the online store last matched (the marker), if readable.
         try:
-            changes = runtime.offline_store.online_changes(table_id, view, marker, None, None)
+            changes = runtime.offline_store.online_changes(table_id, view, marker, *ALL_TIME)
         except Exception:
             if marker is None:
                 raise
