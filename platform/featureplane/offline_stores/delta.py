@@ -269,8 +269,10 @@ class DeltaOfflineStore(OfflineStore):
         key_columns = ", ".join(
             f"CAST({q(name)} AS {to_sql(key.type)}) AS {q(name)}" for name, key in needed_keys.items()
         )
+        # Aggregate parts read the spine twice (their points, then the join): copy it once for them.
+        kind = "TABLE" if any(part.view.is_aggregate for part in parts) else "VIEW"
         con.execute(
-            f"CREATE TEMP TABLE spine AS SELECT {ROW_COLUMN}, CAST({q(timestamp_key)} AS TIMESTAMP) AS {SPINE_TS}"
+            f"CREATE TEMP {kind} spine AS SELECT {ROW_COLUMN}, CAST({q(timestamp_key)} AS TIMESTAMP) AS {SPINE_TS}"
             f"{', ' if key_columns else ''}{key_columns} FROM spine_in"
         ).fetchall()
         selects, joins = [], []
@@ -301,8 +303,8 @@ class DeltaOfflineStore(OfflineStore):
                         f"THEN {value} END"
                     )
                 selects.append(f"{value} AS {q(out)}")
-        sql = f"SELECT s.{ROW_COLUMN}, {', '.join(selects)} FROM spine AS s {' '.join(joins)} ORDER BY s.{ROW_COLUMN}"
-        features = con.sql(sql).to_arrow_table().drop_columns([ROW_COLUMN]).to_pandas()
+        sql = f"SELECT s.{ROW_COLUMN}, {', '.join(selects)} FROM spine AS s {' '.join(joins)}"
+        features = _in_spine_order(con.sql(sql).to_arrow_table()).to_pandas()
         result = pd.concat([spine.reset_index(drop=True), features], axis=1)
         result.index = spine.index
         return result
@@ -329,6 +331,17 @@ class DeltaOfflineStore(OfflineStore):
             f"ORDER BY {keys}, _valid_from"
         )
         return con.sql(sql).df()
+
+
+def _in_spine_order(table: pa.Table) -> pa.Table:
+    """The joined rows back in spine order. Row numbers are a permutation of 0..n-1, so scattering
+    positions by row number (linear) replaces a sort of the whole result."""
+    import numpy as np
+
+    rows = table.column(ROW_COLUMN).to_numpy()
+    order = np.empty(len(rows), dtype=np.int64)
+    order[rows] = np.arange(len(rows), dtype=np.int64)
+    return table.drop_columns([ROW_COLUMN]).take(order)
 
 
 def _epoch_us(value: datetime) -> int:
