@@ -56,7 +56,8 @@ def _tags(tags: dict[str, str]) -> dict[str, str]:
 
 def view_metadata(state: WorkspaceState, view: FeatureViewSpec) -> dict:
     columns = [dg.TableColumn(k.name, k.dtype, description="join key") for k in view.join_keys]
-    columns.append(dg.TableColumn(view.timestamp_field, "timestamp", description="event time"))
+    if view.timestamp_field:  # realtime views have none
+        columns.append(dg.TableColumn(view.timestamp_field, "timestamp", description="event time"))
     columns += [dg.TableColumn(f.name, f.dtype, description=f.kind) for f in view.features]
     return {
         "dagster/column_schema": dg.TableSchema(columns=columns),
@@ -91,13 +92,23 @@ def source_spec(source: SourceSpec) -> dg.AssetSpec:
 
 
 def view_spec(state: WorkspaceState, view: FeatureViewSpec) -> dg.AssetSpec:
-    """A development workspace's view: visible with lineage, never materialized."""
+    """A view that is never materialized (a development workspace's, or a realtime view): visible,
+    with lineage."""
     sources = state.definitions.sources
+    views = state.definitions.feature_views  # a realtime view reads other views
     return dg.AssetSpec(
         key=[state.name, view.name],
-        deps=[sources[s].asset_key for s in view.sources if s in sources],
+        deps=[
+            sources[s].asset_key if s in sources else [state.name, s]
+            for s in view.sources
+            if s in sources or s in views
+        ],
         description=(view.description or f"Feature view {view.name}")
-        + f"\n\nDevelopment workspace `{state.name}`: not materialized.",
+        + (
+            "\n\nRealtime: computed per request by the lookup service."
+            if view.is_realtime
+            else f"\n\nDevelopment workspace `{state.name}`: not materialized."
+        ),
         group_name=state.name,
         metadata=view_metadata(state, view),
         kinds={"featureview"},

@@ -1,4 +1,5 @@
-from feature_views.transactions import user_daily_spend
+from feature_views.realtime import transaction_amount_vs_history
+from feature_views.transactions import user_daily_spend, user_transaction_metrics
 from feature_views.users import user_profile
 
 from featureplane import FeatureService
@@ -8,7 +9,13 @@ fraud_detection = FeatureService(
     features=[
         user_daily_spend,
         user_profile[["age", "country", "credit_limit"]],
+        user_transaction_metrics,
+        transaction_amount_vs_history,
     ],
     owner="fraud-team@example.com",
-    description="Features of the card-fraud model: yesterday's spending and the card holder's profile.",
+    description=(
+        "Features of the card-fraud model: yesterday's spending, the card holder's profile, their "
+        "transaction counts and amounts over sliding windows, and how the amount being authorised "
+        "compares with their last 30 days (sent as requestContextMap.amount)."
+    ),
 )

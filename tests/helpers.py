@@ -124,3 +124,23 @@ def click(user: str, ts: str, score: float | None = None, **more) -> dict:
     if score is not None:
         record["score"] = score
     return {"record": record}
+
+
+def rows_sql(columns: dict[str, str], rows: list[dict]) -> str:
+    """A SELECT of literal rows, typed by ``columns`` (name -> SQL type), for ``make_warehouse``."""
+    from datetime import datetime
+
+    def literal(value, sql_type: str) -> str:
+        if value is None:
+            return f"CAST(NULL AS {sql_type})"
+        if isinstance(value, datetime):
+            return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
+        if isinstance(value, str):
+            return "'" + value.replace("'", "''") + "'"
+        return f"CAST({value!r} AS {sql_type})"
+
+    if not rows:
+        empty = ", ".join(f"CAST(NULL AS {t}) AS {c}" for c, t in columns.items())
+        return f"SELECT {empty} WHERE FALSE"
+    values = ", ".join("(" + ", ".join(literal(row[c], t) for c, t in columns.items()) + ")" for row in rows)
+    return f"SELECT * FROM (VALUES {values}) AS t({', '.join(columns)})"

@@ -37,6 +37,8 @@ ENTRY_MODULES = [
     "featureplane.ingest.log",
     "featureplane.access.verifier",
     "featureplane.serving.monitor",
+    "featureplane.aggregation",  # empty-window values of aggregate features
+    "featureplane.serving.realtime",
 ]
 BUNDLED = ["orjson", "PyYAML"]  # distribution names, pinned in constraints.txt
 HEAVY = ["pandas", "pyarrow", "numpy", "duckdb", "dagster", "dbt", "great_expectations", "snowflake.connector",

@@ -3,7 +3,7 @@ from datetime import datetime, timedelta
 from data_sources import transactions
 from entities import user
 
-from featureplane import Attribute, Between, Float64, Int64, MeanBetween, batch_feature_view
+from featureplane import Aggregate, Attribute, Between, Float64, Int64, MeanBetween, batch_feature_view
 
 FEATURE_START = datetime(2026, 8, 1)
 
@@ -52,4 +52,34 @@ def user_daily_spend(transactions):
             AVG(IFF(HOUR(ts) < 5, 1.0, 0.0)::FLOAT) AS night_share
         FROM {transactions}
         GROUP BY user_id, DATE_TRUNC('day', ts)
+    """
+
+
+@batch_feature_view(
+    sources=[transactions],
+    entities=[user],
+    mode="snowflake_sql",
+    aggregation_interval=timedelta(hours=1),
+    features=[
+        *(Aggregate("amount", "count", window) for window in ("1h", "1d", "7d", "30d")),
+        *(Aggregate("amount", "sum", window) for window in ("1h", "1d", "7d", "30d")),
+        Aggregate("amount", "mean", "30d"),
+        Aggregate("amount", "stddev_samp", "30d"),
+    ],
+    timestamp_field="ts",
+    feature_start_time=FEATURE_START,
+    batch_schedule=timedelta(days=1),
+    online=True,
+    offline=True,
+    owner="fraud-team@example.com",
+    tags={"domain": "payments"},
+)
+def user_transaction_metrics(transactions):
+    """Each user's transaction counts and amounts over the last hour, day, week and 30 days.
+
+    Stored as hourly partial aggregates; a value at time t covers the windows ending at t's hour.
+    """
+    return f"""
+        SELECT user_id, ts, amount
+        FROM {transactions}
     """

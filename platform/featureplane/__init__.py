@@ -13,9 +13,10 @@ from featureplane.definitions.feature_view import (
     batch_feature_view,
     dbt_feature_view,
 )
-from featureplane.definitions.features import Attribute
+from featureplane.definitions.features import Aggregate, Attribute, LifetimeWindow, last_n
+from featureplane.definitions.realtime import RealtimeFeatureView, RequestSource, realtime_feature_view
 from featureplane.definitions.sources import BatchSource, DbtModel, PushSource
-from featureplane.definitions.transformation import MaterializationContext
+from featureplane.definitions.transformation import MaterializationContext, RealtimeContext
 from featureplane.monitoring.expectations import (
     Between,
     Expectation,
@@ -40,6 +41,7 @@ def get_workspace(name: str, *, config=None):
 
 
 __all__ = [
+    "Aggregate",
     "Array",
     "Attribute",
     "BatchFeatureView",
@@ -57,11 +59,15 @@ __all__ = [
     "Float64",
     "InSet",
     "Int64",
+    "LifetimeWindow",
     "MatchesRegex",
     "MaterializationContext",
     "MeanBetween",
     "NotNull",
     "PushSource",
+    "RealtimeContext",
+    "RealtimeFeatureView",
+    "RequestSource",
     "RowCountBetween",
     "String",
     "Timestamp",
@@ -69,4 +75,6 @@ __all__ = [
     "batch_feature_view",
     "dbt_feature_view",
     "get_workspace",
+    "last_n",
+    "realtime_feature_view",
 ]

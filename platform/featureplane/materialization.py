@@ -7,9 +7,14 @@
 
 Step 4 is driven by a sync marker: the online store records the offline version it last matched. When
 the marker equals the version before step 3, only keys whose latest row changed between the two
-versions are written; otherwise (first run, a crash between steps 3 and 4, online turned on) every key's
-latest row is written. A rerun therefore repairs any interrupted run, and reruns and out-of-order
-backfills keep the online store equal to the as-of-now projection of the offline store.
+versions are written. After a crash between steps 3 and 4 the marker is older: every key is compared
+between the marker's version and now, so changed rows are written and vanished keys deleted. Without a
+marker (first run, online turned on) every key's latest row is written. A rerun therefore repairs any
+interrupted run, and reruns and out-of-order backfills keep the online store equal to the as-of-now
+projection of the offline store.
+
+Aggregate views store tiles; their online rows are the window values as of the end of the latest
+materialized partition (see ``featureplane.aggregation``), kept current the same way.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ if TYPE_CHECKING:
     from featureplane.runtime import Runtime
 
 Progress = Callable[[str], None]
+# A window holding every row: diffing two versions over it compares every key.
+ALL_TIME = (datetime(1, 1, 1), datetime(9999, 12, 31))
 Validator = Callable[[FeatureViewSpec, "pa.Table", datetime, datetime], list[Any]]
 
 
@@ -196,8 +203,14 @@ def materialize(
         result.seconds["transform"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
+        # Validators check what is written: an aggregate view's tiles, a plain view's rows.
+        checked = view
+        if view.is_aggregate:
+            from featureplane.aggregation import storage_view
+
+            checked = storage_view(view)
         for validator in validators or []:
-            result.checks += validator(view, as_arrow(table), start, end)
+            result.checks += validator(checked, as_arrow(table), start, end)
         blocking = [
             c for c in result.checks if getattr(c, "blocking", False) and not getattr(c, "passed", True)
         ]
@@ -210,6 +223,10 @@ def materialize(
         _check_keys(view, table)
         result.seconds["validate"] = time.perf_counter() - clock
 
+        if view.is_aggregate:
+            from featureplane.aggregation import with_markers
+
+            table = with_markers(view, table, parts)
         clock = time.perf_counter()
         before = runtime.offline_store.version(table_id)
         result.offline_version = runtime.offline_store.write_window(table_id, view, start, end, table)
@@ -240,9 +257,16 @@ def sync_online(
     marker = online.sync_marker(table_id)
     incremental = before is not None and marker == before
     result.online_full_sync = not incremental
-    changes = runtime.offline_store.online_changes(
-        table_id, view, before if incremental else None, start, end
-    )
+    if incremental:
+        changes = runtime.offline_store.online_changes(table_id, view, before, start, end)
+    else:
+        # Compare every key with the version the online store last matched (the marker), if readable.
+        try:
+            changes = runtime.offline_store.online_changes(table_id, view, marker, *ALL_TIME)
+        except Exception:
+            if marker is None:
+                raise
+            changes = runtime.offline_store.online_changes(table_id, view, None, None, None)
     import duckdb
 
     con = duckdb.connect()

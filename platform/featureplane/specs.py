@@ -112,7 +112,8 @@ class SourceSpec:
 @dataclass(frozen=True)
 class FeatureViewSpec:
     """A feature view: ``batch`` (materialized from batch sources), ``realtime`` (computed per request)
-    or ``table`` (a FeatureTable written through ingest)."""
+    or ``table`` (a FeatureTable written through ingest). A realtime view's ``sources`` are the feature
+    views it reads and ``request_schema`` the request-time fields it needs."""
 
     name: str
     kind: str
@@ -135,6 +136,7 @@ class FeatureViewSpec:
     partitions_per_run: int | None = None
     expectations: list[dict[str, Any]] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
+    request_schema: list[FieldSpec] = field(default_factory=list)
     location: str = ""
     monitor_freshness: bool = True
     expected_freshness_seconds: int | None = None
@@ -142,6 +144,10 @@ class FeatureViewSpec:
     @property
     def is_batch(self) -> bool:
         return self.kind == "batch"
+
+    @property
+    def is_realtime(self) -> bool:
+        return self.kind == "realtime"
 
     @property
     def is_aggregate(self) -> bool:
@@ -234,7 +240,7 @@ def _build(cls: type, data: dict[str, Any]) -> Any:
 def _convert(cls: type, key: str, value: Any) -> Any:
     if value is None:
         return None
-    if key in ("join_keys", "schema"):
+    if key in ("join_keys", "schema", "request_schema"):
         return [FieldSpec(**v) for v in value]
     if key == "features" and cls is FeatureViewSpec:
         return [_build(FeatureSpec, v) for v in value]

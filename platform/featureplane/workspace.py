@@ -144,6 +144,35 @@ class Workspace:
         end = align_down(latest, view.schedule) + view.schedule
         return self.runtime.engine.run_transformation(view, self.state.definitions.sources, start, end)
 
+    def _historical(
+        self,
+        spine: pd.DataFrame,
+        timestamp_key: str,
+        selections: list[tuple[FeatureViewSpec, list[str]]],
+        from_source: bool = False,
+    ) -> pd.DataFrame:
+        """A point-in-time training set; realtime views run row by row over the joined spine."""
+        offline = self.runtime.offline_store
+
+        def parts(chosen: list[tuple[FeatureViewSpec, list[str]]]) -> list[RetrievalPart]:
+            return self._parts(chosen, spine, timestamp_key, from_source)
+
+        if not any(view.is_realtime for view, _ in selections):
+            return offline.get_historical_features(spine, timestamp_key, parts(selections))
+        from featureplane.realtime_retrieval import RealtimeRetrievalError, historical_features
+
+        try:
+            return historical_features(
+                spine,
+                timestamp_key,
+                selections,
+                self.state.definitions.feature_views,
+                parts,
+                lambda frame, chosen: offline.get_historical_features(frame, timestamp_key, chosen),
+            )
+        except RealtimeRetrievalError as exc:
+            raise RetrievalError(str(exc)) from None
+
 
 class FeatureViewHandle:
     def __init__(self, workspace: Workspace, spec: FeatureViewSpec) -> None:
@@ -165,10 +194,9 @@ class FeatureViewHandle:
         ``from_source=True`` computes the features from the view's sources instead of the offline store
         (works in development workspaces and before a view is materialized)."""
         _check_spine(spine, timestamp_key, self.spec.join_key_names, f"feature view {self.name!r}")
-        parts = self.workspace._parts(
-            [(self.spec, self.spec.feature_names)], spine, timestamp_key, from_source
+        return self.workspace._historical(
+            spine, timestamp_key, [(self.spec, self.spec.feature_names)], from_source
         )
-        return self.workspace.runtime.offline_store.get_historical_features(spine, timestamp_key, parts)
 
     def run_transformation(self, start: Any, end: Any) -> pd.DataFrame:
         """The view's transformation output for ``[start, end)``, computed now from its sources."""
@@ -180,7 +208,14 @@ class FeatureViewHandle:
         return to_pandas(table)
 
     def get_features_in_range(self, start: Any, end: Any) -> pd.DataFrame:
-        """Feature rows valid at some time in ``[start, end)``, with ``_valid_from`` and ``_valid_to``."""
+        """Feature rows valid at some time in ``[start, end)``, with ``_valid_from`` and ``_valid_to``.
+
+        For an aggregate view, each entity's window values with the interval in which they hold."""
+        if self.spec.is_realtime:
+            raise RetrievalError(
+                f"feature view {self.name!r} is computed per request and stores no values; use "
+                "get_historical_features with a spine that carries its request fields"
+            )
         (part,) = self.workspace._parts([(self.spec, self.spec.feature_names)])
         return self.workspace.runtime.offline_store.features_in_range(
             part.table_id, self.spec, _as_datetime(start), _as_datetime(end)
@@ -223,15 +258,19 @@ class FeatureViewHandle:
         }
 
     def get_online_features(
-        self, join_keys: dict[str, Any], include_metadata: bool = False
+        self,
+        join_keys: dict[str, Any],
+        include_metadata: bool = False,
+        request_context: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """The view's current online values for one entity, ``{"<view>.<feature>": value}``."""
+        """The view's current online values for one entity, ``{"<view>.<feature>": value}``
+        (``request_context`` carries a realtime view's request fields)."""
         from featureplane.serving.snapshot import build_snapshot
 
         state = self.workspace.state
         service = FeatureServiceSpec(name=f"__view_{self.name}", features=[_all_features(self.spec)])
         snapshot = build_snapshot(_with_service(state, service))
-        return _online(self.workspace, snapshot, service.name, join_keys, include_metadata)
+        return _online(self.workspace, snapshot, service.name, join_keys, include_metadata, request_context)
 
 
 class FeatureServiceHandle:
@@ -258,17 +297,20 @@ class FeatureServiceHandle:
         selections = self._selections()
         keys = list(dict.fromkeys(k for view, _ in selections for k in view.join_key_names))
         _check_spine(spine, timestamp_key, keys, f"feature service {self.name!r}")
-        parts = self.workspace._parts(selections, spine, timestamp_key, from_source)
-        return self.workspace.runtime.offline_store.get_historical_features(spine, timestamp_key, parts)
+        return self.workspace._historical(spine, timestamp_key, selections, from_source)
 
     def get_online_features(
-        self, join_keys: dict[str, Any], include_metadata: bool = False
+        self,
+        join_keys: dict[str, Any],
+        include_metadata: bool = False,
+        request_context: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """The service's current online feature vector, ``{"<view>.<feature>": value}``."""
+        """The service's current online feature vector, ``{"<view>.<feature>": value}``
+        (``request_context`` carries its realtime views' request fields)."""
         from featureplane.serving.snapshot import build_snapshot
 
         snapshot = build_snapshot(self.workspace.state)
-        return _online(self.workspace, snapshot, self.name, join_keys, include_metadata)
+        return _online(self.workspace, snapshot, self.name, join_keys, include_metadata, request_context)
 
 
 def _rows(df: Any) -> list[dict[str, Any]]:
@@ -309,7 +351,12 @@ def _with_service(state: WorkspaceState, service: FeatureServiceSpec) -> Workspa
 
 
 def _online(
-    workspace: Workspace, snapshot: Any, service_name: str, join_keys: dict[str, Any], include_metadata: bool
+    workspace: Workspace,
+    snapshot: Any,
+    service_name: str,
+    join_keys: dict[str, Any],
+    include_metadata: bool,
+    request_context: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     from featureplane.serving.core import ApiError
 
@@ -320,7 +367,7 @@ def _online(
     service = snapshot.services[service_name]
     options = dict.fromkeys(("includeNames", "includeEffectiveTimes", "includeServingStatus"), True)
     try:
-        answer = workspace.lookup_service().read_features(service, join_keys, options)
+        answer = workspace.lookup_service().read_features(service, join_keys, options, request_context)
     except ApiError as exc:
         raise RetrievalError(exc.message) from None
     values: dict[str, Any] = {}

@@ -73,17 +73,23 @@ def test_example_applied_materialized_by_dagster_and_served_from_dynamodb(
                     "workspaceName": "prod",
                     "featureServiceName": "fraud_detection",
                     "joinKeyMap": {"user_id": "user_3"},
+                    "requestContextMap": {"amount": 250.0},
                     "metadataOptions": {"includeNames": True, "includeServingStatus": True},
                 }
             },
         )
         assert status == 200, body
-        assert proxy.calls == {"BatchGetItem": 1}  # both views of the service in one round trip
-        values = body["result"]["features"]
-        assert values[-3:] == [str(profile["user_3"][2]), profile["user_3"][3], profile["user_3"][4]]
-        statuses = [m["status"] for m in body["metadata"]["features"]]
+        assert proxy.calls == {"BatchGetItem": 1}  # every stored view of the service in one round trip
+        answer = {
+            m["name"]: (v, m["status"])
+            for v, m in zip(body["result"]["features"], body["metadata"]["features"], strict=True)
+        }
+        assert [answer[f"user_profile.{f}"][0] for f in ("age", "country", "credit_limit")] == [
+            str(profile["user_3"][2]), profile["user_3"][3], profile["user_3"][4],
+        ]  # fmt: skip
+        assert {answer[f"user_profile.{f}"][1] for f in ("age", "country", "credit_limit")} == {"PRESENT"}
         # The daily spend rows are from 2026-10 and their ttl is one day: expired, so MISSING_DATA.
-        assert statuses[:5] == ["MISSING_DATA"] * 5 and statuses[5:] == ["PRESENT"] * 3
+        assert {s for n, (_, s) in answer.items() if n.startswith("user_daily_spend.")} == {"MISSING_DATA"}
 
         status, body = post_json(
             server.url + GET_FEATURES,

@@ -90,18 +90,20 @@ def test_dagster_cli_partition_and_range_then_serve_and_train(applied_example, d
                 "workspaceName": "prod",
                 "featureServiceName": "fraud_detection",
                 "joinKeyMap": {"user_id": "user_3"},
+                "requestContextMap": {"amount": 42.5},
                 "metadataOptions": {"includeNames": True, "includeServingStatus": True},
             }
         },
     )
     assert status == 200
     names = [m["name"] for m in body["metadata"]["features"]]
-    assert names[-3:] == ["user_profile.age", "user_profile.country", "user_profile.credit_limit"]
+    assert names[5:8] == ["user_profile.age", "user_profile.country", "user_profile.credit_limit"]
     values = body["result"]["features"]
-    assert values[-3:] == [str(profile["user_3"][2]), profile["user_3"][3], profile["user_3"][4]]
-    # The daily spend rows are from 2026-10 and their ttl is one day: expired by now.
+    assert values[5:8] == [str(profile["user_3"][2]), profile["user_3"][3], profile["user_3"][4]]
+    # The daily spend rows are from 2026-10 and their ttl is one day: expired by now. The aggregates
+    # (not materialized here) are empty windows and the realtime view is computed: both present.
     statuses = [m["status"] for m in body["metadata"]["features"]]
-    assert statuses[:5] == ["MISSING_DATA"] * 5 and statuses[5:] == ["PRESENT"] * 3
+    assert statuses[:5] == ["MISSING_DATA"] * 5 and set(statuses[5:]) == {"PRESENT"}
 
     status, body = post_json(
         server.url + GET_FEATURES,
@@ -128,7 +130,11 @@ def test_dagster_cli_partition_and_range_then_serve_and_train(applied_example, d
     )
     day = next(r for r in full if r[0] == "user_3")
     spine = pd.DataFrame(
-        {"user_id": ["user_3", "user_3"], "ts": [day[1], day[1] - pd.Timedelta(microseconds=1)]}
+        {
+            "user_id": ["user_3", "user_3"],
+            "ts": [day[1], day[1] - pd.Timedelta(microseconds=1)],
+            "amount": [42.5, 42.5],  # the realtime view's request field
+        }
     )
     training = service.get_historical_features(spine, timestamp_key="ts")
     assert training["user_daily_spend__spend"].iloc[0] == pytest.approx(day[2])
@@ -160,7 +166,13 @@ def test_code_location_builds_assets_for_live_and_development_workspaces(applied
     assert set(service.parent_keys) == {
         dg.AssetKey(["prod", "user_daily_spend"]),
         dg.AssetKey(["prod", "user_profile"]),
+        dg.AssetKey(["prod", "user_transaction_metrics"]),
+        dg.AssetKey(["prod", "transaction_amount_vs_history"]),
     }
+    # The realtime view is computed per request: visible with lineage, never materialized.
+    realtime = graph.get(dg.AssetKey(["prod", "transaction_amount_vs_history"]))
+    assert not realtime.is_materializable
+    assert set(realtime.parent_keys) == {dg.AssetKey(["prod", "user_transaction_metrics"])}
     assert live.metadata["owner"] == "fraud-team@example.com"
     assert sorted(s.name for s in defs.schedules) == [
         "prod__daily__from_2026_08_01_schedule",

@@ -84,6 +84,11 @@ fraud_detection_full = FeatureService(
     name="fraud_detection_full",
     features=[user_daily_spend, user_profile, user_daily_merchants[["transactions", "mean_amount"]]],
 )
+
+fraud_detection_batch = FeatureService(
+    name="fraud_detection_batch",
+    features=[user_daily_spend, user_profile[["age", "country", "credit_limit"]]],
+)
 '''
 VIEWS = ("user_daily_spend", "user_profile", "user_daily_merchants")
 LAST = datetime.combine(SMALL_END, datetime.min.time())
@@ -185,13 +190,13 @@ def spine() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["user_id", "ts", "label"]).sample(frac=1.0, random_state=3)
 
 
-@pytest.mark.parametrize("service", ["fraud_detection", "fraud_detection_full"])
+@pytest.mark.parametrize("service", ["fraud_detection_batch", "fraud_detection_full"])
 def test_training_sets_are_identical(sides, service):
     duck, snow = sides
     expected = duck.workspace.get_feature_service(service).get_historical_features(spine(), "ts")
     actual = snow.workspace.get_feature_service(service).get_historical_features(spine(), "ts")
     assert expected.notna().sum().min() > 0
-    exact = service == "fraud_detection"
+    exact = service == "fraud_detection_batch"
     pd.testing.assert_frame_equal(actual, expected, check_exact=exact, rtol=0 if exact else SNOWPARK_RTOL)
 
 
@@ -255,7 +260,7 @@ def test_asof_join_sql_is_what_snowflake_gets(sides):
     store = SnowflakeOfflineStore(config)
     parts = [
         RetrievalPart(snow.state.feature_view(p.view), snow.state.table_id(p.view), p.features)
-        for p in snow.state.feature_service("fraud_detection").features
+        for p in snow.state.feature_service("fraud_detection_batch").features
     ]
     try:
         with pytest.raises(SnowflakeError, match="MATCH_CONDITION"):
@@ -301,6 +306,6 @@ def test_asof_join_sql_is_what_snowflake_gets(sides):
     con.register("uploaded", spine_table(spine(), "ts", {"user_id": spend.join_keys[0].type}))
     con.execute(f'CREATE TABLE "{spine_name}" AS SELECT * FROM uploaded').fetchall()
     asof = con.sql(statement.sql(dialect="duckdb")).df().drop(columns="__fp_row")
-    expected = duck.workspace.get_feature_service("fraud_detection").get_historical_features(spine(), "ts")
+    expected = duck.workspace.get_feature_service("fraud_detection_batch").get_historical_features(spine(), "ts")
     expected = expected.drop(columns=["user_id", "ts", "label"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(asof, expected, check_dtype=False, check_exact=True)

@@ -80,10 +80,17 @@ class FeatureView(Definition):
                         keys.append(key.spec())
         return keys
 
-    def spec(self) -> FeatureViewSpec:
-        raise NotImplementedError
-
     def feature_specs(self) -> list[FeatureSpec]:
+        specs = []
+        for feature in self.features:
+            if not hasattr(feature, "spec"):
+                raise DefinitionError(
+                    f"{self.location}: feature view {self.name!r}: features must be Attribute(...) or Aggregate(...), got {feature!r}"
+                )
+            specs.append(feature.spec())
+        return specs
+
+    def spec(self) -> FeatureViewSpec:
         raise NotImplementedError
 
     def _view_spec(self, **fields: Any) -> FeatureViewSpec:
@@ -219,16 +226,6 @@ class BatchFeatureView(FeatureView):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.function(*args, **kwargs)
-
-    def feature_specs(self) -> list[FeatureSpec]:
-        specs = []
-        for feature in self.features:
-            if not hasattr(feature, "spec"):
-                raise DefinitionError(
-                    f"{self.location}: feature view {self.name!r}: features must be Attribute(...) or Aggregate(...), got {feature!r}"
-                )
-            specs.append(feature.spec())
-        return specs
 
     def spec(self) -> FeatureViewSpec:
         return self._view_spec(

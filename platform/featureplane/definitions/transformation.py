@@ -24,7 +24,10 @@ from featureplane.specs import TransformationSpec
 START_PLACEHOLDER = "__FP_START_TIME__"
 END_PLACEHOLDER = "__FP_END_TIME__"
 CONTEXT_PARAMETER = "context"
+# How a realtime view's RequestSource appears among its transformation's parameters.
+REQUEST_PARAMETER = "__fp_request"
 PROVIDED_GLOBALS = frozenset({"pd", "np", "datetime", "timedelta", "math"})
+PANDAS_GLOBALS = frozenset({"pd", "np"})
 
 
 def source_placeholder(source_name: str) -> str:
@@ -56,6 +59,17 @@ class MaterializationContext:
 
     def __repr__(self) -> str:
         return f"MaterializationContext(start_time={self.start_time}, end_time={self.end_time})"
+
+
+class RealtimeContext:
+    """What a realtime transformation knows about the request: ``request_timestamp`` (naive UTC), the
+    time of the lookup online and the spine's timestamp in a training set."""
+
+    def __init__(self, request_timestamp: datetime) -> None:
+        self.request_timestamp = request_timestamp
+
+    def __repr__(self) -> str:
+        return f"RealtimeContext(request_timestamp={self.request_timestamp})"
 
 
 def parameters_of(fn: Callable, source_names: list[str], where: str) -> list[str]:
@@ -98,11 +112,11 @@ def sql_transformation(fn: Callable, source_names: list[str], where: str) -> Tra
 def python_transformation(fn: Callable, mode: str, source_names: list[str], where: str) -> TransformationSpec:
     parameters = parameters_of(fn, source_names, where)
     return TransformationSpec(
-        mode=mode, function_name=fn.__name__, parameters=parameters, python=function_source(fn, where)
+        mode=mode, function_name=fn.__name__, parameters=parameters, python=function_source(fn, where, mode)
     )
 
 
-def function_source(fn: Callable, where: str) -> str:
+def function_source(fn: Callable, where: str, mode: str = "pandas") -> str:
     """The function's source, decorators removed and normalised (comments and formatting do not count)."""
     try:
         text = textwrap.dedent(inspect.getsource(fn))
@@ -121,11 +135,13 @@ def function_source(fn: Callable, where: str) -> str:
         raise DefinitionError(f"{where}: cannot find the definition of {fn.__name__}() in its source")
     node.decorator_list = []
     source = ast.unparse(node)
-    _check_free_names(fn, source, where)
+    _check_free_names(
+        fn, source, where, PROVIDED_GLOBALS - PANDAS_GLOBALS if mode == "python" else PROVIDED_GLOBALS
+    )
     return source
 
 
-def _check_free_names(fn: Callable, source: str, where: str) -> None:
+def _check_free_names(fn: Callable, source: str, where: str, provided: frozenset[str]) -> None:
     table = symtable.symtable(source, "<transformation>", "exec")
     function_table = next(t for t in table.get_children() if t.get_name() == fn.__name__)
     unknown: set[str] = set()
@@ -134,7 +150,7 @@ def _check_free_names(fn: Callable, source: str, where: str) -> None:
         for symbol in t.get_symbols():
             if symbol.is_global() and symbol.is_referenced():
                 name = symbol.get_name()
-                if not hasattr(builtins, name) and name not in PROVIDED_GLOBALS:
+                if not hasattr(builtins, name) and name not in provided:
                     unknown.add(name)
         for child in t.get_children():
             visit(child)
@@ -144,7 +160,8 @@ def _check_free_names(fn: Callable, source: str, where: str) -> None:
         names = ", ".join(sorted(unknown))
         raise DefinitionError(
             f"{where}: {fn.__name__}() uses module-level name(s) {names}; transformations are stored as source "
-            "and run on their own, so import or define them inside the function (pandas is available as pd)"
+            "and run on their own, so import or define them inside the function"
+            + (" (pandas is available as pd)" if "pd" in provided else "")
         )
 
 

@@ -323,13 +323,21 @@ class DuckDBEngine(Engine):
         return f"SELECT * FROM {quote(name)}"
 
     def _conform(self, view: FeatureViewSpec, inner: str, start: datetime, end: datetime) -> pa.Table:
-        """Select the declared columns, check and cast their types, keep rows inside the window."""
+        """Select the declared columns, check and cast their types, keep rows inside the window; for an
+        aggregate view, fold the rows into tiles in the same query."""
         actual = {
             name.lower(): (name, duckdb_type(dtype), dtype) for name, dtype in self._describe_sql(inner)
         }
-        wanted = [(k.name, k.type) for k in view.join_keys]
+        wanted: list[tuple[str, DataType | None]] = [(k.name, k.type) for k in view.join_keys]
         wanted.append((view.timestamp_field, Timestamp))
         wanted += [(f.column or f.name, f.type) for f in view.features if f.kind == "attribute"]
+        if view.is_aggregate:
+            from featureplane.aggregation import input_columns, typed_input_columns
+
+            typed = typed_input_columns(view)
+            selected = {name.lower() for name, _ in wanted}
+            # Columns that are only counted keep their type (None); the others are cast to the declared type.
+            wanted += [(c, typed.get(c)) for c in input_columns(view) if c.lower() not in selected]
         problems = []
         columns = []
         for name, declared in wanted:
@@ -338,6 +346,9 @@ class DuckDBEngine(Engine):
                 problems.append(f"column {name!r} is missing from the output")
                 continue
             real_name, dtype, raw = found
+            if declared is None:
+                columns.append(f"{quote(real_name)} AS {quote(name)}")
+                continue
             if dtype is None or not compatible(declared, dtype):
                 problems.append(f"column {name!r} is {raw} but is declared {declared!r}")
                 continue
@@ -349,13 +360,16 @@ class DuckDBEngine(Engine):
                 + f" (output columns: {', '.join(v[0] for v in actual.values())})"
             )
         ts = quote(actual[view.timestamp_field.lower()][0])
-        order = ", ".join(quote(k.name) for k in view.join_keys) + f", {quote(view.timestamp_field)}"
         sql = (
             f"SELECT {', '.join(columns)} FROM ({inner}) AS __fp_out "
-            f"WHERE CAST({ts} AS TIMESTAMP) >= {literal_time(start)} AND CAST({ts} AS TIMESTAMP) < {literal_time(end)} "
-            f"ORDER BY {order}"
+            f"WHERE CAST({ts} AS TIMESTAMP) >= {literal_time(start)} AND CAST({ts} AS TIMESTAMP) < {literal_time(end)}"
         )
-        return self.con.sql(sql).to_arrow_table()
+        if view.is_aggregate:
+            from featureplane.aggregation import tile_sql
+
+            return self.con.sql(tile_sql(view, sql)).to_arrow_table()
+        order = ", ".join(quote(k.name) for k in view.join_keys) + f", {quote(view.timestamp_field)}"
+        return self.con.sql(f"{sql} ORDER BY {order}").to_arrow_table()
 
 
 def _first_line(exc: BaseException) -> str:

@@ -546,6 +546,10 @@ def known_gx_types() -> frozenset[str] | None:
 
 def expectation_problems(view: FeatureViewSpec) -> list[str]:
     """What is wrong with a view's expectations: unknown types, unknown columns, bad severities."""
+    if view.is_aggregate:  # what is validated (and written) for an aggregate view is its tiles
+        from featureplane.aggregation import storage_view
+
+        view = storage_view(view)
     if not view.expectations:
         return []
     columns = {*view.join_key_names, *view.feature_names}

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from featureplane import aggregation
 from featureplane.offline_stores.base import OfflineStore, OnlineChanges, RetrievalPart, to_pandas
 from featureplane.specs import FeatureViewSpec
 
@@ -138,7 +139,7 @@ class DeltaOfflineStore(OfflineStore):
         """Expose the table to DuckDB as ``name`` (an empty relation of the right shape if absent)."""
         table = self._table(table_id, version)
         if table is None:
-            con.register(name, self._empty(view))
+            con.register(name, self._empty(aggregation.storage_view(view)))
             return False
         con.register(name, table.to_pyarrow_dataset())
         return True
@@ -155,15 +156,17 @@ class DeltaOfflineStore(OfflineStore):
         return pa.Table.from_pylist([], schema=pa.schema(fields))
 
     def columns(self, view: FeatureViewSpec) -> list[str]:
-        return [*view.join_key_names, view.timestamp_field, *view.feature_names]
+        stored = aggregation.storage_view(view)
+        return [*stored.join_key_names, stored.timestamp_field, *stored.feature_names]
 
     def read(
         self, table_id: str, view: FeatureViewSpec, start: datetime | None = None, end: datetime | None = None
     ) -> pa.Table:
+        """The stored rows (an aggregate view's tiles, without its partition markers)."""
         con = _duck()
         self._register(con, "t", table_id, view)
         ts = q(view.timestamp_field)
-        where = []
+        where = [f"NOT ({aggregation.marker_condition(view)})"] if view.is_aggregate else []
         if start is not None:
             where.append(f"{ts} >= {ts_literal(start)}")
         if end is not None:
@@ -190,6 +193,8 @@ class DeltaOfflineStore(OfflineStore):
         its latest row in the new window, or, if the window lost all its rows, its latest row before the
         window (or none: the key is deleted)."""
         con = _duck()
+        if view.is_aggregate:
+            return self._aggregate_online_changes(con, table_id, view, before_version, start, batch_size)
         self._register(con, "after_t", table_id, view)
         keys = ", ".join(q(k) for k in view.join_key_names)
         columns = ", ".join(q(c) for c in self.columns(view))
@@ -241,6 +246,50 @@ class DeltaOfflineStore(OfflineStore):
         more = (", " + order) if order else ""
         return f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {q(view.timestamp_field)} DESC{more}) = 1"
 
+    def _aggregate_online_changes(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        table_id: str,
+        view: FeatureViewSpec,
+        before_version: int | None,
+        start: datetime | None,
+        batch_size: int,
+    ) -> OnlineChanges:
+        """Aggregates are current as of the end of the latest materialized partition. Compare each
+        entity's values then with its values at the previous version's latest end, for the entities
+        whose windows can differ: those with tiles in the rewritten window or inside the longest window
+        before the previous end (old events leave windows as the end moves)."""
+        self._register(con, "after_t", table_id, view)
+        after = _latest(con, view, "after_t")
+        before = None
+        if before_version is not None:
+            self._register(con, "before_t", table_id, view, before_version)
+            before = _latest(con, view, "before_t")
+        if after is None or before is None:
+            if after is None:
+                con.close()
+                return OnlineChanges(upserts=iter(()), deletes=[])
+            sql = aggregation.projection_sql(view, "after_t", None, after)
+            return OnlineChanges(upserts=_batches(con, sql, batch_size), deletes=[])
+        step = aggregation.interval_us(view)
+        since = (
+            None
+            if start is None
+            else min((before - aggregation.max_finite_window(view)) * step, _epoch_us(start))
+        )
+        con.execute(
+            "CREATE TEMP TABLE __fp_candidates AS "
+            + aggregation.changed_keys_sql(view, ["after_t", "before_t"], since)
+        ).fetchall()
+        for name, relation, index in (("a", "after_t", after), ("b", "before_t", before)):
+            con.execute(
+                f"CREATE TEMP TABLE {name} AS "
+                + aggregation.projection_sql(view, relation, "__fp_candidates", index)
+            ).fetchall()
+        upserts, deletes = aggregation.changes_sql(view, "a", "b")
+        gone = con.sql(deletes).fetchall()
+        return OnlineChanges(upserts=_batches(con, upserts, batch_size), deletes=[tuple(r) for r in gone])
+
     # -- training data ---------------------------------------------------------------------------
 
     def get_historical_features(
@@ -264,8 +313,10 @@ class DeltaOfflineStore(OfflineStore):
         key_columns = ", ".join(
             f"CAST({q(name)} AS {to_sql(key.type)}) AS {q(name)}" for name, key in needed_keys.items()
         )
+        # Aggregate parts read the spine twice (their points, then the join): copy it once for them.
+        kind = "TABLE" if any(part.view.is_aggregate for part in parts) else "VIEW"
         con.execute(
-            f"CREATE TEMP TABLE spine AS SELECT {ROW_COLUMN}, CAST({q(timestamp_key)} AS TIMESTAMP) AS {SPINE_TS}"
+            f"CREATE TEMP {kind} spine AS SELECT {ROW_COLUMN}, CAST({q(timestamp_key)} AS TIMESTAMP) AS {SPINE_TS}"
             f"{', ' if key_columns else ''}{key_columns} FROM spine_in"
         ).fetchall()
         selects, joins = [], []
@@ -276,6 +327,13 @@ class DeltaOfflineStore(OfflineStore):
             else:
                 self._register(con, relation, part.table_id, part.view)
             view = part.view
+            if view.is_aggregate:
+                joins.append(_aggregate_join(con, part, relation, alias))
+                selects += [
+                    f"{alias}.{q(f)} AS {q(f'{view.name}__{f}' if prefix_features else f)}"
+                    for f in part.features
+                ]
+                continue
             fts = q(view.timestamp_field)
             cols = ", ".join(q(c) for c in [*view.join_key_names, *part.features])
             on = " AND ".join(f"s.{q(k)} = {alias}.{q(k)}" for k in view.join_key_names)
@@ -292,8 +350,8 @@ class DeltaOfflineStore(OfflineStore):
                         f"THEN {value} END"
                     )
                 selects.append(f"{value} AS {q(out)}")
-        sql = f"SELECT s.{ROW_COLUMN}, {', '.join(selects)} FROM spine AS s {' '.join(joins)} ORDER BY s.{ROW_COLUMN}"
-        features = to_pandas(con.sql(sql).to_arrow_table().drop_columns([ROW_COLUMN]))
+        sql = f"SELECT s.{ROW_COLUMN}, {', '.join(selects)} FROM spine AS s {' '.join(joins)}"
+        features = to_pandas(_in_spine_order(con.sql(sql).to_arrow_table()))
         result = pd.concat([spine.reset_index(drop=True), features], axis=1)
         result.index = spine.index
         return result
@@ -303,6 +361,8 @@ class DeltaOfflineStore(OfflineStore):
     ) -> pd.DataFrame:
         con = _duck()
         self._register(con, "t", table_id, view)
+        if view.is_aggregate:
+            return con.sql(aggregation.features_in_range_sql(view, "t", start, end)).df()
         keys = ", ".join(q(k) for k in view.join_key_names)
         ts = q(view.timestamp_field)
         next_ts = f"lead({ts}) OVER (PARTITION BY {keys} ORDER BY {ts})"
@@ -349,6 +409,40 @@ def _bucket(view: FeatureViewSpec, value: datetime) -> int:
 
 def _match(left: str, right: str, view: FeatureViewSpec) -> str:
     return " AND ".join(f"{left}.{q(k)} = {right}.{q(k)}" for k in view.join_key_names)
+
+
+def _in_spine_order(table: pa.Table) -> pa.Table:
+    """The joined rows back in spine order. Row numbers are a permutation of 0..n-1, so scattering
+    positions by row number (linear) replaces a sort of the whole result."""
+    import numpy as np
+
+    rows = table.column(ROW_COLUMN).to_numpy()
+    order = np.empty(len(rows), dtype=np.int64)
+    order[rows] = np.arange(len(rows), dtype=np.int64)
+    return table.drop_columns([ROW_COLUMN]).take(order)
+
+
+def _epoch_us(value: datetime) -> int:
+    return int((value - datetime(1970, 1, 1)) / timedelta(microseconds=1))
+
+
+def _latest(con: duckdb.DuckDBPyConnection, view: FeatureViewSpec, relation: str) -> int | None:
+    """The end of the latest materialized partition of an aggregate view, as an interval index."""
+    return con.sql(aggregation.latest_materialized_sql(view, relation)).fetchall()[0][0]
+
+
+def _aggregate_join(con: duckdb.DuckDBPyConnection, part: RetrievalPart, relation: str, alias: str) -> str:
+    """Roll the view's tiles up at every distinct (entity, interval) of the spine; the join clause."""
+    view = part.view
+    dialect = aggregation.DUCKDB
+    index = dialect.floor_div(dialect.epoch_us(f"s.{SPINE_TS}"), aggregation.interval_us(view))
+    keys = ", ".join(f"s.{q(k)}" for k in view.join_key_names)
+    points = f"(SELECT {keys}, {index} AS {aggregation.IDX} FROM spine AS s)"
+    con.execute(
+        f"CREATE TEMP TABLE {alias}_values AS {aggregation.rollup_sql(view, relation, points, part.features)}"
+    ).fetchall()
+    on = " AND ".join(f"s.{q(k)} = {alias}.{q(k)}" for k in view.join_key_names)
+    return f"LEFT JOIN {alias}_values AS {alias} ON {on} AND {alias}.{aggregation.IDX} = {index}"
 
 
 def _is_array(view: FeatureViewSpec, feature: str) -> bool:

@@ -70,6 +70,11 @@ def compile_repository(repo: Repository) -> DefinitionSet:
         seen[key] = definition
         definitions.add(spec)
     for name, view in list(definitions.feature_views.items()):
+        if view.is_realtime:  # keyed by the entities of the views it reads
+            inputs = [definitions.feature_views[s] for s in view.sources if s in definitions.feature_views]
+            entities = list(dict.fromkeys(e for v in inputs for e in v.entities))
+            definitions.feature_views[name] = dataclasses.replace(view, entities=entities)
+    for name, view in list(definitions.feature_views.items()):
         if not view.join_keys and all(e in definitions.entities for e in view.entities):
             keys = []
             for entity in view.entities:
@@ -100,6 +105,7 @@ def validate(defs: DefinitionSet) -> list[Problem]:
     for service in defs.feature_services.values():
         label = KIND_LABEL[FEATURE_SERVICE]
         seen_views = set()
+        request_fields: dict[str, tuple[str, str]] = {}
         for part in service.features:
             view = defs.feature_views.get(part.view)
             if view is None:
@@ -123,6 +129,18 @@ def validate(defs: DefinitionSet) -> list[Problem]:
                             service.name,
                             service.location,
                             f"feature view {part.view!r} has no feature {feature!r} (it has {', '.join(view.feature_names)})",
+                        )
+                    )
+            for field in view.request_schema:
+                declared = request_fields.setdefault(field.name, (field.dtype, part.view))
+                if declared[0] != field.dtype:
+                    problems.append(
+                        Problem(
+                            label,
+                            service.name,
+                            service.location,
+                            f"request field {field.name!r} is {field.dtype} in {part.view!r} but {declared[0]} "
+                            f"in {declared[1]!r}",
                         )
                     )
             if len(set(part.features)) != len(part.features):
@@ -168,8 +186,11 @@ def _validate_view(view: FeatureViewSpec, defs: DefinitionSet) -> list[Problem]:
                         "records pushed to it feed FeatureTables that name it as their source"
                     )
                 )
+        problems += _validate_aggregates(view, problem)
     if view.kind == "table":
         problems += _validate_table(view, defs, problem)
+    if view.is_realtime:
+        problems += _validate_realtime(view, defs, problem)
     problems += [problem(message) for message in expectation_problems(view) + freshness_problems(view)]
     return problems
 
@@ -209,6 +230,86 @@ def _validate_table(view: FeatureViewSpec, defs: DefinitionSet, problem) -> list
                         f"field {column!r} is {columns[column]!r} in push source {name!r} but {dtype!r} here"
                     )
                 )
+    return problems
+
+
+def _validate_aggregates(view: FeatureViewSpec, problem) -> list[Problem]:
+    interval = view.aggregation_interval_seconds
+    aggregates = [f for f in view.features if f.kind == "aggregate"]
+    if not aggregates:
+        return (
+            [problem("aggregation_interval is set but no feature is an Aggregate(...)")] if interval else []
+        )
+    if not interval:
+        return [
+            problem(
+                "Aggregate features need an aggregation_interval (the size of the stored partial "
+                "aggregates), e.g. aggregation_interval=timedelta(hours=1)"
+            )
+        ]
+    problems = []
+    if len(aggregates) != len(view.features):
+        attributes = ", ".join(f.name for f in view.features if f.kind != "aggregate")
+        problems.append(
+            problem(
+                f"mixes Attribute features ({attributes}) with Aggregate features; put them in separate views"
+            )
+        )
+    schedule = view.batch_schedule_seconds or 0
+    if interval <= 0 or (schedule and schedule % interval):
+        problems.append(
+            problem(
+                f"aggregation_interval {timedelta(seconds=interval)} does not divide batch_schedule "
+                f"{timedelta(seconds=schedule)}: each partition must hold whole intervals"
+            )
+        )
+        return problems
+    if view.ttl_seconds is not None:
+        problems.append(
+            problem("ttl does not apply to Aggregate features: their time windows decide what counts")
+        )
+    for feature in aggregates:
+        window = feature.window_seconds
+        if window is not None and window % interval:
+            problems.append(
+                problem(
+                    f"feature {feature.name!r}: time_window {timedelta(seconds=window)} is not a multiple of "
+                    f"aggregation_interval {timedelta(seconds=interval)}"
+                )
+            )
+    return problems
+
+
+def _validate_realtime(view: FeatureViewSpec, defs: DefinitionSet, problem) -> list[Problem]:
+    problems = []
+    for source in view.sources:
+        if source in defs.sources:
+            problems.append(
+                problem(
+                    f"reads data source {source!r}; a realtime view reads a RequestSource and feature views"
+                )
+            )
+            continue
+        other = defs.feature_views.get(source)
+        if other is None:
+            continue  # reported as an unknown source
+        if other.is_realtime:
+            problems.append(
+                problem(f"reads realtime feature view {source!r}; it can read batch feature views only")
+            )
+        elif not other.online:
+            problems.append(
+                problem(
+                    f"reads feature view {source!r}, which is not online (online=False): it could not be served"
+                )
+            )
+    names = [f.name for f in view.request_schema]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        problems.append(problem(f"request field(s) declared twice: {', '.join(duplicates)}"))
+    clashes = sorted(set(names) & set(view.join_key_names))
+    if clashes:
+        problems.append(problem(f"request field(s) {', '.join(clashes)} clash with a join key"))
     return problems
 
 
@@ -287,6 +388,30 @@ def check_schemas(defs: DefinitionSet, engine: Engine) -> DefinitionSet:
     return resolved
 
 
+def _check_aggregate_inputs(view: FeatureViewSpec, by_name: dict, output: str, problem) -> list[Problem]:
+    from featureplane.aggregation import input_columns, typed_input_columns
+
+    problems = []
+    typed = typed_input_columns(view)
+    for column, declared in input_columns(view).items():
+        users = ", ".join(f.name for f in view.features if f.kind == "aggregate" and f.column == column)
+        found = by_name.get(column.lower())
+        if found is None:
+            problems.append(
+                problem(
+                    f"column {column!r} (aggregated by {users}) is missing from the output schema ({output})"
+                )
+            )
+        elif column in typed and (found[1] is None or not compatible(declared, found[1])):
+            problems.append(
+                problem(
+                    f"column {column!r} (aggregated by {users}) is {_show(found[1])} in the output but is read as "
+                    f"{declared!r}; declare its type with Aggregate(Field({column!r}, <type>), ...)"
+                )
+            )
+    return problems
+
+
 def _show(dtype: object) -> str:
     return repr(dtype) if dtype is not None else "of a type featureplane cannot store"
 
@@ -348,6 +473,7 @@ def _check_view_schema(
         problems.append(
             problem(f"timestamp_field {view.timestamp_field!r} is {_show(found[1])}, not a timestamp")
         )
+    problems += _check_aggregate_inputs(view, by_name, output, problem)
     for feature in view.features:
         if feature.kind != "attribute":
             continue

@@ -27,6 +27,7 @@ from featureplane.access.roles import Permission
 from featureplane.online_stores.base import OnlineStore, OnlineValue
 from featureplane.registry.base import WorkspaceNotFound
 from featureplane.serving.metrics import CONTENT_TYPE, ServingMetrics
+from featureplane.serving.realtime import ComputeError
 from featureplane.serving.snapshot import ServiceRead, SnapshotCache, WorkspaceSnapshot, now_us
 from featureplane.types import DataType, api_type
 
@@ -422,7 +423,7 @@ class LookupService:
         positions = {name: i for i, (name, _) in enumerate(service.join_keys)}
         whole_key = tuple(range(len(service.join_keys)))
         reads = []
-        for view in service.views:
+        for view in service.reads:  # the views stored online; realtime views are computed
             index = tuple(positions[k] for k in view.join_keys)
             reads.append((view.table_id, None if index == whole_key else index))
         names = tuple(k for k, _ in service.join_keys)
@@ -481,6 +482,28 @@ class LookupService:
         self.metrics.store_latency.observe(seconds, "read")
         return rows, seconds
 
+    @staticmethod
+    def _complete(
+        plan: _ServicePlan, rows: list[OnlineValue | None], contexts: list[Any]
+    ) -> tuple[list[OnlineValue | None], float | None]:
+        """Each entity's rows for every view of the service: the stored ones as read, realtime views
+        computed from the request context, empty-window values for aggregates of unseen entities."""
+        computed = plan.service.computed
+        if computed is None:
+            return rows, None
+        width = len(plan.reads)
+        complete: list[OnlineValue | None] = []
+        seconds: float | None = None
+        try:
+            for e, context in enumerate(contexts):
+                entity, spent = computed.complete(rows[e * width : (e + 1) * width], context)
+                complete += entity
+                if spent is not None:
+                    seconds = (seconds or 0.0) + spent
+        except ComputeError as exc:
+            raise ApiError(exc.status, exc.message) from None
+        return complete, seconds
+
     # -- endpoints -------------------------------------------------------------------------------
 
     @staticmethod
@@ -528,12 +551,19 @@ class LookupService:
 
     def _get_features(self, call: Call) -> dict[str, Any]:
         service = self._service(call)
-        if call.params.get("requestContextMap") is not None:
-            self._check_context(call.params["requestContextMap"], "params")
-        return self.read_features(service, call.params.get("joinKeyMap"), call.params.get("metadataOptions"))
+        context = call.params.get("requestContextMap")
+        if context is not None:
+            self._check_context(context, "params")
+        return self.read_features(
+            service, call.params.get("joinKeyMap"), call.params.get("metadataOptions"), context
+        )
 
     def read_features(
-        self, service: ServiceRead, join_key_map: Any, options: dict[str, Any] | None
+        self,
+        service: ServiceRead,
+        join_key_map: Any,
+        options: dict[str, Any] | None,
+        request_context_map: Any = None,
     ) -> dict[str, Any]:
         """The get-features answer for one entity of a resolved service."""
         started = time.perf_counter()
@@ -541,6 +571,7 @@ class LookupService:
         plan = self._plan(service)
         key = self._join_keys(plan, join_key_map)
         rows, store_seconds = self._read(self._requests(plan, [key]))
+        rows, compute_seconds = self._complete(plan, rows, [request_context_map])
         if want is NO_OPTIONS:  # the common case: values only
             return {"result": {"features": self._vectors(plan, rows, now_us(), False)[0][0]}}
         detail = want["includeServingStatus"] or want["includeEffectiveTimes"]
@@ -555,7 +586,7 @@ class LookupService:
         if entries:
             metadata["features"] = entries
         if want["includeSloInfo"]:
-            metadata["sloInfo"] = self._slo(started, store_seconds)
+            metadata["sloInfo"] = self._slo(started, store_seconds, compute_seconds)
         if metadata:
             answer["metadata"] = metadata
         return answer
@@ -617,14 +648,17 @@ class LookupService:
         return vectors, present, times
 
     @staticmethod
-    def _slo(started: float, store_seconds: float) -> dict[str, Any]:
+    def _slo(started: float, store_seconds: float, compute_seconds: float | None = None) -> dict[str, Any]:
         server = time.perf_counter() - started
-        return {
+        slo = {
             "sloEligible": True,
             "sloServerTimeSeconds": round(server, 6),
             "serverTimeSeconds": round(server, 6),
             "storeMaxLatency": round(store_seconds, 6),
         }
+        if compute_seconds is not None:  # realtime feature views' functions
+            slo["realtimeComputeSeconds"] = round(compute_seconds, 6)
+        return slo
 
     def _get_features_batch(self, call: Call) -> dict[str, Any]:
         started = time.perf_counter()
@@ -643,8 +677,10 @@ class LookupService:
             )
         plan = self._plan(service)
         keys = []
+        contexts: list[Any] = []
         single = plan.key_names[0] if len(plan.key_names) == 1 and plan.key_types[0] is str else None
         for i, row in enumerate(data):
+            contexts.append(row.get("requestContextMap") if type(row) is dict else None)
             if type(row) is dict and row.get("requestContextMap") is None:
                 join_key_map = row.get("joinKeyMap")
                 if single is not None and type(join_key_map) is dict and len(join_key_map) == 1:
@@ -659,6 +695,7 @@ class LookupService:
             keys.append(self._join_keys(plan, row.get("joinKeyMap"), where))
         self.metrics.batch_rows.observe(len(keys), service.name)
         rows, store_seconds = self._read(self._requests(plan, keys))
+        rows, compute_seconds = self._complete(plan, rows, contexts)
         detail = options["includeServingStatus"] or options["includeEffectiveTimes"]
         vectors, present, times = self._vectors(plan, rows, now_us(), detail)
         results = [{"features": values} for values in vectors]
@@ -678,7 +715,7 @@ class LookupService:
         if entries:
             metadata["features"] = entries
         if options["includeSloInfo"]:
-            metadata["batchSloInfo"] = self._slo(started, store_seconds)
+            metadata["batchSloInfo"] = self._slo(started, store_seconds, compute_seconds)
         if metadata:
             answer["metadata"] = metadata
         return answer

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from featureplane.ingest.records import IngestEndpoint, ingest_endpoints
 from featureplane.registry.base import WorkspaceNotFound, WorkspaceState
+from featureplane.serving.realtime import CONTEXT, REQUEST, VIEW, ComputePlan, InputRead, RealtimeRead
 from featureplane.specs import FeatureViewSpec
 from featureplane.types import DataType
 
@@ -36,11 +37,21 @@ class ViewRead:
 
 @dataclass(frozen=True)
 class ServiceRead:
+    """A resolved feature service. ``reads`` are the rows to fetch (its batch views and the views its
+    realtime views read; ``views`` when not given); ``computed`` turns them into one row per view in
+    ``views`` (None when every view's row is read as it is)."""
+
     name: str
     views: tuple[ViewRead, ...]
     join_keys: tuple[tuple[str, DataType], ...]
     request_context: tuple[tuple[str, DataType], ...] = ()
     online_serving_enabled: bool = True
+    reads: tuple[ViewRead, ...] = None  # type: ignore[assignment]
+    computed: ComputePlan | None = None
+
+    def __post_init__(self) -> None:
+        if self.reads is None:
+            object.__setattr__(self, "reads", self.views)
 
     @property
     def feature_names(self) -> list[str]:
@@ -61,6 +72,19 @@ class WorkspaceSnapshot:
     ingest: dict[str, IngestEndpoint] = field(default_factory=dict)
 
 
+def _view_read(state: WorkspaceState, view: FeatureViewSpec, features: list[str]) -> ViewRead:
+    order = {name: i for i, name in enumerate(view.feature_names)}
+    return ViewRead(
+        name=view.name,
+        kind=view.kind,
+        table_id="" if view.is_realtime else state.table_id(view.name),
+        join_keys=tuple(view.join_key_names),
+        features=tuple((f, order[f], view.feature(f).type) for f in features),
+        ttl_us=view.ttl_seconds * 1_000_000 if view.ttl_seconds else None,
+        spec=view,
+    )
+
+
 def build_snapshot(state: WorkspaceState) -> WorkspaceSnapshot:
     snapshot = WorkspaceSnapshot(
         name=state.name,
@@ -75,25 +99,18 @@ def build_snapshot(state: WorkspaceState) -> WorkspaceSnapshot:
         join_keys: dict[str, DataType] = {}
         for part in service.features:
             view = views[part.view]
-            order = {name: i for i, name in enumerate(view.feature_names)}
             for key in view.join_keys:
                 join_keys.setdefault(key.name, key.type)
-            reads.append(
-                ViewRead(
-                    name=view.name,
-                    kind=view.kind,
-                    table_id=state.table_id(view.name),
-                    join_keys=tuple(view.join_key_names),
-                    features=tuple((f, order[f], view.feature(f).type) for f in part.features),
-                    ttl_us=view.ttl_seconds * 1_000_000 if view.ttl_seconds else None,
-                    spec=view,
-                )
-            )
+            reads.append(_view_read(state, view, part.features))
+        fetched, computed = _compute_plan(state, tuple(reads))
         snapshot.services[service.name] = ServiceRead(
             name=service.name,
             views=tuple(reads),
             join_keys=tuple(join_keys.items()),
+            request_context=computed.request_context if computed else (),
             online_serving_enabled=service.online_serving_enabled,
+            reads=fetched,
+            computed=computed,
         )
     return snapshot
 
@@ -106,6 +123,59 @@ class WorkspaceSource(Protocol):
     def version(self, name: str) -> int: ...
 
     def load(self, name: str) -> WorkspaceState: ...
+
+
+def _compute_plan(
+    state: WorkspaceState, views: tuple[ViewRead, ...]
+) -> tuple[tuple[ViewRead, ...], ComputePlan | None]:
+    """The rows to fetch for a service's views, and how to compute what is not fetched."""
+    from featureplane.aggregation import default_value
+    from featureplane.definitions.transformation import (
+        CONTEXT_PARAMETER,
+        REQUEST_PARAMETER,
+        load_python_function,
+    )
+
+    reads = [v for v in views if v.kind != "realtime"]
+    if len(reads) == len(views) and not any(v.spec.is_aggregate for v in reads):
+        return views, None
+    index = {v.name: i for i, v in enumerate(reads)}
+    realtime = []
+    request_context: dict[str, DataType] = {}
+    for view in views:
+        spec = view.spec
+        if view.kind != "realtime" or spec.transformation is None:
+            continue
+        inputs = []
+        for parameter in spec.transformation.parameters:
+            if parameter == CONTEXT_PARAMETER:
+                inputs.append(InputRead(CONTEXT))
+            elif parameter == REQUEST_PARAMETER:
+                inputs.append(InputRead(REQUEST, fields=tuple(f.name for f in spec.request_schema)))
+            else:
+                source = state.definitions.feature_views[parameter]
+                if parameter not in index:
+                    index[parameter] = len(reads)
+                    reads.append(_view_read(state, source, source.feature_names))
+                features = tuple((f.name, i, f.type) for i, f in enumerate(source.features))
+                inputs.append(InputRead(VIEW, index[parameter], features, reads[index[parameter]].ttl_us))
+        for field_ in spec.request_schema:
+            request_context.setdefault(field_.name, field_.type)
+        outputs = tuple((f.name, f.type) for f in spec.features)
+        function = load_python_function(spec.transformation)
+        realtime.append(RealtimeRead(spec.name, function, tuple(inputs), outputs))
+    positions, seen = [], 0
+    for view in views:
+        if view.kind == "realtime":
+            positions.append(-1 - seen)
+            seen += 1
+        else:
+            positions.append(index[view.name])
+    empties = tuple(
+        tuple(default_value(f) for f in r.spec.features) if r.spec.is_aggregate else None for r in reads
+    )
+    plan = ComputePlan(tuple(positions), empties, tuple(realtime), tuple(request_context.items()))
+    return tuple(reads), plan
 
 
 class SnapshotCache:
