@@ -306,6 +306,8 @@ def test_asof_join_sql_is_what_snowflake_gets(sides):
     con.register("uploaded", spine_table(spine(), "ts", {"user_id": spend.join_keys[0].type}))
     con.execute(f'CREATE TABLE "{spine_name}" AS SELECT * FROM uploaded').fetchall()
     asof = con.sql(statement.sql(dialect="duckdb")).df().drop(columns="__fp_row")
-    expected = duck.workspace.get_feature_service("fraud_detection_batch").get_historical_features(spine(), "ts")
+    expected = duck.workspace.get_feature_service("fraud_detection_batch").get_historical_features(
+        spine(), "ts"
+    )
     expected = expected.drop(columns=["user_id", "ts", "label"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(asof, expected, check_dtype=False, check_exact=True)
