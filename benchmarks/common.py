@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -28,11 +27,25 @@ class Measured:
     extra: dict = field(default_factory=dict)
 
 
+def _peak_rss_mb(pid: int) -> float | None:
+    """The process's high-water mark of resident memory (VmHWM), in MB; None once it has exited."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
 def run_measured(
     args: list[str], *, env: dict | None = None, cwd: Path | None = None, check: bool = True
 ) -> Measured:
-    """Run a command; its wall time and its peak resident memory (the kernel's max RSS of the process,
-    read with wait4 when it exits)."""
+    """Run a command; its wall time and its peak resident memory.
+
+    The peak is the process's own high-water mark (VmHWM), sampled until it exits: unlike wait4's
+    ru_maxrss it does not count what the child inherited from this process before exec."""
     started = time.perf_counter()
     process = subprocess.Popen(
         args, cwd=cwd or ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -44,12 +57,16 @@ def run_measured(
     ]
     for reader in readers:
         reader.start()
-    _, status, usage = os.wait4(process.pid, 0)
+    peak = 0.0
+    while process.poll() is None:
+        sample = _peak_rss_mb(process.pid)
+        if sample is not None:
+            peak = max(peak, sample)
+        time.sleep(0.02)
     seconds = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
     for reader in readers:
         reader.join()
-    result = Measured(seconds, usage.ru_maxrss / 1024, process.returncode, output["stdout"], output["stderr"])
+    result = Measured(seconds, peak, process.returncode, output["stdout"], output["stderr"])
     if check and process.returncode != 0:
         raise RuntimeError(
             f"{' '.join(map(str, args))} failed ({process.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"

@@ -71,7 +71,7 @@ def transaction_count(warehouse: Path) -> int:
 
     con = duckdb.connect()
     con.execute(f"ATTACH '{warehouse}' AS w (READ_ONLY)").fetchall()
-    count = con.sql("SELECT count(*) FROM w.raw.transactions").fetchone()[0]
+    count = con.sql("SELECT count(*) FROM w.raw.transactions").fetchall()[0][0]
     con.close()
     return count
 
@@ -79,14 +79,16 @@ def transaction_count(warehouse: Path) -> int:
 def repo_copy(warehouse: Path, start: datetime) -> Path:
     """The example repository, reading the benchmark's warehouse, with partitions from the data's start."""
     repo = fresh_dir(WORK / "backfill" / "repo")
+    # The example without its dbt-built part (the floor has no dbt): the views over the raw tables.
     shutil.copytree(
         ROOT / "feature_repo",
         repo,
         dirs_exist_ok=True,
-        ignore=shutil.ignore_patterns(".featureplane", "__pycache__"),
+        ignore=shutil.ignore_patterns(".featureplane", "__pycache__", "dbt_features"),
     )
     config = (repo / "featureplane.yaml").read_text()
     config = config.replace("warehouse: .featureplane/warehouse.duckdb", f"warehouse: {warehouse}")
+    config = re.sub(r"(?m)^dbt:\n(?:  .*\n)+", "", config)
     (repo / "featureplane.yaml").write_text(config)
     for path in repo.rglob("*.py"):
         text = path.read_text()
