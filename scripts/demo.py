@@ -1,8 +1,10 @@
 """`make demo`: the whole platform, end to end, on the embedded defaults.
 
 Generates the example data, creates the live workspace `prod`, applies `feature_repo/`, backfills every
-partition through the real `dagster asset materialize` CLI, starts the lookup API, queries it, and prints
-a point-in-time training set. Each step's output is kept quiet unless it fails.
+partition (dbt models, plain and aggregate views) through the real `dagster asset materialize` CLI, shows
+the quality checks, creates an API key, starts the lookup API, queries it (with a realtime feature computed
+from the request), and prints a point-in-time training set. Each step's output is kept quiet unless it
+fails.
 """
 
 from __future__ import annotations
@@ -28,9 +30,11 @@ REPO = ROOT / "feature_repo"
 BIN = Path(sys.executable).parent
 WORKSPACE = "prod"
 SERVICE = "fraud_detection"
-DEMO_USERS = ["user_0", "user_1", "user_42"]
+# Each demo user with the amount of the card payment being authorised (the realtime view's request input).
+DEMO_REQUESTS = [("user_0", 42.0), ("user_1", 1250.0), ("user_42", 9.99)]
 
-console = Console(highlight=False)
+# Piped or captured output gets a width that fits the tables, not rich's 80-column default.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 
 
 def run(step: str, args: list[str], **kwargs) -> subprocess.CompletedProcess:
@@ -104,7 +108,10 @@ def main() -> None:
             f"Creating the live workspace {WORKSPACE}",
             featureplane("workspace", "create", WORKSPACE, "--live"),
         )
-    plan = run("Planning feature_repo/ against prod", featureplane("plan", "--workspace", WORKSPACE)).stdout
+    wide = {**os.environ, "COLUMNS": str(console.width)}
+    plan = run(
+        "Planning feature_repo/ against prod", featureplane("plan", "--workspace", WORKSPACE), env=wide
+    ).stdout
     console.print(plan.rstrip())
     run("Applying feature_repo/ to prod", featureplane("apply", "--workspace", WORKSPACE, "--yes"))
 
@@ -130,6 +137,11 @@ def main() -> None:
 
     show_monitoring(env)
 
+    api_key = run(
+        f"Creating an API key for {WORKSPACE} (role consumer)",
+        featureplane("api-key", "create", "--workspace", WORKSPACE, "--role", "consumer", "--quiet"),
+    ).stdout.strip()
+
     port = free_port()
     log = open(ROOT / ".dagster" / "demo-serve.log", "wb")  # noqa: SIM115 - closed below
     server = subprocess.Popen(
@@ -151,7 +163,7 @@ def main() -> None:
                     sys.exit(1)
                 time.sleep(0.2)
         console.print(f"[green]✓[/] Lookup API listening on {base}")
-        show_lookups(base)
+        show_lookups(base, api_key)
     finally:
         os.kill(server.pid, signal.SIGTERM)
         server.wait(timeout=10)
@@ -163,10 +175,12 @@ def main() -> None:
             "Dagster UI:   [bold]make ui[/]  then open http://127.0.0.1:3000 (assets prod/user_daily_spend, ...; "
             "partitions, lineage, backfills; Checks and Plots tabs: data quality, freshness, profiles)\n"
             "Monitoring:   [bold].venv/bin/featureplane status --config feature_repo --profiles[/]  (docs/monitoring.md)\n"
-            "Lookup API:   [bold]make serve[/]  then\n"
-            "  curl -s -X POST http://127.0.0.1:8080/api/v1/feature-service/get-features \\\n"
+            "Lookup API:   [bold]make serve[/]  then, in another terminal\n"
+            "  KEY=$(.venv/bin/featureplane api-key create -w prod -q -c feature_repo)\n"
+            "  curl -s http://127.0.0.1:8080/api/v1/feature-service/get-features \\\n"
+            '    -H "Authorization: Tecton-key $KEY" \\\n'
             '    -d \'{"params": {"workspaceName": "prod", "featureServiceName": "fraud_detection", '
-            '"joinKeyMap": {"user_id": "user_0"}}}\'\n'
+            '"joinKeyMap": {"user_id": "user_0"}, "requestContextMap": {"amount": 42.0}}}\'\n'
             'Notebook:     featureplane.get_workspace("prod", config="feature_repo")'
             '.get_feature_service("fraud_detection").get_historical_features(spine)',
             title="Next",
@@ -197,13 +211,13 @@ def show_monitoring(env: dict) -> None:
     console.print(status.stdout.rstrip())
 
 
-def show_lookups(base: str) -> None:
+def show_lookups(base: str, api_key: str) -> None:
     table = Table(title=f"POST /api/v1/feature-service/get-features ({SERVICE})", show_lines=False)
     table.add_column("feature")
     names: list[str] = []
     columns: list[list[str]] = []
     timings = []
-    for user in DEMO_USERS:
+    for user, amount in DEMO_REQUESTS:
         started = time.perf_counter()
         status, body = post(
             base + "/api/v1/feature-service/get-features",
@@ -212,9 +226,11 @@ def show_lookups(base: str) -> None:
                     "workspaceName": WORKSPACE,
                     "featureServiceName": SERVICE,
                     "joinKeyMap": {"user_id": user},
+                    "requestContextMap": {"amount": amount},
                     "metadataOptions": {"includeNames": True, "includeServingStatus": True},
                 }
             },
+            headers={"Authorization": f"Tecton-key {api_key}"},
         )
         timings.append((time.perf_counter() - started) * 1000)
         if status != 200:
@@ -224,15 +240,29 @@ def show_lookups(base: str) -> None:
         names = [m["name"] for m in meta]
         columns.append(
             [
-                json.dumps(v) if m["status"] == "PRESENT" else "[dim]missing[/]"
+                wire_value(v) if m["status"] == "PRESENT" else "[dim]missing[/]"
                 for v, m in zip(body["result"]["features"], meta, strict=True)
             ]
         )
-        table.add_column(user, justify="right")
-    for i, name in enumerate(names):
-        table.add_row(name, *(c[i] for c in columns))
+        table.add_column(f"{user}\namount {amount:g}", justify="right")
+    add_rows_by_view(table, [name.split(".", 1) for name in names], columns)
     console.print(table)
     console.print(f"[dim]round trips: {', '.join(f'{t:.1f} ms' for t in timings)}[/]")
+
+
+def wire_value(value: object) -> str:
+    """A value as the API sent it (int64 as a JSON string), floats shortened for the table."""
+    return f"{value:,.2f}" if isinstance(value, float) else json.dumps(value)
+
+
+def add_rows_by_view(table: Table, names: list[list[str]], columns: list[list[str]]) -> None:
+    """One row per feature, under a heading row per feature view."""
+    view = None
+    for i, name in enumerate(names):
+        if len(name) == 2 and name[0] != view:
+            view = name[0]
+            table.add_row(f"[bold]{view}[/]", *([""] * len(columns)), end_section=False)
+        table.add_row(f"  {name[-1]}" if len(name) == 2 else name[0], *(c[i] for c in columns))
 
 
 def show_training_set() -> None:
@@ -251,6 +281,7 @@ def show_training_set() -> None:
                 now - pd.Timedelta(days=3, hours=2),
                 now - pd.Timedelta(hours=1),
             ],
+            "amount": [25.0, 1250.0, 8.5, 60.0],
             "label": [0, 1, 0, 0],
         }
     )
@@ -261,18 +292,18 @@ def show_training_set() -> None:
     table.add_column("column", no_wrap=True)
     for i in range(len(training)):
         table.add_column(f"row {i}", justify="right", overflow="fold")
+    columns: list[list[str]] = [[] for _ in range(len(training))]
     for column in training.columns:
-        cells = []
-        for value in training[column]:
+        for i, value in enumerate(training[column]):
             if pd.isna(value):
-                cells.append("[dim]null[/]")
+                columns[i].append("[dim]null[/]")
             elif isinstance(value, float):
-                cells.append(f"{value:.2f}")
+                columns[i].append(f"{value:.2f}")
             elif isinstance(value, pd.Timestamp):
-                cells.append(value.strftime("%m-%d %H:%M"))
+                columns[i].append(value.strftime("%m-%d %H:%M"))
             else:
-                cells.append(str(value))
-        table.add_row(column, *cells)
+                columns[i].append(str(value))
+    add_rows_by_view(table, [column.split("__", 1) for column in training.columns], columns)
     console.print(table)
 
 
