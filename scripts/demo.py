@@ -30,6 +30,8 @@ REPO = ROOT / "feature_repo"
 BIN = Path(sys.executable).parent
 WORKSPACE = "prod"
 SERVICE = "fraud_detection"
+DBT_SERVICE = "fraud_detection_v2"  # fraud_detection plus the views built on dbt models
+DBT_VIEWS = ("user_daily_activity", "user_spend_7d")
 # Each demo user with the amount of the card payment being authorised (the realtime view's request input).
 DEMO_REQUESTS = [("user_0", 42.0), ("user_1", 1250.0), ("user_42", 9.99)]
 
@@ -212,41 +214,64 @@ def show_monitoring(env: dict) -> None:
 
 
 def show_lookups(base: str, api_key: str) -> None:
-    table = Table(title=f"POST /api/v1/feature-service/get-features ({SERVICE})", show_lines=False)
+    show_service(base, api_key, SERVICE, DEMO_REQUESTS)
+    show_service(
+        base,
+        api_key,
+        DBT_SERVICE,
+        [(user, None) for user, _ in DEMO_REQUESTS],
+        views=DBT_VIEWS,
+        note="user_daily_activity reads the dbt model int_user_daily_activity; user_spend_7d is declared "
+        "in dbt (dbt/models/features/_features.yml), with no Python",
+    )
+
+
+def show_service(
+    base: str,
+    api_key: str,
+    service: str,
+    requests: list[tuple[str, float | None]],
+    *,
+    views: tuple[str, ...] = (),
+    note: str = "",
+) -> None:
+    """One get-features call per (user, amount); the answers side by side, features grouped by view."""
+    table = Table(title=f"POST /api/v1/feature-service/get-features ({service})")
     table.add_column("feature")
-    names: list[str] = []
+    names: list[list[str]] = []
     columns: list[list[str]] = []
     timings = []
-    for user, amount in DEMO_REQUESTS:
+    for user, amount in requests:
+        params = {
+            "workspaceName": WORKSPACE,
+            "featureServiceName": service,
+            "joinKeyMap": {"user_id": user},
+            "metadataOptions": {"includeNames": True, "includeServingStatus": True},
+        }
+        if amount is not None:
+            params["requestContextMap"] = {"amount": amount}
         started = time.perf_counter()
         status, body = post(
             base + "/api/v1/feature-service/get-features",
-            {
-                "params": {
-                    "workspaceName": WORKSPACE,
-                    "featureServiceName": SERVICE,
-                    "joinKeyMap": {"user_id": user},
-                    "requestContextMap": {"amount": amount},
-                    "metadataOptions": {"includeNames": True, "includeServingStatus": True},
-                }
-            },
+            {"params": params},
             headers={"Authorization": f"Tecton-key {api_key}"},
         )
         timings.append((time.perf_counter() - started) * 1000)
         if status != 200:
             console.print(f"[red]lookup failed ({status}): {body}[/]")
             sys.exit(1)
-        meta = body["metadata"]["features"]
-        names = [m["name"] for m in meta]
-        columns.append(
-            [
-                wire_value(v) if m["status"] == "PRESENT" else "[dim]missing[/]"
-                for v, m in zip(body["result"]["features"], meta, strict=True)
-            ]
-        )
-        table.add_column(f"{user}\namount {amount:g}", justify="right")
-    add_rows_by_view(table, [name.split(".", 1) for name in names], columns)
+        shown = [
+            (m["name"].split(".", 1), v, m["status"])
+            for v, m in zip(body["result"]["features"], body["metadata"]["features"], strict=True)
+            if not views or m["name"].split(".", 1)[0] in views
+        ]
+        names = [name for name, _, _ in shown]
+        columns.append([wire_value(v) if st == "PRESENT" else "[dim]missing[/]" for _, v, st in shown])
+        table.add_column(user if amount is None else f"{user}\namount {amount:g}", justify="right")
+    add_rows_by_view(table, names, columns)
     console.print(table)
+    if note:
+        console.print(note)
     console.print(f"[dim]round trips: {', '.join(f'{t:.1f} ms' for t in timings)}[/]")
 
 
