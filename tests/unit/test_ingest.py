@@ -462,11 +462,19 @@ print(",".join(m for m in heavy if m in sys.modules))
 def test_on_lambda_offline_records_need_an_explicit_durable_log(repo, monkeypatch):
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "featureplane-lookup")
     service = create_lookup_service(repo.config())
-    status, body = ingest(service, {"clicks": [click("u1", "2024-01-01T00:00:00Z", 1.0)]})
-    assert status == 503 and "offline_store.ingest_log" in body["message"] and "EFS" in body["message"]
-    profile = {"profile": [{"record": {"user_id": "u1", "updated": "2024-01-01T00:00:00Z", "tier": "gold"}}]}
-    assert ingest(service, profile)[0] == 200  # online-only tables need no log
+    try:
+        status, body = ingest(service, {"clicks": [click("u1", "2024-01-01T00:00:00Z", 1.0)]})
+        assert status == 503 and "offline_store.ingest_log" in body["message"] and "EFS" in body["message"]
+        profile = {
+            "profile": [{"record": {"user_id": "u1", "updated": "2024-01-01T00:00:00Z", "tier": "gold"}}]
+        }
+        assert ingest(service, profile)[0] == 200  # online-only tables need no log
+    finally:
+        service.snapshots.close()
     repo.set_config("offline_store", ingest_log=str(repo.root / "durable_log"))
     service = create_lookup_service(repo.config())
-    assert ingest(service, {"clicks": [click("u1", "2024-01-01T00:00:00Z", 1.0)]})[0] == 200
-    assert IngestLog(repo.root / "durable_log").segments("prod")
+    try:
+        assert ingest(service, {"clicks": [click("u1", "2024-01-01T00:00:00Z", 1.0)]})[0] == 200
+        assert IngestLog(repo.root / "durable_log").segments("prod")
+    finally:
+        service.snapshots.close()

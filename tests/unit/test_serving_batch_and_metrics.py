@@ -145,9 +145,12 @@ def test_bad_batches_get_clear_errors(service, rows, status, fragment):
 def test_the_row_limit_is_configurable(tmp_path):
     repo = serving_repo(tmp_path / "repo", max_batch_rows=2)
     service = create_lookup_service(repo.config())
-    assert batch(service, [{"joinKeyMap": {"user_id": "u"}}] * 2)[0] == 200
-    status, body = batch(service, [{"joinKeyMap": {"user_id": "u"}}] * 3)
-    assert status == 413 and "the limit is 2" in body["message"]
+    try:
+        assert batch(service, [{"joinKeyMap": {"user_id": "u"}}] * 2)[0] == 200
+        status, body = batch(service, [{"joinKeyMap": {"user_id": "u"}}] * 3)
+        assert status == 413 and "the limit is 2" in body["message"]
+    finally:
+        service.snapshots.close()
 
 
 def test_metrics_parse_and_count_requests_latency_store_calls_and_errors(service):
