@@ -526,33 +526,50 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
         if after is None:
             return OnlineChanges(upserts=iter(()), deletes=[])
         fields = view_fields(view)
-        order = f" ORDER BY {_keys(view, 'r.')}"
         if before_version is None or before_version < current - KEEP_CHANGES:
-            sql = aggregation.projection_sql(view, relation, None, int(after), dialect) + order
+            sql = aggregation.projection_sql(view, relation, None, int(after), dialect)
+            sql += f" ORDER BY {_keys(view, 'r.')}"
             return OnlineChanges(upserts=self._batches(sql, fields, batch_size), deletes=[])
         (before_end,) = self.client.fetchall(
             f"SELECT MAX({quote('window_end')}) FROM {self._versions} WHERE {quote('table_id')} = "
             f"{literal_string(table_id)} AND {quote('version')} <= {int(before_version)}"
         )[0]
         keys = _keys(view)
-        touched = f"SELECT {keys} FROM {self._changes(table_id)} WHERE {VERSION} > {int(before_version)}"
+        touched = (
+            f"SELECT {keys}, TRUE AS __fp_touched FROM {self._changes(table_id)} "
+            f"WHERE {VERSION} > {int(before_version)}"
+        )
         parts = [touched]
         step = aggregation.interval_us(view)
         before = None if before_end is None else _epoch_us(before_end) // step
         if before != int(after):
             since = None if before is None else (before - aggregation.max_finite_window(view)) * step
-            parts.append(aggregation.changed_keys_sql(view, [relation], since, dialect))
+            moved = aggregation.changed_keys_sql(view, [relation], since, dialect)
+            parts.append(f"SELECT {keys}, {'TRUE' if before is None else 'FALSE'} FROM ({moved}) AS m")
         candidates = quote(self.client.temporary_name("CANDIDATES"))
         not_null = " AND ".join(f"{quote(k)} IS NOT NULL" for k in view.join_key_names)
         self.client.execute(
-            f"CREATE TEMPORARY TABLE {candidates} AS SELECT DISTINCT {keys} FROM "
-            f"({' UNION ALL '.join(parts)}) AS c WHERE {not_null}"
+            f"CREATE TEMPORARY TABLE {candidates} AS SELECT {keys}, BOOLOR_AGG(__fp_touched) AS __fp_touched "
+            f"FROM ({' UNION ALL '.join(parts)}) AS c WHERE {not_null} GROUP BY {keys}"
         )
         gone = self.client.fetchall(
             f"SELECT {_keys(view, 'c.')} FROM {candidates} AS c WHERE NOT EXISTS (SELECT 1 FROM {relation} "
             f"AS t WHERE {_keys_equal(view, 't', 'c')}) ORDER BY {_keys(view, 'c.')}"
         )
-        sql = aggregation.projection_sql(view, relation, candidates, int(after), dialect) + order
+        # Entities whose tiles were rewritten are written again; the others (their tiles unchanged, only
+        # the end moved) only when their values now differ from those at the previous end.
+        now = aggregation.projection_sql(view, relation, candidates, int(after), dialect)
+        sql = f"SELECT a.* FROM ({now}) AS a JOIN {candidates} AS c ON {_keys_equal(view, 'a', 'c')}"
+        if before is not None:
+            then = aggregation.projection_sql(view, relation, candidates, before, dialect)
+            differs = " OR ".join(
+                f"a.{quote(f.name)} IS DISTINCT FROM b.{quote(f.name)}" for f in view.features
+            )
+            sql += (
+                f" LEFT JOIN ({then}) AS b ON {_keys_equal(view, 'a', 'b')} "
+                f"WHERE c.__fp_touched OR b.{quote(view.join_key_names[0])} IS NULL OR {differs}"
+            )
+        sql += f" ORDER BY {_keys(view, 'a.')}"
         return OnlineChanges(
             upserts=self._batches(sql, fields, batch_size, drop=candidates), deletes=[tuple(r) for r in gone]
         )
