@@ -392,7 +392,10 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
         if isinstance(data, SnowflakeStagedResult) and data.client is client:
             source = data.relation
         else:
-            source = client.upload(conform_arrow(as_arrow(data), fields), client.temporary_name("WRITE"))
+            rows = conform_arrow(as_arrow(data), fields)
+            if view.is_aggregate:
+                rows = _times_as_microseconds(rows)
+            source = client.upload(rows, client.temporary_name("WRITE"))
         touched = quote(client.temporary_name("KEYS"))
         keys_ddl = ", ".join(f"{quote(k.name)} {sql_type(k.type)}" for k in view.join_keys)
         client.execute(f"CREATE TEMPORARY TABLE {touched} ({keys_ddl})")
@@ -670,3 +673,15 @@ def _epoch_us(value: datetime) -> int:
     from datetime import timedelta
 
     return (value - datetime(1970, 1, 1)) // timedelta(microseconds=1)
+
+
+def _times_as_microseconds(tiles: pa.Table) -> pa.Table:
+    """Tiles computed elsewhere (the DuckDB engine) keep the times of their last values as microseconds
+    since 1970, as tiles computed in Snowflake do (``aggregation.SnowflakeDialect``)."""
+    import pyarrow as pa
+
+    for i, field in enumerate(tiles.schema):
+        if pa.types.is_list(field.type) and pa.types.is_timestamp(field.type.value_type):
+            column = tiles.column(i).cast(pa.list_(pa.timestamp("us"))).cast(pa.list_(pa.int64()))
+            tiles = tiles.set_column(i, pa.field(field.name, column.type), column)
+    return tiles
