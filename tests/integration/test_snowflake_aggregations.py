@@ -4,7 +4,8 @@ Every aggregate function (count, sum, mean, min, max, stddev_samp/pop, first, la
 count_distinct) over finite and lifetime windows, on random events with nulls and shared timestamps,
 materialized on both paths: DuckDB day by day, Snowflake a whole range per query (the stand-in, fakesnow,
 behind the real connector). The tiles, the training sets, the ranges of values and the online values
-must be the same, also after a rerun and an out-of-order backfill on the Snowflake side.
+must be the same, also after a rerun and an out-of-order backfill on the Snowflake side, and when one
+path's engine writes to the other path's offline store.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from helpers import events_repo, rows_sql
-from snowflake_helpers import snowflake_events_repo
+from snowflake_helpers import snowflake_events_repo, snowflake_yaml
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "unit"))  # the view and events of the unit tests
 from test_aggregations import COLUMNS, D1, DAY, STATS, random_events
@@ -125,3 +126,64 @@ def test_online_values_are_identical_after_reruns(sides):
     snow.materialize(D1 + DAY, D1 + 2 * DAY)
     assert snow.tiles().equals(before)
     assert close(snow.online(), duck.online())
+
+
+def duckdb_engine_snowflake_store_yaml(server, database: str) -> str:
+    """The DuckDB engine writing to the Snowflake offline store (connection settings on the store)."""
+    text = snowflake_yaml(server, database)
+    engine = text[text.index("engine:\n") : text.index("offline_store:\n")]
+    connection = engine.removeprefix("engine:\n").replace("  type: snowflake\n", "")
+    store = text[text.index("offline_store:\n") :].replace(
+        "offline_store:\n  type: snowflake\n", "offline_store:\n  type: snowflake\n" + connection
+    )
+    head = text[: text.index("engine:\n")]
+    return head + "engine: {type: duckdb, warehouse: .featureplane/warehouse.duckdb}\n" + store
+
+
+def test_tiles_from_the_duckdb_engine_roll_up_the_same_in_a_snowflake_store(
+    sides, tmp_path, snowflake_server
+):
+    """Tiles computed elsewhere (their last_n times as timestamps) are stored as Snowflake computes them."""
+    duck, snow = sides
+    events = random_events(seed=11, count=400, start=D1 - DAY, days=7)
+    repo = events_repo(tmp_path, STATS, tables={"raw.events": rows_sql(COLUMNS, events)})
+    repo.config_path.write_text(
+        duckdb_engine_snowflake_store_yaml(snowflake_server, snowflake_server.database())
+    )
+    mixed = Side(repo)
+    try:
+        assert (mixed.runtime.engine.name, type(mixed.runtime.offline_store).__name__) == (
+            "duckdb",
+            "SnowflakeOfflineStore",
+        )
+        mixed.materialize(D1, D1 + 5 * DAY)
+        assert mixed.tiles().to_pylist() == duck.tiles().to_pylist()
+        expected = duck.workspace.get_feature_view("stats").get_historical_features(spine(), "ts")
+        actual = mixed.workspace.get_feature_view("stats").get_historical_features(spine(), "ts")
+        pd.testing.assert_frame_equal(actual, expected, check_exact=False, rtol=RTOL)
+        assert close(mixed.online(), snow.online())
+    finally:
+        mixed.runtime.close()
+
+
+def test_tiles_from_the_snowflake_engine_roll_up_the_same_in_a_delta_store(sides, tmp_path, snowflake_server):
+    """Tiles computed in Snowflake and fetched (their last_n times in microseconds) for a Delta store."""
+    duck, snow = sides
+    events = random_events(seed=11, count=400, start=D1 - DAY, days=7)
+    repo = snowflake_events_repo(tmp_path, snowflake_server, STATS, {"raw.events": rows_sql(COLUMNS, events)})
+    text = repo.config_path.read_text()
+    store = text[text.index("offline_store:\n") : text.index("online_store:")]
+    repo.config_path.write_text(
+        text.replace(store, "offline_store: {type: delta, path: .featureplane/offline}\n")
+    )
+    mixed = Side(repo)
+    try:
+        assert (mixed.runtime.engine.name, type(mixed.runtime.offline_store).__name__) == (
+            "snowflake",
+            "DeltaOfflineStore",
+        )
+        mixed.materialize(D1, D1 + 5 * DAY)
+        assert mixed.tiles().to_pylist() == duck.tiles().to_pylist()
+        assert close(mixed.online(), snow.online())
+    finally:
+        mixed.runtime.close()
