@@ -59,6 +59,12 @@ def q(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+def _name(column: str) -> str:
+    """A column as the generated SQL names it: user columns quoted, its own (``__fp_idx``) unquoted
+    everywhere, so that Snowflake, which folds unquoted names to upper case, sees one name."""
+    return column if column == IDX else q(column)
+
+
 class Dialect:
     """The SQL spellings the generator needs. This is DuckDB's; ``SnowflakeDialect`` is Snowflake's."""
 
@@ -373,7 +379,7 @@ def _tile_sql_without_structs(view: FeatureViewSpec, rows_sql: str, dialect: Dia
             outer.append(f"t.{name}")
     joins = "".join(
         f" LEFT JOIN __fp_array{i} ON "
-        + " AND ".join(f"t.{q(k)} = __fp_array{i}.{q(k)}" for k in [*key_names, IDX])
+        + " AND ".join(f"t.{_name(k)} = __fp_array{i}.{_name(k)}" for k in [*key_names, IDX])
         for i in range(len(arrays))
     )
     ctes = [
@@ -596,7 +602,7 @@ def rollup_sql(
     select = [f"w.{q(k)}" for k in keys] + [f"w.{IDX}"]
     select += [f"CAST({finals[f.name]} AS {dialect.type_sql(f.type)}) AS {q(f.name)}" for f in wanted]
     join_sql = "".join(
-        f" LEFT JOIN {cte} ON " + " AND ".join(f"w.{q(k)} = {cte}.{q(k)}" for k in [*keys, IDX])
+        f" LEFT JOIN {cte} ON " + " AND ".join(f"w.{_name(k)} = {cte}.{_name(k)}" for k in [*keys, IDX])
         for cte in joins
     )
     return (
@@ -636,7 +642,7 @@ def _distinct_cte_by_changes(
     keys = ", ".join(q(k) for k in key_names)
     values = q(partial_name(column, "distinct"))
     windows = list(dict.fromkeys(_window(f, view) for f in group))
-    names = {k: f"__fp_d{i}" for i, k in enumerate(windows)}
+    names = {k: q(f"__fp_d{i}") for i, k in enumerate(windows)}
     ctes = [
         f"{cte}_values AS (SELECT {', '.join('t.' + q(k) for k in key_names)}, t.{IDX}, v.value AS __fp_value "
         f"FROM __fp_tiles AS t, LATERAL FLATTEN(input => t.{values}) AS v WHERE {bounds})"
@@ -671,7 +677,7 @@ def _distinct_cte_by_changes(
         + " UNION ALL ".join(changes)
         + f") AS __fp_changes) AS __fp_stream) AS __fp_counted WHERE {POINT})"
     )
-    return ", ".join(ctes), {f.name: names[_window(f, view)] for f in group}
+    return ", ".join(ctes), {f.name: f"__fp_d{windows.index(_window(f, view))}" for f in group}
 
 
 def _last_n_ctes_by_rank(
@@ -720,7 +726,7 @@ def _last_n_ctes_by_rank(
         selects.append(f"COALESCE({cte}_f{i}.{name}, ARRAY_CONSTRUCT()) AS {name}")
         joins.append(
             f" LEFT JOIN {cte}_f{i} ON "
-            + " AND ".join(f"p.{q(k)} = {cte}_f{i}.{q(k)}" for k in [*key_names, IDX])
+            + " AND ".join(f"p.{_name(k)} = {cte}_f{i}.{_name(k)}" for k in [*key_names, IDX])
         )
     ctes.append(
         f"{cte} AS (SELECT {', '.join('p.' + q(k) for k in key_names)}, p.{IDX}, {', '.join(selects)} "

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from helpers import events_repo, rows_sql
-from snowflake_helpers import snowflake_events_repo, snowflake_yaml
+from snowflake_helpers import not_snowflake_sql, snowflake_events_repo, snowflake_yaml
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "unit"))  # the view and events of the unit tests
 from test_aggregations import COLUMNS, D1, DAY, STATS, random_events
@@ -187,3 +187,17 @@ def test_tiles_from_the_snowflake_engine_roll_up_the_same_in_a_delta_store(sides
         assert close(mixed.online(), snow.online())
     finally:
         mixed.runtime.close()
+
+
+def test_the_sql_sent_is_snowflake_sql(sides):
+    """The stand-in would also run DuckDB's spellings and ignores the case of names: every aggregate
+    statement the Snowflake side sent must be Snowflake's (see ``not_snowflake_sql``)."""
+    import sqlglot
+
+    _, snow = sides
+    sent = [*snow.runtime.engine.client.history, *snow.runtime.offline_store.client.history]
+    aggregate = list(dict.fromkeys(sql for sql in sent if "__fp_idx" in sql))
+    assert len(aggregate) >= 5
+    for sql in aggregate:
+        assert not_snowflake_sql(sql) == [], sql
+        sqlglot.parse_one(sql, read="snowflake")
