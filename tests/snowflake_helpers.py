@@ -80,3 +80,38 @@ def snowflake_events_repo(
     use_snowflake(repo, server, method=method)
     load_sql_tables(repo, tables)
     return repo
+
+
+# DuckDB spellings the stand-in (which runs SQL on DuckDB) would accept but Snowflake would not.
+DUCKDB_ONLY = [
+    "SEMI JOIN",
+    "ANTI JOIN",
+    "BY NAME",
+    " WINDOW ",
+    "list_",
+    "flatten(",
+    "unnest(",
+    "epoch_us(",
+    "make_timestamp",
+    "arg_max",
+    "arg_min",
+    "//",
+    "FILTER (WHERE",
+    "lambda",
+    "ASOF",
+    "{'",
+    "[]",
+]
+
+
+def not_snowflake_sql(sql: str) -> list[str]:
+    """What in ``sql`` only DuckDB (and so the stand-in) would run: DuckDB's own spellings, and
+    featureplane's own column names (``__fp_...``) written both quoted and unquoted, which Snowflake,
+    folding unquoted names to upper case, reads as two names (DuckDB ignores case)."""
+    import re
+
+    problems = [c for c in DUCKDB_ONLY if c in sql]
+    quoted = set(re.findall(r'"(__fp_\w+)"', sql))
+    unquoted = set(re.findall(r'(?<!["\w])(__fp_\w+)(?!["\w])', sql))
+    problems += [f"{name} quoted and unquoted" for name in sorted(quoted & unquoted)]
+    return problems

@@ -33,6 +33,8 @@ from featureplane.types import Array, DataType, Float64, Int64, Timestamp, parse
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from featureplane.engines.base import StagedResult
+
 IDX = "__fp_idx"
 POINT = "__fp_point"
 
@@ -57,13 +59,21 @@ def q(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+def _name(column: str) -> str:
+    """A column as the generated SQL names it: user columns quoted, its own (``__fp_idx``) unquoted
+    everywhere, so that Snowflake, which folds unquoted names to upper case, sees one name."""
+    return column if column == IDX else q(column)
+
+
 class Dialect:
-    """The SQL spellings the generator needs. This is DuckDB's; a Snowflake dialect maps epoch_us to
-    ``DATE_PART(EPOCH_MICROSECOND, ...)``, make_timestamp to ``TO_TIMESTAMP(..., 6)``, list functions to
-    ``ARRAY_*``/``TRANSFORM``/``FILTER``, ``arg_max`` to ``MAX_BY``, and runs count_distinct without a
-    windowed ``COUNT(DISTINCT)`` (Snowflake has none)."""
+    """The SQL spellings the generator needs. This is DuckDB's; ``SnowflakeDialect`` is Snowflake's."""
 
     name = "duckdb"
+    # DuckDB features the generator uses when it can: named windows (``WINDOW w AS (...)``), structs
+    # ordered field by field (first/last values with their times), ``UNION ALL BY NAME``.
+    named_windows = True
+    structs = True
+    union_by_name = True
 
     def epoch_us(self, expr: str) -> str:
         return f"epoch_us({expr})"
@@ -81,8 +91,77 @@ class Dialect:
     def lambda_(self, arg: str, body: str) -> str:
         return f"lambda {arg}: {body}"
 
+    def type_sql(self, dtype: DataType) -> str:
+        return to_sql(dtype)
+
+    def div(self, a: str, b: str) -> str:
+        """``a / b`` as a double (DuckDB's ``/`` always is one)."""
+        return f"{a} / {b}"
+
+    def semi_join(self, relation: str, alias: str, left: str, keys: Sequence[str]) -> str:
+        """Keep the rows of ``left`` (an alias) whose keys are in ``relation`` (without duplicates)."""
+        return f" SEMI JOIN {relation} AS {alias} USING ({', '.join(q(k) for k in keys)})"
+
+    def literal_time(self, value: datetime) -> str:
+        return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
+
+    def first_last(self, function: str, value: str) -> str:
+        """The first or last non-null ``value`` of a window frame over a stream ordered by index."""
+        pick = "arg_min" if function == "first" else "arg_max"
+        return f"{pick}({value}, CASE WHEN {value} IS NOT NULL THEN {IDX} END)"
+
+
+class SnowflakeDialect(Dialect):
+    """Snowflake's spellings: ``DATE_PART(EPOCH_MICROSECOND, ...)`` and ``TO_TIMESTAMP_NTZ(..., 6)`` for
+    times as microseconds, ``MOD`` and an exact division for the floor division, window frames written
+    out in each ``OVER`` (Snowflake has no ``WINDOW`` clause), ``FIRST_VALUE``/``LAST_VALUE ... IGNORE
+    NULLS`` for first/last values over a frame, a tile's first/last values found through a window over
+    its events (no struct ordering), and joins against distinct keys for semi joins."""
+
+    name = "snowflake"
+    named_windows = False
+    structs = False
+    union_by_name = False
+
+    def epoch_us(self, expr: str) -> str:
+        return f"DATE_PART(EPOCH_MICROSECOND, {expr})"
+
+    def timestamp_us(self, expr: str) -> str:
+        return f"TO_TIMESTAMP_NTZ(CAST({expr} AS BIGINT), 6)"
+
+    def floor_div(self, expr: str, n: int) -> str:
+        # The numerator is an exact multiple of n, so the division is exact in NUMBER (and in doubles).
+        return f"CAST((({expr}) - MOD(MOD(({expr}), {n}) + {n}, {n})) / {n} AS BIGINT)"
+
+    def struct(self, **fields: str) -> str:
+        return "OBJECT_CONSTRUCT_KEEP_NULL(" + ", ".join(f"'{k}', {v}" for k, v in fields.items()) + ")"
+
+    def lambda_(self, arg: str, body: str) -> str:
+        return f"{arg} -> {body}"
+
+    def type_sql(self, dtype: DataType) -> str:
+        if dtype.is_array:
+            return "ARRAY"
+        return {"timestamp": "TIMESTAMP_NTZ(6)", "float64": "FLOAT"}.get(dtype.name, to_sql(dtype))
+
+    def div(self, a: str, b: str) -> str:
+        return f"CAST({a} AS DOUBLE) / {b}"
+
+    def semi_join(self, relation: str, alias: str, left: str, keys: Sequence[str]) -> str:
+        on = " AND ".join(f"{left}.{q(k)} = {alias}.{q(k)}" for k in keys)
+        columns = ", ".join(q(k) for k in keys)
+        return f" JOIN (SELECT DISTINCT {columns} FROM {relation}) AS {alias} ON {on}"
+
+    def literal_time(self, value: datetime) -> str:
+        return f"CAST('{value.isoformat(sep=' ')}' AS TIMESTAMP_NTZ(6))"
+
+    def first_last(self, function: str, value: str) -> str:
+        pick = "FIRST_VALUE" if function == "first" else "LAST_VALUE"
+        return f"{pick}({value} IGNORE NULLS)"
+
 
 DUCKDB = Dialect()
+SNOWFLAKE = SnowflakeDialect()
 
 
 # -- what a view stores --------------------------------------------------------------------------
@@ -197,6 +276,8 @@ def windows_in_intervals(view: FeatureViewSpec) -> list[int | None]:
 def tile_sql(view: FeatureViewSpec, rows_sql: str, dialect: Dialect = DUCKDB) -> str:
     """Tiles from the view's conformed rows (join keys, timestamp, input columns): one row per entity
     and interval that has events, stamped with the interval's start."""
+    if not dialect.structs:
+        return _tile_sql_without_structs(view, rows_sql, dialect)
     keys = [q(k) for k in view.join_key_names]
     ts = q(view.timestamp_field)
     step = interval_us(view)
@@ -242,12 +323,91 @@ def tile_sql(view: FeatureViewSpec, rows_sql: str, dialect: Dialect = DUCKDB) ->
     )
 
 
+def _tile_sql_without_structs(view: FeatureViewSpec, rows_sql: str, dialect: Dialect) -> str:
+    """The same tiles for a warehouse without ordered structs or filtered aggregates (Snowflake): a
+    tile's first and last values are those at the earliest and latest time of its non-null values
+    (ties broken by the smallest and largest value, as struct ordering does); arrays (the last n values
+    with their times in microseconds, the distinct values) are aggregated over the non-null values
+    only, in their own grouped query, and joined to the tiles."""
+    key_names = view.join_key_names
+    keys = ", ".join(q(k) for k in key_names)
+    ts = q(view.timestamp_field)
+    step = interval_us(view)
+    index = dialect.floor_div(dialect.epoch_us(ts), step)
+    by_tile = f"PARTITION BY {keys}, {index}"
+    extra, inner, outer, arrays = [], [], [], []
+    for column, partial, dtype in partials(view):
+        name = q(partial_name(column, partial))
+        c = q(column)
+        if partial == "n":
+            inner.append(f"count({c}) AS {name}")
+        elif partial == "sum":
+            inner.append(f"CAST(sum({c}) AS {dialect.type_sql(dtype)}) AS {name}")
+        elif partial == "m2":
+            inner.append(f"CAST(var_pop({c}) * count({c}) AS DOUBLE) AS {name}")
+        elif partial in ("min", "max"):
+            inner.append(f"{partial}({c}) AS {name}")
+        elif partial in ("first", "last"):
+            pick = "min" if partial == "first" else "max"
+            at = q(f"__{partial}_ts_{column}")
+            extra.append(f"{pick}(CASE WHEN {c} IS NOT NULL THEN {ts} END) OVER ({by_tile}) AS {at}")
+            inner.append(f"{pick}(CASE WHEN {ts} = {at} THEN {c} END) AS {name}")
+        elif partial in ("lastn", "distinct"):
+            alias = f"__fp_array{len(arrays)}"
+            if partial == "lastn":
+                n = last_n_size(view, column)
+                stamps = q(partial_name(column, "lastn_ts"))
+                ranked = (
+                    f"SELECT *, row_number() OVER (PARTITION BY {keys}, {IDX} ORDER BY {ts} DESC, {c} DESC) "
+                    f"AS __fp_rank FROM __fp_indexed WHERE {c} IS NOT NULL"
+                )
+                arrays.append(
+                    f"{alias} AS (SELECT {keys}, {IDX}, "
+                    f"ARRAY_AGG({c}) WITHIN GROUP (ORDER BY {ts}, {c}) AS {name}, "
+                    f"ARRAY_AGG({dialect.epoch_us(ts)}) WITHIN GROUP (ORDER BY {ts}, {c}) AS {stamps} "
+                    f"FROM ({ranked}) AS __fp_ranked WHERE __fp_rank <= {n} GROUP BY {keys}, {IDX})"
+                )
+                outer += [f"{alias}.{name}", f"{alias}.{stamps}"]
+            else:
+                arrays.append(
+                    f"{alias} AS (SELECT {keys}, {IDX}, ARRAY_AGG(DISTINCT {c}) WITHIN GROUP (ORDER BY {c}) "
+                    f"AS {name} FROM __fp_indexed WHERE {c} IS NOT NULL GROUP BY {keys}, {IDX})"
+                )
+                outer.append(f"{alias}.{name}")
+            continue
+        if partial != "lastn_ts":
+            outer.append(f"t.{name}")
+    joins = "".join(
+        f" LEFT JOIN __fp_array{i} ON "
+        + " AND ".join(f"t.{_name(k)} = __fp_array{i}.{_name(k)}" for k in [*key_names, IDX])
+        for i in range(len(arrays))
+    )
+    ctes = [
+        f"__fp_indexed AS (SELECT *, {index} AS {IDX}{''.join(', ' + e for e in extra)} "
+        f"FROM ({rows_sql}) AS __fp_rows)",
+        f"__fp_tiles AS (SELECT {keys}, {IDX}{''.join(', ' + e for e in inner)} FROM __fp_indexed "
+        f"GROUP BY {keys}, {IDX})",
+        *arrays,
+    ]
+    return (
+        f"WITH {', '.join(ctes)} SELECT {', '.join('t.' + q(k) for k in key_names)}, "
+        f"{dialect.timestamp_us(f't.{IDX} * {step}')} AS {ts}, {', '.join(outer)} FROM __fp_tiles AS t{joins} "
+        f"ORDER BY {', '.join('t.' + q(k) for k in key_names)}, {ts}"
+    )
+
+
 def with_markers(
-    view: FeatureViewSpec, tiles: pa.Table, partitions: Sequence[tuple[datetime, datetime]]
-) -> pa.Table:
+    view: FeatureViewSpec, tiles: pa.Table | StagedResult, partitions: Sequence[tuple[datetime, datetime]]
+) -> pa.Table | StagedResult:
     """The tiles plus one marker row per materialized partition (null join keys, the partition's start
-    as the timestamp), written in the same commit so the table says which partitions it covers."""
+    as the timestamp), written in the same commit so the table says which partitions it covers. Tiles
+    staged where the engine ran get their markers there."""
     import pyarrow as pa
+
+    from featureplane.engines.base import StagedResult
+
+    if isinstance(tiles, StagedResult):
+        return tiles.with_markers(view, list(partitions))
 
     markers = pa.Table.from_pylist(
         [{view.timestamp_field: start} for start, _ in partitions], schema=tiles.schema
@@ -281,6 +441,7 @@ class _Frames:
     computed over them (each computed once however many features use it)."""
 
     view: FeatureViewSpec
+    dialect: Dialect = DUCKDB
     columns: dict[str, str] = dataclasses.field(default_factory=dict)  # expression -> alias
     used: dict[int | None, None] = dataclasses.field(default_factory=dict)
 
@@ -288,20 +449,21 @@ class _Frames:
     def frame(k: int | None) -> str:
         return "__fp_life" if k is None else f"__fp_w{k}"
 
-    def clauses(self) -> str:
+    def spec(self, k: int | None) -> str:
         keys = ", ".join(q(c) for c in self.view.join_key_names)
-        out = []
-        for k in self.used:
-            start = "UNBOUNDED PRECEDING" if k is None else f"{k} PRECEDING"
-            out.append(
-                f"{self.frame(k)} AS (PARTITION BY {keys} ORDER BY {IDX} RANGE BETWEEN {start} AND 1 PRECEDING)"
-            )
-        return ", ".join(out)
+        start = "UNBOUNDED PRECEDING" if k is None else f"{k} PRECEDING"
+        return f"PARTITION BY {keys} ORDER BY {IDX} RANGE BETWEEN {start} AND 1 PRECEDING"
+
+    def clauses(self) -> str:
+        if not self.dialect.named_windows:
+            return ""
+        return ", ".join(f"{self.frame(k)} AS ({self.spec(k)})" for k in self.used)
 
     def over(self, expression: str, k: int | None, alias: str | None = None) -> str:
         """The alias of ``expression`` over window ``k`` (in intervals; None: lifetime)."""
         self.used[k] = None
-        key = f"{expression} OVER {self.frame(k)}"
+        frame = self.frame(k) if self.dialect.named_windows else f"({self.spec(k)})"
+        key = f"{expression} OVER {frame}"
         if key not in self.columns:
             self.columns[key] = alias or f"__fp_a{len(self.columns)}"
         return self.columns[key]
@@ -347,29 +509,35 @@ def rollup_sql(
     stddev_columns = list(
         dict.fromkeys(f.column or f.name for f in wanted if f.function.startswith("stddev"))
     )
+    entity = "__fp_entity" if dialect.named_windows else f"(PARTITION BY {t_keys})"
     for c in stddev_columns:
         n, s, m2 = (q(partial_name(c, p)) for p in ("n", "sum", "m2"))
-        delta = f"(t.{s} / t.{n} - sum(t.{s}) OVER __fp_entity / sum(t.{n}) OVER __fp_entity)"
+        mean = dialect.div(f"t.{s}", f"t.{n}")
+        entity_mean = dialect.div(f"sum(t.{s}) OVER {entity}", f"sum(t.{n}) OVER {entity}")
+        delta = f"({mean} - {entity_mean})"
         stream_columns.append(f"CASE WHEN t.{n} > 0 THEN t.{n} * {delta} END AS {q('__fp_shifted_' + c)}")
         stream_columns.append(
             f"CASE WHEN t.{n} > 0 THEN t.{m2} + t.{n} * {delta} * {delta} END AS {q('__fp_squares_' + c)}"
         )
-    entity_window = f" WINDOW __fp_entity AS (PARTITION BY {t_keys})" if stddev_columns else ""
+    named_entity = stddev_columns and dialect.named_windows
+    entity_window = f" WINDOW __fp_entity AS (PARTITION BY {t_keys})" if named_entity else ""
+    # Without UNION BY NAME, point rows spell out a null for every tile column.
+    point_nulls = "" if dialect.union_by_name else "".join(f", NULL AS {_alias(c)}" for c in stream_columns)
     ctes = [
         f"__fp_points AS (SELECT DISTINCT {key_list}, {IDX} FROM {points} AS p "
         f"WHERE {' AND '.join(f'p.{q(k)} IS NOT NULL' for k in keys)} AND p.{IDX} IS NOT NULL)",
         f"__fp_tiles AS (SELECT {t_keys}, "
         f"{dialect.floor_div(dialect.epoch_us('t.' + q(view.timestamp_field)), step)} AS {IDX}"
         + "".join(f", t.{q(partial_name(c, p))}" for c, p in columns)
-        + f" FROM {tiles} AS t SEMI JOIN (SELECT DISTINCT {key_list} FROM __fp_points) AS k USING ({key_list}) "
+        + f" FROM {tiles} AS t{dialect.semi_join('__fp_points', 'k', 't', keys)} "
         f"WHERE NOT ({marker_condition(view, 't')}))",
-        f"__fp_stream AS (SELECT {key_list}, {IDX}, TRUE AS {POINT} FROM __fp_points "
-        f"UNION ALL BY NAME SELECT {t_keys}, t.{IDX}, FALSE AS {POINT}"
+        f"__fp_stream AS (SELECT {key_list}, {IDX}, TRUE AS {POINT}{point_nulls} FROM __fp_points "
+        f"UNION ALL {'BY NAME ' if dialect.union_by_name else ''}SELECT {t_keys}, t.{IDX}, FALSE AS {POINT}"
         + "".join(f", {c}" for c in stream_columns)
         + f" FROM __fp_tiles AS t WHERE {bounds}{entity_window})",
     ]
 
-    frames = _Frames(view)
+    frames = _Frames(view, dialect)
     finals: dict[str, str] = {}
     distinct_features: dict[str, list[FeatureSpec]] = {}
     last_n_features: dict[str, list[FeatureSpec]] = {}
@@ -389,7 +557,7 @@ def rollup_sql(
             finals[feature.name] = f"COALESCE({count}, 0)"
         elif function == "sum":
             total = over(f"sum({part('sum')})")
-            finals[feature.name] = f"COALESCE(CAST({total} AS {to_sql(feature.type)}), 0)"
+            finals[feature.name] = f"COALESCE(CAST({total} AS {dialect.type_sql(feature.type)}), 0)"
         elif function == "mean":
             total, count = over(f"sum({part('sum')})"), over(f"sum({part('n')})")
             finals[feature.name] = f"CAST({total} AS DOUBLE) / NULLIF({count}, 0)"
@@ -405,9 +573,7 @@ def rollup_sql(
         elif function in ("min", "max"):
             finals[feature.name] = over(f"{function}({part(function)})")
         elif function in ("first", "last"):
-            pick = "arg_min" if function == "first" else "arg_max"
-            value = part(function)
-            finals[feature.name] = over(f"{pick}({value}, CASE WHEN {value} IS NOT NULL THEN {IDX} END)")
+            finals[feature.name] = over(dialect.first_last(function, part(function)))
         elif function == "count_distinct":
             distinct_features.setdefault(c, []).append(feature)
         elif function == "last_n":
@@ -416,13 +582,15 @@ def rollup_sql(
     joins = []
     for i, (c, group) in enumerate(distinct_features.items()):
         cte = f"__fp_distinct{i}"
-        sql, aliases = _distinct_cte(view, cte, c, group, bounds)
+        distinct = _distinct_cte if dialect.named_windows else _distinct_cte_by_changes
+        sql, aliases = distinct(view, cte, c, group, bounds, dialect)
         ctes.append(sql)
         joins.append(cte)
         finals.update({name: f"{cte}.{q(alias)}" for name, alias in aliases.items()})
     for i, (c, group) in enumerate(last_n_features.items()):
         cte = f"__fp_lastn{i}"
-        ctes += _last_n_ctes(view, cte, c, group, dialect)
+        last_n = _last_n_ctes if dialect.structs else _last_n_ctes_by_rank
+        ctes += last_n(view, cte, c, group, dialect)
         joins.append(cte)
         finals.update({f.name: f"{cte}.{q(f.name)}" for f in group})
     clauses = frames.clauses()
@@ -432,9 +600,9 @@ def rollup_sql(
         + ")"
     )
     select = [f"w.{q(k)}" for k in keys] + [f"w.{IDX}"]
-    select += [f"CAST({finals[f.name]} AS {to_sql(f.type)}) AS {q(f.name)}" for f in wanted]
+    select += [f"CAST({finals[f.name]} AS {dialect.type_sql(f.type)}) AS {q(f.name)}" for f in wanted]
     join_sql = "".join(
-        f" LEFT JOIN {cte} ON " + " AND ".join(f"w.{q(k)} = {cte}.{q(k)}" for k in [*keys, IDX])
+        f" LEFT JOIN {cte} ON " + " AND ".join(f"w.{_name(k)} = {cte}.{_name(k)}" for k in [*keys, IDX])
         for cte in joins
     )
     return (
@@ -442,8 +610,13 @@ def rollup_sql(
     )
 
 
+def _alias(column: str) -> str:
+    """The name a stream column expression (``t."x"`` or ``... AS "x"``) gets."""
+    return column.rsplit(" AS ", 1)[1] if " AS " in column else column.split(".", 1)[1]
+
+
 def _distinct_cte(
-    view: FeatureViewSpec, cte: str, column: str, group: list[FeatureSpec], bounds: str
+    view: FeatureViewSpec, cte: str, column: str, group: list[FeatureSpec], bounds: str, dialect: Dialect
 ) -> tuple[str, dict[str, str]]:
     """Exact distinct counts: the tiles' distinct values as rows, counted distinct over each frame."""
     keys = ", ".join(q(k) for k in view.join_key_names)
@@ -457,6 +630,113 @@ def _distinct_cte(
         f"FROM __fp_tiles AS t WHERE {bounds}) WINDOW {frames.clauses()}) WHERE {POINT})"
     )
     return sql, aliases
+
+
+def _distinct_cte_by_changes(
+    view: FeatureViewSpec, cte: str, column: str, group: list[FeatureSpec], bounds: str, dialect: Dialect
+) -> tuple[str, dict[str, str]]:
+    """Exact distinct counts without a windowed ``COUNT(DISTINCT)`` (Snowflake has none): each
+    occurrence of a value in a tile counts from the next interval until the window has passed it or the
+    value occurs again, so a running sum of +1/-1 changes per entity gives the count at every point."""
+    key_names = view.join_key_names
+    keys = ", ".join(q(k) for k in key_names)
+    values = q(partial_name(column, "distinct"))
+    windows = list(dict.fromkeys(_window(f, view) for f in group))
+    names = {k: q(f"__fp_d{i}") for i, k in enumerate(windows)}
+    ctes = [
+        f"{cte}_values AS (SELECT {', '.join('t.' + q(k) for k in key_names)}, t.{IDX}, v.value AS __fp_value "
+        f"FROM __fp_tiles AS t, LATERAL FLATTEN(input => t.{values}) AS v WHERE {bounds})"
+    ]
+    changes = []
+    for k, name in names.items():
+
+        def deltas(value: int, name: str = name) -> str:
+            return "".join(f", {value if other == name else 0} AS {other}" for other in names.values())
+
+        if k is None:  # a value counts from its first occurrence on
+            changes.append(
+                f"SELECT {keys}, min({IDX}) + 1 AS __fp_at{deltas(1)} FROM {cte}_values GROUP BY {keys}, __fp_value"
+            )
+            continue
+        following = f"lead({IDX}) OVER (PARTITION BY {keys}, __fp_value ORDER BY {IDX})"
+        ends = f"SELECT *, least({IDX} + {k}, COALESCE({following}, {IDX} + {k})) + 1 AS __fp_end FROM {cte}_values"
+        changes.append(
+            f"SELECT {keys}, {IDX} + 1 AS __fp_at{deltas(1)} FROM {cte}_values UNION ALL "
+            f"SELECT {keys}, __fp_end{deltas(-1)} FROM ({ends}) AS __fp_ends"
+        )
+    zeros = "".join(f", 0 AS {name}" for name in names.values())
+    running = "".join(
+        f", sum({name}) OVER (PARTITION BY {keys} ORDER BY __fp_at "
+        f"RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS {name}"
+        for name in names.values()
+    )
+    ctes.append(
+        f"{cte} AS (SELECT {keys}, __fp_at AS {IDX}{''.join(', ' + n for n in names.values())} FROM ("
+        f"SELECT {keys}, __fp_at, {POINT}{running} FROM (SELECT {keys}, {IDX} AS __fp_at, TRUE AS {POINT}{zeros} "
+        f"FROM __fp_points UNION ALL SELECT {keys}, __fp_at, FALSE{''.join(', ' + n for n in names.values())} FROM ("
+        + " UNION ALL ".join(changes)
+        + f") AS __fp_changes) AS __fp_stream) AS __fp_counted WHERE {POINT})"
+    )
+    return ", ".join(ctes), {f.name: f"__fp_d{windows.index(_window(f, view))}" for f in group}
+
+
+def _last_n_ctes_by_rank(
+    view: FeatureViewSpec, cte: str, column: str, group: list[FeatureSpec], dialect: Dialect
+) -> list[str]:
+    """The last n values before each point without list functions (Snowflake): the tiles with values
+    are numbered per entity, each point finds the number of the latest one before it, the values of
+    the last n such tiles are joined as rows, and each feature keeps the latest ones inside its window
+    (ordered by time, then value, as the tiles are)."""
+    key_names = view.join_key_names
+    keys = ", ".join(q(k) for k in key_names)
+    n = last_n_size(view, column)
+    values, stamps = q(partial_name(column, "lastn")), q(partial_name(column, "lastn_ts"))
+    step = interval_us(view)
+    element = dialect.type_sql(_element(view, column))
+    on = " AND ".join(f"m.{q(k)} = r.{q(k)}" for k in key_names)
+    ctes = [
+        f"{cte}_tiles AS (SELECT {keys}, {IDX}, {values}, {stamps}, row_number() OVER (PARTITION BY {keys} "
+        f"ORDER BY {IDX}) AS __fp_seq FROM __fp_tiles WHERE ARRAY_SIZE({values}) > 0)",
+        f"{cte}_match AS (SELECT {keys}, {IDX}, __fp_match FROM (SELECT {keys}, {IDX}, {POINT}, "
+        f"max(__fp_seq) OVER (PARTITION BY {keys} ORDER BY {IDX}, {POINT} DESC ROWS BETWEEN UNBOUNDED PRECEDING "
+        f"AND CURRENT ROW) AS __fp_match FROM (SELECT {keys}, {IDX}, TRUE AS {POINT}, NULL AS __fp_seq "
+        f"FROM __fp_points UNION ALL SELECT {keys}, {IDX}, FALSE, __fp_seq FROM {cte}_tiles) AS __fp_s) AS __fp_m "
+        f"WHERE {POINT} AND __fp_match IS NOT NULL)",
+        f"{cte}_flat AS (SELECT {', '.join('r.' + q(k) for k in key_names)}, r.__fp_seq, "
+        f"CAST(v.value AS {element}) AS __fp_v, CAST(GET(r.{stamps}, v.index) AS BIGINT) AS __fp_t "
+        f"FROM {cte}_tiles AS r, LATERAL FLATTEN(input => r.{values}) AS v)",
+        f"{cte}_events AS (SELECT {', '.join('m.' + q(k) for k in key_names)}, m.{IDX}, r.__fp_v, r.__fp_t "
+        f"FROM {cte}_match AS m JOIN {cte}_flat AS r ON {on} "
+        f"AND r.__fp_seq > m.__fp_match - {n} AND r.__fp_seq <= m.__fp_match)",
+    ]
+    selects, joins = [], []
+    for i, feature in enumerate(group):
+        k = _window(feature, view)
+        name = q(feature.name)
+        kept = "" if k is None else f" WHERE __fp_t >= ({IDX} - {k}) * {step}"
+        ranked = (
+            f"SELECT *, row_number() OVER (PARTITION BY {keys}, {IDX} ORDER BY __fp_t DESC, __fp_v DESC) "
+            f"AS __fp_rank FROM {cte}_events{kept}"
+        )
+        ctes.append(
+            f"{cte}_f{i} AS (SELECT {keys}, {IDX}, ARRAY_AGG(__fp_v) WITHIN GROUP (ORDER BY __fp_t, __fp_v) "
+            f"AS {name} FROM ({ranked}) AS __fp_r WHERE __fp_rank <= {int(feature.params['n'])} "
+            f"GROUP BY {keys}, {IDX})"
+        )
+        selects.append(f"COALESCE({cte}_f{i}.{name}, ARRAY_CONSTRUCT()) AS {name}")
+        joins.append(
+            f" LEFT JOIN {cte}_f{i} ON "
+            + " AND ".join(f"p.{_name(k)} = {cte}_f{i}.{_name(k)}" for k in [*key_names, IDX])
+        )
+    ctes.append(
+        f"{cte} AS (SELECT {', '.join('p.' + q(k) for k in key_names)}, p.{IDX}, {', '.join(selects)} "
+        f"FROM __fp_points AS p{''.join(joins)})"
+    )
+    return ctes
+
+
+def _element(view: FeatureViewSpec, column: str) -> DataType:
+    return input_columns(view)[column]
 
 
 def _last_n_ctes(
@@ -532,7 +812,7 @@ def projection_sql(
     materialized partition), for the entities of relation ``keys`` (all when None) that have tiles."""
     entities = f"SELECT DISTINCT {_keys(view, 't')} FROM {tiles} AS t"
     if keys is not None:
-        entities += f" SEMI JOIN {keys} AS k USING ({_keys(view)})"
+        entities += dialect.semi_join(keys, "k", "t", view.join_key_names)
     entities += f" WHERE NOT ({marker_condition(view, 't')})"
     points = f"(SELECT {_keys(view, 'e')}, CAST({index} AS BIGINT) AS {IDX} FROM ({entities}) AS e)"
     return features_at_sql(view, tiles, points, dialect=dialect)
@@ -592,17 +872,24 @@ def features_in_range_sql(
         f"WHERE c.{IDX} < {last} AND c.{IDX} >= COALESCE(s.__fp_since, {first}))"
     )
     names = [f.name for f in aggregates(view)]
-    state = dialect.struct(**{f"f{i}": q(n) for i, n in enumerate(names)})
     ts = q(view.timestamp_field)
     keys = _keys(view)
+    previous = f"OVER (PARTITION BY {keys} ORDER BY {ts})"
+    if dialect.structs:
+        state = dialect.struct(**{f"f{i}": q(n) for i, n in enumerate(names)})
+        changed = f"lag({state}) {previous} IS DISTINCT FROM {state}"
+    else:
+        changed = f"row_number() {previous} = 1" + "".join(
+            f" OR lag({q(n)}) {previous} IS DISTINCT FROM {q(n)}" for n in names
+        )
     return (
         f"WITH __fp_changes AS ({changes}), __fp_since AS ({since}), "
         f"__fp_values AS ({features_at_sql(view, tiles, points, names, dialect)}), "
-        f"__fp_kept AS (SELECT * FROM (SELECT *, lag({state}) OVER (PARTITION BY {keys} ORDER BY {ts}) "
-        f"IS DISTINCT FROM {state} AS __fp_changed FROM __fp_values) WHERE __fp_changed) "
+        f"__fp_kept AS (SELECT * FROM (SELECT *, {changed} AS __fp_changed FROM __fp_values) AS __fp_c "
+        f"WHERE __fp_changed) "
         f"SELECT * FROM (SELECT {keys}, {ts}, {', '.join(q(n) for n in names)}, {ts} AS _valid_from, "
-        f"lead({ts}) OVER (PARTITION BY {keys} ORDER BY {ts}) AS _valid_to FROM __fp_kept) "
-        f"WHERE _valid_from < TIMESTAMP '{end.isoformat(sep=' ')}' "
-        f"AND (_valid_to IS NULL OR _valid_to > TIMESTAMP '{start.isoformat(sep=' ')}') "
+        f"lead({ts}) {previous} AS _valid_to FROM __fp_kept) AS __fp_r "
+        f"WHERE _valid_from < {dialect.literal_time(end)} "
+        f"AND (_valid_to IS NULL OR _valid_to > {dialect.literal_time(start)}) "
         f"ORDER BY {keys}, _valid_from"
     )

@@ -158,11 +158,7 @@ def _conform_column(column: pa.ChunkedArray, dtype: DataType, target: pa.DataTyp
     if dtype.is_array and (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
         values = [None if v is None else json.loads(v) for v in column.to_pylist()]
         if dtype.element == Timestamp:
-            from featureplane.specs import parse_time
-
-            values = [
-                None if v is None else [None if x is None else parse_time(x) for x in v] for v in values
-            ]
+            values = [None if v is None else [_array_time(x) for x in v] for v in values]
         return pa.array(values, type=target)
     if pa.types.is_timestamp(column.type) and column.type.tz is not None:
         column = pc.cast(column, pa.timestamp(column.type.unit, tz="UTC")).cast(
@@ -171,6 +167,20 @@ def _conform_column(column: pa.ChunkedArray, dtype: DataType, target: pa.DataTyp
     if pa.types.is_null(column.type):
         return pa.nulls(len(column), target)
     return column.cast(target, safe=False) if column.type != target else column
+
+
+def _array_time(value: Any) -> Any:
+    """A time inside an array: an ISO string, or microseconds since 1970 (as aggregate tiles keep the
+    times of their last values, exactly)."""
+    from datetime import timedelta
+
+    from featureplane.specs import parse_time
+
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return datetime(1970, 1, 1) + timedelta(microseconds=value)
+    return parse_time(value)
 
 
 # -- settings --------------------------------------------------------------------------------------

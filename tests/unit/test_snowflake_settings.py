@@ -165,23 +165,61 @@ def test_table_names_are_safe_deterministic_and_distinct():
     assert table_name("Prod/v/g1") != table_name("prod/v/g1")
 
 
-def test_aggregate_views_are_refused_rather_than_stored_as_rows(tmp_path):
-    """Tiles and roll-ups of Aggregate features exist on DuckDB/Delta only so far."""
+def test_aggregate_sql_for_snowflake_is_snowflake_sql():
+    """The stand-in runs Snowflake SQL on DuckDB, so it would also run DuckDB's own spellings (and ignore
+    the case of names): make sure the aggregate SQL for Snowflake has none of them and parses as
+    Snowflake SQL."""
     from datetime import datetime
 
-    from featureplane.engines.base import TransformationError
+    import sqlglot
+    from snowflake_helpers import not_snowflake_sql
+
+    from featureplane import aggregation
     from featureplane.specs import FeatureSpec, FeatureViewSpec, FieldSpec
 
-    cfg = config(tmp_path, ENGINE + "offline_store: {type: snowflake}\n")
+    def agg(name: str, dtype: str, column: str, function: str, window: int | None, **params) -> FeatureSpec:
+        return FeatureSpec(name, dtype, "aggregate", column, function, window, params)
+
+    day = 86400
+    features = [
+        agg("n", "int64", "amount", "count", day),
+        agg("s", "float64", "amount", "sum", None),
+        agg("m", "float64", "amount", "mean", 7 * day),
+        agg("sd", "float64", "amount", "stddev_samp", 7 * day),
+        agg("sp", "float64", "amount", "stddev_pop", None),
+        agg("lo", "float64", "amount", "min", day),
+        agg("hi", "float64", "amount", "max", None),
+        agg("f", "float64", "amount", "first", day),
+        agg("l", "float64", "amount", "last", None),
+        agg("l3", "array<float64>", "amount", "last_n", day, n=3),
+        agg("d", "int64", "merchant", "count_distinct", 2 * day, input_type="string"),
+        agg("dl", "int64", "merchant", "count_distinct", None, input_type="string"),
+    ]
     view = FeatureViewSpec(
-        name="spend_7d",
+        name="spend",
         kind="batch",
         entities=["user"],
         join_keys=[FieldSpec("user_id", "string")],
         sources=["transactions"],
-        features=[FeatureSpec("amount_sum_7d", "float64", "aggregate", "amount", "sum", 7 * 86400)],
+        features=features,
+        aggregation_interval_seconds=3600,
+        batch_schedule_seconds=day,
     )
-    with pytest.raises(TransformationError, match="'spend_7d' has Aggregate features"):
-        create_engine(cfg).run_transformation(view, {}, datetime(2024, 1, 1), datetime(2024, 1, 2))
-    with pytest.raises(SnowflakeError, match="'spend_7d' has Aggregate features"):
-        create_offline_store(cfg).read("prod/spend_7d/g1", view)
+    dialect = aggregation.SNOWFLAKE
+    points = '(SELECT "user_id", 480000 AS __fp_idx FROM SPINE)'
+    statements = {
+        "tiles": aggregation.tile_sql(view, "SELECT * FROM ROWS", dialect),
+        "rollup": aggregation.rollup_sql(view, "TILES", points, dialect=dialect),
+        "online": aggregation.projection_sql(view, "TILES", "CANDIDATES", 480000, dialect),
+        "range": aggregation.features_in_range_sql(
+            view, "TILES", datetime(2024, 1, 1), datetime(2024, 1, 5), dialect
+        ),
+        "latest": aggregation.latest_materialized_sql(view, "TILES", dialect),
+    }
+    for what, sql in statements.items():
+        assert not_snowflake_sql(sql) == [], what
+        sqlglot.parse_one(sql, read="snowflake")
+    assert "DATE_PART(EPOCH_MICROSECOND, " in statements["tiles"]
+    assert "LAST_VALUE(" in statements["rollup"] and "IGNORE NULLS" in statements["rollup"]
+    assert "LATERAL FLATTEN(input => " in statements["rollup"]
+    assert "RANGE BETWEEN 24 PRECEDING AND 1 PRECEDING" in statements["rollup"]

@@ -104,6 +104,12 @@ class StagedResult(ABC):
     def to_arrow(self) -> pa.Table:
         """The rows, fetched (for validators and for a store on another backend)."""
 
+    def with_markers(
+        self, view: FeatureViewSpec, partitions: list[tuple[datetime, datetime]]
+    ) -> StagedResult:
+        """The staged tiles of an aggregate view plus its partition markers (``aggregation.with_markers``)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot stage aggregate tiles")
+
 
 def null_count(data: pa.Table | StagedResult, column: str) -> int:
     return data.null_count(column) if isinstance(data, StagedResult) else data.column(column).null_count

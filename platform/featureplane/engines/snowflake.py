@@ -8,6 +8,10 @@ same way. ``pandas`` views get the window's rows in Python (their nature) and th
 
 A whole range of partitions is one transformation query. When the offline store is Snowflake on the same
 session, the result stays in a temporary table that the store copies (``run_for_store``).
+
+Aggregate views fold their rows into tiles (partial aggregates per entity and interval) in the same
+query, with the SQL that ``featureplane.aggregation`` generates in Snowflake's dialect, so only tiles are
+staged and the rows never leave Snowflake.
 """
 
 from __future__ import annotations
@@ -76,6 +80,18 @@ class SnowflakeStagedResult(StagedResult):
             sql = f"SELECT COUNT_IF({quote(column)} IS NULL) FROM {self.relation}"
             self._nulls[column] = int(self.client.fetchall(sql)[0][0] or 0)
         return self._nulls[column]
+
+    def with_markers(
+        self, view: FeatureViewSpec, partitions: list[tuple[datetime, datetime]]
+    ) -> StagedResult:
+        """Add an aggregate view's partition markers (null join keys, the partition's start) in place."""
+        ts = quote(view.timestamp_field)
+        rows = ", ".join(f"({literal_time(start)})" for start, _ in partitions)
+        self.client.execute(f"INSERT INTO {self.relation} ({ts}) VALUES {rows}")
+        self._rows += len(partitions)
+        self._nulls = {}
+        self._arrow = None
+        return self
 
     def to_arrow(self) -> pa.Table:
         if self._arrow is None:
@@ -248,16 +264,28 @@ class SnowflakeEngine(UsesSnowflake, Engine):
         return self.client.upload(pandas_output(view, output), self.client.temporary_name("OUTPUT"))
 
     def _conformed(self, view: FeatureViewSpec, inner: str, start: datetime, end: datetime) -> str:
-        """Select the declared columns, check and cast their types, keep rows inside the window."""
+        """Select the declared columns, check and cast their types, keep rows inside the window. An
+        aggregate view's input columns are selected too (cast to their declared types, except those
+        that are only counted)."""
         described = self.client.describe(f"SELECT * FROM ({inner}) AS __fp_out")
         actual = {name.lower(): (name, kind, scale) for name, kind, scale in described}
+        wanted: list[tuple[str, DataType | None]] = list(output_fields(view))
+        if view.is_aggregate:
+            from featureplane.aggregation import input_columns, typed_input_columns
+
+            typed = typed_input_columns(view)
+            selected = {name.lower() for name, _ in wanted}
+            wanted += [(c, typed.get(c)) for c in input_columns(view) if c.lower() not in selected]
         problems, columns = [], []
-        for name, declared in output_fields(view):
+        for name, declared in wanted:
             found = actual.get(name.lower())
             if found is None:
                 problems.append(f"column {name!r} is missing from the output")
                 continue
             real, kind, scale = found
+            if declared is None:
+                columns.append(f"{quote(real)} AS {quote(name)}")
+                continue
             dtype = column_type(kind, scale, declared)
             if dtype is None or not compatible(declared, dtype):
                 label = f"{kind}({scale})" if kind == "FIXED" and scale else kind
@@ -285,17 +313,19 @@ class SnowflakeEngine(UsesSnowflake, Engine):
         end: datetime,
         stage: bool,
     ) -> pa.Table | SnowflakeStagedResult:
-        if view.is_aggregate:
-            raise TransformationError(
-                f"feature view {view.name!r} has Aggregate features, whose tiles the Snowflake engine does "
-                "not compute yet: materialize it with the DuckDB engine"
-            )
         cleanup: list[str] = []
         try:
             inner, cleanup = self._inner(view, sources, start, end)
             sql = self._conformed(view, inner, start, end)
+            stored = view
+            if view.is_aggregate:
+                from featureplane.aggregation import SNOWFLAKE, tile_sql, tile_view
+
+                sql, stored = tile_sql(view, sql, SNOWFLAKE), tile_view(view)
             if stage:
-                return self._stage(view, sql)
+                return self._stage(stored, sql)
+            if view.is_aggregate:  # tile_sql orders its tiles
+                return conform_arrow(self.client.fetch_arrow(sql), output_fields(stored))
             order = ", ".join(quote(n) for n in [*view.join_key_names, view.timestamp_field])
             return conform_arrow(self.client.fetch_arrow(f"{sql} ORDER BY {order}"), output_fields(view))
         except SnowflakeError as exc:

@@ -362,7 +362,9 @@ class DeltaOfflineStore(OfflineStore):
         con = _duck()
         self._register(con, "t", table_id, view)
         if view.is_aggregate:
-            return con.sql(aggregation.features_in_range_sql(view, "t", start, end)).df()
+            return to_pandas(
+                con.sql(aggregation.features_in_range_sql(view, "t", start, end)).to_arrow_table()
+            )
         keys = ", ".join(q(k) for k in view.join_key_names)
         ts = q(view.timestamp_field)
         next_ts = f"lead({ts}) OVER (PARTITION BY {keys} ORDER BY {ts})"

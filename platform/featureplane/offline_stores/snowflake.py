@@ -18,6 +18,12 @@ Training data is computed in Snowflake: the spine is uploaded with ``write_panda
 join runs there, as an ASOF JOIN (``point_in_time_join: asof``, the default) or as window functions over
 the union of spine and feature rows (``point_in_time_join: window``, for engines without ASOF JOIN, such
 as the local stand-in the tests use). Only the joined result is fetched.
+
+An aggregate view's table holds its tiles and partition markers (see ``featureplane.aggregation``); every
+read of it is a roll-up that runs in Snowflake, in the SQL the aggregation module generates in
+Snowflake's dialect: at the spine's points for training data (into a temporary table joined to the
+spine), at the end of the latest materialized partition for the online store (only for the entities a
+write can have changed), and at the times values change for ``get_features_in_range``.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from featureplane import aggregation
 from featureplane.config import ConfigError
 from featureplane.engines.base import StagedResult, as_arrow
 from featureplane.engines.snowflake import SnowflakeStagedResult
@@ -68,20 +75,16 @@ def table_name(table_id: str, prefix: str = "FP_") -> str:
     return f"{prefix}{readable[:200]}_{digest}"
 
 
-def _plain(view: FeatureViewSpec) -> None:
-    """Aggregate views store tiles, which this store does not read or write yet: refuse them clearly
-    rather than store raw rows as if they were features."""
-    if view.is_aggregate:
-        raise SnowflakeError(
-            f"feature view {view.name!r} has Aggregate features: the Snowflake offline store keeps plain "
-            "(Attribute) views only so far"
-        )
-
-
-def store_fields(view: FeatureViewSpec) -> list[tuple[str, DataType]]:
+def view_fields(view: FeatureViewSpec) -> list[tuple[str, DataType]]:
+    """Join keys, timestamp and features: a plain view's rows, an aggregate view's values."""
     fields = [(k.name, k.type) for k in view.join_keys]
     fields.append((view.timestamp_field, Timestamp))
     return fields + [(f.name, f.type) for f in view.features]
+
+
+def store_fields(view: FeatureViewSpec) -> list[tuple[str, DataType]]:
+    """What the view's table holds: its rows, or its tiles for an aggregate view."""
+    return view_fields(aggregation.storage_view(view))
 
 
 def _keys(view: FeatureViewSpec, alias: str = "") -> str:
@@ -116,7 +119,7 @@ def latest_order(view: FeatureViewSpec, alias: str = "") -> str:
 #
 # Each part (one view's features) is a list of CTEs ending in one named ``<alias>`` with the spine's row
 # number, the features and the matched row's timestamp; the final query left-joins them to the spine.
-# Aggregate views add their own part builder here.
+# Aggregate views' parts join the spine to their roll-up at the spine's points (``aggregate_part``).
 
 Ctes = list[tuple[str, str]]
 
@@ -168,6 +171,29 @@ def window_part(view: FeatureViewSpec, features: list[str], relation: str, spine
     ]
 
 
+def spine_index(view: FeatureViewSpec, alias: str = "s") -> str:
+    """The interval index of the spine's timestamp: where an aggregate view's windows end."""
+    dialect = aggregation.SNOWFLAKE
+    return dialect.floor_div(dialect.epoch_us(f"{alias}.{SPINE_TS}"), aggregation.interval_us(view))
+
+
+def aggregate_points(view: FeatureViewSpec, spine: str) -> str:
+    return f"(SELECT {_keys(view, 's.')}, {spine_index(view)} AS {aggregation.IDX} FROM {spine} AS s)"
+
+
+def aggregate_part(view: FeatureViewSpec, features: list[str], relation: str, spine: str, alias: str) -> Ctes:
+    """For each spine row, the aggregates at its point: ``relation`` holds the roll-up at every
+    distinct (entity, interval index) of the spine."""
+    picked = ", ".join(f"v.{quote(f)}" for f in features)
+    return [
+        (
+            alias,
+            f"SELECT s.{ROW}, {picked}, NULL AS {FEATURE_TS} FROM {spine} AS s JOIN {relation} AS v "
+            f"ON {_keys_equal(view, 's', 'v')} AND v.{aggregation.IDX} = {spine_index(view)}",
+        )
+    ]
+
+
 PART_BUILDERS = {"asof": asof_part, "window": window_part}
 
 
@@ -182,11 +208,12 @@ def point_in_time_sql(
     for i, (part, relation) in enumerate(parts):
         alias = f"__fp_part_{i}"
         view = part.view
-        ctes += PART_BUILDERS[method](view, part.features, relation, spine, alias)
+        builder = aggregate_part if view.is_aggregate else PART_BUILDERS[method]
+        ctes += builder(view, part.features, relation, spine, alias)
         joins.append(f"LEFT JOIN {alias} ON {alias}.{ROW} = s.{ROW}")
         for feature in part.features:
             value = f"{alias}.{quote(feature)}"
-            if view.ttl_seconds:
+            if view.ttl_seconds and not view.is_aggregate:
                 value = (
                     f"CASE WHEN {alias}.{FEATURE_TS} > DATEADD(second, {-int(view.ttl_seconds)}, s.{SPINE_TS}) "
                     f"THEN {value} END"
@@ -299,7 +326,6 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
         self._prepared = True
 
     def _create(self, table_id: str, view: FeatureViewSpec) -> None:
-        _plain(view)
         if table_id in self._ready:
             return
         self._prepare()
@@ -366,7 +392,10 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
         if isinstance(data, SnowflakeStagedResult) and data.client is client:
             source = data.relation
         else:
-            source = client.upload(conform_arrow(as_arrow(data), fields), client.temporary_name("WRITE"))
+            rows = conform_arrow(as_arrow(data), fields)
+            if view.is_aggregate:
+                rows = _times_as_microseconds(rows)
+            source = client.upload(rows, client.temporary_name("WRITE"))
         touched = quote(client.temporary_name("KEYS"))
         keys_ddl = ", ".join(f"{quote(k.name)} {sql_type(k.type)}" for k in view.join_keys)
         client.execute(f"CREATE TEMPORARY TABLE {touched} ({keys_ddl})")
@@ -422,8 +451,8 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
     # -- reads -----------------------------------------------------------------------------------
 
     def _rows(self, table_id: str, view: FeatureViewSpec) -> str:
-        """The view's stored rows, or an empty relation of the right shape if nothing was written."""
-        _plain(view)
+        """The view's stored rows (an aggregate view's tiles and markers), or an empty relation of the
+        right shape if nothing was written."""
         if self.version(table_id) is not None:
             return self.relation(table_id)
         nulls = ", ".join(f"CAST(NULL AS {sql_type(t)}) AS {quote(n)}" for n, t in store_fields(view))
@@ -432,13 +461,14 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
     def read(
         self, table_id: str, view: FeatureViewSpec, start: datetime | None = None, end: datetime | None = None
     ) -> pa.Table:
+        """The stored rows (an aggregate view's tiles, without its partition markers)."""
         fields = store_fields(view)
         columns = ", ".join(quote(n) for n, _ in fields)
         order = ", ".join(quote(n) for n in [*view.join_key_names, view.timestamp_field])
-        sql = (
-            f"SELECT {columns} FROM {self._rows(table_id, view)} AS t"
-            f"{_where(_window(quote(view.timestamp_field), start, end))} ORDER BY {order}"
-        )
+        conditions = _window(quote(view.timestamp_field), start, end)
+        if view.is_aggregate:
+            conditions.insert(0, f"NOT ({aggregation.marker_condition(view)})")
+        sql = f"SELECT {columns} FROM {self._rows(table_id, view)} AS t{_where(conditions)} ORDER BY {order}"
         return conform_arrow(self.client.fetch_arrow(sql), fields)
 
     def online_changes(
@@ -455,7 +485,8 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
 
         With ``before_version``, the keys are those the writes after it touched (removed or written);
         keys left without rows are deletes. Without it, every key."""
-        _plain(view)
+        if view.is_aggregate:
+            return self._aggregate_online_changes(table_id, view, before_version, batch_size)
         fields = store_fields(view)
         columns = ", ".join(f"t.{quote(n)}" for n, _ in fields)
         keys = _keys(view)
@@ -480,11 +511,81 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
         )
         return OnlineChanges(upserts=self._batches(sql, fields, batch_size), deletes=[tuple(r) for r in gone])
 
+    def _aggregate_online_changes(
+        self, table_id: str, view: FeatureViewSpec, before_version: int | None, batch_size: int
+    ) -> OnlineChanges:
+        """Aggregates are current as of the end of the latest materialized partition. The entities whose
+        values can differ from those the online store holds at ``before_version`` are the keys the
+        writes since touched (written or removed tiles) and, when the end moved, those with tiles inside
+        the longest window before the previous end (old events leave windows as the end moves). Only
+        their current values are computed and fetched, in Arrow batches; candidates without tiles left
+        are deletes. Without a usable ``before_version``, every entity's values."""
+        dialect = aggregation.SNOWFLAKE
+        current = self.version(table_id)
+        if current is None:
+            return OnlineChanges(upserts=iter(()), deletes=[])
+        relation = self.relation(table_id)
+        (after,) = self.client.fetchall(aggregation.latest_materialized_sql(view, relation, dialect))[0]
+        if after is None:
+            return OnlineChanges(upserts=iter(()), deletes=[])
+        fields = view_fields(view)
+        if before_version is None or before_version < current - KEEP_CHANGES:
+            sql = aggregation.projection_sql(view, relation, None, int(after), dialect)
+            sql += f" ORDER BY {_keys(view, 'r.')}"
+            return OnlineChanges(upserts=self._batches(sql, fields, batch_size), deletes=[])
+        (before_end,) = self.client.fetchall(
+            f"SELECT MAX({quote('window_end')}) FROM {self._versions} WHERE {quote('table_id')} = "
+            f"{literal_string(table_id)} AND {quote('version')} <= {int(before_version)}"
+        )[0]
+        keys = _keys(view)
+        touched = (
+            f"SELECT {keys}, TRUE AS __fp_touched FROM {self._changes(table_id)} "
+            f"WHERE {VERSION} > {int(before_version)}"
+        )
+        parts = [touched]
+        step = aggregation.interval_us(view)
+        before = None if before_end is None else _epoch_us(before_end) // step
+        if before != int(after):
+            since = None if before is None else (before - aggregation.max_finite_window(view)) * step
+            moved = aggregation.changed_keys_sql(view, [relation], since, dialect)
+            parts.append(f"SELECT {keys}, {'TRUE' if before is None else 'FALSE'} FROM ({moved}) AS m")
+        candidates = quote(self.client.temporary_name("CANDIDATES"))
+        not_null = " AND ".join(f"{quote(k)} IS NOT NULL" for k in view.join_key_names)
+        self.client.execute(
+            f"CREATE TEMPORARY TABLE {candidates} AS SELECT {keys}, BOOLOR_AGG(__fp_touched) AS __fp_touched "
+            f"FROM ({' UNION ALL '.join(parts)}) AS c WHERE {not_null} GROUP BY {keys}"
+        )
+        gone = self.client.fetchall(
+            f"SELECT {_keys(view, 'c.')} FROM {candidates} AS c WHERE NOT EXISTS (SELECT 1 FROM {relation} "
+            f"AS t WHERE {_keys_equal(view, 't', 'c')}) ORDER BY {_keys(view, 'c.')}"
+        )
+        # Entities whose tiles were rewritten are written again; the others (their tiles unchanged, only
+        # the end moved) only when their values now differ from those at the previous end.
+        now = aggregation.projection_sql(view, relation, candidates, int(after), dialect)
+        sql = f"SELECT a.* FROM ({now}) AS a JOIN {candidates} AS c ON {_keys_equal(view, 'a', 'c')}"
+        if before is not None:
+            then = aggregation.projection_sql(view, relation, candidates, before, dialect)
+            differs = " OR ".join(
+                f"a.{quote(f.name)} IS DISTINCT FROM b.{quote(f.name)}" for f in view.features
+            )
+            sql += (
+                f" LEFT JOIN ({then}) AS b ON {_keys_equal(view, 'a', 'b')} "
+                f"WHERE c.__fp_touched OR b.{quote(view.join_key_names[0])} IS NULL OR {differs}"
+            )
+        sql += f" ORDER BY {_keys(view, 'a.')}"
+        return OnlineChanges(
+            upserts=self._batches(sql, fields, batch_size, drop=candidates), deletes=[tuple(r) for r in gone]
+        )
+
     def _batches(
-        self, sql: str, fields: list[tuple[str, DataType]], batch_size: int
+        self, sql: str, fields: list[tuple[str, DataType]], batch_size: int, drop: str | None = None
     ) -> Iterator[pa.RecordBatch]:
-        for chunk in self.client.fetch_arrow_batches(sql):
-            yield from conform_arrow(chunk, fields).to_batches(max_chunksize=batch_size)
+        try:
+            for chunk in self.client.fetch_arrow_batches(sql):
+                yield from conform_arrow(chunk, fields).to_batches(max_chunksize=batch_size)
+        finally:
+            if drop is not None:
+                self.client.drop_quietly(drop)
 
     # -- training data ---------------------------------------------------------------------------
 
@@ -508,11 +609,21 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
             sources = []
             for part in parts:
                 if part.data is None:
-                    sources.append((part, self._rows(part.table_id, part.view)))
-                    continue
-                # Rows computed from the sources (from_source=True) are joined where the spine is.
-                rows = self.client.upload(as_arrow(part.data), self.client.temporary_name("ROWS"))
-                uploaded.append(rows)
+                    rows = self._rows(part.table_id, part.view)
+                else:
+                    # Rows computed from the sources (from_source=True) are joined where the spine is.
+                    rows = self.client.upload(as_arrow(part.data), self.client.temporary_name("ROWS"))
+                    uploaded.append(rows)
+                if part.view.is_aggregate:
+                    # The roll-up at the spine's distinct points, kept in Snowflake for the join.
+                    values = quote(self.client.temporary_name("ROLLUP"))
+                    points = aggregate_points(part.view, relation)
+                    rollup = aggregation.rollup_sql(
+                        part.view, rows, points, part.features, aggregation.SNOWFLAKE
+                    )
+                    self.client.execute(f"CREATE TEMPORARY TABLE {values} AS {rollup}")
+                    uploaded.append(values)
+                    rows = values
                 sources.append((part, rows))
             sql = point_in_time_sql(sources, relation, self.method, prefix_features)
             fields: list[tuple[str, DataType]] = [("__fp_row", Int64)]
@@ -533,6 +644,12 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
     def features_in_range(
         self, table_id: str, view: FeatureViewSpec, start: datetime, end: datetime
     ) -> pd.DataFrame:
+        if view.is_aggregate:
+            sql = aggregation.features_in_range_sql(
+                view, self._rows(table_id, view), start, end, aggregation.SNOWFLAKE
+            )
+            fields = [*view_fields(view), ("_valid_from", Timestamp), ("_valid_to", Timestamp)]
+            return to_pandas(conform_arrow(self.client.fetch_arrow(sql), fields))
         fields = store_fields(view)
         ts = quote(view.timestamp_field)
         next_ts = f"LEAD({ts}) OVER (PARTITION BY {_keys(view)} ORDER BY {ts})"
@@ -550,3 +667,21 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
         )
         fields += [("_valid_from", Timestamp), ("_valid_to", Timestamp)]
         return to_pandas(conform_arrow(self.client.fetch_arrow(sql), fields))
+
+
+def _epoch_us(value: datetime) -> int:
+    from datetime import timedelta
+
+    return (value - datetime(1970, 1, 1)) // timedelta(microseconds=1)
+
+
+def _times_as_microseconds(tiles: pa.Table) -> pa.Table:
+    """Tiles computed elsewhere (the DuckDB engine) keep the times of their last values as microseconds
+    since 1970, as tiles computed in Snowflake do (``aggregation.SnowflakeDialect``)."""
+    import pyarrow as pa
+
+    for i, field in enumerate(tiles.schema):
+        if pa.types.is_list(field.type) and pa.types.is_timestamp(field.type.value_type):
+            column = tiles.column(i).cast(pa.list_(pa.timestamp("us"))).cast(pa.list_(pa.int64()))
+            tiles = tiles.set_column(i, pa.field(field.name, column.type), column)
+    return tiles
