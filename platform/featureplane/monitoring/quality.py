@@ -3,9 +3,17 @@
 ``GXValidator`` is a ``materialization.materialize(..., validators=[...])`` validator: it runs a view's
 default and declared expectations on the transformation's output and returns one ``CheckResult`` per
 expectation. Row-local expectations (not null, between, in set, ...) and the (keys, timestamp)
-uniqueness run once over the whole window; the others (uniqueness, aggregates, row counts) once per
+uniqueness run once over the whole window; the others (uniqueness, aggregates, row counts) per
 partition, so a range run means the same as its partitions run one by one. The schema expectation is
 checked on the Arrow schema itself, which carries the exact types written to the stores.
+
+Common aggregate expectations (row count, a column's mean, min, max, sum, median, standard deviation,
+unique value count or proportion between bounds) do not cost one GX validation per partition: each
+partition's statistic is computed the way GX's pandas metric computes it, into a summary frame of one
+row per partition, and one GX validation of ``expect_column_values_to_be_between`` with the same bounds
+decides which partitions fail. A statistic GX would not compare (null or not finite) sends that
+partition through the per-partition path, so the outcome is the one partition-by-partition validation
+gives.
 
 GX runs in an ephemeral context (in-memory stores, no analytics, no progress bars): nothing is
 written to disk. It is imported on first use, in the process that validates.
@@ -206,8 +214,10 @@ class _Outcome:
 class GXValidator:
     """Validates a view's rows for a window with Great Expectations (see the module docstring)."""
 
-    def __init__(self, *, sample_size: int = 10) -> None:
+    def __init__(self, *, sample_size: int = 10, batched: bool = True) -> None:
         self.sample_size = sample_size
+        # False: every per-partition expectation gets its own GX validation of each partition.
+        self.batched = batched
 
     def __call__(
         self, view: FeatureViewSpec, table: pa.Table, start: datetime, end: datetime
@@ -224,12 +234,105 @@ class GXValidator:
             for name, outcome in self._run(view, window, table, start, end, parts).items():
                 outcomes[name].append((None, outcome))
         per_partition = [e for e in expectations if e.scope == "partition"]
-        for part in parts if per_partition else []:
-            todo = [e for e in per_partition if part.rows.num_rows or not e.needs_rows]
+        summarized = [e for e in per_partition if self.batched and _summarizable(e, table)]
+        # (expectation name, partition index) pairs the summary cannot decide: validated one by one.
+        leftover: set[tuple[str, int]] = set()
+        if summarized:
+            for name, found in self._run_summary(view, summarized, parts, leftover).items():
+                outcomes[name] += found
+        individual = [e for e in per_partition if e not in summarized]
+        for index, part in enumerate(parts if per_partition else []):
+            todo = [
+                e
+                for e in per_partition
+                if (part.rows.num_rows or not e.needs_rows)
+                and (e in individual or (e.name, index) in leftover)
+            ]
             if todo:
                 for name, outcome in self._run(view, todo, part.rows, part.start, part.end, [part]).items():
                     outcomes[name].append((part.key, outcome))
+        if leftover:  # back in partition order, as partition-by-partition validation records them
+            order = {key: i for i, key in enumerate(keys)}
+            for name in {name for name, _ in leftover}:
+                outcomes[name].sort(key=lambda item: order.get(item[0] or "", -1))
         return [self._merge(e, outcomes[e.name], keys) for e in expectations]
+
+    def _run_summary(
+        self,
+        view: FeatureViewSpec,
+        expectations: list[ResolvedExpectation],
+        parts: list[PartitionSlice],
+        leftover: set[tuple[str, int]],
+    ) -> dict[str, list[tuple[str | None, _Outcome]]]:
+        """Per-partition aggregate expectations in one GX validation of a summary frame (one row per
+        partition, one statistic column per expectation). Partitions whose statistic GX would not compare
+        are added to ``leftover``; an expectation GX cannot evaluate on the summary goes there whole."""
+        import great_expectations as gx
+        import pandas as pd
+        import pyarrow as pa
+
+        from featureplane.offline_stores.base import to_pandas
+
+        columns = sorted({e.kwargs["column"] for e in expectations if "column" in e.kwargs})
+        rows = pa.concat_tables([p.rows.select(columns) for p in parts]) if columns else None
+        frame = to_pandas(rows) if rows is not None else None
+        bounds = [0]
+        for part in parts:
+            bounds.append(bounds[-1] + part.rows.num_rows)
+        summary: dict[str, Any] = {PARTITION_COLUMN: [p.key for p in parts]}
+        observed: dict[str, list[Any]] = {}
+        suite = gx.ExpectationSuite(name=f"{view.name}_partitions")
+        for n, expectation in enumerate(expectations):
+            statistic = SUMMARY_STATISTICS[expectation.type]
+            values: list[Any] = []
+            for index, part in enumerate(parts):
+                if expectation.needs_rows and not part.rows.num_rows:
+                    values.append(None)
+                    continue
+                column = None
+                if "column" in expectation.kwargs and frame is not None:
+                    column = frame[expectation.kwargs["column"]].iloc[bounds[index] : bounds[index + 1]]
+                value = statistic(column, part.rows.num_rows)
+                if not _comparable(value):
+                    leftover.add((expectation.name, index))
+                    value = None
+                values.append(value)
+            column_name = f"{SUMMARY_PREFIX}{n}"
+            observed[expectation.name] = values
+            summary[column_name] = _summary_column(values)
+            kwargs = {k: v for k, v in expectation.kwargs.items() if k in BOUND_ARGUMENTS}
+            suite.add_expectation(
+                gx.expectations.ExpectColumnValuesToBeBetween(
+                    column=column_name, **kwargs, meta={"featureplane": expectation.name}
+                )
+            )
+        batches = gx_batch_definition()
+        with _gx_lock:
+            validation = batches.get_batch(batch_parameters={"dataframe": pd.DataFrame(summary)}).validate(
+                suite,
+                result_format={
+                    "result_format": "COMPLETE",
+                    "unexpected_index_column_names": [PARTITION_COLUMN],
+                    "include_unexpected_rows": False,
+                },
+            )
+        found: dict[str, list[tuple[str | None, _Outcome]]] = {}
+        for item in validation.results:
+            name = (item.expectation_config.meta or {}).get("featureplane")
+            if (item.exception_info or {}).get("raised_exception"):
+                leftover.update((name, index) for index in range(len(parts)))
+                continue
+            failing = {
+                row.get(PARTITION_COLUMN)
+                for row in (item.result or {}).get("unexpected_index_list") or []
+                if isinstance(row, dict)
+            }
+            found[name] = [
+                (part.key, _Outcome(passed=part.key not in failing, observed=plain(value)))
+                for index, (part, value) in enumerate(zip(parts, observed[name], strict=True))
+                if value is not None and (name, index) not in leftover
+            ]
+        return found
 
     def _merge(
         self, expectation: ResolvedExpectation, outcomes: list[tuple[str | None, _Outcome]], keys: list[str]
@@ -370,6 +473,92 @@ class GXValidator:
                     view, result.get("unexpected_index_list") or [], parts
                 )
         return outcome
+
+
+# -- aggregate expectations over a per-partition summary ---------------------------------------------
+
+PARTITION_COLUMN = "__fp_partition"
+SUMMARY_PREFIX = "__fp_statistic_"
+BOUND_ARGUMENTS = frozenset({"min_value", "max_value", "strict_min", "strict_max"})
+
+
+def _unique_proportion(column: Any, rows: int) -> float:
+    """GX's ``column.unique_proportion``: distinct non-null values over non-null values, 0 if none."""
+    nulls = int(column.isnull().sum())
+    return column.nunique() / (rows - nulls) if rows > 0 and rows != nulls else 0
+
+
+# Each partition's statistic exactly as GX's pandas metric computes it from the partition's frame
+# (pandas skips nulls; ``std`` is the sample standard deviation): the column's values, its row count.
+SUMMARY_STATISTICS: dict[str, Any] = {
+    "expect_table_row_count_to_be_between": lambda column, rows: rows,
+    "expect_column_mean_to_be_between": lambda column, rows: column.mean(),
+    "expect_column_min_to_be_between": lambda column, rows: column.min(),
+    "expect_column_max_to_be_between": lambda column, rows: column.max(),
+    "expect_column_sum_to_be_between": lambda column, rows: column.sum(),
+    "expect_column_median_to_be_between": lambda column, rows: column[~column.isnull()].median(),
+    "expect_column_stdev_to_be_between": lambda column, rows: column.std(),
+    "expect_column_unique_value_count_to_be_between": lambda column, rows: column.nunique(),
+    "expect_column_proportion_of_unique_values_to_be_between": _unique_proportion,
+}
+NUMERIC_ONLY = frozenset(SUMMARY_STATISTICS) - {
+    "expect_table_row_count_to_be_between",
+    "expect_column_unique_value_count_to_be_between",
+    "expect_column_proportion_of_unique_values_to_be_between",
+}
+
+
+def _summarizable(expectation: ResolvedExpectation, table: pa.Table) -> bool:
+    """Whether the summary path decides ``expectation`` as GX would partition by partition: a known
+    aggregate, numeric bounds (at least one), no other arguments, and a column of a plain type."""
+    import pyarrow as pa
+
+    if expectation.type not in SUMMARY_STATISTICS:
+        return False
+    kwargs = expectation.kwargs
+    column = kwargs.get("column")
+    table_level = expectation.type == "expect_table_row_count_to_be_between"
+    if set(kwargs) - BOUND_ARGUMENTS - (set() if table_level else {"column"}):
+        return False
+    bounds = [kwargs.get("min_value"), kwargs.get("max_value")]
+    if all(b is None for b in bounds) or any(
+        b is not None and (isinstance(b, bool) or not isinstance(b, int | float)) for b in bounds
+    ):
+        return False
+    if any(not isinstance(kwargs.get(s, False), bool) for s in ("strict_min", "strict_max")):
+        return False
+    if table_level:
+        return True
+    if not isinstance(column, str) or column not in table.column_names:
+        return False
+    dtype = table.schema.field(column).type
+    numeric = pa.types.is_integer(dtype) or pa.types.is_floating(dtype)
+    if expectation.type in NUMERIC_ONLY:
+        return numeric
+    return numeric or pa.types.is_string(dtype) or pa.types.is_large_string(dtype)
+
+
+def _comparable(value: Any) -> bool:
+    """A statistic GX compares with the bounds (GX fails a null or NaN one; infinities go the per-
+    partition way too, so their observed value is the one GX reports)."""
+    import pandas as pd
+
+    if value is None or value is pd.NA:
+        return False
+    try:
+        return math.isfinite(value)
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+def _summary_column(values: list[Any]) -> Any:
+    """The statistics as one column: integers stay exact (nullable Int64), the rest float64."""
+    import pandas as pd
+
+    present = [v for v in values if v is not None]
+    if present and all(isinstance(v, int) or (hasattr(v, "dtype") and v.dtype.kind in "iu") for v in present):
+        return pd.array([None if v is None else int(v) for v in values], dtype="Int64")
+    return pd.array([None if v is None else float(v) for v in values], dtype="float64")
 
 
 MICROS_PREFIX = "__fp_micros__"
