@@ -78,3 +78,30 @@ def test_summary_matches_partition_by_partition(days):
         assert results["rows_at_most_40"].observed_value["2024-01-06"] == 0
         assert "2024-01-05" in results["country_unique_value_count_to_be_between"].failing_partitions
         assert not all(r.passed for r in batched)
+
+
+def test_row_local_expectations_over_groups_of_partitions_match_one_validation():
+    from featureplane.monitoring.expectations import Between, InSet
+
+    view = make_view(
+        Between("amount", 0, 90),
+        InSet("country", ["US", "FR", "DE"], severity="warn"),
+        Between("n", 2, 11, mostly=0.5, name="n_mostly"),
+        RowCountBetween(1),
+    )
+    table = window_rows()
+    users = table.column("user_id").to_pylist()
+    users[3] = None  # a null key on the first day
+    users[200] = users[201]  # with the same timestamp below: a duplicate (key, timestamp)
+    stamps = table.column("ts").to_pylist()
+    stamps[201] = stamps[200]
+    table = table.set_column(0, "user_id", pa.array(users, pa.string()))
+    table = table.set_column(1, "ts", pa.array(stamps, pa.timestamp("us")))
+    grouped = GXValidator(sample_size=3, chunk_rows=100)(view, table, D1, D1 + DAYS * DAY)
+    whole = GXValidator(sample_size=3, chunk_rows=10**9)(view, table, D1, D1 + DAYS * DAY)
+    for a, b in zip(grouped, whole, strict=True):
+        assert a == b, (a.summary(), b.summary())
+    results = {r.name: r for r in grouped}
+    assert results["user_id_not_null"].failing_partitions == ["2024-01-01"]
+    assert not results["unique_key_timestamp"].passed
+    assert "2024-01-04" in results["amount_between"].failing_partitions

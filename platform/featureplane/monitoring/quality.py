@@ -169,6 +169,7 @@ def plain(value: Any) -> Any:
 
 _gx_lock = threading.Lock()
 _gx_batches: Any = None
+_gx_preparing: threading.Thread | None = None
 
 
 def gx_batch_definition() -> Any:
@@ -214,8 +215,9 @@ class _Outcome:
 class GXValidator:
     """Validates a view's rows for a window with Great Expectations (see the module docstring)."""
 
-    def __init__(self, *, sample_size: int = 10, batched: bool = True) -> None:
+    def __init__(self, *, sample_size: int = 10, batched: bool = True, chunk_rows: int = 250_000) -> None:
         self.sample_size = sample_size
+        self.chunk_rows = chunk_rows
         # False: every per-partition expectation gets its own GX validation of each partition.
         self.batched = batched
 
@@ -230,8 +232,23 @@ class GXValidator:
             if expectation.scope == "schema":
                 outcomes[expectation.name].append((None, check_schema(view, table)))
         window = [e for e in expectations if e.scope == "window"]
-        if window:
-            for name, outcome in self._run(view, window, table, start, end, parts).items():
+        chunks = _chunks(parts, self.chunk_rows) if table.num_rows > self.chunk_rows else []
+        if sum(p.rows.num_rows for p in parts) != table.num_rows:
+            chunks = []  # rows outside every partition (or null timestamps): validate them all at once
+        # Row-local expectations give the same answer over consecutive groups of whole partitions (and
+        # rows of different partitions never share a timestamp), so long windows are validated a group
+        # at a time, bounding the rows held as pandas; ``mostly`` is a share of the whole window.
+        chunked = [e for e in window if len(chunks) > 1 and "mostly" not in e.kwargs]
+        whole = [e for e in window if e not in chunked]
+        if whole:
+            for name, outcome in self._run(view, whole, table, start, end, parts).items():
+                outcomes[name].append((None, outcome))
+        for chunk in chunks if chunked else []:
+            rows = pa_concat([p.rows for p in chunk])
+            found = self._run(view, chunked, rows, chunk[0].start, chunk[-1].end, chunk)
+            for name, outcome in found.items():
+                if len(chunk) == 1 and not outcome.passed and not outcome.failing_partitions:
+                    outcome.failing_partitions = [chunk[0].key]
                 outcomes[name].append((None, outcome))
         per_partition = [e for e in expectations if e.scope == "partition"]
         summarized = [e for e in per_partition if self.batched and _summarizable(e, table)]
@@ -580,6 +597,26 @@ def _from_micros(value: Any) -> Any:
     return (EPOCH + timedelta(microseconds=value)).isoformat() if isinstance(value, int) else value
 
 
+def _chunks(parts: list[PartitionSlice], rows: int) -> list[list[PartitionSlice]]:
+    """Consecutive partitions grouped up to about ``rows`` rows per group (a bigger partition alone)."""
+    groups: list[list[PartitionSlice]] = []
+    size = 0
+    for part in parts:
+        if groups and size + part.rows.num_rows <= rows:
+            groups[-1].append(part)
+            size += part.rows.num_rows
+        else:
+            groups.append([part])
+            size = part.rows.num_rows
+    return groups
+
+
+def pa_concat(tables: list[pa.Table]) -> pa.Table:
+    import pyarrow as pa
+
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+
+
 def _partitions_of(view: FeatureViewSpec, index: list[Any], parts: list[PartitionSlice]) -> list[str]:
     """The partitions that unexpected rows (identified by keys and timestamp) fall in."""
     import pandas as pd
@@ -622,10 +659,33 @@ def check_schema(view: FeatureViewSpec, table: pa.Table) -> _Outcome:
 
 
 def quality_validators(config: Any = None) -> list[GXValidator]:
-    """The validators materialization runs, from ``monitoring.quality`` in featureplane.yaml."""
+    """The validators materialization runs, from ``monitoring.quality`` in featureplane.yaml.
+
+    Great Expectations takes seconds to import: it starts importing in the background now, while the
+    transformation runs on the engine (which releases the GIL), instead of after it."""
     from featureplane.monitoring.settings import MonitoringSettings
 
     settings = MonitoringSettings.from_config(config)
     if not settings.quality_enabled:
         return []
+    prepare_gx()
     return [GXValidator(sample_size=settings.bad_key_sample)]
+
+
+def prepare_gx() -> None:
+    """Import Great Expectations and create its context in a background thread (once per process)."""
+    global _gx_preparing
+    with _gx_lock:
+        if _gx_batches is not None or _gx_preparing is not None:
+            return
+        import pandas  # noqa: F401 - imported here first, so the two threads never import it at once
+        import pyarrow  # noqa: F401
+
+        def prepare() -> None:
+            try:
+                gx_batch_definition()
+            except Exception:  # validation imports it again and reports what fails
+                log.debug("preparing Great Expectations failed", exc_info=True)
+
+        _gx_preparing = threading.Thread(target=prepare, name="featureplane-gx-import", daemon=True)
+        _gx_preparing.start()
