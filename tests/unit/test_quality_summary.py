@@ -105,3 +105,20 @@ def test_row_local_expectations_over_groups_of_partitions_match_one_validation()
     assert results["user_id_not_null"].failing_partitions == ["2024-01-01"]
     assert not results["unique_key_timestamp"].passed
     assert "2024-01-04" in results["amount_between"].failing_partitions
+
+
+def test_integer_ranges_report_the_same_values_with_or_without_nulls():
+    from test_quality import GOOD, rows
+
+    from featureplane.monitoring.expectations import Between
+
+    view = make_view(Between("n", 0, 2))
+    clean = {r.name: r for r in GXValidator(sample_size=5)(view, rows(*GOOD), D1, D1 + 2 * DAY)}
+    with_null = [*GOOD, ("u4", D1 + timedelta(hours=9), 1.0, None, "US")]
+    nulls = {r.name: r for r in GXValidator(sample_size=5)(view, rows(*with_null), D1, D1 + 2 * DAY)}
+    for results in (clean, nulls):
+        check = results["n_between"]
+        assert (check.passed, check.unexpected_count, check.unexpected_values) == (False, 1, [3])
+        assert type(check.unexpected_values[0]) is int
+    assert clean["n_between"].bad_keys == nulls["n_between"].bad_keys
+    assert clean["n_between"].bad_keys[0]["user_id"] == "u1"
