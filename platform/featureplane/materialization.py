@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from featureplane.engines.base import as_arrow, null_count
+from featureplane.engines.base import StagedResult, as_arrow, null_count
 from featureplane.locks import file_lock
 from featureplane.online_stores.base import EncodedRow, OnlineRow, encode_key
 from featureplane.partitions import windows
@@ -35,7 +35,6 @@ from featureplane.specs import FeatureViewSpec
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from featureplane.engines.base import StagedResult
     from featureplane.registry.base import WorkspaceState
     from featureplane.runtime import Runtime
 
@@ -200,6 +199,8 @@ def materialize(
             view, state.definitions.sources, start, end, runtime.offline_store
         )
         result.rows = table.num_rows
+        if not isinstance(table, StagedResult):
+            runtime.engine.release_memory()  # the rows are in Arrow now: validation needs the memory
         result.seconds["transform"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
@@ -221,6 +222,10 @@ def materialize(
                 result.checks,
             )
         _check_keys(view, table)
+        if validators:  # hand back what validation's copies (sorted rows, pandas frames) left cached
+            import pyarrow as pa
+
+            pa.default_memory_pool().release_unused()
         result.seconds["validate"] = time.perf_counter() - clock
 
         if view.is_aggregate:
