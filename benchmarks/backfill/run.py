@@ -36,6 +36,8 @@ from common import BIN, ROOT, WORK, feast_python, fresh_dir, markdown_table, run
 HERE = Path(__file__).resolve().parent
 VIEWS = ["user_daily_spend", "user_profile"]
 AGGREGATE_VIEWS = ["user_transaction_metrics"]
+# featureplane.yaml's engine.memory_limit for our arm: DuckDB spills past it instead of growing.
+MEMORY_LIMIT = "400MB"
 
 
 def prepare_data(users: int, days: int, rate: float) -> tuple[Path, datetime, datetime]:
@@ -95,7 +97,9 @@ def repo_copy(warehouse: Path, start: datetime) -> Path:
         ignore=shutil.ignore_patterns(".featureplane", "__pycache__", "dbt_features"),
     )
     config = (repo / "featureplane.yaml").read_text()
-    config = config.replace("warehouse: .featureplane/warehouse.duckdb", f"warehouse: {warehouse}")
+    config = config.replace(
+        "warehouse: .featureplane/warehouse.duckdb", f"warehouse: {warehouse}\n  memory_limit: {MEMORY_LIMIT}"
+    )
     config = re.sub(r"(?m)^dbt:\n(?:  .*\n)+", "", config)
     (repo / "featureplane.yaml").write_text(config)
     for path in repo.rglob("*.py"):
@@ -334,12 +338,15 @@ def main() -> None:
     repo = repo_copy(warehouse, start)
     print("arm ours (Dagster CLI)...", file=sys.stderr, flush=True)
     ours = arm_ours(repo, start, end)
+    print(json.dumps(ours), file=sys.stderr, flush=True)
     print("arm floor...", file=sys.stderr, flush=True)
     floor = arm_floor(warehouse, start, end)
+    print(json.dumps(floor), file=sys.stderr, flush=True)
     aggregate = None
     if not args.skip_aggregate:
         print("aggregate view (extra row)...", file=sys.stderr, flush=True)
-        aggregate = arm_ours(repo, start, end, AGGREGATE_VIEWS)
+        aggregate = arm_ours(repo_copy(warehouse, start), start, end, AGGREGATE_VIEWS)
+        print(json.dumps(aggregate), file=sys.stderr, flush=True)
     print("online publish arms...", file=sys.stderr, flush=True)
     publish = arm_publish(args.entities, args.skip_feast)
     results = {
