@@ -139,6 +139,12 @@ def encoded_rows(view: FeatureViewSpec, batch: pa.RecordBatch, con: Any) -> Iter
         yield EncodedRow(encode_key(key), stamp, blob.encode())
 
 
+def _release_arrow_memory() -> None:
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+
+
 def _check_keys(view: FeatureViewSpec, table: pa.Table | StagedResult) -> None:
     for key in view.join_key_names:
         nulls = null_count(table, key)
@@ -223,9 +229,7 @@ def materialize(
             )
         _check_keys(view, table)
         if validators:  # hand back what validation's copies (sorted rows, pandas frames) left cached
-            import pyarrow as pa
-
-            pa.default_memory_pool().release_unused()
+            _release_arrow_memory()
         result.seconds["validate"] = time.perf_counter() - clock
 
         if view.is_aggregate:
@@ -235,6 +239,8 @@ def materialize(
         clock = time.perf_counter()
         before = runtime.offline_store.version(table_id)
         result.offline_version = runtime.offline_store.write_window(table_id, view, start, end, table)
+        del table  # the online update reads the offline store: free the window's rows first
+        _release_arrow_memory()
         result.seconds["offline_write"] = time.perf_counter() - clock
         say(
             f"{state.name}/{view_name}: wrote {result.rows:,} row(s) to the offline store (version {result.offline_version})"
