@@ -27,25 +27,78 @@ class Measured:
     extra: dict = field(default_factory=dict)
 
 
-def _peak_rss_mb(pid: int) -> float | None:
-    """The process's high-water mark of resident memory (VmHWM), in MB; None once it has exited."""
+def _status_kb(pid: int, fields: tuple[str, ...]) -> dict[str, int]:
+    """Fields of /proc/<pid>/status in kB; empty once the process has exited."""
+    found: dict[str, int] = {}
     try:
         with open(f"/proc/{pid}/status") as status:
             for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
+                name = line.split(":", 1)[0]
+                if name in fields:
+                    found[name] = int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return {}
+    return found
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                found += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                pass
     except OSError:
-        return None
-    return None
+        pass
+    return found
+
+
+def process_tree(pid: int) -> list[int]:
+    """The process and all its descendants (from /proc/<pid>/task/*/children)."""
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo += _children(current)
+    return tree
+
+
+@dataclass
+class MemorySampler:
+    """Peak memory of a process tree, sampled: the largest sum of resident memory (VmRSS) over the
+    process and its descendants at one sample, and the largest high-water mark (VmHWM) of any single
+    process of the tree. VmHWM counts a process's own peak even between samples; the tree sum catches
+    processes (Dagster step workers, engine subprocesses) that run alongside the one launched."""
+
+    tree_peak_kb: int = 0
+    process_peak_kb: int = 0
+    processes: set = field(default_factory=set)
+
+    def sample(self, pid: int) -> None:
+        total = 0
+        for member in process_tree(pid):
+            values = _status_kb(member, ("VmRSS", "VmHWM"))
+            if not values:
+                continue
+            self.processes.add(member)
+            total += values.get("VmRSS", 0)
+            self.process_peak_kb = max(self.process_peak_kb, values.get("VmHWM", 0))
+        self.tree_peak_kb = max(self.tree_peak_kb, total)
+
+    @property
+    def peak_mb(self) -> float:
+        """What the tables report: the larger of the two peaks."""
+        return max(self.tree_peak_kb, self.process_peak_kb) / 1024
 
 
 def run_measured(
     args: list[str], *, env: dict | None = None, cwd: Path | None = None, check: bool = True
 ) -> Measured:
-    """Run a command; its wall time and its peak resident memory.
+    """Run a command; its wall time and its peak resident memory (see ``MemorySampler``).
 
-    The peak is the process's own high-water mark (VmHWM), sampled until it exits: unlike wait4's
-    ru_maxrss it does not count what the child inherited from this process before exec."""
+    High-water marks are the processes' own (VmHWM): unlike wait4's ru_maxrss they do not count what a
+    child inherited from this process before exec."""
     started = time.perf_counter()
     process = subprocess.Popen(
         args, cwd=cwd or ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -57,16 +110,25 @@ def run_measured(
     ]
     for reader in readers:
         reader.start()
-    peak = 0.0
+    memory = MemorySampler()
     while process.poll() is None:
-        sample = _peak_rss_mb(process.pid)
-        if sample is not None:
-            peak = max(peak, sample)
+        memory.sample(process.pid)
         time.sleep(0.02)
     seconds = time.perf_counter() - started
     for reader in readers:
         reader.join()
-    result = Measured(seconds, peak, process.returncode, output["stdout"], output["stderr"])
+    result = Measured(
+        seconds,
+        memory.peak_mb,
+        process.returncode,
+        output["stdout"],
+        output["stderr"],
+        extra={
+            "tree_rss_peak_mb": memory.tree_peak_kb / 1024,
+            "max_process_hwm_mb": memory.process_peak_kb / 1024,
+            "processes": len(memory.processes),
+        },
+    )
     if check and process.returncode != 0:
         raise RuntimeError(
             f"{' '.join(map(str, args))} failed ({process.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"

@@ -26,7 +26,6 @@ engine waits for a writer to finish (``engine.lock_timeout_seconds``).
 
 import os
 from collections import defaultdict
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from importlib import metadata
@@ -36,6 +35,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 from dagster_dbt import DbtProject as DagsterDbtProject
 
+from dagster_project.dbt_definitions import DbtDefinitions
 from dagster_project.feature_views import time_partitions
 from featureplane.config import Config
 from featureplane.dbt import DbtProject, Manifest, dbt_project, load_manifest, prepare_manifest
@@ -73,28 +73,6 @@ class FeatureplaneDbtTranslator(DagsterDbtTranslator):
 
     def get_group_name(self, dbt_resource_props: dict[str, Any]) -> str | None:
         return super().get_group_name(dbt_resource_props) or DBT_GROUP
-
-
-@dataclass
-class DbtDefinitions:
-    assets: list[dg.AssetsDefinition] = field(default_factory=list)
-    source_specs: list[dg.AssetSpec] = field(default_factory=list)
-    resources: dict[str, Any] = field(default_factory=dict)
-    # Partitioned model keys with their partitions, so a view's job can build the models it reads.
-    partitions: dict[tuple[str, ...], dg.PartitionsDefinition] = field(default_factory=dict)
-    manifest: Manifest | None = None
-
-    @property
-    def keys(self) -> set[tuple[str, ...]]:
-        return {tuple(key.path) for a in self.assets for key in a.keys}
-
-    def upstream_models(self, model: str) -> list[str]:
-        """The model and every model it is built from."""
-        if self.manifest is None or self.manifest.model(model) is None:
-            return []
-        node = self.manifest.models[model]
-        names = [self.manifest.nodes[uid]["name"] for uid in self.manifest.upstream(node["unique_id"])]
-        return [model, *names]
 
 
 def build_dbt_definitions(config: Config) -> DbtDefinitions:

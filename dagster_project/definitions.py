@@ -8,7 +8,7 @@ from collections import defaultdict
 import dagster as dg
 
 from dagster_project.alerts import alerts_sensor, check_keys
-from dagster_project.dbt_assets import DbtDefinitions, build_dbt_definitions
+from dagster_project.dbt_definitions import DbtDefinitions
 from dagster_project.drift import drift_definitions
 from dagster_project.feature_views import (
     materializable_view,
@@ -28,7 +28,7 @@ def build_definitions(config: Config | None = None) -> dg.Definitions:
     config = config or load_config()
     settings = MonitoringSettings.from_config(config)
     registry = open_registry(config)
-    dbt = build_dbt_definitions(config)
+    dbt = _dbt_definitions(config)
     assets: list = list(dbt.assets)
     schedules: list = []
     jobs: list = []
@@ -91,6 +91,17 @@ def build_definitions(config: Config | None = None) -> dg.Definitions:
         ],
         executor=dg.in_process_executor,
     )
+
+
+def _dbt_definitions(config: Config) -> DbtDefinitions:
+    """The dbt project's assets; dagster-dbt is imported only when featureplane.yaml names a project."""
+    from featureplane.dbt import dbt_project
+
+    if dbt_project(config) is None:
+        return DbtDefinitions()
+    from dagster_project.dbt_assets import build_dbt_definitions
+
+    return build_dbt_definitions(config)
 
 
 def _dbt_models_of(views: list, state, dbt: DbtDefinitions, partitions_def) -> list[dg.AssetKey]:

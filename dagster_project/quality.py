@@ -5,7 +5,8 @@ Materialization validates every partition with Great Expectations before writing
 blocking. When an error expectation fails, the check results are recorded, nothing is written to
 either store, and the run fails. Profiles (row count; per feature null fraction, min, max, mean,
 distinct count) are numeric materialization metadata of a single-partition run, and one observation
-per partition in a range run, so the UI plots them per partition.
+per partition in a range run (its last ``monitoring.quality.profile_observations`` partitions, 31 by
+default: Dagster stores each event on its own), so the UI plots them per partition.
 """
 
 from __future__ import annotations
@@ -104,7 +105,13 @@ def materialize_with_checks(
     if len(profiler.profiles) == 1:
         metadata.update(next(iter(profiler.profiles.values())))
     else:
-        for partition, profile in profiler.profiles.items():
+        settings = MonitoringSettings.from_config(runtime.config)
+        observed = list(profiler.profiles.items())[-settings.profile_observations :]
+        if settings.profile_observations <= 0:
+            observed = []
+        if len(observed) < len(profiler.profiles):
+            metadata["profiled_partitions_observed"] = f"last {len(observed)} of {len(profiler.profiles)}"
+        for partition, profile in observed:
             yield dg.AssetObservation(asset_key=key, partition=partition, metadata=profile)
     yield dg.MaterializeResult(metadata=metadata)
     for check in result.checks:

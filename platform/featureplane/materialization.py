@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from featureplane.engines.base import as_arrow, null_count
+from featureplane.engines.base import StagedResult, as_arrow, null_count
 from featureplane.locks import file_lock
 from featureplane.online_stores.base import EncodedRow, OnlineRow, encode_key
 from featureplane.partitions import windows
@@ -35,7 +35,6 @@ from featureplane.specs import FeatureViewSpec
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from featureplane.engines.base import StagedResult
     from featureplane.registry.base import WorkspaceState
     from featureplane.runtime import Runtime
 
@@ -140,6 +139,12 @@ def encoded_rows(view: FeatureViewSpec, batch: pa.RecordBatch, con: Any) -> Iter
         yield EncodedRow(encode_key(key), stamp, blob.encode())
 
 
+def _release_arrow_memory() -> None:
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+
+
 def _check_keys(view: FeatureViewSpec, table: pa.Table | StagedResult) -> None:
     for key in view.join_key_names:
         nulls = null_count(table, key)
@@ -200,6 +205,8 @@ def materialize(
             view, state.definitions.sources, start, end, runtime.offline_store
         )
         result.rows = table.num_rows
+        if not isinstance(table, StagedResult):
+            runtime.engine.release_memory()  # the rows are in Arrow now: validation needs the memory
         result.seconds["transform"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
@@ -221,6 +228,8 @@ def materialize(
                 result.checks,
             )
         _check_keys(view, table)
+        if validators:  # hand back what validation's copies (sorted rows, pandas frames) left cached
+            _release_arrow_memory()
         result.seconds["validate"] = time.perf_counter() - clock
 
         if view.is_aggregate:
@@ -230,6 +239,8 @@ def materialize(
         clock = time.perf_counter()
         before = runtime.offline_store.version(table_id)
         result.offline_version = runtime.offline_store.write_window(table_id, view, start, end, table)
+        del table  # the online update reads the offline store: free the window's rows first
+        _release_arrow_memory()
         result.seconds["offline_write"] = time.perf_counter() - clock
         say(
             f"{state.name}/{view_name}: wrote {result.rows:,} row(s) to the offline store (version {result.offline_version})"

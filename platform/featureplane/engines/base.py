@@ -167,6 +167,10 @@ class Engine(ABC):
         """The source's rows in ``[start, end)`` as a pandas DataFrame (for notebooks and tests)."""
         raise NotImplementedError
 
+    def release_memory(self) -> None:  # noqa: B027 - optional hook
+        """Give back memory the engine holds after a query whose result was fetched (an embedded
+        engine's buffers); never drops staged results."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
 

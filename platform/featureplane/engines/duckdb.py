@@ -106,6 +106,19 @@ def connect_warehouse(
     return con
 
 
+def duckdb_settings(config: Config) -> dict[str, str]:
+    """DuckDB's own limits from featureplane.yaml (engine: {memory_limit: 512MB, threads: 2}). Past
+    memory_limit, joins and aggregations spill to temp_directory (<data_dir>/tmp/duckdb by default)
+    instead of growing."""
+    settings = {
+        k: str(config.engine[k]) for k in ("memory_limit", "threads") if config.engine.get(k) is not None
+    }
+    if settings:
+        spill = config.engine.get("temp_directory") or (config.data_dir / "tmp" / "duckdb")
+        settings["temp_directory"] = str(config.resolve(spill))
+    return settings
+
+
 class DuckDBEngine(Engine):
     name = "duckdb"
 
@@ -113,14 +126,25 @@ class DuckDBEngine(Engine):
         self.config = config
         self.warehouse_path = config.warehouse_path
         self.lock_timeout = float(config.engine.get("lock_timeout_seconds", 120))
+        self.settings = duckdb_settings(config)
         self._con: duckdb.DuckDBPyConnection | None = None
         self._manifest: Manifest | None = None
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
         if self._con is None:
-            self._con = connect_warehouse(self.warehouse_path, lock_timeout=self.lock_timeout)
+            con = connect_warehouse(self.warehouse_path, lock_timeout=self.lock_timeout)
+            for name, value in self.settings.items():
+                if name == "temp_directory":
+                    Path(value).mkdir(parents=True, exist_ok=True)
+                con.execute(f"SET {name} = {literal_string(value)}").fetchall()
+            self._con = con
         return self._con
+
+    def release_memory(self) -> None:
+        """Close the connection: DuckDB keeps the memory of its last query for reuse until then. The
+        next query reconnects."""
+        self.close()
 
     def close(self) -> None:
         if self._con is not None:

@@ -3,7 +3,7 @@
 ```yaml
 monitoring:
   dagster_url: http://127.0.0.1:3000     # links in alerts
-  quality: {enabled: true, bad_key_sample: 10}
+  quality: {enabled: true, bad_key_sample: 10, profile_observations: 31}
   freshness: {cron: "0 * * * *"}          # when freshness checks run
   serving_log: {sample_rate: 0.1, path: .featureplane/monitoring/served}   # or sink: "pkg.mod:Sink"
   serving_stats: {path: .featureplane/monitoring/serving_stats, interval_seconds: 10}
@@ -66,6 +66,9 @@ class MonitoringSettings:
     dagster_url: str = "http://127.0.0.1:3000"
     quality_enabled: bool = True
     bad_key_sample: int = 10
+    # A range run records one profile observation for each of its last N partitions (Dagster writes every
+    # event on its own: a year's backfill with one per partition spends more on them than on the data).
+    profile_observations: int = 31
     freshness_cron: str = "0 * * * *"
     serving_log_enabled: bool = True
     sample_rate: float = 0.1
@@ -104,6 +107,11 @@ class MonitoringSettings:
         s.quality_enabled = _bool(quality.get("enabled", True), f"{where}.quality.enabled")
         s.bad_key_sample = _int(
             quality.get("bad_key_sample", s.bad_key_sample), f"{where}.quality.bad_key_sample", 0
+        )
+        s.profile_observations = _int(
+            quality.get("profile_observations", s.profile_observations),
+            f"{where}.quality.profile_observations",
+            0,
         )
 
         freshness = _section(raw, "freshness", where)

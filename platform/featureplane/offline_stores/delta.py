@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 PARTITION_COLUMN = "_partition"
 ROW_COLUMN = "__fp_row"
 SPINE_TS = "__fp_spine_ts"
+WRITE_BATCH_ROWS = 100_000
 
 
 def q(identifier: str) -> str:
@@ -38,17 +39,27 @@ def ts_literal(value: datetime) -> str:
     return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
 
 
-def _duck() -> duckdb.DuckDBPyConnection:
+def _duck(settings: dict[str, str] | None = None) -> duckdb.DuckDBPyConnection:
     import duckdb
 
     con = duckdb.connect()
     con.execute("SET TimeZone='UTC'").fetchall()
+    for name, value in (settings or {}).items():
+        if name == "temp_directory":
+            Path(value).mkdir(parents=True, exist_ok=True)
+        con.execute(f"SET {name} = '{value.replace(chr(39), chr(39) * 2)}'").fetchall()
     return con
 
 
 class DeltaOfflineStore(OfflineStore):
     def __init__(self, config: Config | None = None, path: str | Path | None = None) -> None:
         self.root = Path(path) if path is not None else config.offline_path  # type: ignore[union-attr]
+        # The DuckDB engine's limits (engine.memory_limit, engine.threads) bound this store's queries too.
+        self.duckdb_settings: dict[str, str] = {}
+        if config is not None and config.engine.get("type", "duckdb") == "duckdb":
+            from featureplane.engines.duckdb import duckdb_settings
+
+            self.duckdb_settings = duckdb_settings(config)
 
     def path(self, table_id: str) -> Path:
         return self.root / table_id
@@ -80,15 +91,25 @@ class DeltaOfflineStore(OfflineStore):
         path = self.path(table_id)
         if self._table(table_id) is None:
             path.mkdir(parents=True, exist_ok=True)
-            write_deltalake(str(path), data, mode="overwrite", partition_by=[PARTITION_COLUMN])
+            write_deltalake(
+                str(path),
+                data.to_reader(max_chunksize=WRITE_BATCH_ROWS),
+                mode="overwrite",
+                partition_by=[PARTITION_COLUMN],
+            )
         else:
             first, last = _bucket(view, start), _bucket(view, end - timedelta(microseconds=1))
             predicate = (
                 f"{PARTITION_COLUMN} >= {first} AND {PARTITION_COLUMN} <= {last} "
                 f"AND {ts} >= '{start.isoformat()}' AND {ts} < '{end.isoformat()}'"
             )
+            # As a stream of batches: the writer then holds a file's worth of rows, not a second copy.
             write_deltalake(
-                str(path), data, mode="overwrite", predicate=predicate, partition_by=[PARTITION_COLUMN]
+                str(path),
+                data.to_reader(max_chunksize=WRITE_BATCH_ROWS),
+                mode="overwrite",
+                predicate=predicate,
+                partition_by=[PARTITION_COLUMN],
             )
         return self._table(table_id).version()
 
@@ -163,7 +184,7 @@ class DeltaOfflineStore(OfflineStore):
         self, table_id: str, view: FeatureViewSpec, start: datetime | None = None, end: datetime | None = None
     ) -> pa.Table:
         """The stored rows (an aggregate view's tiles, without its partition markers)."""
-        con = _duck()
+        con = _duck(self.duckdb_settings)
         self._register(con, "t", table_id, view)
         ts = q(view.timestamp_field)
         where = [f"NOT ({aggregation.marker_condition(view)})"] if view.is_aggregate else []
@@ -192,7 +213,7 @@ class DeltaOfflineStore(OfflineStore):
         A key's latest row is unchanged if it has a row after the window. Otherwise its new latest row is
         its latest row in the new window, or, if the window lost all its rows, its latest row before the
         window (or none: the key is deleted)."""
-        con = _duck()
+        con = _duck(self.duckdb_settings)
         if view.is_aggregate:
             return self._aggregate_online_changes(con, table_id, view, before_version, start, batch_size)
         self._register(con, "after_t", table_id, view)
@@ -305,7 +326,7 @@ class DeltaOfflineStore(OfflineStore):
 
         from featureplane.types import to_sql
 
-        con = _duck()
+        con = _duck(self.duckdb_settings)
         needed_keys = {k.name: k for part in parts for k in part.view.join_keys}
         spine_table = pa.Table.from_pandas(spine[[timestamp_key, *needed_keys]], preserve_index=False)
         spine_table = spine_table.append_column(ROW_COLUMN, pa.array(range(spine_table.num_rows), pa.int64()))
@@ -359,7 +380,7 @@ class DeltaOfflineStore(OfflineStore):
     def features_in_range(
         self, table_id: str, view: FeatureViewSpec, start: datetime, end: datetime
     ) -> pd.DataFrame:
-        con = _duck()
+        con = _duck(self.duckdb_settings)
         self._register(con, "t", table_id, view)
         if view.is_aggregate:
             return to_pandas(
