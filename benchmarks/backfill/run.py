@@ -163,6 +163,52 @@ def arm_ours(repo: Path, start: datetime, end: datetime, views: list[str] = VIEW
     }
 
 
+EMPTY_ASSETS = """\
+import dagster as dg
+
+partitions = dg.DailyPartitionsDefinition(start_date="{start}", end_date="{end}")
+
+
+def empty_asset(name: str) -> dg.AssetsDefinition:
+    @dg.asset(name=name, partitions_def=partitions, backfill_policy=dg.BackfillPolicy.single_run())
+    def _asset() -> dg.MaterializeResult:
+        return dg.MaterializeResult()
+
+    return _asset
+
+
+defs = dg.Definitions(assets=[empty_asset(name) for name in {views!r}])
+"""
+
+
+def arm_dagster_alone(start: datetime, end: datetime, views: list[str] = VIEWS) -> dict:
+    """The same command over the same partitions of assets that do nothing: what Dagster itself costs
+    (CLI start, run creation, one planned and one materialization event per partition)."""
+    work = fresh_dir(WORK / "backfill" / "dagster_alone")
+    (work / "empty_assets.py").write_text(
+        EMPTY_ASSETS.format(start=f"{start:%Y-%m-%d}", end=f"{end:%Y-%m-%d}", views=list(views))
+    )
+    home = fresh_dir(work / "home")
+    shutil.copy(ROOT / "scripts" / "dagster.yaml", home / "dagster.yaml")
+    last = (end - timedelta(days=1)).strftime("%Y-%m-%d")
+    measured = run_measured(
+        [
+            str(BIN / "dagster"),
+            "asset",
+            "materialize",
+            "-f",
+            str(work / "empty_assets.py"),
+            "--select",
+            ",".join(views),
+            "--partition-range",
+            f"{start:%Y-%m-%d}...{last}",
+        ],
+        env={**os.environ, "DAGSTER_HOME": str(home)},
+        cwd=work,
+    )
+    return {"seconds": measured.seconds, "peak_rss_mb": measured.peak_rss_mb, **measured.extra}
+
+
 def arm_floor(warehouse: Path, start: datetime, end: datetime) -> dict:
     out = fresh_dir(WORK / "backfill" / "floor")
     measured = run_measured(
@@ -239,6 +285,18 @@ def report(results: dict) -> str:
             f"{floor['online_rows']:,}",
         ],
     ]
+    if "dagster_alone" in results:
+        alone = results["dagster_alone"]
+        rows.append(
+            [
+                "Dagster alone: the same command over the same partitions of two assets that do nothing",
+                f"{alone['seconds']:.1f}",
+                f"{alone['seconds'] / floor['seconds']:.2f}x",
+                f"{alone['peak_rss_mb']:.0f}",
+                1,
+                "-",
+            ]
+        )
     if "aggregate" in results:
         agg = results["aggregate"]
         rows.append(
@@ -287,6 +345,13 @@ def report(results: dict) -> str:
         f"{'met' if ours['seconds'] <= 1.5 * floor['seconds'] else 'missed'}), at most 1 GiB peak memory "
         f"({ours['peak_rss_mb']:.0f} MB: {'met' if ours['peak_rss_mb'] <= 1024 else 'missed'})"
     )
+    if "dagster_alone" in results:
+        alone = results["dagster_alone"]["seconds"]
+        targets += (
+            f"; Dagster alone, with no work, takes {alone / floor['seconds']:.2f}x the floor, and ours "
+            f"spends {ours['seconds'] - alone:.1f} s beyond it ({(ours['seconds'] - alone) / floor['seconds']:.2f}x "
+            "the floor)"
+        )
     if "feast" in publish:
         f = publish["feast"]
         ratio = (o["rows"] / o["seconds"]) / (f["rows"] / f["seconds"])
@@ -342,6 +407,9 @@ def main() -> None:
     print("arm floor...", file=sys.stderr, flush=True)
     floor = arm_floor(warehouse, start, end)
     print(json.dumps(floor), file=sys.stderr, flush=True)
+    print("arm Dagster alone...", file=sys.stderr, flush=True)
+    dagster_alone = arm_dagster_alone(start, end)
+    print(json.dumps(dagster_alone), file=sys.stderr, flush=True)
     aggregate = None
     if not args.skip_aggregate:
         print("aggregate view (extra row)...", file=sys.stderr, flush=True)
@@ -354,6 +422,7 @@ def main() -> None:
         "data": params,
         "ours": ours,
         "floor": floor,
+        "dagster_alone": dagster_alone,
         "publish": publish,
     }
     if aggregate is not None:
