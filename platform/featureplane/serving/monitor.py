@@ -22,6 +22,7 @@ import random
 import socket
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +34,7 @@ from featureplane.monitoring.settings import MonitoringSettings
 
 if TYPE_CHECKING:
     from featureplane.config import Config
-    from featureplane.serving.core import LookupService, Request, Response
+    from featureplane.serving.core import Call, LookupService, Request, Response
 
 log = logging.getLogger("featureplane.serving")
 
@@ -45,6 +46,7 @@ FEATURE_ENDPOINTS = {
     "/api/v1/feature-service/metadata": "metadata",
 }
 SAMPLED_ENDPOINTS = ("get-features", "get-features-batch")
+_FEATURE_ENDPOINT_NAMES = frozenset(FEATURE_ENDPOINTS.values())
 
 
 class FeatureLogSink:
@@ -87,11 +89,7 @@ class ServingStats:
 
     def record(self, workspace: str, service: str, status: int, seconds: float) -> None:
         ms = seconds * 1000.0
-        bucket = len(LATENCY_BUCKETS_MS)
-        for i, bound in enumerate(LATENCY_BUCKETS_MS):
-            if ms <= bound:
-                bucket = i
-                break
+        bucket = bisect_left(LATENCY_BUCKETS_MS, ms)  # the first bound at or above it; past all: the last
         key = f"{workspace}/{service}"
         with self._lock:
             entry = self._services.get(key)
@@ -146,6 +144,19 @@ def _labels(request: Request) -> tuple[str, str, str] | None:
     return None
 
 
+def _call_labels(call: Call) -> tuple[str, str, str] | None:
+    """``_labels`` from a parsed call: its parameters are the body's, snake_case spellings renamed."""
+    endpoint = call.route.endpoint
+    if endpoint not in _FEATURE_ENDPOINT_NAMES:
+        return None
+    params = call.params
+    workspace = params.get("workspaceName")
+    service = params.get("featureServiceName")
+    if type(workspace) is str and type(service) is str:
+        return workspace, service, endpoint
+    return None
+
+
 class ServingMonitor:
     """Metrics and sampled feature logging for one LookupService (see the module docstring)."""
 
@@ -181,9 +192,14 @@ class ServingMonitor:
     def observe(self, request: Request, handler: Callable[[Request], Response]) -> Response:
         started = time.perf_counter()
         response = handler(request)
-        elapsed = time.perf_counter() - started
+        self.record(request, None, response, time.perf_counter() - started)
+        return response
+
+    def record(self, request: Request, call: Call | None, response: Response, elapsed: float) -> None:
+        """Count an answered request (and maybe sample it). ``call`` is the core's parsed call when it
+        got that far: its parameters label the request without parsing the body again."""
         try:
-            labels = _labels(request)
+            labels = _labels(request) if call is None else _call_labels(call)
             if labels is not None:
                 self.stats.record(labels[0], labels[1], response.status, elapsed)
                 if (
@@ -197,7 +213,6 @@ class ServingMonitor:
             self.dropped += 1
         except Exception:  # monitoring must never fail a request
             log.debug("serving monitor failed to record a request", exc_info=True)
-        return response
 
     # -- the background thread -------------------------------------------------------------------
 
