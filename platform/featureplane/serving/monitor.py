@@ -46,6 +46,7 @@ FEATURE_ENDPOINTS = {
     "/api/v1/feature-service/metadata": "metadata",
 }
 SAMPLED_ENDPOINTS = ("get-features", "get-features-batch")
+DRAIN_SECONDS = 0.2  # how often queued samples are written
 _FEATURE_ENDPOINT_NAMES = frozenset(FEATURE_ENDPOINTS.values())
 
 
@@ -69,14 +70,18 @@ class JsonlSink(FeatureLogSink):
         return self.path / workspace / service / f"{day}.jsonl"
 
     def write(self, records: list[dict[str, Any]]) -> None:
-        groups: dict[Path, list[bytes]] = {}
+        groups: dict[tuple[str, str, str], list[bytes]] = {}  # one path per file, not per record
         for record in records:
-            target = self.file_for(record["workspace"], record["service"], record["served_at"][:10])
-            groups.setdefault(target, []).append(orjson.dumps(record) + b"\n")
-        for target, lines in groups.items():
+            group = (record["workspace"], record["service"], record["served_at"][:10])
+            lines = groups.get(group)
+            if lines is None:
+                lines = groups[group] = []
+            lines.append(orjson.dumps(record))
+        for (workspace, service, day), lines in groups.items():
+            target = self.file_for(workspace, service, day)
             target.parent.mkdir(parents=True, exist_ok=True)
             with open(target, "ab") as out:
-                out.write(b"".join(lines))
+                out.write(b"\n".join(lines) + b"\n")
 
 
 class ServingStats:
@@ -217,13 +222,14 @@ class ServingMonitor:
     # -- the background thread -------------------------------------------------------------------
 
     def _run(self) -> None:
+        # Samples are drained every DRAIN_SECONDS rather than as each arrives: a thread woken for every
+        # sample competes with the request threads for the interpreter at every tenth request.
         next_stats = time.monotonic() + self.stats_interval
         while not self._stop.is_set():
-            timeout = max(0.0, min(0.5, next_stats - time.monotonic()))
+            self._stop.wait(max(0.0, min(DRAIN_SECONDS, next_stats - time.monotonic())))
             items = []
             try:
-                items.append(self._queue.get(timeout=timeout))
-                while len(items) < 1000:
+                while len(items) < 10_000:
                     items.append(self._queue.get_nowait())
             except queue.Empty:
                 pass
@@ -257,7 +263,8 @@ class ServingMonitor:
         workspace, service_name, _ = labels
         snapshot = self.service.snapshots.get(workspace)
         service = snapshot.services[service_name]
-        names, types = service.feature_names, service.feature_types
+        names = service.feature_names
+        int64 = [n for n, t in zip(names, service.feature_types, strict=True) if t.name == "int64"]
         params = orjson.loads(body)["params"]
         result = orjson.loads(answer)["result"]
         if isinstance(result, dict):
@@ -276,11 +283,11 @@ class ServingMonitor:
         stamp = datetime.fromtimestamp(served_at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         records = []
         for join_keys, values in rows:
-            features = {}
-            for name, dtype, value in zip(names, types, values, strict=False):
-                if dtype.name == "int64" and isinstance(value, str):
-                    value = int(value)
-                features[name] = value
+            features = dict(zip(names, values, strict=False))
+            for name in int64:  # int64 values are served as strings: back to numbers
+                value = features.get(name)
+                if isinstance(value, str):
+                    features[name] = int(value)
             records.append(
                 {
                     "served_at": stamp,
