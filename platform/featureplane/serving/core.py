@@ -344,6 +344,7 @@ class LookupService:
         self.max_body_bytes = max_body_bytes
         self.max_batch_rows = max_batch_rows
         self._plans: dict[int, _ServicePlan] = {}
+        self._resolved: dict[tuple[str, str], tuple[WorkspaceSnapshot, _ServicePlan]] = {}
         self._verified: dict[str, tuple[Identity, float]] = {}  # Authorization header -> (identity, until)
         self.monitor: Any = None  # featureplane.serving.monitor.ServingMonitor, when monitoring is on
         read = Permission.READ_FEATURES
@@ -512,6 +513,32 @@ class LookupService:
             raise ApiError(400, f"feature service {name!r} has online serving disabled")
         return service
 
+    def _resolve(self, call: Call) -> _ServicePlan:
+        """``_plan(_service(call))``, remembered per (workspace, service) for as long as the workspace's
+        snapshot is the one being served: a repeated call checks only what depends on the caller."""
+        params = call.params
+        workspace = params.get("workspaceName")
+        name = params.get("featureServiceName")
+        if type(workspace) is str and type(name) is str:
+            hit = self._resolved.get((workspace, name))
+            if hit is not None and self.snapshots.cached(workspace) is hit[0]:
+                identity = call.identity
+                partial = params.get("allowPartialResults")
+                if (identity is None or identity.can(call.route.permission, workspace)) and (
+                    partial is None or type(partial) is bool
+                ):
+                    call.workspace = hit[0].name
+                    call.service = hit[1].service.name
+                    return hit[1]
+        service = self._service(call)  # every check, and its error when one fails
+        plan = self._plan(service)
+        snapshot = self.snapshots.cached(call.workspace)
+        if snapshot is not None and snapshot.services.get(service.name) is service:
+            if len(self._resolved) > 1000:
+                self._resolved.clear()
+            self._resolved[(workspace, name)] = (snapshot, plan)  # type: ignore[index]
+        return plan
+
     def _plan(self, service: ServiceRead) -> _ServicePlan:
         plan = self._plans.get(id(service))
         if plan is not None and plan.service is service:
@@ -661,13 +688,16 @@ class LookupService:
             raise ApiError(400, f"{where}.requestContextMap must be an object")
 
     def _get_features(self, call: Call) -> dict[str, Any]:
-        service = self._service(call)
-        context = call.params.get("requestContextMap")
+        plan = self._resolve(call)
+        params = call.params
+        context = params.get("requestContextMap")
         if context is not None:
             self._check_context(context, "params")
-        return self.read_features(
-            service, call.params.get("joinKeyMap"), call.params.get("metadataOptions"), context
-        )
+        options = params.get("metadataOptions")
+        if options is None and plan.service.computed is None:  # values only, all of them read
+            rows, _ = self._read(plan, [self._join_keys(plan, params.get("joinKeyMap"))])
+            return {"result": plan.assemble(rows, now_us())[0]}
+        return self.read_features(plan.service, params.get("joinKeyMap"), options, context)
 
     def read_features(
         self,
@@ -773,7 +803,8 @@ class LookupService:
 
     def _get_features_batch(self, call: Call) -> dict[str, Any]:
         started = time.perf_counter()
-        service = self._service(call)
+        plan = self._resolve(call)
+        service = plan.service
         options = self._options(call.params.get("metadataOptions"))
         data = call.params.get("requestData")
         if not isinstance(data, list) or not data:
@@ -786,7 +817,6 @@ class LookupService:
                 f"params.requestData has {len(data)} rows; the limit is {self.max_batch_rows} per request "
                 "(serving.max_batch_rows)",
             )
-        plan = self._plan(service)
         single = plan.key_names[0] if len(plan.key_names) == 1 and plan.key_types[0] is str else None
         keys = _plain_string_keys(data, single) if single is not None else None
         if keys is not None:
