@@ -45,6 +45,15 @@ FEAST_VERSION = "0.67.0"
 README = ROOT / "benchmarks" / "README.md"
 BEGIN, END = "<!-- lookup:begin -->", "<!-- lookup:end -->"
 SERVICE = "fraud_detection"
+SERVICES = """
+from feature_views.transactions import user_daily_spend
+from feature_views.users import user_profile
+from featureplane import FeatureService
+
+fraud_detection = FeatureService(
+    name="fraud_detection", features=[user_daily_spend, user_profile[["age", "country", "credit_limit"]]]
+)
+"""
 
 
 def say(message: str) -> None:
@@ -82,8 +91,11 @@ def prepare_featureplane(users: int, days: int) -> Prepared:
     shutil.copytree(
         ROOT / "feature_repo",
         repo,
-        ignore=shutil.ignore_patterns(".featureplane", "__pycache__", "featureplane.yaml"),
+        ignore=shutil.ignore_patterns(".featureplane", "__pycache__", "featureplane.yaml", "dbt_features"),
     )
+    # The service the floor reads: two batch views, eight features (the example's fraud_detection
+    # also has aggregates and a realtime view, which the floor cannot serve).
+    (repo / "feature_services.py").write_text(SERVICES)
     (repo / "featureplane.yaml").write_text(
         "project: lookup_benchmark\ndata_dir: .featureplane\nserving: {registry_refresh_seconds: 5, auth: true}\n"
     )

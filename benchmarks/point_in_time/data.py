@@ -115,7 +115,7 @@ def prepare(params: dict, spine_rows: int, say=print) -> dict:
     shutil.copytree(
         ROOT / "feature_repo",
         REPO,
-        ignore=shutil.ignore_patterns(".featureplane", "__pycache__", "featureplane.yaml"),
+        ignore=shutil.ignore_patterns(".featureplane", "__pycache__", "featureplane.yaml", "dbt_features"),
     )
     (REPO / "benchmark_services.py").write_text(SERVICES)
     (REPO / "featureplane.yaml").write_text(

@@ -201,7 +201,10 @@ def measure(command: list[str], limit: float) -> dict:
         time.sleep(0.05)
     stdout = process.stdout.read().decode()
     stderr = process.stderr.read().decode()
-    if os.waitstatus_to_exitcode(status) != 0:
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0:  # killed: its last words are not the reason (SIGKILL is how the kernel ends it on OOM)
+        return {"error": f"killed by signal {-code}" + (" (out of memory?)" if -code == 9 else "")}
+    if code != 0:
         return {"error": stderr.strip().splitlines()[-1] if stderr.strip() else "failed"}
     return json.loads(stdout.strip().splitlines()[-1])
 

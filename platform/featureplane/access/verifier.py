@@ -24,15 +24,21 @@ class KeyVerifier:
 
     def verify(self, key: str) -> Identity | None:
         """The key's identity, or None if it is unknown or revoked. Store errors propagate."""
+        return self.verify_until(key)[0]
+
+    def verify_until(self, key: str) -> tuple[Identity | None, float]:
+        """The key's identity (or None) and until when (``time.monotonic()``) this answer may be
+        reused: callers that remember it must forget it then, so a revocation takes effect in time."""
         now = time.monotonic()
         hit = self._cache.get(key)
         if hit is not None and hit[1] > now:
-            return hit[0]
+            return hit
         identity = self.store.authenticate(key)
+        entry = (identity, now + self.cache_seconds)
         with self._lock:
             if len(self._cache) >= self.max_entries:
                 self._cache = {d: e for d, e in self._cache.items() if e[1] > now}
                 if len(self._cache) >= self.max_entries:
                     self._cache.clear()
-            self._cache[key] = (identity, now + self.cache_seconds)
-        return identity
+            self._cache[key] = entry
+        return entry

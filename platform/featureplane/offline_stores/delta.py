@@ -321,6 +321,7 @@ class DeltaOfflineStore(OfflineStore):
         *,
         prefix_features: bool = True,
     ) -> pd.DataFrame:
+        import numpy as np
         import pandas as pd
         import pyarrow as pa
 
@@ -329,7 +330,11 @@ class DeltaOfflineStore(OfflineStore):
         con = _duck(self.duckdb_settings)
         needed_keys = {k.name: k for part in parts for k in part.view.join_keys}
         spine_table = pa.Table.from_pandas(spine[[timestamp_key, *needed_keys]], preserve_index=False)
-        spine_table = spine_table.append_column(ROW_COLUMN, pa.array(range(spine_table.num_rows), pa.int64()))
+        # Row numbers from numpy: pa.array(range(n)) walks n Python integers (a third of a second per
+        # million rows).
+        spine_table = spine_table.append_column(
+            ROW_COLUMN, pa.array(np.arange(spine_table.num_rows, dtype=np.int64))
+        )
         con.register("spine_in", spine_table)
         key_columns = ", ".join(
             f"CAST({q(name)} AS {to_sql(key.type)}) AS {q(name)}" for name, key in needed_keys.items()

@@ -38,6 +38,18 @@ def encode_key(key: Sequence[Any]) -> str:
     return orjson.dumps(key if isinstance(key, tuple | list) else list(key)).decode()
 
 
+def encode_keys(keys: Sequence[tuple]) -> list[str]:
+    """``encode_key`` of each key. Keys of one plain string each (no quote, backslash or control
+    character, so that JSON writes them as they are) are written directly rather than one by one."""
+    try:
+        joined = "".join([value for (value,) in keys])
+    except (TypeError, ValueError):  # not all keys are one string
+        return [encode_key(k) for k in keys]
+    if '"' in joined or "\\" in joined or not joined.isprintable():
+        return [encode_key(k) for k in keys]
+    return ['["' + value + '"]' for (value,) in keys]
+
+
 def encode_values(values: Sequence[Any]) -> bytes:
     return orjson.dumps(list(values))
 
@@ -76,6 +88,12 @@ class OnlineStore(ABC):
     @abstractmethod
     def read(self, requests: Sequence[tuple[str, tuple]]) -> list[OnlineValue | None]:
         """Values for each (table_id, key), in request order; None where there is no row."""
+
+    def read_entities(self, table_ids: Sequence[str], keys: Sequence[tuple]) -> list[OnlineValue | None]:
+        """Each table's row for each key, entity-major (the first key's tables in order, then the next
+        key's): ``read`` of those pairs. A lookup's views keyed by its whole join key read this way;
+        stores override it where naming every pair costs more than naming the keys once."""
+        return self.read([(table_id, key) for key in keys for table_id in table_ids])
 
     @abstractmethod
     def sync_marker(self, table_id: str) -> int | None:

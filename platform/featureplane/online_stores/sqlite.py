@@ -23,6 +23,7 @@ from featureplane.online_stores.base import (
     OnlineStore,
     OnlineValue,
     encode_key,
+    encode_keys,
     encode_values,
 )
 
@@ -65,6 +66,32 @@ def _read_sql(count: int) -> str:
         f"WITH wanted(n, t, k) AS (VALUES {pairs}) SELECT wanted.n, o.event_ts, o.features FROM wanted "
         "CROSS JOIN online_features AS o ON o.table_id = wanted.t AND o.entity_key = wanted.k"
     )
+
+
+@lru_cache(maxsize=256)
+def _read_entities_sql(tables: int, count: int) -> str:
+    """One statement reading ``tables`` tables' rows for ``count`` keys, each named once: the keys'
+    parameters first, then the table ids'. Answers each row's position in entity-major order."""
+    keys = ",".join(f"({n}, ?)" for n in range(count))
+    views = ",".join(f"({v}, ?)" for v in range(tables))
+    return (
+        f"WITH wanted(n, k) AS (VALUES {keys}), views(v, t) AS (VALUES {views}) "
+        f"SELECT wanted.n * {tables} + views.v, o.event_ts, o.features FROM wanted CROSS JOIN views "
+        "CROSS JOIN online_features AS o ON o.table_id = views.t AND o.entity_key = wanted.k"
+    )
+
+
+def _place(found: list[OnlineValue | None], first: int, rows: list[tuple[int, int, bytes]]) -> None:
+    """Decode the rows (position, event time, values) into ``found`` from position ``first`` on."""
+    make, loads = OnlineValue, orjson.loads
+    if len(rows) <= 8:
+        for n, event_ts, blob in rows:
+            found[first + n] = make(event_ts, loads(blob))
+        return
+    # One parse for all rows' values beats a parse per row in large lookups.
+    decoded = loads(b"[" + b",".join([row[2] for row in rows]) + b"]")
+    for (n, event_ts, _), values in zip(rows, decoded, strict=True):
+        found[first + n] = make(event_ts, values)
 
 
 class SQLiteOnlineStore(OnlineStore):
@@ -127,7 +154,6 @@ class SQLiteOnlineStore(OnlineStore):
             return []
         con = self._con()
         found: list[OnlineValue | None] = [None] * len(requests)
-        make, loads = OnlineValue, orjson.loads
         step = MAX_READ_PARAMS // 2
         for first in range(0, len(requests), step):
             chunk = requests[first : first + step]
@@ -138,15 +164,21 @@ class SQLiteOnlineStore(OnlineStore):
                 if key is not last_key:  # a lookup names an entity's key once per view, in a row
                     last_key, text = key, encode_key(key)
                 params += (table_id, text)
-            rows = con.execute(_read_sql(len(chunk)), params).fetchall()
-            if len(rows) <= 8:
-                for n, event_ts, blob in rows:
-                    found[first + n] = make(event_ts, loads(blob))
-                continue
-            # One parse for all rows' values beats a parse per row in large lookups.
-            decoded = loads(b"[" + b",".join([row[2] for row in rows]) + b"]")
-            for (n, event_ts, _), values in zip(rows, decoded, strict=True):
-                found[first + n] = make(event_ts, values)
+            _place(found, first, con.execute(_read_sql(len(chunk)), params).fetchall())
+        return found
+
+    def read_entities(self, table_ids: Sequence[str], keys: Sequence[tuple]) -> list[OnlineValue | None]:
+        width = len(table_ids)
+        if not keys or not width:
+            return []
+        con = self._con()
+        found: list[OnlineValue | None] = [None] * (len(keys) * width)
+        texts = encode_keys(keys)
+        step = MAX_READ_PARAMS - width
+        for first in range(0, len(texts), step):
+            chunk = texts[first : first + step]
+            rows = con.execute(_read_entities_sql(width, len(chunk)), [*chunk, *table_ids]).fetchall()
+            _place(found, first * width, rows)
         return found
 
     def sync_marker(self, table_id: str) -> int | None:

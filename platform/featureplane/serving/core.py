@@ -103,10 +103,36 @@ def _camel(key: str) -> str:
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
+_VERBATIM = frozenset(("joinKeyMap", "requestContextMap", "record", "records"))
+
+
+def _camel_case_only(value: dict) -> bool:
+    """Whether ``normalise_keys`` would leave ``value`` as it is: no key to rename at any depth it
+    looks at. One pass without building anything (the common case: clients send camelCase)."""
+    for key, item in value.items():
+        if type(key) is not str or "_" in key:
+            return False
+        if key in _VERBATIM:
+            continue
+        kind = type(item)
+        if kind is dict:
+            if not _camel_case_only(item):
+                return False
+        elif kind is list and key == "requestData":
+            for row in item:
+                if type(row) is dict and ("join_key_map" in row or "request_context_map" in row):
+                    return False
+        elif kind is not str and isinstance(item, dict):
+            return False
+    return True
+
+
 def normalise_keys(value: Any, depth: int = 0) -> Any:
     """Accept snake_case spellings of the API's camelCase keys (not inside key maps or records).
     Returns ``value`` itself when nothing needs renaming (the common case)."""
     if not isinstance(value, dict):
+        return value
+    if type(value) is dict and _camel_case_only(value):
         return value
     out: dict[Any, Any] | None = None
     for position, (key, item) in enumerate(value.items()):
@@ -223,6 +249,48 @@ def _same(values: list[Any]) -> list[Any]:
     return values
 
 
+def _value_list(features: tuple[tuple[str, int, DataType], ...], stored: int) -> str:
+    """Python text of a list of a view's selected values, API-encoded, from its stored values ``s``."""
+    parts = []
+    for _, index, dtype in features:
+        value = f"s[{index}]"
+        if dtype.name == "int64":
+            value = f"(None if {value} is None else str({value}))"
+        elif dtype.is_array and dtype.element.name == "int64":  # type: ignore[union-attr]
+            value = f"(None if {value} is None else [None if x is None else str(x) for x in {value}])"
+        parts.append(value)
+    if parts == [f"s[{i}]" for i in range(stored)]:
+        return "s[:]"
+    return f"[{', '.join(parts)}]"
+
+
+def _assembler(views: list[tuple[int | None, tuple[tuple[str, int, DataType], ...], int]]) -> Callable:
+    """``assemble(rows, now)``: every entity's feature vector from its rows (``rows`` holds each
+    entity's views in order; a row counts if present and within its view's ttl at ``now``), each as
+    ``{"features": [...]}``. Compiled once per service from the views' positions, types and ttls, so
+    that an entity costs one pass of straight-line code rather than a call per view."""
+    lines = ["def assemble(rows, now):"]
+    for v, (ttl_us, _, _) in enumerate(views):
+        if ttl_us is not None:
+            lines.append(f"    o{v} = now - {int(ttl_us)}")
+    lines += ["    out = []", "    append = out.append", f"    for e in range(0, len(rows), {len(views)}):"]
+    for v, (ttl_us, features, stored) in enumerate(views):
+        fresh = "r is not None" if ttl_us is None else f"r is not None and r[0] > o{v}"
+        assign = "x =" if v == 0 else "x +="
+        lines += [
+            f"        r = rows[e + {v}]",  # an OnlineValue: (event time, stored values)
+            f"        if {fresh}:",
+            "            s = r[1]",
+            f"            {assign} {_value_list(features, stored)}",
+            "        else:",
+            f"            {assign} {[None] * len(features)!r}",
+        ]
+    lines += ['        append({"features": x})', "    return out"]
+    namespace: dict[str, Any] = {}
+    exec("\n".join(lines), namespace)  # the text holds integer positions and ttls only
+    return namespace["assemble"]
+
+
 @dataclass
 class _ServicePlan:
     """Per-service structures computed once per registry snapshot rather than per request."""
@@ -233,6 +301,25 @@ class _ServicePlan:
     key_names: tuple[str, ...]
     key_types: tuple[type, ...]  # the Python type a well-formed join key value has
     reads: list[tuple[str, tuple[int, ...] | None]]  # (table_id, key positions; None: the whole key)
+    table_ids: tuple[str, ...] | None  # when every read takes the whole key: read_entities
+    assemble: Callable[[list[OnlineValue | None], int], list[dict[str, list[Any]]]]
+
+
+def _plain_string_keys(data: list[Any], name: str) -> list[tuple] | None:
+    """The keys of batch rows that are all ``{"joinKeyMap": {name: "<string>"}}`` and nothing else
+    (the common shape, for a service keyed by one string), checked in a few passes over the rows;
+    None when any row differs, for the row-by-row checks to report it."""
+    try:
+        values = [row["joinKeyMap"][name] for row in data]
+    except (TypeError, KeyError, IndexError):
+        return None
+    if any(len(row) != 1 or len(row["joinKeyMap"]) != 1 for row in data):
+        return None
+    try:
+        "".join(values)  # all strings
+    except TypeError:
+        return None
+    return [(value,) for value in values]
 
 
 class LookupService:
@@ -257,6 +344,8 @@ class LookupService:
         self.max_body_bytes = max_body_bytes
         self.max_batch_rows = max_batch_rows
         self._plans: dict[int, _ServicePlan] = {}
+        self._resolved: dict[tuple[str, str], tuple[WorkspaceSnapshot, _ServicePlan]] = {}
+        self._verified: dict[str, tuple[Identity, float]] = {}  # Authorization header -> (identity, until)
         self.monitor: Any = None  # featureplane.serving.monitor.ServingMonitor, when monitoring is on
         read = Permission.READ_FEATURES
         self.routes: dict[tuple[str, str], Route] = {
@@ -272,11 +361,14 @@ class LookupService:
     # -- entry point -----------------------------------------------------------------------------
 
     def handle(self, request: Request) -> Response:
-        if self.monitor is not None:
-            return self.monitor.observe(request, self._handle)
-        return self._handle(request)
+        response, call, seconds = self._handle(request)
+        monitor = self.monitor
+        if monitor is not None:  # it labels the request from the call the core already parsed
+            monitor.record(request, call, response, seconds)
+        return response
 
-    def _handle(self, request: Request) -> Response:
+    def _handle(self, request: Request) -> tuple[Response, Call | None, float]:
+        """The response, the call as far as it was parsed, and the seconds spent on it."""
         started = time.perf_counter()
         call: Call | None = None
         endpoint = "other"
@@ -286,9 +378,10 @@ class LookupService:
                 path = path.split("?", 1)[0].rstrip("/") or "/"
             method = request.method.upper()
             if method == "GET" and path == "/healthz":
-                return Response(200, b'{"status":"ok"}')
+                return Response(200, b'{"status":"ok"}'), None, time.perf_counter() - started
             if method == "GET" and path == "/metrics":
-                return Response(200, self.metrics.render(), {"Content-Type": CONTENT_TYPE})
+                response = Response(200, self.metrics.render(), {"Content-Type": CONTENT_TYPE})
+                return response, None, time.perf_counter() - started
             route = self.routes.get((method, path))
             if route is None:
                 if path in self._paths:
@@ -309,8 +402,9 @@ class LookupService:
         except Exception:
             log.exception("lookup request failed")
             response = error_response(500, "internal error while serving the request; see the server log")
-        self._observe(endpoint, call, response.status, time.perf_counter() - started)
-        return response
+        seconds = time.perf_counter() - started
+        self._observe(endpoint, call, response.status, seconds)
+        return response, call, seconds
 
     def _observe(self, endpoint: str, call: Call | None, status: int, seconds: float) -> None:
         workspace = call.workspace if call is not None else ""
@@ -335,7 +429,18 @@ class LookupService:
     # -- access ----------------------------------------------------------------------------------
 
     def _authenticate(self, request: Request, route: Route) -> Identity:
-        header = request.headers.get("authorization") or request.headers.get("Authorization")
+        headers = request.headers
+        header = headers.get("authorization") or headers.get("Authorization")
+        known = self._verified.get(header) if header else None  # type: ignore[arg-type]
+        fresh = known is not None and known[1] > time.monotonic()
+        identity = known[0] if fresh else self._verify(header)  # type: ignore[index]
+        if not identity.can(route.permission):
+            raise ApiError(403, f"{identity.describe()} may not call {route.endpoint}")
+        return identity
+
+    def _verify(self, header: str | None) -> Identity:
+        """The identity of a valid ``Authorization`` header; remembered for as long as the verifier
+        remembers its key, so that a request with a known header skips parsing and verifying it."""
         challenge = {"WWW-Authenticate": 'Tecton-key realm="featureplane"'}
         if not header:
             raise ApiError(
@@ -351,7 +456,7 @@ class LookupService:
                 401, "the Authorization header must be 'Tecton-key <key>' or 'Bearer <key>'", challenge
             )
         try:
-            identity = self.verifier.verify(key)  # type: ignore[union-attr]
+            identity, until = self.verifier.verify_until(key)  # type: ignore[union-attr]
         except Exception:
             log.exception("verifying an API key failed")
             raise ApiError(
@@ -359,8 +464,9 @@ class LookupService:
             ) from None
         if identity is None:
             raise ApiError(401, "invalid or revoked API key", challenge)
-        if not identity.can(route.permission):
-            raise ApiError(403, f"{identity.describe()} may not call {route.endpoint}")
+        if len(self._verified) >= 10_000:  # bounded: made-up keys are never remembered, but be safe
+            self._verified.clear()
+        self._verified[header] = (identity, until)
         return identity
 
     # -- resolution ------------------------------------------------------------------------------
@@ -407,6 +513,32 @@ class LookupService:
             raise ApiError(400, f"feature service {name!r} has online serving disabled")
         return service
 
+    def _resolve(self, call: Call) -> _ServicePlan:
+        """``_plan(_service(call))``, remembered per (workspace, service) for as long as the workspace's
+        snapshot is the one being served: a repeated call checks only what depends on the caller."""
+        params = call.params
+        workspace = params.get("workspaceName")
+        name = params.get("featureServiceName")
+        if type(workspace) is str and type(name) is str:
+            hit = self._resolved.get((workspace, name))
+            if hit is not None and self.snapshots.cached(workspace) is hit[0]:
+                identity = call.identity
+                partial = params.get("allowPartialResults")
+                if (identity is None or identity.can(call.route.permission, workspace)) and (
+                    partial is None or type(partial) is bool
+                ):
+                    call.workspace = hit[0].name
+                    call.service = hit[1].service.name
+                    return hit[1]
+        service = self._service(call)  # every check, and its error when one fails
+        plan = self._plan(service)
+        snapshot = self.snapshots.cached(call.workspace)
+        if snapshot is not None and snapshot.services.get(service.name) is service:
+            if len(self._resolved) > 1000:
+                self._resolved.clear()
+            self._resolved[(workspace, name)] = (snapshot, plan)  # type: ignore[index]
+        return plan
+
     def _plan(self, service: ServiceRead) -> _ServicePlan:
         plan = self._plans.get(id(service))
         if plan is not None and plan.service is service:
@@ -427,7 +559,9 @@ class LookupService:
             index = tuple(positions[k] for k in view.join_keys)
             reads.append((view.table_id, None if index == whole_key else index))
         names = tuple(k for k, _ in service.join_keys)
-        plan = _ServicePlan(service, metadata, views, names, key_types, reads)
+        table_ids = tuple(t for t, _ in reads) if all(i is None for _, i in reads) else None
+        assemble = _assembler([(v.ttl_us, v.features, len(v.spec.features)) for v in service.views])
+        plan = _ServicePlan(service, metadata, views, names, key_types, reads, table_ids, assemble)
         if len(self._plans) > 1000:
             self._plans.clear()
         self._plans[id(service)] = plan
@@ -470,10 +604,14 @@ class LookupService:
         except ApiError as exc:
             raise ApiError(400, f"{where}: {exc.message}") from None
 
-    def _read(self, requests: list[tuple[str, tuple]]) -> tuple[list[OnlineValue | None], float]:
+    def _read(self, plan: _ServicePlan, keys: list[tuple]) -> tuple[list[OnlineValue | None], float]:
+        """Every view's row for every key (entity-major), in one store round trip."""
         started = time.perf_counter()
         try:
-            rows = self.online_store.read(requests)
+            if plan.table_ids is not None:
+                rows = self.online_store.read_entities(plan.table_ids, keys)
+            else:
+                rows = self.online_store.read(self._requests(plan, keys))
         except Exception as exc:
             self.metrics.store_errors.inc("read")
             log.exception("online store read failed")
@@ -550,13 +688,16 @@ class LookupService:
             raise ApiError(400, f"{where}.requestContextMap must be an object")
 
     def _get_features(self, call: Call) -> dict[str, Any]:
-        service = self._service(call)
-        context = call.params.get("requestContextMap")
+        plan = self._resolve(call)
+        params = call.params
+        context = params.get("requestContextMap")
         if context is not None:
             self._check_context(context, "params")
-        return self.read_features(
-            service, call.params.get("joinKeyMap"), call.params.get("metadataOptions"), context
-        )
+        options = params.get("metadataOptions")
+        if options is None and plan.service.computed is None:  # values only, all of them read
+            rows, _ = self._read(plan, [self._join_keys(plan, params.get("joinKeyMap"))])
+            return {"result": plan.assemble(rows, now_us())[0]}
+        return self.read_features(plan.service, params.get("joinKeyMap"), options, context)
 
     def read_features(
         self,
@@ -570,10 +711,10 @@ class LookupService:
         want = self._options(options)
         plan = self._plan(service)
         key = self._join_keys(plan, join_key_map)
-        rows, store_seconds = self._read(self._requests(plan, [key]))
+        rows, store_seconds = self._read(plan, [key])
         rows, compute_seconds = self._complete(plan, rows, [request_context_map])
         if want is NO_OPTIONS:  # the common case: values only
-            return {"result": {"features": self._vectors(plan, rows, now_us(), False)[0][0]}}
+            return {"result": plan.assemble(rows, now_us())[0]}
         detail = want["includeServingStatus"] or want["includeEffectiveTimes"]
         vectors, presents, row_times = self._vectors(plan, rows, now_us(), detail)
         values = vectors[0]
@@ -662,7 +803,8 @@ class LookupService:
 
     def _get_features_batch(self, call: Call) -> dict[str, Any]:
         started = time.perf_counter()
-        service = self._service(call)
+        plan = self._resolve(call)
+        service = plan.service
         options = self._options(call.params.get("metadataOptions"))
         data = call.params.get("requestData")
         if not isinstance(data, list) or not data:
@@ -675,30 +817,21 @@ class LookupService:
                 f"params.requestData has {len(data)} rows; the limit is {self.max_batch_rows} per request "
                 "(serving.max_batch_rows)",
             )
-        plan = self._plan(service)
-        keys = []
-        contexts: list[Any] = []
         single = plan.key_names[0] if len(plan.key_names) == 1 and plan.key_types[0] is str else None
-        for i, row in enumerate(data):
-            contexts.append(row.get("requestContextMap") if type(row) is dict else None)
-            if type(row) is dict and row.get("requestContextMap") is None:
-                join_key_map = row.get("joinKeyMap")
-                if single is not None and type(join_key_map) is dict and len(join_key_map) == 1:
-                    value = join_key_map.get(single)
-                    if type(value) is str:  # the common case, checked inline
-                        keys.append((value,))
-                        continue
-            where = f"params.requestData[{i}]"
-            if type(row) is not dict:
-                raise ApiError(400, f"{where} must be an object with a joinKeyMap")
-            self._check_context(row.get("requestContextMap"), where)
-            keys.append(self._join_keys(plan, row.get("joinKeyMap"), where))
+        keys = _plain_string_keys(data, single) if single is not None else None
+        if keys is not None:
+            contexts: list[Any] = [None] * len(keys)
+        else:
+            keys, contexts = self._batch_keys(plan, data, single)
         self.metrics.batch_rows.observe(len(keys), service.name)
-        rows, store_seconds = self._read(self._requests(plan, keys))
+        rows, store_seconds = self._read(plan, keys)
         rows, compute_seconds = self._complete(plan, rows, contexts)
         detail = options["includeServingStatus"] or options["includeEffectiveTimes"]
-        vectors, present, times = self._vectors(plan, rows, now_us(), detail)
-        results = [{"features": values} for values in vectors]
+        if detail:
+            vectors, present, times = self._vectors(plan, rows, now_us(), detail)
+            results = [{"features": values} for values in vectors]
+        else:
+            results = plan.assemble(rows, now_us())
         latest: list[int | None] = [None] * len(plan.metadata)
         for row_times in times if detail else ():
             for i, t in enumerate(row_times):
@@ -719,6 +852,28 @@ class LookupService:
         if metadata:
             answer["metadata"] = metadata
         return answer
+
+    def _batch_keys(
+        self, plan: _ServicePlan, data: list[Any], single: str | None
+    ) -> tuple[list[tuple], list[Any]]:
+        """Each requestData row's join-key values (checked and coerced) and request context."""
+        keys: list[tuple] = []
+        contexts: list[Any] = []
+        for i, row in enumerate(data):
+            contexts.append(row.get("requestContextMap") if type(row) is dict else None)
+            if type(row) is dict and row.get("requestContextMap") is None:
+                join_key_map = row.get("joinKeyMap")
+                if single is not None and type(join_key_map) is dict and len(join_key_map) == 1:
+                    value = join_key_map.get(single)
+                    if type(value) is str:
+                        keys.append((value,))
+                        continue
+            where = f"params.requestData[{i}]"
+            if type(row) is not dict:
+                raise ApiError(400, f"{where} must be an object with a joinKeyMap")
+            self._check_context(row.get("requestContextMap"), where)
+            keys.append(self._join_keys(plan, row.get("joinKeyMap"), where))
+        return keys, contexts
 
     def _metadata(self, call: Call) -> dict[str, Any]:
         service = self._service(call)

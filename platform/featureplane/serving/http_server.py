@@ -144,17 +144,17 @@ class LookupHandler(socketserver.StreamRequestHandler):
             raise _Reject(400, "malformed request line: expected 'METHOD /path HTTP/1.1'")
         headers: dict[str, str] = {}
         readline = self.rfile.readline
+        known = _HEADER_LINES
         while True:
             raw = readline(MAX_LINE + 1)
             if raw in (b"\r\n", b"\n", b""):
                 break
-            if len(raw) > MAX_LINE or len(headers) >= MAX_HEADERS:
+            if len(headers) >= MAX_HEADERS:
                 raise _Reject(431, "request headers are too large")
-            name, colon, value = raw.decode("latin-1").partition(":")
-            name = name.lower()
-            if not colon or not name or not name.isprintable() or " " in name or "\t" in name:
-                raise _Reject(400, f"malformed header line {raw[:80]!r}")
-            value = value.strip()
+            parsed = known.get(raw)
+            if parsed is None:
+                parsed = _header_line(raw)
+            name, value = parsed
             if name == "content-length" and headers.get(name, value) != value:
                 raise _Reject(400, "conflicting Content-Length headers")
             headers[name] = value
@@ -233,7 +233,32 @@ def _status_line(status: int) -> bytes:
     return _STATUS_LINES.get(status) or f"HTTP/1.1 {status} Unknown\r\n".encode()
 
 
+# Header lines already parsed (a client sends the same Host, Content-Type and Authorization lines again
+# and again), bounded in count and line length.
+_HEADER_LINES: dict[bytes, tuple[str, str]] = {}
+_HEADER_LINES_MAX = 4096
+_HEADER_LINE_CACHED = 512
+
+
+def _header_line(raw: bytes) -> tuple[str, str]:
+    """A header line's lower-case name and stripped value, checked."""
+    if len(raw) > MAX_LINE:
+        raise _Reject(431, "request headers are too large")
+    name, colon, value = raw.decode("latin-1").partition(":")
+    name = name.lower()
+    if not colon or not name or not name.isprintable() or " " in name or "\t" in name:
+        raise _Reject(400, f"malformed header line {raw[:80]!r}")
+    parsed = name, value.strip()
+    if len(raw) <= _HEADER_LINE_CACHED:
+        if len(_HEADER_LINES) >= _HEADER_LINES_MAX:
+            _HEADER_LINES.clear()
+        _HEADER_LINES[raw] = parsed
+    return parsed
+
+
 def _keep_alive(version: str, connection: str) -> bool:
+    if not connection:
+        return version != "HTTP/1.0"
     tokens = {t.strip() for t in connection.lower().split(",")}
     if version == "HTTP/1.0":
         return "keep-alive" in tokens

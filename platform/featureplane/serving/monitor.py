@@ -22,6 +22,7 @@ import random
 import socket
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +34,7 @@ from featureplane.monitoring.settings import MonitoringSettings
 
 if TYPE_CHECKING:
     from featureplane.config import Config
-    from featureplane.serving.core import LookupService, Request, Response
+    from featureplane.serving.core import Call, LookupService, Request, Response
 
 log = logging.getLogger("featureplane.serving")
 
@@ -45,6 +46,8 @@ FEATURE_ENDPOINTS = {
     "/api/v1/feature-service/metadata": "metadata",
 }
 SAMPLED_ENDPOINTS = ("get-features", "get-features-batch")
+DRAIN_SECONDS = 0.2  # how often queued samples are written
+_FEATURE_ENDPOINT_NAMES = frozenset(FEATURE_ENDPOINTS.values())
 
 
 class FeatureLogSink:
@@ -67,14 +70,18 @@ class JsonlSink(FeatureLogSink):
         return self.path / workspace / service / f"{day}.jsonl"
 
     def write(self, records: list[dict[str, Any]]) -> None:
-        groups: dict[Path, list[bytes]] = {}
+        groups: dict[tuple[str, str, str], list[bytes]] = {}  # one path per file, not per record
         for record in records:
-            target = self.file_for(record["workspace"], record["service"], record["served_at"][:10])
-            groups.setdefault(target, []).append(orjson.dumps(record) + b"\n")
-        for target, lines in groups.items():
+            group = (record["workspace"], record["service"], record["served_at"][:10])
+            lines = groups.get(group)
+            if lines is None:
+                lines = groups[group] = []
+            lines.append(orjson.dumps(record))
+        for (workspace, service, day), lines in groups.items():
+            target = self.file_for(workspace, service, day)
             target.parent.mkdir(parents=True, exist_ok=True)
             with open(target, "ab") as out:
-                out.write(b"".join(lines))
+                out.write(b"\n".join(lines) + b"\n")
 
 
 class ServingStats:
@@ -87,11 +94,7 @@ class ServingStats:
 
     def record(self, workspace: str, service: str, status: int, seconds: float) -> None:
         ms = seconds * 1000.0
-        bucket = len(LATENCY_BUCKETS_MS)
-        for i, bound in enumerate(LATENCY_BUCKETS_MS):
-            if ms <= bound:
-                bucket = i
-                break
+        bucket = bisect_left(LATENCY_BUCKETS_MS, ms)  # the first bound at or above it; past all: the last
         key = f"{workspace}/{service}"
         with self._lock:
             entry = self._services.get(key)
@@ -146,6 +149,19 @@ def _labels(request: Request) -> tuple[str, str, str] | None:
     return None
 
 
+def _call_labels(call: Call) -> tuple[str, str, str] | None:
+    """``_labels`` from a parsed call: its parameters are the body's, snake_case spellings renamed."""
+    endpoint = call.route.endpoint
+    if endpoint not in _FEATURE_ENDPOINT_NAMES:
+        return None
+    params = call.params
+    workspace = params.get("workspaceName")
+    service = params.get("featureServiceName")
+    if type(workspace) is str and type(service) is str:
+        return workspace, service, endpoint
+    return None
+
+
 class ServingMonitor:
     """Metrics and sampled feature logging for one LookupService (see the module docstring)."""
 
@@ -181,9 +197,14 @@ class ServingMonitor:
     def observe(self, request: Request, handler: Callable[[Request], Response]) -> Response:
         started = time.perf_counter()
         response = handler(request)
-        elapsed = time.perf_counter() - started
+        self.record(request, None, response, time.perf_counter() - started)
+        return response
+
+    def record(self, request: Request, call: Call | None, response: Response, elapsed: float) -> None:
+        """Count an answered request (and maybe sample it). ``call`` is the core's parsed call when it
+        got that far: its parameters label the request without parsing the body again."""
         try:
-            labels = _labels(request)
+            labels = _labels(request) if call is None else _call_labels(call)
             if labels is not None:
                 self.stats.record(labels[0], labels[1], response.status, elapsed)
                 if (
@@ -197,18 +218,18 @@ class ServingMonitor:
             self.dropped += 1
         except Exception:  # monitoring must never fail a request
             log.debug("serving monitor failed to record a request", exc_info=True)
-        return response
 
     # -- the background thread -------------------------------------------------------------------
 
     def _run(self) -> None:
+        # Samples are drained every DRAIN_SECONDS rather than as each arrives: a thread woken for every
+        # sample competes with the request threads for the interpreter at every tenth request.
         next_stats = time.monotonic() + self.stats_interval
         while not self._stop.is_set():
-            timeout = max(0.0, min(0.5, next_stats - time.monotonic()))
+            self._stop.wait(max(0.0, min(DRAIN_SECONDS, next_stats - time.monotonic())))
             items = []
             try:
-                items.append(self._queue.get(timeout=timeout))
-                while len(items) < 1000:
+                while len(items) < 10_000:
                     items.append(self._queue.get_nowait())
             except queue.Empty:
                 pass
@@ -242,7 +263,8 @@ class ServingMonitor:
         workspace, service_name, _ = labels
         snapshot = self.service.snapshots.get(workspace)
         service = snapshot.services[service_name]
-        names, types = service.feature_names, service.feature_types
+        names = service.feature_names
+        int64 = [n for n, t in zip(names, service.feature_types, strict=True) if t.name == "int64"]
         params = orjson.loads(body)["params"]
         result = orjson.loads(answer)["result"]
         if isinstance(result, dict):
@@ -261,11 +283,11 @@ class ServingMonitor:
         stamp = datetime.fromtimestamp(served_at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         records = []
         for join_keys, values in rows:
-            features = {}
-            for name, dtype, value in zip(names, types, values, strict=False):
-                if dtype.name == "int64" and isinstance(value, str):
-                    value = int(value)
-                features[name] = value
+            features = dict(zip(names, values, strict=False))
+            for name in int64:  # int64 values are served as strings: back to numbers
+                value = features.get(name)
+                if isinstance(value, str):
+                    features[name] = int(value)
             records.append(
                 {
                     "served_at": stamp,

@@ -201,6 +201,10 @@ class SnapshotCache:
         self._ensure_refresher()
         return snapshot
 
+    def cached(self, workspace: str) -> WorkspaceSnapshot | None:
+        """The snapshot being served for ``workspace``, if one is loaded (never loads one)."""
+        return self._snapshots.get(workspace)
+
     def preload(self, workspaces: Iterable[str]) -> None:
         """Build snapshots now (at a Lambda's init) so no request pays for it."""
         for name in workspaces:
