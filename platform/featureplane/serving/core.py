@@ -232,17 +232,10 @@ def _extractor(
     """A function from a view's stored values to the service's selection of them in the API's form
     (int64 as strings). It is compiled once per registry snapshot from the positions alone, so that a
     batch spends one call per row and view on it."""
-    parts = []
-    for _, index, dtype in features:
-        value = f"s[{index}]"
-        if dtype.name == "int64":
-            value = f"(None if {value} is None else str({value}))"
-        elif dtype.is_array and dtype.element.name == "int64":  # type: ignore[union-attr]
-            value = f"(None if {value} is None else [None if x is None else str(x) for x in {value}])"
-        parts.append(value)
-    if parts == [f"s[{i}]" for i in range(stored)]:
+    text = _value_list(features, stored)
+    if text == "s[:]":
         return _same
-    return eval(f"lambda s: [{', '.join(parts)}]")  # the text holds integer positions only
+    return eval(f"lambda s: {text}")  # the text holds integer positions only
 
 
 def _same(values: list[Any]) -> list[Any]:
