@@ -31,9 +31,12 @@ $(TEST_SERVERS): tests/servers/package.json tests/servers/package-lock.json
 	@cd tests/servers && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-$(DAGSTER_HOME)/dagster.yaml: scripts/dagster.yaml
+# The instance's storage is created here, once: `dagster dev` starts its webserver and daemon at the same
+# time, and two processes creating a fresh SQLite instance together can both stamp its schema version.
+$(DAGSTER_HOME)/dagster.yaml: scripts/dagster.yaml | $(STAMP)
 	@mkdir -p $(DAGSTER_HOME)
 	@cp scripts/dagster.yaml $@
+	@$(BIN)/dagster instance migrate > /dev/null
 
 # Parse the dbt project once, so the first plan or code-location load does not wait for `dbt parse`;
 # featureplane re-parses it by itself whenever a file of the project changes.

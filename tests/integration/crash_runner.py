@@ -35,6 +35,8 @@ def write_files_then_die(table_or_uri, data, *, partition_by=None, **kwargs) -> 
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
+    if hasattr(data, "read_all"):  # the store streams record batches
+        data = data.read_all()
     root = Path(str(table_or_uri))
     column = (partition_by or ["_partition"])[0]
     for value in pc.unique(data[column]).to_pylist():

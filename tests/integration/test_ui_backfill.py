@@ -4,6 +4,7 @@ by the real daemon) runs a range of partitions as a single run per view group.""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import urllib.request
 from datetime import date, timedelta
@@ -53,6 +54,9 @@ def test_a_ui_backfill_of_ten_partitions_is_one_run_and_fills_the_stores(
 ):
     repo = applied_example
     env = {**repo.env, "DAGSTER_HOME": str(dagster_home)}
+    # Create the instance's storage first: the webserver and the daemon starting together on a fresh
+    # instance can both stamp its SQLite schema version, and neither can then open it.
+    subprocess.run([str(BIN / "dagster"), "instance", "migrate"], env=env, check=True, capture_output=True)
     port = free_port()
     webserver = Server(
         [str(BIN / "dagster-webserver"), "-m", "dagster_project", "-h", "127.0.0.1", "-p", str(port)],
