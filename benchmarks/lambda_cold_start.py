@@ -67,17 +67,16 @@ print(*elapsed)
 
 def export_example_snapshot(work: Path) -> Path:
     """The example repository applied to a live workspace, exported as a serving snapshot."""
+    from featureplane.config import load_config
     from featureplane.registry.plan import build_plan
     from featureplane.registry.sqlite import SQLiteRegistry
     from featureplane.repo.loader import load_repository
     from featureplane.repo.validation import compile_repository
     from featureplane.serving.registry_snapshot import FileLocation, export_snapshot
 
-    repo = work / "feature_repo"
-    shutil.copytree(
-        ROOT / "feature_repo", repo, ignore=shutil.ignore_patterns(".featureplane", "__pycache__")
-    )
-    definitions = compile_repository(load_repository(repo))
+    # The whole example, with the views built on and declared in dbt (loading only reads files).
+    repo = ROOT / "feature_repo"
+    definitions = compile_repository(load_repository(repo, load_config(repo)))
     registry = SQLiteRegistry(work / "registry.db")
     for name in ("prod", "staging"):
         registry.create_workspace(name, live=True)
