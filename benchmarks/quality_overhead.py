@@ -44,8 +44,11 @@ def setup(workdir: Path, users: int, days: int, end: date):
     from featureplane.runtime import Runtime
 
     repo = workdir / "feature_repo"
+    # Without the views built on dbt: the benchmark's warehouse has only the raw tables.
     shutil.copytree(
-        ROOT / "feature_repo", repo, ignore=shutil.ignore_patterns(".featureplane", "__pycache__")
+        ROOT / "feature_repo",
+        repo,
+        ignore=shutil.ignore_patterns(".featureplane", "__pycache__", "dbt_features"),
     )
     (repo / "featureplane.yaml").write_text(CONFIG)
     config = load_config(repo)
