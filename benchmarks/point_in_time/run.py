@@ -323,6 +323,9 @@ def main() -> None:
             continue
         columns = AGGREGATE_COLUMNS if name == "featureplane_aggregates" else PLAIN_COLUMNS
         checks[key] = compare(Path(results[reference]["output"]), Path(result["output"]), columns)
+    for result in results.values():  # the saved results name outputs relative to the checkout
+        if "output" in result and Path(result["output"]).is_relative_to(ROOT):
+            result["output"] = str(Path(result["output"]).relative_to(ROOT))
     report = {
         "parameters": prepared["parameters"],
         "events": prepared["events"],
