@@ -24,6 +24,10 @@ $(STAMP): pyproject.toml constraints.txt
 	@echo "Installing featureplane and its dependencies into $(VENV) (a few minutes the first time)..."
 	@$(BIN)/python -m pip install --quiet --upgrade pip
 	@$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	@# Snowpark installs a legacy namespace hook that puts a `snowflake` module into every interpreter at
+	@# start-up, lookup servers included; without it `snowflake` is an ordinary (PEP 420) namespace
+	@# package that loads only where Snowflake code is imported.
+	@rm -f $(VENV)/lib/python3*/site-packages/snowflake_*-nspkg.pth
 	@touch $(STAMP)
 
 $(TEST_SERVERS): tests/servers/package.json tests/servers/package-lock.json

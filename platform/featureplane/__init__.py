@@ -4,31 +4,63 @@ Importing this package is cheap (standard library only): definitions are plain o
 parts (DuckDB, pandas, Delta, Dagster) load only where they run.
 """
 
-from featureplane.definitions.entity import Entity, Field
-from featureplane.definitions.feature_service import FeatureService
-from featureplane.definitions.feature_view import (
-    BatchFeatureView,
-    FeatureTable,
-    FeatureView,
-    batch_feature_view,
-    dbt_feature_view,
-)
-from featureplane.definitions.features import Aggregate, Attribute, LifetimeWindow, last_n
-from featureplane.definitions.realtime import RealtimeFeatureView, RequestSource, realtime_feature_view
-from featureplane.definitions.sources import BatchSource, DbtModel, PushSource
-from featureplane.definitions.transformation import MaterializationContext, RealtimeContext
-from featureplane.monitoring.expectations import (
-    Between,
-    Expectation,
-    ExpectationSuiteFile,
-    InSet,
-    MatchesRegex,
-    MeanBetween,
-    NotNull,
-    RowCountBetween,
-    Unique,
-)
-from featureplane.types import Array, Bool, Float64, Int64, String, Timestamp
+import importlib
+from typing import Any
+
+# The SDK's names, imported on first use (PEP 562): a feature repository's ``from featureplane import
+# Entity`` loads the definitions, while the lookup service, which imports ``featureplane.serving``,
+# does not pay for them.
+_EXPORTS = {
+    "Aggregate": "featureplane.definitions.features",
+    "Array": "featureplane.types",
+    "Attribute": "featureplane.definitions.features",
+    "BatchFeatureView": "featureplane.definitions.feature_view",
+    "BatchSource": "featureplane.definitions.sources",
+    "Between": "featureplane.monitoring.expectations",
+    "Bool": "featureplane.types",
+    "DbtModel": "featureplane.definitions.sources",
+    "Entity": "featureplane.definitions.entity",
+    "Expectation": "featureplane.monitoring.expectations",
+    "ExpectationSuiteFile": "featureplane.monitoring.expectations",
+    "FeatureService": "featureplane.definitions.feature_service",
+    "FeatureTable": "featureplane.definitions.feature_view",
+    "FeatureView": "featureplane.definitions.feature_view",
+    "Field": "featureplane.definitions.entity",
+    "Float64": "featureplane.types",
+    "InSet": "featureplane.monitoring.expectations",
+    "Int64": "featureplane.types",
+    "LifetimeWindow": "featureplane.definitions.features",
+    "MatchesRegex": "featureplane.monitoring.expectations",
+    "MaterializationContext": "featureplane.definitions.transformation",
+    "MeanBetween": "featureplane.monitoring.expectations",
+    "NotNull": "featureplane.monitoring.expectations",
+    "PushSource": "featureplane.definitions.sources",
+    "RealtimeContext": "featureplane.definitions.transformation",
+    "RealtimeFeatureView": "featureplane.definitions.realtime",
+    "RequestSource": "featureplane.definitions.realtime",
+    "RowCountBetween": "featureplane.monitoring.expectations",
+    "String": "featureplane.types",
+    "Timestamp": "featureplane.types",
+    "Unique": "featureplane.monitoring.expectations",
+    "batch_feature_view": "featureplane.definitions.feature_view",
+    "dbt_feature_view": "featureplane.definitions.feature_view",
+    "last_n": "featureplane.definitions.features",
+    "realtime_feature_view": "featureplane.definitions.realtime",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'featureplane' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
 
 __version__ = "0.1.0"
 

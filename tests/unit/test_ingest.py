@@ -452,7 +452,7 @@ body = json.dumps({{"workspaceName": "prod", "records": {{"clicks": [
     {{"record": {{"user_id": "u1", "ts": "2024-01-05T00:00:00Z", "score": 1.0, "seen": "2024-01-01T00:00:00Z"}}}}]}}}})
 response = service.handle(Request("POST", "/api/v1/ingest", {{"authorization": "Bearer " + key}}, body.encode()))
 assert response.status == 200, response.body
-heavy = ["pandas", "pyarrow", "numpy", "duckdb", "deltalake", "dagster", "sqlglot", "great_expectations"]
+heavy = ["pandas", "pyarrow", "numpy", "duckdb", "deltalake", "dagster", "dbt", "sqlglot", "great_expectations", "snowflake"]
 print(",".join(m for m in heavy if m in sys.modules))
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -176,7 +176,7 @@ def test_the_lambda_path_imports_nothing_heavy_and_creates_no_client_at_import()
         "import featureplane.serving.aws_lambda, featureplane.serving.app\n"
         "import featureplane.online_stores.dynamodb, featureplane.serving.registry_snapshot\n"
         "heavy = ['pandas', 'pyarrow', 'numpy', 'duckdb', 'dagster', 'dbt', 'great_expectations',\n"
-        "         'snowflake.connector', 'snowflake.snowpark', 'deltalake', 'sqlglot', 'boto3', 'botocore']\n"
+        "         'snowflake', 'deltalake', 'sqlglot', 'boto3', 'botocore']\n"
         "print(','.join(sorted(m for m in heavy if m in sys.modules)))\n"
     )
     env = {
