@@ -39,10 +39,11 @@ ENTRY_MODULES = [
     "featureplane.serving.monitor",
     "featureplane.aggregation",  # empty-window values of aggregate features
     "featureplane.serving.realtime",
+    "featureplane.definitions.transformation",  # realtime views' context, when the snapshot has one
 ]
 BUNDLED = ["orjson", "PyYAML"]  # distribution names, pinned in constraints.txt
-HEAVY = ["pandas", "pyarrow", "numpy", "duckdb", "dagster", "dbt", "great_expectations", "snowflake.connector",
-         "snowflake.snowpark", "deltalake", "sqlglot", "typer", "rich"]  # fmt: skip
+HEAVY = ["pandas", "pyarrow", "numpy", "duckdb", "dagster", "dbt", "great_expectations", "snowflake",
+         "deltalake", "sqlglot", "typer", "rich"]  # fmt: skip
 PLATFORMS = {"x86_64": "manylinux2014_x86_64", "arm64": "manylinux2014_aarch64"}
 FIXED_TIME = (2020, 1, 1, 0, 0, 0)
 
