@@ -107,16 +107,25 @@ def test_batch_rows_equal_single_lookups(service):
 def test_all_rows_are_read_in_one_online_store_round_trip(service, monkeypatch):
     calls = []
     store = service.online_store
-    read, read_entities = store.read, store.read_entities
+    read, read_entities, read_encoded = store.read, store.read_entities, store.read_encoded
     monkeypatch.setattr(store, "read", lambda requests: calls.append(len(requests)) or read(requests))
     monkeypatch.setattr(  # views keyed by the whole join key are read by naming each key once
         store,
         "read_entities",
         lambda tables, keys: calls.append(len(tables) * len(keys)) or read_entities(tables, keys),
     )
-    status, body = batch(service, [{"joinKeyMap": {"user_id": f"u{i}"}} for i in range(250)])
+    monkeypatch.setattr(  # and values-only answers read them in storage form
+        store,
+        "read_encoded",
+        lambda tables, keys: calls.append(len(tables) * len(keys)) or read_encoded(tables, keys),
+    )
+    rows = [{"joinKeyMap": {"user_id": f"u{i}"}} for i in range(250)]
+    status, body = batch(service, rows)
     assert status == 200 and len(body["result"]) == 250
     assert calls == [250 * 3]  # 250 rows x 3 views, one call
+    status, detailed = batch(service, rows, metadataOptions={"includeServingStatus": True})
+    assert status == 200 and calls == [250 * 3, 250 * 3]
+    assert [r["features"] for r in detailed["result"]] == [r["features"] for r in body["result"]]
 
 
 @pytest.mark.parametrize(

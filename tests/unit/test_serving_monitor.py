@@ -60,6 +60,8 @@ def test_requests_are_counted_and_sampled_vectors_logged(service, tmp_path):
     service.monitor = monitor
     assert [lookup(service, u) for u in ("u1", "u2", "nobody")] == [200, 200, 200]
     assert lookup(service, "u1", name="missing") == 404
+    bad_key = {"workspaceName": "prod", "featureServiceName": "svc", "joinKeyMap": {"user_id": 5}}
+    assert service.handle(Request("POST", GET, {}, json.dumps({"params": bad_key}).encode())).status == 400
     assert service.handle(Request("GET", "/healthz", {}, b"")).status == 200  # not a feature request
     monitor.flush()
 
@@ -72,11 +74,18 @@ def test_requests_are_counted_and_sampled_vectors_logged(service, tmp_path):
         ({"user_id": "nobody"}, {"spend.amount": None, "spend.n": None}),
     ]
     [stats] = read_stats(tmp_path / "stats")
-    assert stats["services"]["prod/svc"]["requests"] == 3
-    assert stats["services"]["prod/missing"]["client_errors"] == 1
+    assert stats["services"]["prod/svc"]["requests"] == 4
+    assert stats["services"]["prod/svc"]["client_errors"] == 1
+    assert "prod/missing" not in stats["services"]  # client-chosen names never become labels
+    # The same counters as GET /metrics.
+    metrics = service.handle(Request("GET", "/metrics", {}, b"")).body.decode()
+    assert (
+        'featureplane_requests_total{endpoint="get-features",workspace="prod",service="svc",status="200"} 3'
+        in metrics
+    )
     health, _ = health_since([stats], None)
     svc = next(h for h in health if h.service == "svc")
-    assert svc.requests == 3 and svc.error_rate == 0.0 and 0 < svc.p50_ms <= svc.p99_ms
+    assert svc.requests == 4 and svc.error_rate == 0.0 and 0 < svc.p50_ms <= svc.p99_ms
     monitor.close()
 
 

@@ -27,7 +27,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from itertools import islice
+from functools import partial
+from itertools import chain, islice
 from typing import Any
 
 import orjson
@@ -447,7 +448,25 @@ class DynamoDBOnlineStore(OnlineStore):
             found.update(part)
         return [found.get(w) for w in wanted]
 
-    def _read_chunk(self, chunk: list[tuple[str, str]]) -> dict[tuple[str, str], OnlineValue]:
+    def read_encoded(self, table_ids: Sequence[str], keys: Sequence[tuple]) -> list[tuple]:
+        wanted = [
+            (self.table_name(table_id), self.item_key(table_id, key))
+            for key in keys
+            for table_id in table_ids
+        ]
+        unique = list(dict.fromkeys(wanted))
+        chunks = [unique[i : i + MAX_BATCH_GET] for i in range(0, len(unique), MAX_BATCH_GET)]
+        found: dict[tuple[str, str], tuple[int, bytes]] = {}
+        for part in self._gather(partial(self._read_chunk, encoded=True), chunks):
+            found.update(part)
+        width, missing = len(table_ids), (None, None)
+        return [
+            tuple(chain.from_iterable(found.get(w, missing) for w in wanted[first : first + width]))
+            for first in range(0, len(wanted), width)
+        ]
+
+    def _read_chunk(self, chunk: list[tuple[str, str]], encoded: bool = False) -> dict[tuple[str, str], Any]:
+        """The items of ``chunk``'s keys: OnlineValues, or (event time, values JSON) when ``encoded``."""
         request: dict[str, dict[str, Any]] = {}
         for table, pk in chunk:
             spec = request.setdefault(
@@ -460,15 +479,16 @@ class DynamoDBOnlineStore(OnlineStore):
                 },
             )
             spec["Keys"].append({PK: {"S": pk}})
-        found: dict[tuple[str, str], OnlineValue] = {}
+        found: dict[tuple[str, str], Any] = {}
         failures = 0
         while request:
             response = self._call("batch_get_item", f"{len(chunk)} key(s)", RequestItems=request)
             got = 0
             for table, items in response.get("Responses", {}).items():
                 for item in items:
-                    found[(table, item[PK]["S"])] = OnlineValue(
-                        int(item[TS]["N"]), orjson.loads(item[VALUES]["S"])
+                    stamp, text = int(item[TS]["N"]), item[VALUES]["S"]
+                    found[(table, item[PK]["S"])] = (
+                        (stamp, text.encode()) if encoded else OnlineValue(stamp, orjson.loads(text))
                     )
                     got += 1
             request = response.get("UnprocessedKeys") or {}

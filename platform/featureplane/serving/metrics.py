@@ -7,16 +7,22 @@ names, status codes), never from raw client input, so a client cannot create unb
 from __future__ import annotations
 
 import threading
+import time
 from bisect import bisect_left
 from collections.abc import Sequence
+from typing import Any
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Upper bounds (seconds) of the request latency histogram's buckets, fine below 10 ms where lookups are.
 LATENCY_BUCKETS = (
     0.0005,
     0.001,
-    0.0025,
+    0.002,
+    0.003,
     0.005,
+    0.0075,
     0.01,
+    0.015,
     0.025,
     0.05,
     0.1,
@@ -25,7 +31,9 @@ LATENCY_BUCKETS = (
     1.0,
     2.5,
     5.0,
+    10.0,
 )
+FEATURE_ENDPOINTS = frozenset(("get-features", "get-features-batch", "metadata"))
 
 
 def _escape(value: str) -> str:
@@ -128,9 +136,14 @@ class Histogram(_Metric):
 
 
 class ServingMetrics:
-    """The lookup service's metrics: requests, latencies, online-store calls, errors and ingest."""
+    """The lookup service's metrics: requests, latencies, online-store calls, errors and ingest.
+
+    One set of counters with two readers: ``render`` for Prometheus (``GET /metrics``) and
+    ``service_stats`` for the serving monitor's stats file, which Dagster's serving-health sensor reads.
+    """
 
     def __init__(self) -> None:
+        self.started_at = time.time()
         self._lock = threading.Lock()  # requests and latency are updated together, under one lock
         self.requests = Counter(
             "featureplane_requests_total",
@@ -140,8 +153,8 @@ class ServingMetrics:
         )
         self.latency = Histogram(
             "featureplane_request_duration_seconds",
-            "Time to answer a request inside the server, by endpoint and feature service.",
-            ("endpoint", "service"),
+            "Time to answer a request inside the server, by endpoint, workspace and feature service.",
+            ("endpoint", "workspace", "service"),
             lock=self._lock,
         )
         self.store_latency = Histogram(
@@ -189,13 +202,52 @@ class ServingMetrics:
         index = bisect_left(latency.buckets, seconds)
         with self._lock:
             requests._values[key] = requests._values.get(key, 0.0) + 1
-            series = latency._series.get((endpoint, service))
+            series = latency._series.get(key[:3])
             if series is None:
-                series = latency._series[(endpoint, service)] = ([0] * (len(latency.buckets) + 1), [0.0])
+                series = latency._series[key[:3]] = ([0] * (len(latency.buckets) + 1), [0.0])
             series[0][index] += 1
             series[1][0] += seconds
         if error is not None:
             self.errors.inc(endpoint, error)
+
+    def service_stats(self) -> dict[str, dict[str, Any]]:
+        """Cumulative feature-service request counts and latency buckets per ``workspace/service``
+        (requests the server resolved to a service), for the serving monitor's stats file."""
+        with self._lock:
+            counts = list(self.requests._values.items())
+            series = [(k, list(c), s[0]) for k, (c, s) in self.latency._series.items()]
+        services: dict[str, dict[str, Any]] = {}
+
+        def entry(workspace: str, service: str) -> dict[str, Any]:
+            key = f"{workspace}/{service}"
+            if key not in services:
+                services[key] = {
+                    "workspace": workspace,
+                    "service": service,
+                    "requests": 0,
+                    "errors": 0,
+                    "client_errors": 0,
+                    "latency_ms_sum": 0.0,
+                    "latency_buckets": [0] * (len(self.latency.buckets) + 1),
+                }
+            return services[key]
+
+        for (endpoint, workspace, service, status), count in counts:
+            if endpoint in FEATURE_ENDPOINTS and workspace and service:
+                stats = entry(workspace, service)
+                stats["requests"] += int(count)
+                if int(status) >= 500:
+                    stats["errors"] += int(count)
+                elif int(status) >= 400:
+                    stats["client_errors"] += int(count)
+        for (endpoint, workspace, service), buckets, total in series:
+            if endpoint in FEATURE_ENDPOINTS and workspace and service:
+                stats = entry(workspace, service)
+                stats["latency_ms_sum"] += total * 1000.0
+                stats["latency_buckets"] = [
+                    a + b for a, b in zip(stats["latency_buckets"], buckets, strict=True)
+                ]
+        return services
 
     def render(self) -> bytes:
         lines: list[str] = []

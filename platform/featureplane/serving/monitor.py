@@ -1,13 +1,13 @@
 """Serving monitoring: request metrics and a sample of served feature vectors, off the request path.
 
-``LookupService.handle`` hands every request to ``ServingMonitor.observe``, which times it, counts it
-under its workspace and feature service (requests, client errors, server errors, a latency histogram)
-and, for a configurable sample of successful lookups, puts the request and response on a bounded
-queue. A background thread turns queued items into records of the served feature vectors and writes
-them to a ``FeatureLogSink`` (JSON lines under ``monitoring.serving_log.path`` by default; any class
-named by ``monitoring.serving_log.sink`` in production), and writes the metrics to a small stats file
-that the Dagster code location reads. A full queue drops the sample and counts the drop: monitoring never
-slows or fails a request.
+``LookupService.handle`` hands every answered request to ``ServingMonitor.record``, which puts a
+configurable sample of successful lookups (request and response) on a bounded queue. A background
+thread turns queued items into records of the served feature vectors and writes them to a
+``FeatureLogSink`` (JSON lines under ``monitoring.serving_log.path`` by default; any class named by
+``monitoring.serving_log.sink`` in production), and writes the service's request metrics (the same
+counters ``GET /metrics`` exports: requests, client and server errors, a latency histogram per
+workspace and feature service) to a small stats file that the Dagster code location reads. A full
+queue drops the sample and counts the drop: monitoring never slows or fails a request.
 
 Standard library and orjson only: this runs inside the lookup service (and its Lambda handler).
 """
@@ -22,7 +22,6 @@ import random
 import socket
 import threading
 import time
-from bisect import bisect_left
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,16 +37,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("featureplane.serving")
 
-# Upper bounds (milliseconds) of the latency histogram's buckets; the last bucket is unbounded.
-LATENCY_BUCKETS_MS = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
-FEATURE_ENDPOINTS = {
-    "/api/v1/feature-service/get-features": "get-features",
-    "/api/v1/feature-service/get-features-batch": "get-features-batch",
-    "/api/v1/feature-service/metadata": "metadata",
-}
 SAMPLED_ENDPOINTS = ("get-features", "get-features-batch")
 DRAIN_SECONDS = 0.2  # how often queued samples are written
-_FEATURE_ENDPOINT_NAMES = frozenset(FEATURE_ENDPOINTS.values())
 
 
 class FeatureLogSink:
@@ -84,84 +75,6 @@ class JsonlSink(FeatureLogSink):
                 out.write(b"\n".join(lines) + b"\n")
 
 
-class ServingStats:
-    """Cumulative request counters and latency histograms per (workspace, feature service)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._services: dict[str, dict[str, Any]] = {}
-        self.started_at = time.time()
-
-    def record(self, workspace: str, service: str, status: int, seconds: float) -> None:
-        ms = seconds * 1000.0
-        bucket = bisect_left(LATENCY_BUCKETS_MS, ms)  # the first bound at or above it; past all: the last
-        key = f"{workspace}/{service}"
-        with self._lock:
-            entry = self._services.get(key)
-            if entry is None:
-                entry = self._services[key] = {
-                    "workspace": workspace,
-                    "service": service,
-                    "requests": 0,
-                    "errors": 0,
-                    "client_errors": 0,
-                    "latency_ms_sum": 0.0,
-                    "latency_buckets": [0] * (len(LATENCY_BUCKETS_MS) + 1),
-                }
-            entry["requests"] += 1
-            if status >= 500:
-                entry["errors"] += 1
-            elif status >= 400:
-                entry["client_errors"] += 1
-            entry["latency_ms_sum"] += ms
-            entry["latency_buckets"][bucket] += 1
-
-    def snapshot(self, process: str, dropped: int) -> dict[str, Any]:
-        with self._lock:
-            services = {
-                k: {**v, "latency_buckets": list(v["latency_buckets"])} for k, v in self._services.items()
-            }
-        return {
-            "process": process,
-            "started_at": self.started_at,
-            "updated_at": time.time(),
-            "buckets_ms": list(LATENCY_BUCKETS_MS),
-            "dropped_samples": dropped,
-            "services": services,
-        }
-
-
-def _labels(request: Request) -> tuple[str, str, str] | None:
-    """The workspace, feature service and endpoint of a feature-service request."""
-    endpoint = FEATURE_ENDPOINTS.get(request.path.split("?", 1)[0].rstrip("/"))
-    if endpoint is None or not request.body:
-        return None
-    try:
-        params = orjson.loads(request.body).get("params") or {}
-    except (orjson.JSONDecodeError, AttributeError):
-        return None
-    if not isinstance(params, dict):
-        return None
-    workspace = params.get("workspaceName", params.get("workspace_name"))
-    service = params.get("featureServiceName", params.get("feature_service_name"))
-    if isinstance(workspace, str) and isinstance(service, str):
-        return workspace, service, endpoint
-    return None
-
-
-def _call_labels(call: Call) -> tuple[str, str, str] | None:
-    """``_labels`` from a parsed call: its parameters are the body's, snake_case spellings renamed."""
-    endpoint = call.route.endpoint
-    if endpoint not in _FEATURE_ENDPOINT_NAMES:
-        return None
-    params = call.params
-    workspace = params.get("workspaceName")
-    service = params.get("featureServiceName")
-    if type(workspace) is str and type(service) is str:
-        return workspace, service, endpoint
-    return None
-
-
 class ServingMonitor:
     """Metrics and sampled feature logging for one LookupService (see the module docstring)."""
 
@@ -179,7 +92,6 @@ class ServingMonitor:
         self.service = service
         self.sample_rate = sample_rate if sink is not None else 0.0
         self.sink = sink
-        self.stats = ServingStats()
         self.stats_path = Path(stats_path) if stats_path else None
         self.stats_interval = stats_interval
         self.clock = clock
@@ -194,30 +106,19 @@ class ServingMonitor:
 
     # -- the request path ------------------------------------------------------------------------
 
-    def observe(self, request: Request, handler: Callable[[Request], Response]) -> Response:
-        started = time.perf_counter()
-        response = handler(request)
-        self.record(request, None, response, time.perf_counter() - started)
-        return response
-
     def record(self, request: Request, call: Call | None, response: Response, elapsed: float) -> None:
-        """Count an answered request (and maybe sample it). ``call`` is the core's parsed call when it
-        got that far: its parameters label the request without parsing the body again."""
+        """Maybe sample an answered request (its counts are already in the service's metrics)."""
+        rate = self.sample_rate
+        if rate <= 0 or response.status != 200 or call is None:
+            return
+        endpoint = call.route.endpoint
+        if endpoint not in SAMPLED_ENDPOINTS or (rate < 1 and random.random() >= rate):
+            return
         try:
-            labels = _labels(request) if call is None else _call_labels(call)
-            if labels is not None:
-                self.stats.record(labels[0], labels[1], response.status, elapsed)
-                if (
-                    response.status == 200
-                    and labels[2] in SAMPLED_ENDPOINTS
-                    and self.sample_rate > 0
-                    and (self.sample_rate >= 1 or random.random() < self.sample_rate)
-                ):
-                    self._queue.put_nowait((self.clock(), labels, request.body, response.body))
+            labels = (call.workspace, call.service, endpoint)
+            self._queue.put_nowait((self.clock(), labels, request.body, response.body))
         except queue.Full:
             self.dropped += 1
-        except Exception:  # monitoring must never fail a request
-            log.debug("serving monitor failed to record a request", exc_info=True)
 
     # -- the background thread -------------------------------------------------------------------
 
@@ -300,6 +201,18 @@ class ServingMonitor:
             )
         return records
 
+    def stats(self) -> dict[str, Any]:
+        """The stats file's document: this process's cumulative per-service request metrics."""
+        metrics = self.service.metrics
+        return {
+            "process": self.process,
+            "started_at": metrics.started_at,
+            "updated_at": time.time(),
+            "buckets_ms": [bound * 1000.0 for bound in metrics.latency.buckets],
+            "dropped_samples": self.dropped,
+            "services": metrics.service_stats(),
+        }
+
     def write_stats(self) -> None:
         if self.stats_path is None:
             return
@@ -308,7 +221,7 @@ class ServingMonitor:
             with self._stats_lock:
                 self.stats_path.mkdir(parents=True, exist_ok=True)
                 temporary = target.with_suffix(".tmp")
-                temporary.write_bytes(orjson.dumps(self.stats.snapshot(self.process, self.dropped)))
+                temporary.write_bytes(orjson.dumps(self.stats()))
                 os.replace(temporary, target)
         except OSError as exc:
             log.warning("could not write serving stats to %s: %s", self.stats_path, exc)
