@@ -190,6 +190,71 @@ def test_malformed_bodies_and_routes(service):
     assert call(service, "/api/v1/feature-service/get-features", body=big)[0] == 413
 
 
+GET = "/api/v1/feature-service/get-features"
+COMMON = {"workspaceName": "prod", "featureServiceName": "svc", "joinKeyMap": {"user_id": "u1"}}
+
+
+@pytest.mark.parametrize(
+    ("body", "fast"),
+    [
+        ({"params": COMMON}, True),
+        ({"params": {**COMMON, "joinKeyMap": {"user_id": "nobody"}}}, True),
+        ({"params": {**COMMON, "allowPartialResults": False}}, True),
+        ({"params": {**COMMON, "allowPartialResults": "no"}}, False),
+        ({"params": {**COMMON, "metadataOptions": OPTIONS}}, False),
+        ({"params": {**COMMON, "metadataOptions": None}}, False),
+        ({"params": {**COMMON, "requestContextMap": {}}}, False),
+        ({"params": {**COMMON, "joinKeyMap": {"user_id": 5}}}, False),
+        ({"params": {**COMMON, "joinKeyMap": {"user_id": "u1", "other": "x"}}}, False),
+        ({"params": {**COMMON, "joinKeyMap": {}}}, False),
+        ({"params": {**COMMON, "joinKeyMap": ["u1"]}}, False),
+        ({"params": {**COMMON, "featureServiceName": "nope"}}, False),
+        ({"params": {**COMMON, "featureServiceName": ["svc"]}}, False),
+        ({"params": {**COMMON, "workspaceName": "dev"}}, False),
+        (
+            {
+                "params": {
+                    "workspace_name": "prod",
+                    "feature_service_name": "svc",
+                    "join_key_map": {"user_id": "u1"},
+                }
+            },
+            False,
+        ),
+        ({"params": [COMMON]}, False),
+        ({"params": COMMON, "extra": 1}, True),
+        (b"[not json", False),
+    ],
+)
+def test_the_common_call_takes_a_fast_path_that_answers_what_the_general_path_does(service, body, fast):
+    request = Request("POST", GET, {}, body if isinstance(body, bytes) else json.dumps(body).encode())
+    service.handle(Request("POST", GET, {}, json.dumps({"params": COMMON}).encode()))  # resolves svc
+    answer = service._get_features_fast(request)
+    general, _, _ = service._handle(request)
+    assert (answer is not None) == fast
+    if answer is not None:
+        assert answer[0].status == general.status == 200 and answer[0].body == general.body
+        assert answer[1:] == ("prod", "svc")
+    assert service.handle(request).body == general.body
+
+
+def test_the_fast_path_counts_requests_and_leaves_store_failures_to_the_general_path(service):
+    request = Request("POST", GET, {}, json.dumps({"params": COMMON}).encode())
+    for _ in range(3):
+        assert service.handle(request).status == 200
+    assert service.metrics.requests.value("get-features", "prod", "svc", "200") == 3
+    assert service.metrics.store_latency.count("read") == 3
+
+    def broken(table_ids, keys):
+        raise OSError("disk I/O error")
+
+    service.online_store.read_encoded = broken
+    assert service._get_features_fast(request) is None
+    response = service.handle(request)
+    assert response.status == 503 and "online store is unavailable" in response.json()["message"]
+    assert service.metrics.store_errors.value("read") == 1
+
+
 def test_snapshots_pick_up_a_new_apply_without_restarting(tmp_path):
     repo = events_repo(tmp_path, VIEWS)
     runtime = repo.runtime()

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("featureplane.serving")
 
 JSON_HEADERS = {"Content-Type": "application/json"}
+_GET_FEATURES = "/api/v1/feature-service/get-features"
 GRPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 405: 12, 413: 3, 429: 8, 500: 13, 503: 14}
 METADATA_OPTIONS = (
     "includeNames",
@@ -377,11 +378,82 @@ class LookupService:
     # -- entry point -----------------------------------------------------------------------------
 
     def handle(self, request: Request) -> Response:
-        response, call, seconds = self._handle(request)
+        fast = self._get_features_fast(request)
+        if fast is not None:
+            response, workspace, service = fast
+            endpoint = "get-features"
+        else:
+            response, call, _ = self._handle(request)
+            if call is None:
+                return response
+            endpoint, workspace, service = call.route.endpoint, call.workspace, call.service
         monitor = self.monitor
-        if monitor is not None:  # it labels the request from the call the core already parsed
-            monitor.record(request, call, response, seconds)
+        if monitor is not None:  # it samples served vectors, labelled as the core resolved them
+            monitor.record(request, response, endpoint, workspace, service)
         return response
+
+    def _get_features_fast(self, request: Request) -> tuple[Response, str, str] | None:
+        """The common call answered in the fewest steps: get-features for values only, with an API key
+        already verified, of a service already resolved in the snapshot being served, every view
+        stored and keyed by the whole join key, and a well-formed join key. Anything else (or any
+        failure) returns None for ``_handle``, which checks everything and names what is wrong; both
+        give the same answer. Lookups are latency-bound, and most of a lookup's time in Python is
+        the steps this skips: routing, envelopes, renaming snake_case keys, per-call objects."""
+        if request.path != _GET_FEATURES or request.method != "POST":
+            return None
+        started = time.perf_counter()
+        body = request.body
+        if len(body) > self.max_body_bytes:
+            return None
+        identity = None
+        if self.verifier is not None:
+            headers = request.headers
+            known = self._verified.get(headers.get("authorization") or headers.get("Authorization"))
+            if known is None or known[1] <= time.monotonic():
+                return None
+            identity = known[0]
+        try:
+            params = orjson.loads(body)["params"]
+        except Exception:
+            return None
+        if type(params) is not dict:
+            return None
+        workspace = params.get("workspaceName")
+        name = params.get("featureServiceName")
+        join_key_map = params.get("joinKeyMap")
+        if type(workspace) is not str or type(name) is not str or type(join_key_map) is not dict:
+            return None
+        if len(params) != 3 and (len(params) != 4 or type(params.get("allowPartialResults")) is not bool):
+            return None
+        hit = self._resolved.get((workspace, name))
+        if hit is None or self.snapshots.cached(workspace) is not hit[0]:
+            return None
+        plan = hit[1]
+        if plan.table_ids is None or plan.service.computed is not None:
+            return None
+        if identity is not None and not identity.can(Permission.READ_FEATURES, workspace):
+            return None
+        if len(join_key_map) != len(plan.key_names):
+            return None
+        key = []
+        for key_name, kind in zip(plan.key_names, plan.key_types, strict=True):
+            value = join_key_map.get(key_name)
+            if type(value) is not kind or (kind is int and not INT64_MIN <= value <= INT64_MAX):
+                return None
+            key.append(value)
+        read_started = time.perf_counter()
+        try:
+            rows = self.online_store.read_encoded(plan.table_ids, [tuple(key)])
+        except Exception:
+            return None  # _handle reads again and answers (and counts) the failure
+        read_seconds = time.perf_counter() - read_started
+        answer = orjson.dumps({"result": plan.assemble_encoded(rows, now_us())[0]})
+        metrics = self.metrics
+        metrics.store_latency.observe(read_seconds, "read")
+        workspace, service = hit[0].name, plan.service.name
+        seconds = time.perf_counter() - started
+        metrics.observe_request("get-features", workspace, service, 200, seconds, None)
+        return Response(200, answer), workspace, service
 
     def _handle(self, request: Request) -> tuple[Response, Call | None, float]:
         """The response, the call as far as it was parsed, and the seconds spent on it."""

@@ -33,7 +33,7 @@ from featureplane.monitoring.settings import MonitoringSettings
 
 if TYPE_CHECKING:
     from featureplane.config import Config
-    from featureplane.serving.core import Call, LookupService, Request, Response
+    from featureplane.serving.core import LookupService, Request, Response
 
 log = logging.getLogger("featureplane.serving")
 
@@ -106,17 +106,20 @@ class ServingMonitor:
 
     # -- the request path ------------------------------------------------------------------------
 
-    def record(self, request: Request, call: Call | None, response: Response, elapsed: float) -> None:
-        """Maybe sample an answered request (its counts are already in the service's metrics)."""
+    def record(
+        self, request: Request, response: Response, endpoint: str, workspace: str, service: str
+    ) -> None:
+        """Maybe sample an answered request (its counts are already in the service's metrics), labelled
+        with the workspace and feature service the core resolved."""
         rate = self.sample_rate
-        if rate <= 0 or response.status != 200 or call is None:
+        if rate <= 0 or response.status != 200 or endpoint not in SAMPLED_ENDPOINTS:
             return
-        endpoint = call.route.endpoint
-        if endpoint not in SAMPLED_ENDPOINTS or (rate < 1 and random.random() >= rate):
+        if rate < 1 and random.random() >= rate:
             return
         try:
-            labels = (call.workspace, call.service, endpoint)
-            self._queue.put_nowait((self.clock(), labels, request.body, response.body))
+            self._queue.put_nowait(
+                (self.clock(), (workspace, service, endpoint), request.body, response.body)
+            )
         except queue.Full:
             self.dropped += 1
 
