@@ -104,14 +104,17 @@ def test_reads_above_100_keys_are_split_into_parallel_batch_gets(dynalite, table
         proxy.calls.clear()
         assert store.read([(TABLE, ("user_1",)), (OTHER, ("user_1",))])[0].values[0] == 1.0
         assert proxy.calls == {"BatchGetItem": 1}  # several views of one entity: one round trip
-        # In storage form (the lookup API's values-only path): the same items, one tuple per key.
+        # In storage form (the lookup API's values-only path): the same items, one tuple per key,
+        # rows not newer than a table's cutoff (its ttl) left out.
         proxy.calls.clear()
         keys = [(f"user_{i}",) for i in range(150)] + [("missing",)]
         encoded = store.read_encoded([TABLE, OTHER], keys)
         assert proxy.calls["BatchGetItem"] == 4  # 302 (table, key) pairs: 100 + 100 + 100 + 2
-        assert encoded[3] == (1_700_000_000_000_003, b'[3.0,"label 3",[3,4]]', None, None)
-        assert encoded[-1] == (None, None, None, None) and len(encoded) == 151
-        assert [orjson.loads(row[1])[0] for row in encoded[:150]] == [float(i) for i in range(150)]
+        assert encoded[3] == (b'[3.0,"label 3",[3,4]]', None)
+        assert encoded[-1] == (None, None) and len(encoded) == 151
+        assert [orjson.loads(row[0])[0] for row in encoded[:150]] == [float(i) for i in range(150)]
+        recent = store.read_encoded([TABLE, OTHER], keys, [1_700_000_000_000_099, None])
+        assert [row[0] is not None for row in recent[:150]] == [i > 99 for i in range(150)]
         store.close()
     finally:
         proxy.stop()

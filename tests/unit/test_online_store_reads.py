@@ -3,11 +3,10 @@ in every form the lookup API reads."""
 
 from __future__ import annotations
 
-import orjson
 import pytest
 
 from featureplane.online_stores import sqlite as sqlite_store
-from featureplane.online_stores.base import OnlineRow, OnlineStore, encode_key, encode_keys
+from featureplane.online_stores.base import OnlineRow, OnlineStore, encode_key, encode_keys, encode_values
 from featureplane.online_stores.sqlite import SQLiteOnlineStore
 
 AWKWARD = ["u1", "", "ü-ñ 東京", 'say "hi"', "back\\slash", "tab\there", "line\nbreak", "\x7f", "\u2028"]
@@ -44,16 +43,18 @@ def test_read_entities_answers_what_read_answers(tmp_path, monkeypatch):
     store.close()
 
 
-def decoded(rows: list[tuple]) -> list:
-    """``read_encoded`` rows as ``read_entities`` answers them (entity-major OnlineValues)."""
-    values = []
-    for row in rows:
-        for stamp, blob in zip(row[::2], row[1::2], strict=True):
-            values.append(None if stamp is None else (stamp, orjson.loads(blob)))
-    return values
+def expected_encoded(values: list, width: int, cutoffs: list) -> list[tuple]:
+    """``read_encoded``'s answer derived from ``read_entities``'s (entity-major OnlineValues)."""
+    return [
+        tuple(
+            None if v is None or (c is not None and v.event_ts <= c) else encode_values(v.values)
+            for v, c in zip(values[first : first + width], cutoffs, strict=True)
+        )
+        for first in range(0, len(values), width)
+    ]
 
 
-def test_read_encoded_answers_what_read_answers_in_storage_form(tmp_path, monkeypatch):
+def test_read_encoded_answers_what_read_answers_in_storage_form_with_ttl_cutoffs(tmp_path, monkeypatch):
     store = SQLiteOnlineStore(tmp_path / "online.db")
     tables = ["ws/a/g1", "ws/b/g1", "ws/c/g1"]
     for t, table in enumerate(tables):
@@ -64,16 +65,20 @@ def test_read_encoded_answers_what_read_answers_in_storage_form(tmp_path, monkey
         ]
         store.write(table, rows)
     keys = [(k,) for k in [*AWKWARD, "missing", "u1"]]
-    expected = [None if v is None else tuple(v) for v in store.read_entities(tables, keys)]
-    encoded = store.read_encoded(tables, keys)
-    assert len(encoded) == len(keys) and all(len(row) == 2 * len(tables) for row in encoded)
-    assert all(type(blob) is bytes for row in encoded for blob in row[1::2] if blob is not None)
-    assert decoded(encoded) == expected
-    assert decoded(store.read_encoded(tables, keys[:1])) == expected[:3]  # the one-key statement
-    assert decoded(OnlineStore.read_encoded(store, tables, keys)) == expected  # the interface's default
-    monkeypatch.setattr(sqlite_store, "MAX_READ_PARAMS", len(tables) + 2)  # two keys per statement
-    assert store.read_encoded(tables, keys) == encoded
+    values = store.read_entities(tables, keys)
+    for cutoffs in ([None, None, None], [1_003, None, 999], [2_000, 2_000, 2_000]):
+        expected = expected_encoded(values, len(tables), cutoffs)
+        assert store.read_encoded(tables, keys, cutoffs) == expected
+        assert [store.read_encoded(tables, [key], cutoffs)[0] for key in keys] == expected  # one key each
+        assert OnlineStore.read_encoded(store, tables, keys, cutoffs) == expected  # the interface's default
+    expected = expected_encoded(values, len(tables), [1_003, None, 999])
+    assert any(b is None for row in expected for b in row) and any(
+        b is not None for row in expected for b in row
+    )
+    assert store.read_encoded(tables, keys) == expected_encoded(values, len(tables), [None] * 3)
+    monkeypatch.setattr(sqlite_store, "MAX_READ_PARAMS", 2 * len(tables) + 2)  # two keys per statement
+    assert store.read_encoded(tables, keys, [1_003, None, 999]) == expected
     monkeypatch.setattr(sqlite_store, "MAX_JOINED_TABLES", 2)  # more tables than one statement joins
-    assert decoded(store.read_encoded(tables, keys)) == expected
+    assert store.read_encoded(tables, keys, [1_003, None, 999]) == expected
     assert store.read_encoded(tables, []) == []
     store.close()

@@ -117,7 +117,9 @@ def test_all_rows_are_read_in_one_online_store_round_trip(service, monkeypatch):
     monkeypatch.setattr(  # and values-only answers read them in storage form
         store,
         "read_encoded",
-        lambda tables, keys: calls.append(len(tables) * len(keys)) or read_encoded(tables, keys),
+        lambda tables, keys, fresh_after: (
+            calls.append(len(tables) * len(keys)) or read_encoded(tables, keys, fresh_after)
+        ),
     )
     rows = [{"joinKeyMap": {"user_id": f"u{i}"}} for i in range(250)]
     status, body = batch(service, rows)

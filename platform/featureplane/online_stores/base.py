@@ -95,20 +95,29 @@ class OnlineStore(ABC):
         stores override it where naming every pair costs more than naming the keys once."""
         return self.read([(table_id, key) for key in keys for table_id in table_ids])
 
-    def read_encoded(self, table_ids: Sequence[str], keys: Sequence[tuple]) -> list[tuple]:
-        """Each key's rows of ``table_ids`` in storage form: one tuple per key holding, for each table
-        in order, its event time (µs) and its ``encode_values`` JSON, or ``None, None`` where there is
-        no row. The lookup API's values-only path reads this way and decodes all rows in one pass;
-        stores that keep the JSON as stored override it to skip decoding and encoding again."""
+    def read_encoded(
+        self,
+        table_ids: Sequence[str],
+        keys: Sequence[tuple],
+        fresh_after: Sequence[int | None] | None = None,
+    ) -> list[tuple[bytes | None, ...]]:
+        """Each key's rows of ``table_ids`` in storage form: one tuple per key holding each table's
+        ``encode_values`` JSON in order, None where there is no row or where the row's event time is
+        not after ``fresh_after[i]`` (the table's ttl cutoff; None: no cutoff). The lookup API's
+        values-only path reads this way and decodes all rows in one pass; stores that keep the JSON
+        as stored override it to skip decoding and encoding again."""
         rows = self.read_entities(table_ids, keys)
+        cutoffs = list(fresh_after or [None] * len(table_ids))
         width = len(table_ids)
-        encoded = []
-        for first in range(0, len(rows), width):
-            entity: list[Any] = []
-            for row in rows[first : first + width]:
-                entity += (None, None) if row is None else (row.event_ts, encode_values(row.values))
-            encoded.append(tuple(entity))
-        return encoded
+        return [
+            tuple(
+                None
+                if row is None or (cutoff is not None and row.event_ts <= cutoff)
+                else encode_values(row.values)
+                for row, cutoff in zip(rows[first : first + width], cutoffs, strict=True)
+            )
+            for first in range(0, len(rows), width)
+        ]
 
     @abstractmethod
     def sync_marker(self, table_id: str) -> int | None:

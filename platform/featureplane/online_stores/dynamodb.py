@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from itertools import chain, islice
+from itertools import islice
 from typing import Any
 
 import orjson
@@ -448,7 +448,12 @@ class DynamoDBOnlineStore(OnlineStore):
             found.update(part)
         return [found.get(w) for w in wanted]
 
-    def read_encoded(self, table_ids: Sequence[str], keys: Sequence[tuple]) -> list[tuple]:
+    def read_encoded(
+        self,
+        table_ids: Sequence[str],
+        keys: Sequence[tuple],
+        fresh_after: Sequence[int | None] | None = None,
+    ) -> list[tuple[bytes | None, ...]]:
         wanted = [
             (self.table_name(table_id), self.item_key(table_id, key))
             for key in keys
@@ -459,11 +464,17 @@ class DynamoDBOnlineStore(OnlineStore):
         found: dict[tuple[str, str], tuple[int, bytes]] = {}
         for part in self._gather(partial(self._read_chunk, encoded=True), chunks):
             found.update(part)
-        width, missing = len(table_ids), (None, None)
-        return [
-            tuple(chain.from_iterable(found.get(w, missing) for w in wanted[first : first + width]))
-            for first in range(0, len(wanted), width)
-        ]
+        width = len(table_ids)
+        cutoffs = list(fresh_after or [None] * width)
+        rows = []
+        for first in range(0, len(wanted), width):
+            row = []
+            for item, cutoff in zip(wanted[first : first + width], cutoffs, strict=True):
+                got = found.get(item)
+                fresh = got is not None and (cutoff is None or got[0] > cutoff)
+                row.append(got[1] if fresh else None)  # type: ignore[index]
+            rows.append(tuple(row))
+        return rows
 
     def _read_chunk(self, chunk: list[tuple[str, str]], encoded: bool = False) -> dict[tuple[str, str], Any]:
         """The items of ``chunk``'s keys: OnlineValues, or (event time, values JSON) when ``encoded``."""

@@ -83,19 +83,22 @@ def _read_entities_sql(tables: int, count: int) -> str:
 
 
 @lru_cache(maxsize=256)
-def _read_encoded_sql(tables: int, count: int) -> str:
-    """One statement answering one row per key, in key order: each table's event time and values
-    (NULLs where it has no row). A LEFT JOIN per table is one primary-key search each, and leaves the
-    answer in the shape the lookup API assembles, with nothing to place or sort."""
+def _read_encoded_sql(cutoffs: tuple[bool, ...], count: int) -> str:
+    """One statement answering one row per key, in key order: each table's values, NULL where it has
+    no row or (for a table with a cutoff, its parameter) the row is not newer than the cutoff.
+    Parameters: the keys, then the cutoffs given, then the table ids. A LEFT JOIN per table is one
+    primary-key search each; ttl is applied in SQLite, which costs less than answering event times."""
     keys = ",".join(f"({n}, ?)" for n in range(count))
-    columns = ", ".join(f"o{v}.event_ts, o{v}.features" for v in range(tables))
+    columns = ", ".join(
+        f"CASE WHEN o{v}.event_ts > ? THEN o{v}.features END" if cut else f"o{v}.features"
+        for v, cut in enumerate(cutoffs)
+    )
     joins = " ".join(
         f"LEFT JOIN online_features AS o{v} ON o{v}.table_id = ? AND o{v}.entity_key = wanted.k"
-        for v in range(tables)
+        for v in range(len(cutoffs))
     )
-    if count == 1:  # one row: nothing to order
-        return f"SELECT {columns} FROM (SELECT ? AS k) AS wanted {joins}"
-    return f"WITH wanted(n, k) AS (VALUES {keys}) SELECT {columns} FROM wanted {joins} ORDER BY wanted.n"
+    order = " ORDER BY wanted.n" if count > 1 else ""  # one row: nothing to order
+    return f"WITH wanted(n, k) AS (VALUES {keys}) SELECT {columns} FROM wanted {joins}{order}"
 
 
 def _place(found: list[OnlineValue | None], first: int, rows: list[tuple[int, int, bytes]]) -> None:
@@ -198,21 +201,32 @@ class SQLiteOnlineStore(OnlineStore):
             _place(found, first * width, rows)
         return found
 
-    def read_encoded(self, table_ids: Sequence[str], keys: Sequence[tuple]) -> list[tuple]:
+    def read_encoded(
+        self,
+        table_ids: Sequence[str],
+        keys: Sequence[tuple],
+        fresh_after: Sequence[int | None] | None = None,
+    ) -> list[tuple[bytes | None, ...]]:
         width = len(table_ids)
         if width > MAX_JOINED_TABLES:  # SQLite joins at most 64 tables in one statement
-            return super().read_encoded(table_ids, keys)
+            return super().read_encoded(table_ids, keys, fresh_after)
         if not keys or not width:
             return [()] * len(keys)
+        cutoffs = [c for c in fresh_after or () if c is not None]
+        shape = tuple(c is not None for c in fresh_after) if fresh_after else (False,) * width
         con = self._con()
         texts = encode_keys(keys)
-        step = MAX_READ_PARAMS - width
+        step = MAX_READ_PARAMS - 2 * width
         if len(texts) <= step:
-            return con.execute(_read_encoded_sql(width, len(texts)), [*texts, *table_ids]).fetchall()
+            return con.execute(
+                _read_encoded_sql(shape, len(texts)), [*texts, *cutoffs, *table_ids]
+            ).fetchall()
         rows: list[tuple] = []
         for first in range(0, len(texts), step):
             chunk = texts[first : first + step]
-            rows += con.execute(_read_encoded_sql(width, len(chunk)), [*chunk, *table_ids]).fetchall()
+            rows += con.execute(
+                _read_encoded_sql(shape, len(chunk)), [*chunk, *cutoffs, *table_ids]
+            ).fetchall()
         return rows
 
     def sync_marker(self, table_id: str) -> int | None:

@@ -258,52 +258,59 @@ def _value_list(features: tuple[tuple[str, int, DataType], ...], stored: int) ->
     return f"[{', '.join(parts)}]"
 
 
-def _assembler(
-    views: list[tuple[int | None, tuple[tuple[str, int, DataType], ...], int]], encoded: bool = False
-) -> Callable:
-    """``assemble(rows, now)``: every entity's feature vector, each as ``{"features": [...]}``; a view's
-    row counts if present and within its ttl at ``now``. ``rows`` holds each entity's views in order
-    as OnlineValues (or None); with ``encoded``, one ``OnlineStore.read_encoded`` tuple per entity,
-    whose values JSON is decoded in one pass for all entities. Compiled once per service from the
-    views' positions, types and ttls, so that an entity costs one pass of straight-line code rather
-    than a call per view."""
-    width = len(views)
+def _assembler(views: list[tuple[int | None, tuple[tuple[str, int, DataType], ...], int]]) -> Callable:
+    """``assemble(rows, now)``: every entity's feature vector from its rows (``rows`` holds each
+    entity's views in order; a row counts if present and within its view's ttl at ``now``), each as
+    ``{"features": [...]}``. Compiled once per service from the views' positions, types and ttls, so
+    that an entity costs one pass of straight-line code rather than a call per view."""
     lines = ["def assemble(rows, now):"]
     for v, (ttl_us, _, _) in enumerate(views):
         if ttl_us is not None:
             lines.append(f"    o{v} = now - {int(ttl_us)}")
-    lines += ["    out = []", "    append = out.append"]
-    if encoded:
-        blobs = ", ".join(f"r[{2 * v + 1}] or NULL" for v in range(width))
-        lines += [
-            f"    values = loads(b'[' + b','.join([b for r in rows for b in ({blobs},)]) + b']')",
-            "    i = 0",
-            "    for r in rows:",
-        ]
-    else:
-        lines.append(f"    for e in range(0, len(rows), {width}):")
+    lines += ["    out = []", "    append = out.append", f"    for e in range(0, len(rows), {len(views)}):"]
     for v, (ttl_us, features, stored) in enumerate(views):
-        if encoded:
-            lines.append(f"        t = r[{2 * v}]")  # the view's event time, None without a row
-            fresh = "t is not None" if ttl_us is None else f"t is not None and t > o{v}"
-            fetch = f"s = values[i + {v}]"
-        else:
-            lines.append(f"        r = rows[e + {v}]")  # an OnlineValue: (event time, stored values)
-            fresh = "r is not None" if ttl_us is None else f"r is not None and r[0] > o{v}"
-            fetch = "s = r[1]"
+        fresh = "r is not None" if ttl_us is None else f"r is not None and r[0] > o{v}"
         assign = "x =" if v == 0 else "x +="
         lines += [
+            f"        r = rows[e + {v}]",  # an OnlineValue: (event time, stored values)
             f"        if {fresh}:",
-            f"            {fetch}",
+            "            s = r[1]",
             f"            {assign} {_value_list(features, stored)}",
             "        else:",
             f"            {assign} {[None] * len(features)!r}",
         ]
-    if encoded:
-        lines.append(f"        i += {width}")
+    lines += ['        append({"features": x})', "    return out"]
+    namespace: dict[str, Any] = {}
+    exec("\n".join(lines), namespace)  # the text holds integer positions and ttls only
+    return namespace["assemble"]
+
+
+def _json_assembler(views: list[tuple[tuple[str, int, DataType], ...]], stored: list[int]) -> Callable:
+    """``assemble(rows)``: every entity's feature vector from ``OnlineStore.read_encoded`` rows (one
+    tuple per entity of each view's values JSON, None where missing or past its ttl), each as
+    ``{"features": [...]}``. All rows' JSON is decoded in one pass, then each entity costs one pass of
+    straight-line code compiled once per service."""
+    width = len(views)
+    blobs = ", ".join(f"r[{v}] or NULL" for v in range(width))
+    lines = [
+        "def assemble(rows):",
+        f"    values = loads(b'[' + b','.join([b for r in rows for b in ({blobs},)]) + b']')",
+        "    out = []",
+        "    append = out.append",
+        f"    for e in range(0, len(values), {width}):",
+    ]
+    for v, features in enumerate(views):
+        assign = "x =" if v == 0 else "x +="
+        lines += [
+            f"        s = values[e + {v}]",
+            "        if s is not None:",
+            f"            {assign} {_value_list(features, stored[v])}",
+            "        else:",
+            f"            {assign} {[None] * len(features)!r}",
+        ]
     lines += ['        append({"features": x})', "    return out"]
     namespace: dict[str, Any] = {"loads": orjson.loads, "NULL": b"null"}
-    exec("\n".join(lines), namespace)  # the text holds integer positions and ttls only
+    exec("\n".join(lines), namespace)  # the text holds integer positions only
     return namespace["assemble"]
 
 
@@ -319,7 +326,14 @@ class _ServicePlan:
     reads: list[tuple[str, tuple[int, ...] | None]]  # (table_id, key positions; None: the whole key)
     table_ids: tuple[str, ...] | None  # when every read takes the whole key: read_entities
     assemble: Callable[[list[OnlineValue | None], int], list[dict[str, list[Any]]]]
-    assemble_encoded: Callable[[list[tuple], int], list[dict[str, list[Any]]]]
+    # Values only, every view stored and keyed by the whole key: read_encoded rows, and each view's
+    # ttl for reading them (None: the service cannot be read this way).
+    assemble_json: Callable[[list[tuple]], list[dict[str, list[Any]]]] | None
+    ttls: tuple[int | None, ...]
+
+    def fresh_after(self, now: int) -> list[int | None]:
+        """Each view's oldest event time still within its ttl at ``now`` (exclusive)."""
+        return [None if ttl is None else now - ttl for ttl in self.ttls]
 
 
 def _plain_string_keys(data: list[Any], name: str) -> list[tuple] | None:
@@ -429,7 +443,8 @@ class LookupService:
         if hit is None or self.snapshots.cached(workspace) is not hit[0]:
             return None
         plan = hit[1]
-        if plan.table_ids is None or plan.service.computed is not None:
+        assemble = plan.assemble_json
+        if assemble is None:
             return None
         if identity is not None and not identity.can(Permission.READ_FEATURES, workspace):
             return None
@@ -443,11 +458,11 @@ class LookupService:
             key.append(value)
         read_started = time.perf_counter()
         try:
-            rows = self.online_store.read_encoded(plan.table_ids, [tuple(key)])
+            rows = self.online_store.read_encoded(plan.table_ids, [tuple(key)], plan.fresh_after(now_us()))  # type: ignore[arg-type]
         except Exception:
             return None  # _handle reads again and answers (and counts) the failure
         read_seconds = time.perf_counter() - read_started
-        answer = orjson.dumps({"result": plan.assemble_encoded(rows, now_us())[0]})
+        answer = orjson.dumps({"result": assemble(rows)[0]})
         metrics = self.metrics
         metrics.store_latency.observe(read_seconds, "read")
         workspace, service = hit[0].name, plan.service.name
@@ -649,6 +664,11 @@ class LookupService:
         names = tuple(k for k, _ in service.join_keys)
         table_ids = tuple(t for t, _ in reads) if all(i is None for _, i in reads) else None
         layout = [(v.ttl_us, v.features, len(v.spec.features)) for v in service.views]
+        as_json = None
+        if table_ids is not None and service.computed is None:
+            as_json = _json_assembler(
+                [v.features for v in service.views], [len(v.spec.features) for v in service.views]
+            )
         plan = _ServicePlan(
             service,
             metadata,
@@ -658,7 +678,8 @@ class LookupService:
             reads,
             table_ids,
             _assembler(layout),
-            _assembler(layout, encoded=True),
+            as_json,
+            tuple(v.ttl_us for v in service.views),
         )
         if len(self._plans) > 1000:
             self._plans.clear()
@@ -702,13 +723,13 @@ class LookupService:
         except ApiError as exc:
             raise ApiError(400, f"{where}: {exc.message}") from None
 
-    def _read(self, plan: _ServicePlan, keys: list[tuple], encoded: bool = False) -> tuple[list[Any], float]:
-        """Every view's row for every key (entity-major), in one store round trip; with ``encoded``
-        (a service whose views all take its whole key), one ``read_encoded`` tuple per key."""
+    def _read(self, plan: _ServicePlan, keys: list[tuple], as_json: bool = False) -> tuple[list[Any], float]:
+        """Every view's row for every key (entity-major), in one store round trip; with ``as_json``
+        (for ``plan.assemble_json``), one ``read_encoded`` tuple per key, ttl applied."""
         started = time.perf_counter()
         try:
-            if encoded:
-                rows = self.online_store.read_encoded(plan.table_ids, keys)  # type: ignore[arg-type]
+            if as_json:
+                rows = self.online_store.read_encoded(plan.table_ids, keys, plan.fresh_after(now_us()))  # type: ignore[arg-type]
             elif plan.table_ids is not None:
                 rows = self.online_store.read_entities(plan.table_ids, keys)
             else:
@@ -797,10 +818,11 @@ class LookupService:
         options = params.get("metadataOptions")
         if options is None and plan.service.computed is None:  # values only, all of them read
             key = self._join_keys(plan, params.get("joinKeyMap"))
-            encoded = plan.table_ids is not None
-            rows, _ = self._read(plan, [key], encoded)
-            assemble = plan.assemble_encoded if encoded else plan.assemble
-            return {"result": assemble(rows, now_us())[0]}
+            if plan.assemble_json is not None:
+                rows, _ = self._read(plan, [key], as_json=True)
+                return {"result": plan.assemble_json(rows)[0]}
+            rows, _ = self._read(plan, [key])
+            return {"result": plan.assemble(rows, now_us())[0]}
         return self.read_features(plan.service, params.get("joinKeyMap"), options, context)
 
     def read_features(
@@ -929,9 +951,9 @@ class LookupService:
             keys, contexts = self._batch_keys(plan, data, single)
         self.metrics.batch_rows.observe(len(keys), service.name)
         detail = options["includeServingStatus"] or options["includeEffectiveTimes"]
-        if not detail and service.computed is None and plan.table_ids is not None:
-            rows, store_seconds = self._read(plan, keys, encoded=True)  # values only, all of them read
-            results = plan.assemble_encoded(rows, now_us())
+        if not detail and plan.assemble_json is not None:  # values only, all of them stored
+            rows, store_seconds = self._read(plan, keys, as_json=True)
+            results = plan.assemble_json(rows)
             compute_seconds = None
         else:
             rows, store_seconds = self._read(plan, keys)
@@ -939,7 +961,7 @@ class LookupService:
         if detail:
             vectors, present, times = self._vectors(plan, rows, now_us(), detail)
             results = [{"features": values} for values in vectors]
-        elif service.computed is not None or plan.table_ids is None:
+        elif plan.assemble_json is None:
             results = plan.assemble(rows, now_us())
         latest: list[int | None] = [None] * len(plan.metadata)
         for row_times in times if detail else ():
