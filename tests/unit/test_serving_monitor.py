@@ -89,6 +89,28 @@ def test_requests_are_counted_and_sampled_vectors_logged(service, tmp_path):
     monitor.close()
 
 
+def test_sampled_batches_log_one_vector_per_row(service, tmp_path):
+    service.monitor = ServingMonitor(
+        service, sample_rate=1.0, sink=JsonlSink(tmp_path / "served"), stats_interval=60
+    )
+    rows = [{"joinKeyMap": {"user_id": "u1"}}, {"joinKeyMap": {"user_id": "nobody"}}]
+    params = {"workspaceName": "prod", "featureServiceName": "svc", "requestData": rows}
+    batch = "/api/v1/feature-service/get-features-batch"
+    assert service.handle(Request("POST", batch, {}, json.dumps({"params": params}).encode())).status == 200
+    params["requestData"] = [{"join_key_map": {"user_id": "u2"}}]  # snake_case rows are accepted too
+    assert service.handle(Request("POST", batch, {}, json.dumps({"params": params}).encode())).status == 200
+    service.monitor.flush()
+    [day] = list((tmp_path / "served" / "prod" / "svc").iterdir())
+    records = [json.loads(line) for line in day.read_text().splitlines()]
+    assert [(r["join_keys"], r["features"]) for r in records] == [
+        ({"user_id": "u1"}, {"spend.amount": 7.0, "spend.n": 2}),
+        ({"user_id": "nobody"}, {"spend.amount": None, "spend.n": None}),
+        ({"user_id": "u2"}, {"spend.amount": 1.5, "spend.n": 2}),
+    ]
+    assert {r["registry_version"] for r in records} == {1} and records[0]["served_at"][:10] == day.stem
+    service.monitor.close()
+
+
 def test_only_the_configured_share_is_sampled(service, tmp_path):
     random.seed(3)
     sink = JsonlSink(tmp_path / "served")

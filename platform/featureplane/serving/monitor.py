@@ -62,11 +62,18 @@ class JsonlSink(FeatureLogSink):
 
     def write(self, records: list[dict[str, Any]]) -> None:
         groups: dict[tuple[str, str, str], list[bytes]] = {}  # one path per file, not per record
+        group: tuple[str, str, str] | None = None
+        lines: list[bytes] = []
         for record in records:
-            group = (record["workspace"], record["service"], record["served_at"][:10])
-            lines = groups.get(group)
-            if lines is None:
-                lines = groups[group] = []
+            day = record["served_at"][:10]
+            if (
+                group is None
+                or record["service"] != group[1]
+                or day != group[2]
+                or record["workspace"] != group[0]
+            ):
+                group = (record["workspace"], record["service"], day)
+                lines = groups.setdefault(group, [])
             lines.append(orjson.dumps(record))
         for (workspace, service, day), lines in groups.items():
             target = self.file_for(workspace, service, day)
@@ -164,45 +171,42 @@ class ServingMonitor:
     def _records(
         self, served_at: float, labels: tuple[str, str, str], body: bytes, answer: bytes
     ) -> list[dict]:
+        """The served feature vectors of one sampled request (a batch answers one per row). Batches
+        make this the monitor's main cost, so rows are built with comprehensions, not per-row calls."""
         workspace, service_name, _ = labels
         snapshot = self.service.snapshots.get(workspace)
         service = snapshot.services[service_name]
         names = service.feature_names
-        int64 = [n for n, t in zip(names, service.feature_types, strict=True) if t.name == "int64"]
+        int64 = [i for i, t in enumerate(service.feature_types) if t.name == "int64"]
         params = orjson.loads(body)["params"]
         result = orjson.loads(answer)["result"]
         if isinstance(result, dict):
-            rows = [
-                (params.get("joinKeyMap", params.get("join_key_map")) or {}, result.get("features") or [])
-            ]
+            join_keys = [params.get("joinKeyMap", params.get("join_key_map")) or {}]
+            vectors = [result.get("features") or []]
         else:  # a batch answer: one result per requestData row
             requests = params.get("requestData", params.get("request_data")) or []
-            rows = [
-                (
-                    (r or {}).get("joinKeyMap", (r or {}).get("join_key_map")) or {},
-                    (f or {}).get("features") or [],
-                )
-                for r, f in zip(requests, result, strict=False)
-            ]
+            try:
+                join_keys = [row["joinKeyMap"] for row in requests]
+            except (KeyError, TypeError):
+                join_keys = [
+                    (r or {}).get("joinKeyMap", (r or {}).get("join_key_map")) or {} for r in requests
+                ]
+            vectors = [(f or {}).get("features") or [] for f in result]
+        for i in int64:  # int64 values are served as strings: back to numbers
+            for values in vectors:
+                if i < len(values) and type(values[i]) is str:
+                    values[i] = int(values[i])
         stamp = datetime.fromtimestamp(served_at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        records = []
-        for join_keys, values in rows:
-            features = dict(zip(names, values, strict=False))
-            for name in int64:  # int64 values are served as strings: back to numbers
-                value = features.get(name)
-                if isinstance(value, str):
-                    features[name] = int(value)
-            records.append(
-                {
-                    "served_at": stamp,
-                    "workspace": workspace,
-                    "service": service_name,
-                    "registry_version": snapshot.version,
-                    "join_keys": join_keys,
-                    "features": features,
-                }
-            )
-        return records
+        common = {
+            "served_at": stamp,
+            "workspace": workspace,
+            "service": service_name,
+            "registry_version": snapshot.version,
+        }
+        return [
+            {**common, "join_keys": keys, "features": dict(zip(names, values, strict=False))}
+            for keys, values in zip(join_keys, vectors, strict=False)
+        ]
 
     def stats(self) -> dict[str, Any]:
         """The stats file's document: this process's cumulative per-service request metrics."""
