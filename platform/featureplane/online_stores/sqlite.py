@@ -212,8 +212,11 @@ class SQLiteOnlineStore(OnlineStore):
             return super().read_encoded(table_ids, keys, fresh_after)
         if not keys or not width:
             return [()] * len(keys)
-        cutoffs = [c for c in fresh_after or () if c is not None]
-        shape = tuple(c is not None for c in fresh_after) if fresh_after else (False,) * width
+        if fresh_after:
+            cutoffs = [c for c in fresh_after if c is not None]
+            shape = tuple([c is not None for c in fresh_after])
+        else:
+            cutoffs, shape = [], (False,) * width
         con = self._con()
         texts = encode_keys(keys)
         step = MAX_READ_PARAMS - 2 * width

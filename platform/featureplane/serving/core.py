@@ -463,11 +463,9 @@ class LookupService:
             return None  # _handle reads again and answers (and counts) the failure
         read_seconds = time.perf_counter() - read_started
         answer = orjson.dumps({"result": assemble(rows)[0]})
-        metrics = self.metrics
-        metrics.store_latency.observe(read_seconds, "read")
         workspace, service = hit[0].name, plan.service.name
         seconds = time.perf_counter() - started
-        metrics.observe_request("get-features", workspace, service, 200, seconds, None)
+        self.metrics.observe_lookup("get-features", workspace, service, seconds, read_seconds)
         return Response(200, answer), workspace, service
 
     def _handle(self, request: Request) -> tuple[Response, Call | None, float]:

@@ -161,6 +161,7 @@ class ServingMetrics:
             "featureplane_online_store_duration_seconds",
             "Time spent in one online-store call, by operation (read, write).",
             ("operation",),
+            lock=self._lock,
         )
         self.errors = Counter(
             "featureplane_errors_total",
@@ -209,6 +210,28 @@ class ServingMetrics:
             series[1][0] += seconds
         if error is not None:
             self.errors.inc(endpoint, error)
+
+    def observe_lookup(
+        self, endpoint: str, workspace: str, service: str, seconds: float, read_seconds: float
+    ) -> None:
+        """A lookup answered 200 with one online-store read: ``observe_request`` and the read's
+        latency, under one lock (the lookup API's fast path)."""
+        requests, latency, store = self.requests, self.latency, self.store_latency
+        key = (endpoint, workspace, service, "200")
+        index = bisect_left(latency.buckets, seconds)
+        read_index = bisect_left(store.buckets, read_seconds)
+        with self._lock:
+            requests._values[key] = requests._values.get(key, 0.0) + 1
+            series = latency._series.get(key[:3])
+            if series is None:
+                series = latency._series[key[:3]] = ([0] * (len(latency.buckets) + 1), [0.0])
+            series[0][index] += 1
+            series[1][0] += seconds
+            reads = store._series.get(("read",))
+            if reads is None:
+                reads = store._series[("read",)] = ([0] * (len(store.buckets) + 1), [0.0])
+            reads[0][read_index] += 1
+            reads[1][0] += read_seconds
 
     def service_stats(self) -> dict[str, dict[str, Any]]:
         """Cumulative feature-service request counts and latency buckets per ``workspace/service``
