@@ -81,6 +81,10 @@ class Counter(_Metric):
         with self._lock:
             self._values[labels] = self._values.get(labels, 0.0) + amount
 
+    def add_locked(self, labels: tuple[str, ...], amount: float = 1.0) -> None:
+        """``inc`` for a caller already holding this metric's lock."""
+        self._values[labels] = self._values.get(labels, 0.0) + amount
+
     def value(self, *labels: str) -> float:
         return self._values.get(labels, 0.0)
 
@@ -107,13 +111,16 @@ class Histogram(_Metric):
         self._series: dict[tuple[str, ...], tuple[list[int], list[float]]] = {}
 
     def observe(self, value: float, *labels: str) -> None:
-        index = bisect_left(self.buckets, value)
         with self._lock:
-            series = self._series.get(labels)
-            if series is None:
-                series = self._series[labels] = ([0] * (len(self.buckets) + 1), [0.0])
-            series[0][index] += 1
-            series[1][0] += value
+            self.observe_locked(value, labels)
+
+    def observe_locked(self, value: float, labels: tuple[str, ...]) -> None:
+        """``observe`` for a caller already holding this metric's lock."""
+        series = self._series.get(labels)
+        if series is None:
+            series = self._series[labels] = ([0] * (len(self.buckets) + 1), [0.0])
+        series[0][bisect_left(self.buckets, value)] += 1
+        series[1][0] += value
 
     def count(self, *labels: str) -> int:
         series = self._series.get(labels)
@@ -198,16 +205,10 @@ class ServingMetrics:
         self, endpoint: str, workspace: str, service: str, status: int, seconds: float, error: str | None
     ) -> None:
         """Count a request and its latency (and its error reason, if any) under one lock."""
-        requests, latency = self.requests, self.latency
         key = (endpoint, workspace, service, str(status))
-        index = bisect_left(latency.buckets, seconds)
         with self._lock:
-            requests._values[key] = requests._values.get(key, 0.0) + 1
-            series = latency._series.get(key[:3])
-            if series is None:
-                series = latency._series[key[:3]] = ([0] * (len(latency.buckets) + 1), [0.0])
-            series[0][index] += 1
-            series[1][0] += seconds
+            self.requests.add_locked(key)
+            self.latency.observe_locked(seconds, key[:3])
         if error is not None:
             self.errors.inc(endpoint, error)
 
@@ -216,22 +217,11 @@ class ServingMetrics:
     ) -> None:
         """A lookup answered 200 with one online-store read: ``observe_request`` and the read's
         latency, under one lock (the lookup API's fast path)."""
-        requests, latency, store = self.requests, self.latency, self.store_latency
         key = (endpoint, workspace, service, "200")
-        index = bisect_left(latency.buckets, seconds)
-        read_index = bisect_left(store.buckets, read_seconds)
         with self._lock:
-            requests._values[key] = requests._values.get(key, 0.0) + 1
-            series = latency._series.get(key[:3])
-            if series is None:
-                series = latency._series[key[:3]] = ([0] * (len(latency.buckets) + 1), [0.0])
-            series[0][index] += 1
-            series[1][0] += seconds
-            reads = store._series.get(("read",))
-            if reads is None:
-                reads = store._series[("read",)] = ([0] * (len(store.buckets) + 1), [0.0])
-            reads[0][read_index] += 1
-            reads[1][0] += read_seconds
+            self.requests.add_locked(key)
+            self.latency.observe_locked(seconds, key[:3])
+            self.store_latency.observe_locked(read_seconds, ("read",))
 
     def service_stats(self) -> dict[str, dict[str, Any]]:
         """Cumulative feature-service request counts and latency buckets per ``workspace/service``
