@@ -37,7 +37,12 @@ def test_read_entities_answers_what_read_answers(tmp_path, monkeypatch):
     expected = store.read([(table, key) for key in keys for table in tables])
     assert any(v is None for v in expected) and any(v is not None for v in expected)
     assert store.read_entities(tables, keys) == expected
-    monkeypatch.setattr(sqlite_store, "MAX_READ_PARAMS", len(tables) + 2)  # two keys per statement
+    assert [store.read_entities(tables, [key]) for key in keys] == [
+        expected[i : i + len(tables)] for i in range(0, len(expected), len(tables))
+    ]
+    monkeypatch.setattr(sqlite_store, "MAX_READ_PARAMS", 2 * len(tables) + 2)  # two keys per statement
+    assert store.read_entities(tables, keys) == expected
+    monkeypatch.setattr(sqlite_store, "MAX_JOINED_TABLES", 2)  # more tables than one statement joins
     assert store.read_entities(tables, keys) == expected
     assert store.read_entities(tables, []) == []
     store.close()

@@ -70,27 +70,16 @@ def _read_sql(count: int) -> str:
 
 
 @lru_cache(maxsize=256)
-def _read_entities_sql(tables: int, count: int) -> str:
-    """One statement reading ``tables`` tables' rows for ``count`` keys, each named once: the keys'
-    parameters first, then the table ids'. Answers each row's position in entity-major order."""
-    keys = ",".join(f"({n}, ?)" for n in range(count))
-    views = ",".join(f"({v}, ?)" for v in range(tables))
-    return (
-        f"WITH wanted(n, k) AS (VALUES {keys}), views(v, t) AS (VALUES {views}) "
-        f"SELECT wanted.n * {tables} + views.v, o.event_ts, o.features FROM wanted CROSS JOIN views "
-        "CROSS JOIN online_features AS o ON o.table_id = views.t AND o.entity_key = wanted.k"
-    )
-
-
-@lru_cache(maxsize=256)
-def _read_encoded_sql(cutoffs: tuple[bool, ...], count: int) -> str:
-    """One statement answering one row per key, in key order: each table's values, NULL where it has
-    no row or (for a table with a cutoff, its parameter) the row is not newer than the cutoff.
-    Parameters: the keys, then the cutoffs given, then the table ids. A LEFT JOIN per table is one
-    primary-key search each; ttl is applied in SQLite, which costs less than answering event times."""
+def _read_rows_sql(cutoffs: tuple[bool, ...], count: int, times: bool = False) -> str:
+    """One statement answering one row per key, in key order: for each table, its event time (with
+    ``times``) and its values, NULLs where it has no row or (for a table with a cutoff, its
+    parameter) the row is not newer than the cutoff. Parameters: the keys, then the cutoffs given,
+    then the table ids. A LEFT JOIN per table is one primary-key search each, and the answer needs no
+    placing; ttl is applied in SQLite, which costs less than answering event times."""
     keys = ",".join(f"({n}, ?)" for n in range(count))
     columns = ", ".join(
-        f"CASE WHEN o{v}.event_ts > ? THEN o{v}.features END" if cut else f"o{v}.features"
+        (f"o{v}.event_ts, " if times else "")
+        + (f"CASE WHEN o{v}.event_ts > ? THEN o{v}.features END" if cut else f"o{v}.features")
         for v, cut in enumerate(cutoffs)
     )
     joins = " ".join(
@@ -189,16 +178,19 @@ class SQLiteOnlineStore(OnlineStore):
 
     def read_entities(self, table_ids: Sequence[str], keys: Sequence[tuple]) -> list[OnlineValue | None]:
         width = len(table_ids)
+        if width > MAX_JOINED_TABLES:  # SQLite joins at most 64 tables in one statement
+            return super().read_entities(table_ids, keys)
         if not keys or not width:
             return []
-        con = self._con()
         found: list[OnlineValue | None] = [None] * (len(keys) * width)
-        texts = encode_keys(keys)
-        step = MAX_READ_PARAMS - width
-        for first in range(0, len(texts), step):
-            chunk = texts[first : first + step]
-            rows = con.execute(_read_entities_sql(width, len(chunk)), [*chunk, *table_ids]).fetchall()
-            _place(found, first * width, rows)
+        rows = self._read_rows(table_ids, keys, None, times=True)
+        present = [
+            (e * width + v, row[2 * v], row[2 * v + 1])
+            for e, row in enumerate(rows)
+            for v in range(width)
+            if row[2 * v] is not None
+        ]
+        _place(found, 0, present)
         return found
 
     def read_encoded(
@@ -207,11 +199,21 @@ class SQLiteOnlineStore(OnlineStore):
         keys: Sequence[tuple],
         fresh_after: Sequence[int | None] | None = None,
     ) -> list[tuple[bytes | None, ...]]:
-        width = len(table_ids)
-        if width > MAX_JOINED_TABLES:  # SQLite joins at most 64 tables in one statement
+        if len(table_ids) > MAX_JOINED_TABLES:
             return super().read_encoded(table_ids, keys, fresh_after)
-        if not keys or not width:
+        if not keys or not table_ids:
             return [()] * len(keys)
+        return self._read_rows(table_ids, keys, fresh_after)
+
+    def _read_rows(
+        self,
+        table_ids: Sequence[str],
+        keys: Sequence[tuple],
+        fresh_after: Sequence[int | None] | None,
+        times: bool = False,
+    ) -> list[tuple]:
+        """``_read_rows_sql``'s answer for ``keys``, in as few statements as the parameter limit allows."""
+        width = len(table_ids)
         if fresh_after:
             cutoffs = [c for c in fresh_after if c is not None]
             shape = tuple([c is not None for c in fresh_after])
@@ -221,15 +223,13 @@ class SQLiteOnlineStore(OnlineStore):
         texts = encode_keys(keys)
         step = MAX_READ_PARAMS - 2 * width
         if len(texts) <= step:
-            return con.execute(
-                _read_encoded_sql(shape, len(texts)), [*texts, *cutoffs, *table_ids]
-            ).fetchall()
+            sql = _read_rows_sql(shape, len(texts), times)
+            return con.execute(sql, [*texts, *cutoffs, *table_ids]).fetchall()
         rows: list[tuple] = []
         for first in range(0, len(texts), step):
             chunk = texts[first : first + step]
-            rows += con.execute(
-                _read_encoded_sql(shape, len(chunk)), [*chunk, *cutoffs, *table_ids]
-            ).fetchall()
+            sql = _read_rows_sql(shape, len(chunk), times)
+            rows += con.execute(sql, [*chunk, *cutoffs, *table_ids]).fetchall()
         return rows
 
     def sync_marker(self, table_id: str) -> int | None:
