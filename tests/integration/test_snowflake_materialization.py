@@ -4,73 +4,39 @@ range, and feature rows that go from the engine to the offline store without pas
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
+import materialization_scenarios as scenarios
 import pytest
+from materialization_scenarios import (
+    D1,
+    DAY,
+    EVENTS,
+    VIEW,
+    Backend,
+    assert_online_equals_offline,
+    events_sql,
+    offline_rows,
+)
 from snowflake_helpers import load_sql_tables, snowflake_events_repo
 
-from featureplane.engines.base import TransformationError
-from featureplane.materialization import ValidationFailed, materialize
+from featureplane.materialization import materialize
 from featureplane.repo.planning import apply_plan, plan_repository
 from featureplane.snowflake_client import SnowflakeError
 
 pytestmark = pytest.mark.integration
 
-VIEW = """
-    from datetime import datetime, timedelta
-    from base import events, user
-    from featureplane import Attribute, Float64, Int64, batch_feature_view
-
-    @batch_feature_view(sources=[events], entities=[user], mode="snowflake_sql",
-                        features=[Attribute("amount", Float64), Attribute("n", Int64)], timestamp_field="ts",
-                        feature_start_time=datetime(2024, 1, 1), batch_schedule=timedelta(days=1), online=True)
-    def amounts(events):
-        return f"SELECT user_id, ts, amount, 1 AS n FROM {events}"
-"""
-DAY = timedelta(days=1)
-D1 = datetime(2024, 1, 1)
-EVENTS = [
-    ("u1", "2024-01-01 10:00:00", 1.0),
-    ("u1", "2024-01-02 10:00:00", 2.0),
-    ("u2", "2024-01-01 12:00:00", 7.0),
-    ("u3", "2024-01-03 01:00:00", 3.0),
-    ("u1", "2023-12-31 23:00:00", 99.0),  # before feature_start_time: never materialized
-]
-
-
-def events_sql(rows: list[tuple[str, str, float]]) -> dict[str, str]:
-    values = ", ".join(f"('{u}', TIMESTAMP '{t}', {a})" for u, t, a in rows)
-    return {"raw.events": f"SELECT * FROM (VALUES {values}) AS t(user_id, ts, amount)"}
-
 
 @pytest.fixture
-def setup(tmp_path, snowflake_server):
+def setup(tmp_path, snowflake_server) -> Backend:
+    """Snowflake engine and offline store (fakesnow behind the real connector), SQLite online store."""
     repo = snowflake_events_repo(tmp_path, snowflake_server, VIEW, events_sql(EVENTS))
     runtime = repo.runtime()
     runtime.registry.create_workspace("prod", live=True)
     apply_plan(runtime, plan_repository(runtime, "prod"))
-    yield repo, runtime, runtime.registry.load("prod")
+    state = runtime.registry.load("prod")
+    yield Backend(repo, runtime, state, lambda tables: load_sql_tables(repo, tables), text_type="TEXT")
     runtime.close()
-
-
-def offline_rows(runtime, state) -> list[tuple]:
-    table = runtime.offline_store.read(state.table_id("amounts"), state.feature_view("amounts"))
-    return sorted(zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True))
-
-
-def assert_online_equals_offline(runtime, state) -> None:
-    latest: dict[str, tuple] = {}
-    for row in sorted(offline_rows(runtime, state), key=lambda r: r[1]):
-        latest[row[0]] = row
-    keys = ["u1", "u2", "u3", "u4"]
-    values = runtime.online_store.read([(state.table_id("amounts"), (k,)) for k in keys])
-    for key, value in zip(keys, values, strict=True):
-        if key not in latest:
-            assert value is None, key
-            continue
-        row = latest[key]
-        assert value.event_ts == int((row[1] - datetime(1970, 1, 1)).total_seconds() * 1_000_000)
-        assert value.values == [row[2], row[3]]
 
 
 def sent(runtime) -> list[str]:
@@ -78,75 +44,39 @@ def sent(runtime) -> list[str]:
 
 
 def test_rows_land_in_their_window_only(setup):
-    _, runtime, state = setup
-    result = materialize(runtime, state, "amounts", D1, D1 + DAY)
-    assert result.rows == 2 and result.partitions == 1 and result.offline_version == 1
-    assert offline_rows(runtime, state) == [
-        ("u1", datetime(2024, 1, 1, 10), 1.0, 1),
-        ("u2", datetime(2024, 1, 1, 12), 7.0, 1),
-    ]
-    assert_online_equals_offline(runtime, state)
+    assert scenarios.rows_land_in_their_window_only(setup).offline_version == 1
 
 
 def test_rerun_is_idempotent_and_versions_advance(setup):
-    _, runtime, state = setup
-    materialize(runtime, state, "amounts", D1, D1 + 3 * DAY)
-    first = offline_rows(runtime, state)
-    materialize(runtime, state, "amounts", D1 + DAY, D1 + 2 * DAY)
-    result = materialize(runtime, state, "amounts", D1, D1 + 3 * DAY)
-    assert offline_rows(runtime, state) == first
-    assert result.offline_version == 3 == runtime.offline_store.version(state.table_id("amounts"))
-    assert_online_equals_offline(runtime, state)
+    result = scenarios.rerun_is_idempotent(setup)
+    table_id = setup.state.table_id("amounts")
+    assert result.offline_version == 3 == setup.runtime.offline_store.version(table_id)
 
 
 def test_out_of_order_backfill_never_overwrites_newer_online_values(setup):
-    _, runtime, state = setup
-    materialize(runtime, state, "amounts", D1 + DAY, D1 + 2 * DAY)  # u1 = 2.0 (newest)
-    materialize(runtime, state, "amounts", D1, D1 + DAY)  # older partition afterwards
-    value = runtime.online_store.read([(state.table_id("amounts"), ("u1",))])[0]
-    assert value.values == [2.0, 1]
-    assert_online_equals_offline(runtime, state)
+    scenarios.out_of_order_backfill_never_overwrites_newer_online_values(setup)
 
 
 def test_corrected_source_data_updates_online_incrementally_including_deleted_keys(setup):
-    repo, runtime, state = setup
-    materialize(runtime, state, "amounts", D1, D1 + 3 * DAY)
-    corrected = [e for e in EVENTS if e[1] != "2024-01-02 10:00:00"] + [("u4", "2024-01-02 05:00:00", 4.0)]
-    load_sql_tables(repo, events_sql(corrected))
-    result = materialize(runtime, state, "amounts", D1 + DAY, D1 + 2 * DAY)
-    assert result.online_full_sync is False
+    result = scenarios.corrected_source_data_repairs_online_including_deleted_keys(setup)
     # Only the keys that window touched are read back: u1 (its day-2 row went) and u4 (new).
     assert result.online_written == 2
-    online = runtime.online_store.read(
-        [(state.table_id("amounts"), ("u1",)), (state.table_id("amounts"), ("u4",))]
-    )
-    assert online[0].values == [1.0, 1]  # back to the older value
-    assert online[1].values == [4.0, 1]
-    assert_online_equals_offline(runtime, state)
-    load_sql_tables(repo, events_sql([e for e in corrected if e[0] != "u3"]))
-    result = materialize(runtime, state, "amounts", D1 + 2 * DAY, D1 + 3 * DAY)
-    assert result.online_deleted == 1
-    assert_online_equals_offline(runtime, state)
 
 
 def test_a_crash_between_offline_and_online_is_repaired_by_a_rerun(setup, monkeypatch):
-    _, runtime, state = setup
-    materialize(runtime, state, "amounts", D1, D1 + DAY)
+    scenarios.crash_between_offline_and_online_is_repaired_by_a_rerun(setup, monkeypatch)
 
-    def crash(*args, **kwargs):
-        raise OSError("killed")
 
-    monkeypatch.setattr(runtime.online_store, "write_encoded", crash)
-    with pytest.raises(OSError):
-        materialize(runtime, state, "amounts", D1 + DAY, D1 + 2 * DAY)
-    monkeypatch.undo()
-    result = materialize(runtime, state, "amounts", D1 + DAY, D1 + 2 * DAY)
-    assert result.online_full_sync is True
-    assert_online_equals_offline(runtime, state)
+def test_output_not_matching_the_declaration_writes_nothing(setup):
+    scenarios.output_not_matching_the_declaration_writes_nothing(setup)
+
+
+def test_null_join_keys_block_the_write(setup):
+    scenarios.null_join_keys_block_the_write(setup)
 
 
 def test_a_write_killed_inside_its_transaction_leaves_the_previous_state(setup, monkeypatch):
-    _, runtime, state = setup
+    runtime, state = setup.runtime, setup.state
     materialize(runtime, state, "amounts", D1, D1 + 3 * DAY)
     before = offline_rows(runtime, state)
     client = runtime.offline_store.client
@@ -172,7 +102,7 @@ def test_a_write_killed_inside_its_transaction_leaves_the_previous_state(setup, 
 
 
 def test_a_range_is_one_transformation_query_and_rows_stay_in_snowflake(setup):
-    _, runtime, state = setup
+    runtime, state = setup.runtime, setup.state
     runtime.engine.client.history.clear()
     result = materialize(runtime, state, "amounts", D1, D1 + 3 * DAY)
     assert result.partitions == 3 and result.rows == 4
@@ -190,9 +120,9 @@ def test_a_range_is_one_transformation_query_and_rows_stay_in_snowflake(setup):
 
 
 def test_the_online_sync_pulls_only_the_latest_row_per_key_in_batches(setup):
-    _, runtime, state = setup
+    runtime, state = setup.runtime, setup.state
     many = [(f"u{i % 5}", f"2024-01-01 {h:02d}:{i:02d}:00", float(i)) for i in range(40) for h in (1, 9, 17)]
-    load_sql_tables(setup[0], events_sql(many))
+    setup.load_tables(events_sql(many))
     materialize(runtime, state, "amounts", D1, D1 + DAY)
     store, view = runtime.offline_store, state.feature_view("amounts")
     assert store.read(state.table_id("amounts"), view).num_rows == 120
@@ -205,36 +135,6 @@ def test_the_online_sync_pulls_only_the_latest_row_per_key_in_batches(setup):
     assert [b.num_rows for b in batches] == [2, 2, 1]
     rows = [r for b in batches for r in b.to_pylist()]
     assert [(r["user_id"], r["amount"]) for r in rows] == [(f"u{i}", float(35 + i)) for i in range(5)]
-
-
-def test_output_not_matching_the_declaration_writes_nothing(setup):
-    repo, runtime, state = setup
-    (repo.root / "views.py").write_text((repo.root / "views.py").read_text().replace("1 AS n", "'one' AS n"))
-    from featureplane.registry.plan import build_plan
-    from featureplane.repo.loader import load_repository
-    from featureplane.repo.validation import compile_repository
-
-    # Skip the plan-time schema check to reach the run-time one.
-    defs = compile_repository(load_repository(repo.root))
-    runtime.registry.apply(build_plan("prod", True, 1, state.definitions, defs))
-    state = runtime.registry.load("prod")
-    with pytest.raises(TransformationError, match=r"column 'n' is TEXT but is declared Int64"):
-        materialize(runtime, state, "amounts", D1, D1 + DAY)
-    assert runtime.offline_store.version(state.table_id("amounts")) is None
-
-
-def test_null_join_keys_block_the_write(setup):
-    repo, runtime, state = setup
-    load_sql_tables(
-        repo,
-        {
-            "raw.events": "SELECT * FROM (VALUES (CAST(NULL AS VARCHAR), TIMESTAMP '2024-01-01 10:00:00', 1.0)) "
-            "AS t(user_id, ts, amount)"
-        },
-    )
-    with pytest.raises(ValidationFailed, match="null join key"):
-        materialize(runtime, state, "amounts", D1, D1 + DAY)
-    assert runtime.offline_store.version(state.table_id("amounts")) is None
 
 
 def test_a_duckdb_engine_can_write_to_a_snowflake_offline_store(tmp_path, snowflake_server):
@@ -269,7 +169,7 @@ def test_pushed_rows_are_appended_with_their_watermarks_in_one_transaction(setup
     how far each ingest log segment was folded, so a fold applies exactly once."""
     import pyarrow as pa
 
-    _, runtime, state = setup
+    runtime, state = setup.runtime, setup.state
     store, view, table_id = runtime.offline_store, state.feature_view("amounts"), state.table_id("amounts")
     materialize(runtime, state, "amounts", D1, D1 + DAY)
     pushed = pa.table(
