@@ -478,6 +478,8 @@ class LookupService:
             if "?" in path or path.endswith("/"):
                 path = path.split("?", 1)[0].rstrip("/") or "/"
             method = request.method.upper()
+            if method == "HEAD":  # answered as GET; the HTTP layer leaves the body out
+                method = "GET"
             if method == "GET" and path == "/healthz":
                 return Response(200, b'{"status":"ok"}'), None, time.perf_counter() - started
             if method == "GET" and path == "/metrics":

@@ -127,7 +127,8 @@ class LookupHandler(socketserver.StreamRequestHandler):
             return False
         try:
             method, target, version, headers = self._head(line)
-            keep_alive = _keep_alive(version, headers.get("connection", ""))
+            connection = headers.get("connection")
+            keep_alive = version != "HTTP/1.0" if connection is None else _keep_alive(version, connection)
             body = self._body(headers)
         except _Reject as exc:
             self._send(error_response(exc.status, exc.message), keep_alive=False)
@@ -137,11 +138,10 @@ class LookupHandler(socketserver.StreamRequestHandler):
         return keep_alive
 
     def _head(self, line: bytes) -> tuple[str, str, str, dict[str, str]]:
-        if len(line) > MAX_LINE:
-            raise _Reject(414, f"the request line is longer than {MAX_LINE} bytes")
-        parts = line.decode("latin-1").split()
-        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-            raise _Reject(400, "malformed request line: expected 'METHOD /path HTTP/1.1'")
+        parsed_line = _REQUEST_LINES.get(line)
+        if parsed_line is None:
+            parsed_line = _request_line(line)
+        method, target, version = parsed_line
         headers: dict[str, str] = {}
         readline = self.rfile.readline
         known = _HEADER_LINES
@@ -158,18 +158,22 @@ class LookupHandler(socketserver.StreamRequestHandler):
             if name == "content-length" and headers.get(name, value) != value:
                 raise _Reject(400, "conflicting Content-Length headers")
             headers[name] = value
-        return parts[0].upper(), parts[1], parts[2], headers
+        return method, target, version, headers
 
     def _body(self, headers: dict[str, str]) -> bytes:
         limit = self.server.service.max_body_bytes
-        if headers.get("expect", "").lower() == "100-continue":
+        expect = headers.get("expect")
+        if expect is not None and expect.lower() == "100-continue":
             self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        encoding = headers.get("transfer-encoding", "").lower()
+        encoding = headers.get("transfer-encoding")
         if encoding:
+            encoding = encoding.lower()
             if encoding != "chunked" or "content-length" in headers:
                 raise _Reject(400, f"unsupported Transfer-Encoding {encoding!r}: send a Content-Length")
             return self._chunked(limit)
-        text = headers.get("content-length", "0")
+        text = headers.get("content-length")
+        if text is None:
+            return b""
         if not text.isdigit():
             raise _Reject(400, "Content-Length must be a non-negative integer")
         length = int(text)
@@ -231,6 +235,25 @@ _STATUS_LINES = {
 
 def _status_line(status: int) -> bytes:
     return _STATUS_LINES.get(status) or f"HTTP/1.1 {status} Unknown\r\n".encode()
+
+
+# Request lines already parsed (clients repeat the same few), bounded like header lines below.
+_REQUEST_LINES: dict[bytes, tuple[str, str, str]] = {}
+
+
+def _request_line(line: bytes) -> tuple[str, str, str]:
+    """A request line's method (upper-case), target and version, checked."""
+    if len(line) > MAX_LINE:
+        raise _Reject(414, f"the request line is longer than {MAX_LINE} bytes")
+    parts = line.decode("latin-1").split()
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        raise _Reject(400, "malformed request line: expected 'METHOD /path HTTP/1.1'")
+    parsed = parts[0].upper(), parts[1], parts[2]
+    if len(line) <= _HEADER_LINE_CACHED:
+        if len(_REQUEST_LINES) >= _HEADER_LINES_MAX:
+            _REQUEST_LINES.clear()
+        _REQUEST_LINES[line] = parsed
+    return parsed
 
 
 # Header lines already parsed (a client sends the same Host, Content-Type and Authorization lines again
