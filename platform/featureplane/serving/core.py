@@ -336,6 +336,21 @@ class _ServicePlan:
         return [None if ttl is None else now - ttl for ttl in self.ttls]
 
 
+def _well_formed_key(plan: _ServicePlan, join_key_map: Any) -> tuple | None:
+    """The join key in the service's key order when ``join_key_map`` names exactly the service's
+    keys, each with a value of its type as is; None otherwise (``_join_keys`` then coerces numeric
+    strings or says what is wrong)."""
+    if type(join_key_map) is not dict or len(join_key_map) != len(plan.key_names):
+        return None
+    key = []
+    for name, kind in zip(plan.key_names, plan.key_types, strict=True):
+        value = join_key_map.get(name)
+        if type(value) is not kind or (kind is int and not INT64_MIN <= value <= INT64_MAX):
+            return None
+        key.append(value)
+    return tuple(key)
+
+
 def _plain_string_keys(data: list[Any], name: str) -> list[tuple] | None:
     """The keys of batch rows that are all ``{"joinKeyMap": {name: "<string>"}}`` and nothing else
     (the common shape, for a service keyed by one string), checked in a few passes over the rows;
@@ -448,17 +463,12 @@ class LookupService:
             return None
         if identity is not None and not identity.can(Permission.READ_FEATURES, workspace):
             return None
-        if len(join_key_map) != len(plan.key_names):
+        key = _well_formed_key(plan, join_key_map)
+        if key is None:
             return None
-        key = []
-        for key_name, kind in zip(plan.key_names, plan.key_types, strict=True):
-            value = join_key_map.get(key_name)
-            if type(value) is not kind or (kind is int and not INT64_MIN <= value <= INT64_MAX):
-                return None
-            key.append(value)
         read_started = time.perf_counter()
         try:
-            rows = self.online_store.read_encoded(plan.table_ids, [tuple(key)], plan.fresh_after(now_us()))  # type: ignore[arg-type]
+            rows = self.online_store.read_encoded(plan.table_ids, [key], plan.fresh_after(now_us()))  # type: ignore[arg-type]
         except Exception:
             return None  # _handle reads again and answers (and counts) the failure
         read_seconds = time.perf_counter() - read_started
@@ -688,15 +698,9 @@ class LookupService:
 
     def _join_keys(self, plan: _ServicePlan, join_key_map: Any, where: str = "params") -> tuple:
         """The join-key values in the service's key order (checked and coerced)."""
-        if type(join_key_map) is dict and len(join_key_map) == len(plan.key_names):
-            key = []
-            for name, kind in zip(plan.key_names, plan.key_types, strict=True):
-                value = join_key_map.get(name)
-                if type(value) is not kind or (kind is int and not INT64_MIN <= value <= INT64_MAX):
-                    break
-                key.append(value)
-            else:
-                return tuple(key)
+        key = _well_formed_key(plan, join_key_map)
+        if key is not None:
+            return key
         service = plan.service
         if not isinstance(join_key_map, dict):
             raise ApiError(400, f"{where}.joinKeyMap is required: an object of join key names to values")
