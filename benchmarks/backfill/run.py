@@ -28,10 +28,21 @@ import shutil
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import BIN, ROOT, WORK, feast_python, fresh_dir, markdown_table, run_measured, save_results
+from common import (
+    BIN,
+    ROOT,
+    WORK,
+    Measured,
+    feast_python,
+    fresh_dir,
+    markdown_table,
+    run_measured,
+    save_results,
+)
 
 HERE = Path(__file__).resolve().parent
 VIEWS = ["user_daily_spend", "user_profile"]
@@ -114,14 +125,30 @@ def repo_copy(warehouse: Path, start: datetime) -> Path:
     return repo
 
 
+def dagster_home(path: Path) -> Path:
+    """A fresh Dagster instance directory with the project's dagster.yaml."""
+    home = fresh_dir(path)
+    shutil.copy(ROOT / "scripts" / "dagster.yaml", home / "dagster.yaml")
+    return home
+
+
+def materialize_range(
+    code: list[str], assets: list[str], start: datetime, end: datetime, **run: Any
+) -> Measured:
+    """``dagster asset materialize`` of ``assets`` from the code location ``code`` (``-m module`` or
+    ``-f file``) over the daily partitions of [start, end), measured."""
+    last = (end - timedelta(days=1)).strftime("%Y-%m-%d")
+    command = [str(BIN / "dagster"), "asset", "materialize", *code, "--select", ",".join(assets)]
+    return run_measured([*command, "--partition-range", f"{start:%Y-%m-%d}...{last}"], **run)
+
+
 def ours_env(repo: Path) -> dict:
     """A fresh Dagster instance and a fresh live workspace with the example applied."""
     env = {
         **os.environ,
         "FEATUREPLANE_CONFIG": str(repo / "featureplane.yaml"),
-        "DAGSTER_HOME": str(fresh_dir(WORK / "backfill" / "dagster")),
+        "DAGSTER_HOME": str(dagster_home(WORK / "backfill" / "dagster")),
     }
-    shutil.copy(ROOT / "scripts" / "dagster.yaml", Path(env["DAGSTER_HOME"]) / "dagster.yaml")
     featureplane = str(BIN / "featureplane")
     run_measured([featureplane, "workspace", "create", "prod", "--live"], env=env)
     run_measured([featureplane, "apply", "--yes"], env=env)
@@ -130,21 +157,7 @@ def ours_env(repo: Path) -> dict:
 
 def arm_ours(repo: Path, start: datetime, end: datetime, views: list[str] = VIEWS) -> dict:
     env = ours_env(repo)
-    last = (end - timedelta(days=1)).strftime("%Y-%m-%d")
-    measured = run_measured(
-        [
-            str(BIN / "dagster"),
-            "asset",
-            "materialize",
-            "-m",
-            "dagster_project",
-            "--select",
-            ",".join(f"prod/{v}" for v in views),
-            "--partition-range",
-            f"{start:%Y-%m-%d}...{last}",
-        ],
-        env=env,
-    )
+    measured = materialize_range(["-m", "dagster_project"], [f"prod/{v}" for v in views], start, end, env=env)
     log = measured.stdout + measured.stderr
     online_rows = sum(
         int(n.replace(",", "")) for n in re.findall(r"online store updated \([^)]*\): ([\d,]+) written", log)
@@ -188,21 +201,12 @@ def arm_dagster_alone(start: datetime, end: datetime, views: list[str] = VIEWS) 
     (work / "empty_assets.py").write_text(
         EMPTY_ASSETS.format(start=f"{start:%Y-%m-%d}", end=f"{end:%Y-%m-%d}", views=list(views))
     )
-    home = fresh_dir(work / "home")
-    shutil.copy(ROOT / "scripts" / "dagster.yaml", home / "dagster.yaml")
-    last = (end - timedelta(days=1)).strftime("%Y-%m-%d")
-    measured = run_measured(
-        [
-            str(BIN / "dagster"),
-            "asset",
-            "materialize",
-            "-f",
-            str(work / "empty_assets.py"),
-            "--select",
-            ",".join(views),
-            "--partition-range",
-            f"{start:%Y-%m-%d}...{last}",
-        ],
+    home = dagster_home(work / "home")
+    measured = materialize_range(
+        ["-f", str(work / "empty_assets.py")],
+        list(views),
+        start,
+        end,
         env={**os.environ, "DAGSTER_HOME": str(home)},
         cwd=work,
     )

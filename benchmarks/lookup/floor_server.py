@@ -1,8 +1,8 @@
 """The lookup benchmark's floor: a bare HTTP/1.1 server doing one raw SQLite read of the requested rows.
 
 It parses the same request body as featureplane (to learn the keys), reads the rows of both views for
-all keys in one query on featureplane's online store (the fastest form found: a LEFT JOIN per view,
-one primary-key search each), and answers their stored bytes as they are:
+all keys in one query on featureplane's online store (one row per key, a LEFT JOIN per
+view, one primary-key search each, as featureplane reads), and answers their stored bytes as they are:
 no auth, no registry, no validation, no metadata, no typing of values. Nothing a real lookup service
 could skip less.
 

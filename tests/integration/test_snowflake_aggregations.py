@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import random
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -140,6 +142,20 @@ def duckdb_engine_snowflake_store_yaml(server, database: str) -> str:
     return head + "engine: {type: duckdb, warehouse: .featureplane/warehouse.duckdb}\n" + store
 
 
+@contextmanager
+def mixed_side(repo, engine: str, store: str, duck: Side) -> Iterator[Side]:
+    """A side on ``repo`` pairing ``engine`` with the offline ``store``, materialized over the same
+    days as the others; its tiles must be DuckDB's."""
+    mixed = Side(repo)
+    try:
+        assert (mixed.runtime.engine.name, type(mixed.runtime.offline_store).__name__) == (engine, store)
+        mixed.materialize(D1, D1 + 5 * DAY)
+        assert mixed.tiles().to_pylist() == duck.tiles().to_pylist()
+        yield mixed
+    finally:
+        mixed.runtime.close()
+
+
 def test_tiles_from_the_duckdb_engine_roll_up_the_same_in_a_snowflake_store(
     sides, tmp_path, snowflake_server
 ):
@@ -150,20 +166,11 @@ def test_tiles_from_the_duckdb_engine_roll_up_the_same_in_a_snowflake_store(
     repo.config_path.write_text(
         duckdb_engine_snowflake_store_yaml(snowflake_server, snowflake_server.database())
     )
-    mixed = Side(repo)
-    try:
-        assert (mixed.runtime.engine.name, type(mixed.runtime.offline_store).__name__) == (
-            "duckdb",
-            "SnowflakeOfflineStore",
-        )
-        mixed.materialize(D1, D1 + 5 * DAY)
-        assert mixed.tiles().to_pylist() == duck.tiles().to_pylist()
+    with mixed_side(repo, "duckdb", "SnowflakeOfflineStore", duck) as mixed:
         expected = duck.workspace.get_feature_view("stats").get_historical_features(spine(), "ts")
         actual = mixed.workspace.get_feature_view("stats").get_historical_features(spine(), "ts")
         pd.testing.assert_frame_equal(actual, expected, check_exact=False, rtol=RTOL)
         assert close(mixed.online(), snow.online())
-    finally:
-        mixed.runtime.close()
 
 
 def test_tiles_from_the_snowflake_engine_roll_up_the_same_in_a_delta_store(sides, tmp_path, snowflake_server):
@@ -176,17 +183,8 @@ def test_tiles_from_the_snowflake_engine_roll_up_the_same_in_a_delta_store(sides
     repo.config_path.write_text(
         text.replace(store, "offline_store: {type: delta, path: .featureplane/offline}\n")
     )
-    mixed = Side(repo)
-    try:
-        assert (mixed.runtime.engine.name, type(mixed.runtime.offline_store).__name__) == (
-            "snowflake",
-            "DeltaOfflineStore",
-        )
-        mixed.materialize(D1, D1 + 5 * DAY)
-        assert mixed.tiles().to_pylist() == duck.tiles().to_pylist()
+    with mixed_side(repo, "snowflake", "DeltaOfflineStore", duck) as mixed:
         assert close(mixed.online(), snow.online())
-    finally:
-        mixed.runtime.close()
 
 
 def test_the_sql_sent_is_snowflake_sql(sides):

@@ -441,11 +441,7 @@ class DynamoDBOnlineStore(OnlineStore):
         if not requests:
             return []
         wanted = [(self.table_name(table_id), self.item_key(table_id, key)) for table_id, key in requests]
-        unique = list(dict.fromkeys(wanted))
-        chunks = [unique[i : i + MAX_BATCH_GET] for i in range(0, len(unique), MAX_BATCH_GET)]
-        found: dict[tuple[str, str], OnlineValue] = {}
-        for part in self._gather(self._read_chunk, chunks):
-            found.update(part)
+        found = self._fetch(wanted, encoded=False)
         return [found.get(w) for w in wanted]
 
     def read_encoded(
@@ -459,11 +455,7 @@ class DynamoDBOnlineStore(OnlineStore):
             for key in keys
             for table_id in table_ids
         ]
-        unique = list(dict.fromkeys(wanted))
-        chunks = [unique[i : i + MAX_BATCH_GET] for i in range(0, len(unique), MAX_BATCH_GET)]
-        found: dict[tuple[str, str], tuple[int, bytes]] = {}
-        for part in self._gather(partial(self._read_chunk, encoded=True), chunks):
-            found.update(part)
+        found = self._fetch(wanted, encoded=True)
         width = len(table_ids)
         cutoffs = list(fresh_after or [None] * width)
         rows = []
@@ -475,6 +467,16 @@ class DynamoDBOnlineStore(OnlineStore):
                 row.append(got[1] if fresh else None)  # type: ignore[index]
             rows.append(tuple(row))
         return rows
+
+    def _fetch(self, wanted: list[tuple[str, str]], encoded: bool) -> dict[tuple[str, str], Any]:
+        """The items of the distinct (table, key) pairs in ``wanted``: parallel BatchGetItem calls of
+        at most 100 keys each (see ``_read_chunk``)."""
+        unique = list(dict.fromkeys(wanted))
+        chunks = [unique[i : i + MAX_BATCH_GET] for i in range(0, len(unique), MAX_BATCH_GET)]
+        found: dict[tuple[str, str], Any] = {}
+        for part in self._gather(partial(self._read_chunk, encoded=encoded), chunks):
+            found.update(part)
+        return found
 
     def _read_chunk(self, chunk: list[tuple[str, str]], encoded: bool = False) -> dict[tuple[str, str], Any]:
         """The items of ``chunk``'s keys: OnlineValues, or (event time, values JSON) when ``encoded``."""

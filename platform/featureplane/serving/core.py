@@ -436,11 +436,9 @@ class LookupService:
             return None
         identity = None
         if self.verifier is not None:
-            headers = request.headers
-            known = self._verified.get(headers.get("authorization") or headers.get("Authorization"))
-            if known is None or known[1] <= time.monotonic():
+            identity = self._known_identity(request)
+            if identity is None:
                 return None
-            identity = known[0]
         try:
             params = orjson.loads(body)["params"]
         except Exception:
@@ -454,8 +452,8 @@ class LookupService:
             return None
         if len(params) != 3 and (len(params) != 4 or type(params.get("allowPartialResults")) is not bool):
             return None
-        hit = self._resolved.get((workspace, name))
-        if hit is None or self.snapshots.cached(workspace) is not hit[0]:
+        hit = self._resolved_plan(workspace, name)
+        if hit is None:
             return None
         plan = hit[1]
         assemble = plan.assemble_json
@@ -542,14 +540,21 @@ class LookupService:
     # -- access ----------------------------------------------------------------------------------
 
     def _authenticate(self, request: Request, route: Route) -> Identity:
-        headers = request.headers
-        header = headers.get("authorization") or headers.get("Authorization")
-        known = self._verified.get(header) if header else None  # type: ignore[arg-type]
-        fresh = known is not None and known[1] > time.monotonic()
-        identity = known[0] if fresh else self._verify(header)  # type: ignore[index]
+        identity = self._known_identity(request)
+        if identity is None:
+            headers = request.headers
+            identity = self._verify(headers.get("authorization") or headers.get("Authorization"))
         if not identity.can(route.permission):
             raise ApiError(403, f"{identity.describe()} may not call {route.endpoint}")
         return identity
+
+    def _known_identity(self, request: Request) -> Identity | None:
+        """The identity of an ``Authorization`` header verified before and not yet due for checking
+        again (see ``_verify``); None otherwise."""
+        headers = request.headers
+        header = headers.get("authorization") or headers.get("Authorization")
+        known = self._verified.get(header) if header else None
+        return known[0] if known is not None and known[1] > time.monotonic() else None
 
     def _verify(self, header: str | None) -> Identity:
         """The identity of a valid ``Authorization`` header; remembered for as long as the verifier
@@ -633,8 +638,8 @@ class LookupService:
         workspace = params.get("workspaceName")
         name = params.get("featureServiceName")
         if type(workspace) is str and type(name) is str:
-            hit = self._resolved.get((workspace, name))
-            if hit is not None and self.snapshots.cached(workspace) is hit[0]:
+            hit = self._resolved_plan(workspace, name)
+            if hit is not None:
                 identity = call.identity
                 partial = params.get("allowPartialResults")
                 if (identity is None or identity.can(call.route.permission, workspace)) and (
@@ -651,6 +656,12 @@ class LookupService:
                 self._resolved.clear()
             self._resolved[(workspace, name)] = (snapshot, plan)  # type: ignore[index]
         return plan
+
+    def _resolved_plan(self, workspace: str, name: str) -> tuple[WorkspaceSnapshot, _ServicePlan] | None:
+        """The snapshot and plan ``_resolve`` remembered for (workspace, service), while that snapshot
+        is still the one being served."""
+        hit = self._resolved.get((workspace, name))
+        return hit if hit is not None and self.snapshots.cached(workspace) is hit[0] else None
 
     def _plan(self, service: ServiceRead) -> _ServicePlan:
         plan = self._plans.get(id(service))
@@ -952,21 +963,21 @@ class LookupService:
         if keys is not None:
             contexts: list[Any] = [None] * len(keys)
         else:
-            keys, contexts = self._batch_keys(plan, data, single)
+            keys, contexts = self._batch_keys(plan, data)
         self.metrics.batch_rows.observe(len(keys), service.name)
         detail = options["includeServingStatus"] or options["includeEffectiveTimes"]
+        compute_seconds = None
         if not detail and plan.assemble_json is not None:  # values only, all of them stored
             rows, store_seconds = self._read(plan, keys, as_json=True)
             results = plan.assemble_json(rows)
-            compute_seconds = None
         else:
             rows, store_seconds = self._read(plan, keys)
             rows, compute_seconds = self._complete(plan, rows, contexts)
-        if detail:
-            vectors, present, times = self._vectors(plan, rows, now_us(), detail)
-            results = [{"features": values} for values in vectors]
-        elif plan.assemble_json is None:
-            results = plan.assemble(rows, now_us())
+            if detail:
+                vectors, present, times = self._vectors(plan, rows, now_us(), detail)
+                results = [{"features": values} for values in vectors]
+            else:
+                results = plan.assemble(rows, now_us())
         latest: list[int | None] = [None] * len(plan.metadata)
         for row_times in times if detail else ():
             for i, t in enumerate(row_times):
@@ -988,25 +999,17 @@ class LookupService:
             answer["metadata"] = metadata
         return answer
 
-    def _batch_keys(
-        self, plan: _ServicePlan, data: list[Any], single: str | None
-    ) -> tuple[list[tuple], list[Any]]:
+    def _batch_keys(self, plan: _ServicePlan, data: list[Any]) -> tuple[list[tuple], list[Any]]:
         """Each requestData row's join-key values (checked and coerced) and request context."""
         keys: list[tuple] = []
         contexts: list[Any] = []
         for i, row in enumerate(data):
-            contexts.append(row.get("requestContextMap") if type(row) is dict else None)
-            if type(row) is dict and row.get("requestContextMap") is None:
-                join_key_map = row.get("joinKeyMap")
-                if single is not None and type(join_key_map) is dict and len(join_key_map) == 1:
-                    value = join_key_map.get(single)
-                    if type(value) is str:
-                        keys.append((value,))
-                        continue
             where = f"params.requestData[{i}]"
             if type(row) is not dict:
                 raise ApiError(400, f"{where} must be an object with a joinKeyMap")
-            self._check_context(row.get("requestContextMap"), where)
+            context = row.get("requestContextMap")
+            self._check_context(context, where)
+            contexts.append(context)
             keys.append(self._join_keys(plan, row.get("joinKeyMap"), where))
         return keys, contexts
 

@@ -62,19 +62,9 @@ class JsonlSink(FeatureLogSink):
 
     def write(self, records: list[dict[str, Any]]) -> None:
         groups: dict[tuple[str, str, str], list[bytes]] = {}  # one path per file, not per record
-        group: tuple[str, str, str] | None = None
-        lines: list[bytes] = []
         for record in records:
-            day = record["served_at"][:10]
-            if (
-                group is None
-                or record["service"] != group[1]
-                or day != group[2]
-                or record["workspace"] != group[0]
-            ):
-                group = (record["workspace"], record["service"], day)
-                lines = groups.setdefault(group, [])
-            lines.append(orjson.dumps(record))
+            group = (record["workspace"], record["service"], record["served_at"][:10])
+            groups.setdefault(group, []).append(orjson.dumps(record))
         for (workspace, service, day), lines in groups.items():
             target = self.file_for(workspace, service, day)
             target.parent.mkdir(parents=True, exist_ok=True)
