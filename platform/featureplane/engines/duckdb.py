@@ -119,6 +119,14 @@ def duckdb_settings(config: Config) -> dict[str, str]:
     return settings
 
 
+def apply_duckdb_settings(con: duckdb.DuckDBPyConnection, settings: dict[str, str]) -> None:
+    """``SET`` each of ``duckdb_settings`` on a connection (creating the spill directory)."""
+    for name, value in settings.items():
+        if name == "temp_directory":
+            Path(value).mkdir(parents=True, exist_ok=True)
+        con.execute(f"SET {name} = {literal_string(value)}").fetchall()
+
+
 class DuckDBEngine(Engine):
     name = "duckdb"
 
@@ -134,10 +142,7 @@ class DuckDBEngine(Engine):
     def con(self) -> duckdb.DuckDBPyConnection:
         if self._con is None:
             con = connect_warehouse(self.warehouse_path, lock_timeout=self.lock_timeout)
-            for name, value in self.settings.items():
-                if name == "temp_directory":
-                    Path(value).mkdir(parents=True, exist_ok=True)
-                con.execute(f"SET {name} = {literal_string(value)}").fetchall()
+            apply_duckdb_settings(con, self.settings)
             self._con = con
         return self._con
 

@@ -42,12 +42,11 @@ def ts_literal(value: datetime) -> str:
 def _duck(settings: dict[str, str] | None = None) -> duckdb.DuckDBPyConnection:
     import duckdb
 
+    from featureplane.engines.duckdb import apply_duckdb_settings
+
     con = duckdb.connect()
     con.execute("SET TimeZone='UTC'").fetchall()
-    for name, value in (settings or {}).items():
-        if name == "temp_directory":
-            Path(value).mkdir(parents=True, exist_ok=True)
-        con.execute(f"SET {name} = '{value.replace(chr(39), chr(39) * 2)}'").fetchall()
+    apply_duckdb_settings(con, settings or {})
     return con
 
 
