@@ -106,9 +106,8 @@ def materialize_with_checks(
         metadata.update(next(iter(profiler.profiles.values())))
     else:
         settings = MonitoringSettings.from_config(runtime.config)
-        observed = list(profiler.profiles.items())[-settings.profile_observations :]
-        if settings.profile_observations <= 0:
-            observed = []
+        profiles = list(profiler.profiles.items())
+        observed = profiles[max(len(profiles) - settings.profile_observations, 0) :]
         if len(observed) < len(profiler.profiles):
             metadata["profiled_partitions_observed"] = f"last {len(observed)} of {len(profiler.profiles)}"
         for partition, profile in observed:

@@ -245,6 +245,22 @@ def test_warn_only_failures_still_write_and_profiles_are_plotted_per_partition(q
         ("2024-01-03", 1),
     ]
 
+    # ... for its last monitoring.quality.profile_observations partitions, saying so.
+    for limit, observed in ((2, ["2024-01-02", "2024-01-03"]), (0, [])):
+        quality = (repo.config().monitoring or {}).get("quality") or {}
+        repo.set_config("monitoring", quality={**quality, "profile_observations": limit})
+        result = Dagster(repo, dagster_home).materialize(VIEW, "2024-01-01", until="2024-01-03")
+        assert result.success
+        partitions = [
+            e.event_specific_data.asset_observation.partition
+            for e in result.all_events
+            if e.event_type_value == "ASSET_OBSERVATION"
+        ]
+        assert partitions == observed
+        materializations = result.asset_materializations_for_node("prod__amounts")  # one per partition
+        notes = {m.metadata["profiled_partitions_observed"].value for m in materializations}
+        assert len(materializations) == 3 and notes == {f"last {limit} of 3"}
+
 
 def test_a_stale_view_fails_its_freshness_check_and_alerts_once(
     quality_repo, dagster_home, alert_receiver, smtp_server
