@@ -69,10 +69,10 @@ def export_example_snapshot(work: Path) -> Path:
     """The example repository applied to a live workspace, exported as a serving snapshot."""
     from featureplane.config import load_config
     from featureplane.registry.plan import build_plan
+    from featureplane.registry.snapshot import FileLocation, export_snapshot
     from featureplane.registry.sqlite import SQLiteRegistry
     from featureplane.repo.loader import load_repository
     from featureplane.repo.validation import compile_repository
-    from featureplane.serving.registry_snapshot import FileLocation, export_snapshot
 
     # The whole example, with the views built on and declared in dbt (loading only reads files).
     repo = ROOT / "feature_repo"

@@ -74,10 +74,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    from featureplane.materialization import materialize
+    from featureplane.materialization.materialize import materialize
+    from featureplane.materialization.partitions import windows
     from featureplane.monitoring.profiles import PartitionProfiler
     from featureplane.monitoring.quality import GXValidator
-    from featureplane.partitions import windows
 
     end = date(2026, 11, 1)
     workdir = Path(tempfile.mkdtemp(prefix="fp-quality-bench-"))

@@ -14,8 +14,8 @@ from typing import Any
 import dagster as dg
 
 from dagster_project.quality import DATA_QUALITY
+from featureplane.config import MonitoringSettings
 from featureplane.monitoring.alerts import Alert, build_sinks, deliver
-from featureplane.monitoring.settings import MonitoringSettings
 
 SENSOR_NAME = "featureplane_alerts"
 MAX_ATTEMPTS = 5

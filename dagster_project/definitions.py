@@ -19,8 +19,7 @@ from dagster_project.feature_views import (
 )
 from dagster_project.freshness import freshness_definitions
 from dagster_project.serving_health import serving_health_sensor
-from featureplane.config import Config, load_config
-from featureplane.monitoring.settings import MonitoringSettings
+from featureplane.config import Config, MonitoringSettings, load_config
 from featureplane.registry import open_registry
 
 

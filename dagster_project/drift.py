@@ -10,10 +10,9 @@ from datetime import UTC, timedelta
 
 import dagster as dg
 
-from featureplane.config import Config
-from featureplane.monitoring.settings import MonitoringSettings
+from featureplane.config import Config, MonitoringSettings
+from featureplane.definitions.specs import FeatureServiceSpec
 from featureplane.registry.base import WorkspaceState
-from featureplane.specs import FeatureServiceSpec
 
 DRIFT_CHECK = "psi_below_threshold"
 

@@ -13,10 +13,9 @@ from datetime import datetime
 import dagster as dg
 
 from dagster_project.quality import materialize_with_checks, quality_check_specs
-from featureplane.config import Config
-from featureplane.monitoring.settings import MonitoringSettings
+from featureplane.config import Config, MonitoringSettings
+from featureplane.definitions.specs import FeatureServiceSpec, FeatureViewSpec, SourceSpec, spec_hash
 from featureplane.registry.base import WorkspaceState
-from featureplane.specs import FeatureServiceSpec, FeatureViewSpec, SourceSpec, spec_hash
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 

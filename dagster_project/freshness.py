@@ -9,8 +9,8 @@ run, so backfilling old partitions does not hide a stuck schedule.
 
 import dagster as dg
 
+from featureplane.config import MonitoringSettings
 from featureplane.monitoring.freshness import evaluate_freshness, expected_freshness
-from featureplane.monitoring.settings import MonitoringSettings
 from featureplane.registry.base import WorkspaceState
 
 FRESHNESS = "freshness"

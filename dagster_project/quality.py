@@ -17,13 +17,13 @@ from typing import Any
 
 import dagster as dg
 
+from featureplane.config import MonitoringSettings
+from featureplane.definitions.specs import FeatureViewSpec
+from featureplane.monitoring.checks import CheckResult
 from featureplane.monitoring.expectations import resolve_expectations
 from featureplane.monitoring.profiles import PartitionProfiler
-from featureplane.monitoring.quality import CheckResult
-from featureplane.monitoring.settings import MonitoringSettings
 from featureplane.registry.base import WorkspaceState
 from featureplane.runtime import Runtime
-from featureplane.specs import FeatureViewSpec
 
 DATA_QUALITY = "data_quality"
 
@@ -72,7 +72,7 @@ def materialize_with_checks(
     end: datetime,
 ) -> Iterator[Any]:
     """Run featureplane's materialization with validation and profiling; yield Dagster's events."""
-    from featureplane.materialization import ValidationFailed, materialize
+    from featureplane.materialization.materialize import ValidationFailed, materialize
     from featureplane.monitoring.quality import quality_validators
 
     key = context.asset_key

@@ -10,8 +10,8 @@ import json
 
 import dagster as dg
 
+from featureplane.config import MonitoringSettings
 from featureplane.monitoring.serving_health import health_since, read_stats
-from featureplane.monitoring.settings import MonitoringSettings
 
 SENSOR_NAME = "featureplane_serving_health"
 

@@ -8,11 +8,10 @@ import dagster as dg
 
 from dagster_project.drift import DRIFT_CHECK, drift_asset_key
 from dagster_project.freshness import FRESHNESS
-from featureplane.config import Config
+from featureplane.config import Config, MonitoringSettings
 from featureplane.monitoring.expectations import resolve_expectations
 from featureplane.monitoring.freshness import evaluate_freshness, expected_freshness
 from featureplane.monitoring.profiles import ROW_COUNT as PROFILE_ROWS
-from featureplane.monitoring.settings import MonitoringSettings
 from featureplane.monitoring.status import CheckStatus, ServiceStatus, StatusReport, ViewStatus
 from featureplane.registry import open_registry
 

@@ -79,7 +79,7 @@ def post(url: str, payload: dict, headers: dict | None = None) -> tuple[int, dic
 def materialization_groups() -> dict[tuple, list[str]]:
     """Live batch views grouped by partitions (one `dagster asset materialize` call per group)."""
     from featureplane.config import load_config
-    from featureplane.partitions import align_down, partition_key, utcnow, windows
+    from featureplane.materialization.partitions import align_down, partition_key, utcnow, windows
     from featureplane.registry import open_registry
 
     state = open_registry(load_config(REPO)).load(WORKSPACE)
@@ -294,7 +294,7 @@ def show_training_set() -> None:
     import pandas as pd
 
     import featureplane
-    from featureplane.partitions import utcnow
+    from featureplane.materialization.partitions import utcnow
 
     now = pd.Timestamp(utcnow()).floor("D")
     spine = pd.DataFrame(

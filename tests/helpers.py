@@ -16,7 +16,7 @@ ENTITY_AND_SOURCE = """
 
 def make_warehouse(repo: Repo, tables: dict[str, str]) -> None:
     """Create warehouse tables from SQL (``{"raw.events": "SELECT ..."}``)."""
-    from featureplane.engines.duckdb import connect_warehouse
+    from featureplane.compute.duckdb import connect_warehouse
 
     path = repo.config().warehouse_path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -103,7 +103,7 @@ def serving_repo(root: Path, **serving) -> Repo:
     ``serving`` settings go to featureplane.yaml (e.g. ``auth=True``)."""
     from datetime import datetime
 
-    from featureplane.materialization import materialize
+    from featureplane.materialization.materialize import materialize
     from featureplane.repo.planning import apply_plan, plan_repository
 
     repo = events_repo(root, SERVING_VIEWS)

@@ -49,7 +49,7 @@ def use_snowflake(repo: Repo, server: SnowflakeStandIn, *, method: str = "window
 def copy_sources(source: Repo, target: Repo, tables: list[str]) -> None:
     """Copy warehouse tables (``schema.table``) from ``source``'s DuckDB warehouse to ``target``'s
     Snowflake database, so both engines read the same rows."""
-    from featureplane.engines.snowflake import copy_from_duckdb
+    from featureplane.compute.snowflake.engine import copy_from_duckdb
 
     copy_from_duckdb(target.config(), source.config().warehouse_path, tables)
 
@@ -59,7 +59,7 @@ def load_sql_tables(repo: Repo, tables: dict[str, str]) -> None:
     ..."}``), the way ``helpers.make_warehouse`` does for the DuckDB warehouse."""
     import duckdb
 
-    from featureplane.engines.snowflake import load_tables
+    from featureplane.compute.snowflake.engine import load_tables
 
     con = duckdb.connect()
     try:

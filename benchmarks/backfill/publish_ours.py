@@ -14,10 +14,10 @@ from pathlib import Path
 import orjson
 import pyarrow.parquet as pq
 
-from featureplane.materialization import online_rows
+from featureplane.definitions.specs import FeatureSpec, FeatureViewSpec, FieldSpec
+from featureplane.materialization.online_sync import online_rows
 from featureplane.offline_stores.delta import DeltaOfflineStore
 from featureplane.online_stores.sqlite import SQLiteOnlineStore
-from featureplane.specs import FeatureSpec, FeatureViewSpec, FieldSpec
 
 
 def main() -> None:

@@ -83,7 +83,7 @@ def prepare_featureplane(users: int, days: int) -> Prepared:
     from featureplane.access import create_api_key
     from featureplane.config import load_config
     from featureplane.examples.fraud_data import DatasetSize, generate
-    from featureplane.materialization import materialize
+    from featureplane.materialization.materialize import materialize
     from featureplane.repo.planning import apply_plan, plan_repository
     from featureplane.runtime import Runtime
 

@@ -47,7 +47,7 @@ def generate(warehouse: Path, users: int, days: int, per_day: int, zipf: float, 
     import numpy as np
     import pyarrow as pa
 
-    from featureplane.engines.duckdb import connect_warehouse
+    from featureplane.compute.duckdb import connect_warehouse
 
     rng = np.random.default_rng(seed)
     first = datetime.combine(END - timedelta(days=days), datetime.min.time())
@@ -107,7 +107,7 @@ def prepare(params: dict, spine_rows: int, say=print) -> dict:
     wanted = {**params, "spine_rows": spine_rows}
     if stamp.exists() and json.loads(stamp.read_text()).get("parameters") == wanted:
         return json.loads(stamp.read_text())
-    from featureplane.materialization import materialize
+    from featureplane.materialization.materialize import materialize
     from featureplane.repo.planning import apply_plan, plan_repository
     from featureplane.runtime import Runtime
 

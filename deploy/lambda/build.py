@@ -29,15 +29,15 @@ PACKAGE = ROOT / "platform" / "featureplane"
 ENTRY_MODULES = [
     "featureplane.serving.aws_lambda",
     "featureplane.serving.app",
-    "featureplane.serving.registry_snapshot",
+    "featureplane.registry.snapshot",
     "featureplane.online_stores.dynamodb",
-    "featureplane.aws",
+    "featureplane.util.aws",
     # imported lazily by create_lookup_service
     "featureplane.ingest.service",
     "featureplane.ingest.log",
     "featureplane.access.verifier",
     "featureplane.serving.monitor",
-    "featureplane.aggregation",  # empty-window values of aggregate features
+    "featureplane.compute.aggregation.tiles",  # empty-window values of aggregate features
     "featureplane.serving.realtime",
     "featureplane.definitions.transformation",  # realtime views' context, when the snapshot has one
 ]

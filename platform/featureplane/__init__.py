@@ -16,32 +16,32 @@ _EXPORTS = {
     "Attribute": "featureplane.definitions.features",
     "BatchFeatureView": "featureplane.definitions.feature_view",
     "BatchSource": "featureplane.definitions.sources",
-    "Between": "featureplane.monitoring.expectations",
+    "Between": "featureplane.definitions.expectations",
     "Bool": "featureplane.types",
     "DbtModel": "featureplane.definitions.sources",
     "Entity": "featureplane.definitions.entity",
-    "Expectation": "featureplane.monitoring.expectations",
-    "ExpectationSuiteFile": "featureplane.monitoring.expectations",
+    "Expectation": "featureplane.definitions.expectations",
+    "ExpectationSuiteFile": "featureplane.definitions.expectations",
     "FeatureService": "featureplane.definitions.feature_service",
     "FeatureTable": "featureplane.definitions.feature_view",
     "FeatureView": "featureplane.definitions.feature_view",
     "Field": "featureplane.definitions.entity",
     "Float64": "featureplane.types",
-    "InSet": "featureplane.monitoring.expectations",
+    "InSet": "featureplane.definitions.expectations",
     "Int64": "featureplane.types",
     "LifetimeWindow": "featureplane.definitions.features",
-    "MatchesRegex": "featureplane.monitoring.expectations",
+    "MatchesRegex": "featureplane.definitions.expectations",
     "MaterializationContext": "featureplane.definitions.transformation",
-    "MeanBetween": "featureplane.monitoring.expectations",
-    "NotNull": "featureplane.monitoring.expectations",
+    "MeanBetween": "featureplane.definitions.expectations",
+    "NotNull": "featureplane.definitions.expectations",
     "PushSource": "featureplane.definitions.sources",
     "RealtimeContext": "featureplane.definitions.transformation",
     "RealtimeFeatureView": "featureplane.definitions.realtime",
     "RequestSource": "featureplane.definitions.realtime",
-    "RowCountBetween": "featureplane.monitoring.expectations",
+    "RowCountBetween": "featureplane.definitions.expectations",
     "String": "featureplane.types",
     "Timestamp": "featureplane.types",
-    "Unique": "featureplane.monitoring.expectations",
+    "Unique": "featureplane.definitions.expectations",
     "batch_feature_view": "featureplane.definitions.feature_view",
     "dbt_feature_view": "featureplane.definitions.feature_view",
     "last_n": "featureplane.definitions.features",
@@ -67,7 +67,7 @@ __version__ = "0.1.0"
 
 def get_workspace(name: str, *, config=None):
     """A workspace by name: ``featureplane.get_workspace("prod").get_feature_service("fraud_detection")``."""
-    from featureplane.workspace import get_workspace as _get_workspace
+    from featureplane.retrieval.workspace import get_workspace as _get_workspace
 
     return _get_workspace(name, config=config)
 

@@ -13,11 +13,11 @@ import signal
 import sys
 from pathlib import Path
 
-from featureplane import materialization
 from featureplane.config import load_config
+from featureplane.definitions.specs import parse_time
+from featureplane.materialization import materialize as materialization
 from featureplane.online_stores import sqlite as sqlite_store
 from featureplane.runtime import Runtime
-from featureplane.specs import parse_time
 
 
 def die() -> None:

@@ -58,7 +58,7 @@ class DbtExample:
 
 
 def warehouse(repo: Repo, sql: str, write: bool = False) -> list[tuple]:
-    from featureplane.engines.duckdb import connect_warehouse
+    from featureplane.compute.duckdb import connect_warehouse
 
     con = connect_warehouse(repo.config().warehouse_path, read_only=not write)
     try:

@@ -12,10 +12,11 @@ import pytest
 from aws_servers import use_dynamodb
 from helpers import events_repo, make_warehouse
 
-from featureplane.materialization import materialize
+from featureplane.materialization.materialize import materialize
 from featureplane.online_stores.base import OnlineRow, encode_key
 from featureplane.repo.planning import apply_plan, plan_repository
-from featureplane.serving.core import LookupService, Request
+from featureplane.serving.protocol import Request
+from featureplane.serving.service import LookupService
 from featureplane.serving.snapshot import SnapshotCache
 
 pytestmark = pytest.mark.integration

@@ -310,7 +310,7 @@ def test_a_failed_run_alerts_once_with_its_reason_and_link(
     repo = quality_repo
     dagster = Dagster(repo, dagster_home)
     dagster.tick("featureplane_alerts")
-    from featureplane.engines.duckdb import connect_warehouse
+    from featureplane.compute.duckdb import connect_warehouse
 
     con = connect_warehouse(repo.config().warehouse_path, read_only=False)
     con.execute("DROP TABLE raw.events").fetchall()

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from conftest import BIN, SMALL_USERS
 
-from featureplane.materialization import materialize
+from featureplane.materialization.materialize import materialize
 
 pytestmark = pytest.mark.integration
 HERE = Path(__file__).parent

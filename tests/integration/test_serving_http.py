@@ -16,7 +16,7 @@ from conftest import post_json
 from helpers import click, serving_repo
 
 from featureplane.ingest.log import IngestLog, ingest_log_root
-from featureplane.workspace import get_workspace
+from featureplane.retrieval.workspace import get_workspace
 
 pytestmark = pytest.mark.integration
 

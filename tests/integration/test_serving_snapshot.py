@@ -12,15 +12,15 @@ import pytest
 from aws_servers import use_dynamodb
 from helpers import AMOUNTS_SERVICE, events_repo
 
-from featureplane.materialization import materialize
-from featureplane.repo.planning import apply_plan, plan_repository
-from featureplane.serving import aws_lambda
-from featureplane.serving.registry_snapshot import (
+from featureplane.materialization.materialize import materialize
+from featureplane.registry.snapshot import (
     S3Location,
     SnapshotDocumentError,
     SnapshotDocumentSource,
     open_location,
 )
+from featureplane.repo.planning import apply_plan, plan_repository
+from featureplane.serving import aws_lambda
 
 pytestmark = pytest.mark.integration
 
@@ -161,7 +161,7 @@ def test_api_keys_travel_in_the_snapshot_and_revocation_reaches_it(tmp_path):
     hashes exported in it; creating or revoking a key with the CLI exports the snapshot again."""
     from featureplane.config import load_config
     from featureplane.serving.app import create_lookup_service
-    from featureplane.serving.core import Request
+    from featureplane.serving.protocol import Request
 
     repo = events_repo(tmp_path / "repo", AMOUNTS_SERVICE)
     snapshot = tmp_path / "serving.json"

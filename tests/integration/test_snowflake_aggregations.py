@@ -25,9 +25,9 @@ from snowflake_helpers import not_snowflake_sql, snowflake_events_repo, snowflak
 sys.path.insert(0, str(Path(__file__).parents[1] / "unit"))  # the view and events of the unit tests
 from test_aggregations import COLUMNS, D1, DAY, STATS, random_events
 
-from featureplane.materialization import materialize
+from featureplane.materialization.materialize import materialize
 from featureplane.repo.planning import apply_plan, plan_repository
-from featureplane.workspace import Workspace
+from featureplane.retrieval.workspace import Workspace
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,9 @@ import pytest
 from conftest import SNOWFLAKE_PASSWORD, copy_example_repo, free_port, run_dagster
 from snowflake_helpers import snowflake_events_repo, use_snowflake
 
-from featureplane.materialization import materialize
+from featureplane.compute.snowflake.client import SnowflakeError
+from featureplane.materialization.materialize import materialize
 from featureplane.repo.planning import apply_plan, plan_repository
-from featureplane.snowflake_client import SnowflakeError
 
 pytestmark = pytest.mark.integration
 

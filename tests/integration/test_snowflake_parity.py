@@ -28,10 +28,10 @@ import pytest
 from conftest import SMALL_END, SMALL_USERS, Repo, copy_example_repo, generate_small_data
 from snowflake_helpers import copy_sources, use_snowflake
 
-from featureplane.materialization import materialize
+from featureplane.materialization.materialize import materialize
 from featureplane.offline_stores.base import RetrievalPart
 from featureplane.repo.planning import apply_plan, plan_repository
-from featureplane.workspace import Workspace
+from featureplane.retrieval.workspace import Workspace
 
 pytestmark = pytest.mark.integration
 
@@ -294,8 +294,9 @@ def test_asof_join_sql_is_what_snowflake_gets(sides):
     import sqlglot
     from sqlglot import exp
 
-    from featureplane.offline_stores.snowflake import SnowflakeOfflineStore, spine_table, table_name
-    from featureplane.snowflake_client import SnowflakeError
+    from featureplane.compute.snowflake.client import SnowflakeError
+    from featureplane.offline_stores.snowflake import SnowflakeOfflineStore
+    from featureplane.offline_stores.snowflake_sql import spine_table, table_name
 
     duck, snow = sides
     config = snow.repo.config()

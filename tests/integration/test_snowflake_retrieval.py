@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from snowflake_helpers import snowflake_events_repo
 
-from featureplane.engines.base import TransformationError
-from featureplane.materialization import materialize
+from featureplane.compute.base import TransformationError
+from featureplane.materialization.materialize import materialize
 from featureplane.repo.planning import apply_plan, plan_repository
-from featureplane.workspace import Workspace
+from featureplane.retrieval.workspace import Workspace
 
 pytestmark = pytest.mark.integration
 

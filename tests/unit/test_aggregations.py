@@ -14,9 +14,9 @@ from test_repo_validation import problems_of
 
 from featureplane import Aggregate, Field, Int64, LifetimeWindow, String, last_n
 from featureplane.definitions.base import DefinitionError
-from featureplane.materialization import materialize
+from featureplane.materialization.materialize import materialize
 from featureplane.repo.planning import apply_plan, plan_repository
-from featureplane.workspace import Workspace
+from featureplane.retrieval.workspace import Workspace
 
 INTERVAL = timedelta(hours=2)
 D1 = datetime(2024, 1, 1)
@@ -352,7 +352,7 @@ def test_online_windows_move_with_the_latest_partition_even_without_new_events(t
 
 
 def test_lookups_of_entities_without_events_get_empty_windows(tmp_path):
-    from featureplane.serving.core import LookupService
+    from featureplane.serving.service import LookupService
     from featureplane.serving.snapshot import SnapshotCache
 
     events = [{"user_id": "u1", "ts": D1 + timedelta(hours=10), "amount": 5.0, "merchant": None, "qty": None}]

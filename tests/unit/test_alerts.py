@@ -8,9 +8,8 @@ import json
 import pytest
 from conftest import write_config
 
-from featureplane.config import ConfigError, load_config
+from featureplane.config import ConfigError, MonitoringSettings, load_config
 from featureplane.monitoring.alerts import Alert, build_sinks, deliver
-from featureplane.monitoring.settings import MonitoringSettings
 
 ALERT = Alert(
     event="freshness",

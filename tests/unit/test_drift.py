@@ -9,14 +9,14 @@ from datetime import datetime, timedelta
 import pytest
 from helpers import events_repo
 
-from featureplane.materialization import materialize
+from featureplane.config import MonitoringSettings
+from featureplane.materialization.materialize import materialize
 from featureplane.monitoring.drift import (
     categorical_psi,
     compute_drift,
     numeric_psi,
     population_stability_index,
 )
-from featureplane.monitoring.settings import MonitoringSettings
 from featureplane.repo.planning import apply_plan, plan_repository
 from featureplane.serving.monitor import JsonlSink
 

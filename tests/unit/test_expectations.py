@@ -8,7 +8,7 @@ import pytest
 from helpers import events_repo
 
 from featureplane.definitions.base import DefinitionError
-from featureplane.monitoring.expectations import (
+from featureplane.definitions.expectations import (
     Between,
     Expectation,
     InSet,
@@ -17,8 +17,8 @@ from featureplane.monitoring.expectations import (
     NotNull,
     RowCountBetween,
     Unique,
-    resolve_expectations,
 )
+from featureplane.monitoring.expectations import resolve_expectations
 from featureplane.repo.errors import RepositoryError
 from featureplane.repo.planning import apply_plan, plan_repository
 

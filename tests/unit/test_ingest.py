@@ -19,9 +19,10 @@ from featureplane.repo.errors import RepositoryError
 from featureplane.repo.loader import load_repository
 from featureplane.repo.planning import plan_repository
 from featureplane.repo.validation import compile_repository
+from featureplane.retrieval.workspace import RetrievalError, get_workspace
 from featureplane.serving.app import create_lookup_service
-from featureplane.serving.core import LookupService, Request
-from featureplane.workspace import RetrievalError, get_workspace
+from featureplane.serving.protocol import Request
+from featureplane.serving.service import LookupService
 
 INGEST = "/api/v1/ingest"
 
@@ -444,7 +445,7 @@ import json, sys
 from featureplane.access import create_api_key
 from featureplane.config import load_config
 from featureplane.serving.app import create_lookup_service
-from featureplane.serving.core import Request
+from featureplane.serving.protocol import Request
 config = load_config({str(repo.config_path)!r})
 key = create_api_key(config, "prod", "admin")
 service = create_lookup_service(config)

@@ -16,11 +16,11 @@ from conftest import ROOT
 from helpers import AMOUNTS_SERVICE, events_repo
 
 from featureplane.config import ConfigError
-from featureplane.materialization import materialize
+from featureplane.materialization.materialize import materialize
 from featureplane.repo.planning import apply_plan, plan_repository
 from featureplane.serving import aws_lambda
 from featureplane.serving.aws_lambda import config_from_environment, handler, parse_event
-from featureplane.serving.core import LookupService
+from featureplane.serving.service import LookupService
 from featureplane.serving.snapshot import SnapshotCache
 
 PATH = "/api/v1/feature-service/get-features"
@@ -174,7 +174,7 @@ def test_the_lambda_path_imports_nothing_heavy_and_creates_no_client_at_import()
     code = (
         "import sys\n"
         "import featureplane.serving.aws_lambda, featureplane.serving.app\n"
-        "import featureplane.online_stores.dynamodb, featureplane.serving.registry_snapshot\n"
+        "import featureplane.online_stores.dynamodb, featureplane.registry.snapshot\n"
         "heavy = ['pandas', 'pyarrow', 'numpy', 'duckdb', 'dagster', 'dbt', 'great_expectations',\n"
         "         'snowflake', 'deltalake', 'sqlglot', 'boto3', 'botocore']\n"
         "print(','.join(sorted(m for m in heavy if m in sys.modules)))\n"

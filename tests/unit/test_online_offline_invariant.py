@@ -25,9 +25,9 @@ from helpers import events_repo, make_warehouse, rows_sql
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from featureplane.materialization import materialize
+from featureplane.materialization.materialize import materialize
 from featureplane.repo.planning import apply_plan, load_definitions, plan_repository
-from featureplane.workspace import Workspace
+from featureplane.retrieval.workspace import Workspace
 
 D1 = datetime(2024, 1, 1)
 DAY = timedelta(days=1)

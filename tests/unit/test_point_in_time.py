@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from helpers import events_repo
 
-from featureplane.materialization import materialize
+from featureplane.materialization.materialize import materialize
 from featureplane.repo.planning import apply_plan, plan_repository
-from featureplane.workspace import RetrievalError, Workspace
+from featureplane.retrieval.workspace import RetrievalError, Workspace
 
 VIEW = """
     from datetime import datetime, timedelta

@@ -10,8 +10,7 @@ import pyarrow as pa
 import pytest
 from helpers import events_repo
 
-from featureplane.materialization import ValidationFailed, materialize
-from featureplane.monitoring.expectations import (
+from featureplane.definitions.expectations import (
     Between,
     Expectation,
     MeanBetween,
@@ -19,10 +18,11 @@ from featureplane.monitoring.expectations import (
     Unique,
     expectation_specs,
 )
+from featureplane.definitions.specs import FeatureSpec, FeatureViewSpec, FieldSpec
+from featureplane.materialization.materialize import ValidationFailed, materialize
 from featureplane.monitoring.profiles import PartitionProfiler, profile_partitions
 from featureplane.monitoring.quality import GXValidator
 from featureplane.repo.planning import apply_plan, plan_repository
-from featureplane.specs import FeatureSpec, FeatureViewSpec, FieldSpec
 
 D1 = datetime(2024, 1, 1)
 DAY = timedelta(days=1)

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 from test_quality import D1, DAY, make_view
 
-from featureplane.monitoring.expectations import Expectation, MeanBetween, RowCountBetween
+from featureplane.definitions.expectations import Expectation, MeanBetween, RowCountBetween
 from featureplane.monitoring.quality import GXValidator
 
 DAYS = 12
@@ -81,7 +81,7 @@ def test_summary_matches_partition_by_partition(days):
 
 
 def test_row_local_expectations_over_groups_of_partitions_match_one_validation():
-    from featureplane.monitoring.expectations import Between, InSet
+    from featureplane.definitions.expectations import Between, InSet
 
     view = make_view(
         Between("amount", 0, 90),
@@ -110,7 +110,7 @@ def test_row_local_expectations_over_groups_of_partitions_match_one_validation()
 def test_integer_ranges_report_the_same_values_with_or_without_nulls():
     from test_quality import GOOD, rows
 
-    from featureplane.monitoring.expectations import Between
+    from featureplane.definitions.expectations import Between
 
     view = make_view(Between("n", 0, 2))
     clean = {r.name: r for r in GXValidator(sample_size=5)(view, rows(*GOOD), D1, D1 + 2 * DAY)}

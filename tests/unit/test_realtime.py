@@ -14,11 +14,12 @@ from helpers import events_repo
 from test_repo_validation import problems_of
 
 from featureplane.definitions.base import DefinitionError
-from featureplane.materialization import materialize
+from featureplane.materialization.materialize import materialize
 from featureplane.repo.planning import apply_plan, plan_repository
-from featureplane.serving.core import LookupService, Request
+from featureplane.retrieval.workspace import RetrievalError, Workspace
+from featureplane.serving.protocol import Request
+from featureplane.serving.service import LookupService
 from featureplane.serving.snapshot import SnapshotCache
-from featureplane.workspace import RetrievalError, Workspace
 
 VIEWS = """
     from datetime import datetime, timedelta
@@ -269,7 +270,7 @@ def test_the_lookup_path_runs_realtime_views_without_pandas(setup):
         "import sys, json\n"
         "from featureplane.config import load_config\n"
         "from featureplane.serving.app import create_lookup_service\n"
-        "from featureplane.serving.core import Request\n"
+        "from featureplane.serving.protocol import Request\n"
         f"service = create_lookup_service(load_config({str(repo.config_path)!r}))\n"
         "body = {'params': {'workspaceName': 'prod', 'featureServiceName': 'svc', 'joinKeyMap': {'user_id': 'u1'},\n"
         "        'requestContextMap': {'amount': 12, 'currency': 'EUR'}}}\n"

@@ -12,7 +12,8 @@ from helpers import click, serving_repo
 
 from featureplane.access import create_api_key, open_access_store
 from featureplane.serving.app import create_lookup_service
-from featureplane.serving.core import LookupService, Request
+from featureplane.serving.protocol import Request
+from featureplane.serving.service import LookupService
 
 GET = "/api/v1/feature-service/get-features"
 BATCH = "/api/v1/feature-service/get-features-batch"

@@ -10,7 +10,8 @@ from helpers import click, serving_repo
 from prometheus_client.parser import text_string_to_metric_families
 
 from featureplane.serving.app import create_lookup_service
-from featureplane.serving.core import LookupService, Request
+from featureplane.serving.protocol import Request
+from featureplane.serving.service import LookupService
 
 GET = "/api/v1/feature-service/get-features"
 BATCH = "/api/v1/feature-service/get-features-batch"

@@ -11,11 +11,12 @@ from datetime import datetime
 import pytest
 from helpers import events_repo
 
-from featureplane.materialization import materialize
+from featureplane.materialization.materialize import materialize
 from featureplane.monitoring.serving_health import health_since, percentile, read_stats
 from featureplane.repo.planning import apply_plan, plan_repository
-from featureplane.serving.core import LookupService, Request
 from featureplane.serving.monitor import FeatureLogSink, JsonlSink, ServingMonitor
+from featureplane.serving.protocol import Request
+from featureplane.serving.service import LookupService
 from featureplane.serving.snapshot import SnapshotCache
 
 VIEWS = """

@@ -7,11 +7,11 @@ import textwrap
 
 import pytest
 
+from featureplane.compute import create_engine
+from featureplane.compute.snowflake.client import SnowflakeClient, SnowflakeError, SnowflakeSettings
 from featureplane.config import load_config
-from featureplane.engines import create_engine
 from featureplane.offline_stores import create_offline_store
-from featureplane.offline_stores.snowflake import table_name
-from featureplane.snowflake_client import SnowflakeClient, SnowflakeError, SnowflakeSettings
+from featureplane.offline_stores.snowflake_sql import table_name
 
 SECRET = "Zq8-secret-p@ss-Word-12"
 ENGINE = textwrap.dedent(
@@ -174,8 +174,10 @@ def test_aggregate_sql_for_snowflake_is_snowflake_sql():
     import sqlglot
     from snowflake_helpers import not_snowflake_sql
 
-    from featureplane import aggregation
-    from featureplane.specs import FeatureSpec, FeatureViewSpec, FieldSpec
+    from featureplane.compute.aggregation.dialects import SNOWFLAKE
+    from featureplane.compute.aggregation.rollup import features_in_range_sql, projection_sql, rollup_sql
+    from featureplane.compute.aggregation.tiles import latest_materialized_sql, tile_sql
+    from featureplane.definitions.specs import FeatureSpec, FeatureViewSpec, FieldSpec
 
     def agg(name: str, dtype: str, column: str, function: str, window: int | None, **params) -> FeatureSpec:
         return FeatureSpec(name, dtype, "aggregate", column, function, window, params)
@@ -205,16 +207,14 @@ def test_aggregate_sql_for_snowflake_is_snowflake_sql():
         aggregation_interval_seconds=3600,
         batch_schedule_seconds=day,
     )
-    dialect = aggregation.SNOWFLAKE
+    dialect = SNOWFLAKE
     points = '(SELECT "user_id", 480000 AS __fp_idx FROM SPINE)'
     statements = {
-        "tiles": aggregation.tile_sql(view, "SELECT * FROM ROWS", dialect),
-        "rollup": aggregation.rollup_sql(view, "TILES", points, dialect=dialect),
-        "online": aggregation.projection_sql(view, "TILES", "CANDIDATES", 480000, dialect),
-        "range": aggregation.features_in_range_sql(
-            view, "TILES", datetime(2024, 1, 1), datetime(2024, 1, 5), dialect
-        ),
-        "latest": aggregation.latest_materialized_sql(view, "TILES", dialect),
+        "tiles": tile_sql(view, "SELECT * FROM ROWS", dialect),
+        "rollup": rollup_sql(view, "TILES", points, dialect=dialect),
+        "online": projection_sql(view, "TILES", "CANDIDATES", 480000, dialect),
+        "range": features_in_range_sql(view, "TILES", datetime(2024, 1, 1), datetime(2024, 1, 5), dialect),
+        "latest": latest_materialized_sql(view, "TILES", dialect),
     }
     for what, sql in statements.items():
         assert not_snowflake_sql(sql) == [], what

@@ -10,11 +10,11 @@ import pytest
 from helpers import events_repo
 from test_point_in_time import EVENTS, VIEW
 
-from featureplane.materialization import materialize
+from featureplane.materialization.materialize import materialize
 from featureplane.registry.base import PlanRefused, WorkspaceNotFound
 from featureplane.registry.plan import RECREATE, UPDATE
 from featureplane.repo.planning import apply_plan, delete_workspace, plan_repository
-from featureplane.workspace import Workspace
+from featureplane.retrieval.workspace import Workspace
 
 D1, D4 = datetime(2024, 1, 1), datetime(2024, 1, 4)
 

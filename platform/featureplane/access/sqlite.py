@@ -24,7 +24,7 @@ from featureplane.access.base import (
     same_hash,
 )
 from featureplane.access.roles import check_role
-from featureplane.localdb import ThreadLocalSQLite
+from featureplane.util.localdb import ThreadLocalSQLite
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS principals (

@@ -1,3 +1,3 @@
-from featureplane.cli.main import main
+from featureplane.cli.app import main
 
 main()

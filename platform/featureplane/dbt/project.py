@@ -23,7 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from featureplane.locks import file_lock
+from featureplane.util.locks import file_lock
 
 if TYPE_CHECKING:
     from featureplane.config import Config

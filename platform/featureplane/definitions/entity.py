@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from featureplane.definitions.base import Definition, DefinitionError, check_name
-from featureplane.specs import EntitySpec, FieldSpec
+from featureplane.definitions.specs import EntitySpec, FieldSpec
 from featureplane.types import DataType, String
 
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from featureplane.definitions.base import Definition, DefinitionError, check_name
 from featureplane.definitions.feature_view import FeatureSelection, FeatureView, FeatureViewReference
-from featureplane.specs import FeatureServiceSpec, ServiceFeatures
+from featureplane.definitions.specs import FeatureServiceSpec, ServiceFeatures
 
 
 class FeatureService(Definition):

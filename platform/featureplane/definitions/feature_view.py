@@ -15,16 +15,22 @@ from featureplane.definitions.base import (
     to_utc_naive,
 )
 from featureplane.definitions.entity import Entity
+from featureplane.definitions.expectations import expectation_specs
 from featureplane.definitions.features import Attribute
 from featureplane.definitions.sources import DataSource, PushSource
+from featureplane.definitions.specs import (
+    FeatureSpec,
+    FeatureViewSpec,
+    FieldSpec,
+    TransformationSpec,
+    format_time,
+)
 from featureplane.definitions.transformation import (
     MaterializationContext,
     load_python_function,
     python_transformation,
     sql_transformation,
 )
-from featureplane.monitoring.expectations import expectation_specs
-from featureplane.specs import FeatureSpec, FeatureViewSpec, FieldSpec, TransformationSpec, format_time
 
 BATCH_MODES = ("snowflake_sql", "pandas", "snowpark")
 

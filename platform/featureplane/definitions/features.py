@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from featureplane.definitions.base import DefinitionError, caller_location, duration_label, parse_duration
-from featureplane.specs import FeatureSpec
+from featureplane.definitions.specs import FeatureSpec
 from featureplane.types import Array, DataType, Float64, Int64
 
 # Aggregation functions, by canonical name, with the input types they accept ("numeric", "scalar").

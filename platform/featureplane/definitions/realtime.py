@@ -9,6 +9,7 @@ from featureplane.definitions.base import DefinitionError, check_name
 from featureplane.definitions.entity import Field, as_fields
 from featureplane.definitions.feature_view import FeatureView
 from featureplane.definitions.features import Attribute
+from featureplane.definitions.specs import FeatureViewSpec
 from featureplane.definitions.transformation import (
     CONTEXT_PARAMETER,
     REQUEST_PARAMETER,
@@ -16,7 +17,6 @@ from featureplane.definitions.transformation import (
     load_python_function,
     python_transformation,
 )
-from featureplane.specs import FeatureViewSpec
 
 REALTIME_MODES = ("python",)
 

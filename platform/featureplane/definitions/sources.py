@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from featureplane.definitions.base import Definition, DefinitionError, check_name
 from featureplane.definitions.entity import Field, as_fields
-from featureplane.specs import SourceSpec
+from featureplane.definitions.specs import SourceSpec
 from featureplane.types import Timestamp
 
 

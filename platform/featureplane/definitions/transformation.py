@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from featureplane.definitions.base import DefinitionError
-from featureplane.specs import TransformationSpec
+from featureplane.definitions.specs import TransformationSpec
 
 START_PLACEHOLDER = "__FP_START_TIME__"
 END_PLACEHOLDER = "__FP_END_TIME__"

@@ -43,7 +43,7 @@ def generate(
     import numpy as np
     import pyarrow as pa
 
-    from featureplane.engines.duckdb import connect_warehouse
+    from featureplane.compute.duckdb import connect_warehouse
 
     end = end or default_end()
     first = datetime.combine(end - timedelta(days=size.days), datetime.min.time())

@@ -15,9 +15,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from featureplane.definitions.specs import FeatureViewSpec
 from featureplane.ingest.log import IngestLog, ingest_log_root, is_sealed, read_segment
-from featureplane.locks import file_lock
-from featureplane.specs import FeatureViewSpec
+from featureplane.util.locks import file_lock
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -20,7 +20,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from featureplane.monitoring.settings import AlertSinkSettings, MonitoringSettings
+from featureplane.config import AlertSinkSettings, MonitoringSettings
 
 log = logging.getLogger("featureplane.monitoring")
 

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from featureplane.monitoring.settings import MonitoringSettings
-from featureplane.specs import format_time
+from featureplane.config import MonitoringSettings
+from featureplane.definitions.specs import format_time
 
 if TYPE_CHECKING:
     from featureplane.registry.base import WorkspaceState

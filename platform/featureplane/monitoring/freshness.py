@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from featureplane.partitions import count_complete_partitions, parse_partition_key, utcnow
-from featureplane.specs import FeatureViewSpec
+from featureplane.definitions.specs import FeatureViewSpec
+from featureplane.materialization.partitions import count_complete_partitions, parse_partition_key, utcnow
 
 DEFAULT_MULTIPLIER = 2
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from featureplane.partitions import partition_key, windows
-from featureplane.specs import FeatureViewSpec
+from featureplane.definitions.specs import FeatureViewSpec
+from featureplane.materialization.partitions import partition_key, windows
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -7,8 +7,8 @@ import math
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from featureplane.definitions.specs import FeatureViewSpec
 from featureplane.monitoring.partitioning import split_partitions
-from featureplane.specs import FeatureViewSpec
 
 if TYPE_CHECKING:
     import pyarrow as pa

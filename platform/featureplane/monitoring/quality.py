@@ -22,147 +22,37 @@ written to disk. It is imported on first use, in the process that validates.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from featureplane.definitions.specs import FeatureViewSpec
 from featureplane.monitoring.expectations import ResolvedExpectation, resolve_expectations
 from featureplane.monitoring.partitioning import PartitionSlice, split_partitions
-from featureplane.specs import FeatureViewSpec
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
+from featureplane.monitoring.checks import MAX_LISTED, CheckResult, Outcome, check_schema, plain
+from featureplane.monitoring.summaries import (
+    BOUND_ARGUMENTS,
+    MICROS_PREFIX,
+    PARTITION_COLUMN,
+    SUMMARY_PREFIX,
+    SUMMARY_STATISTICS,
+    comparable,
+    from_micros,
+    micros_column,
+    pa_concat,
+    partition_groups,
+    partitions_of,
+    summarizable,
+    summary_column,
+    to_micros,
+)
+
 log = logging.getLogger("featureplane.monitoring")
-
-QUALITY = "quality"
-MAX_LISTED = 20
-
-
-@dataclass
-class CheckResult:
-    """One expectation's outcome for a materialization window (one or more partitions)."""
-
-    name: str
-    expectation: str
-    severity: str
-    passed: bool
-    description: str = ""
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    column: str | None = None
-    partitions: list[str] = field(default_factory=list)
-    failing_partitions: list[str] = field(default_factory=list)
-    observed_value: Any = None
-    element_count: int | None = None
-    unexpected_count: int | None = None
-    bad_keys: list[dict[str, Any]] = field(default_factory=list)
-    unexpected_values: list[Any] = field(default_factory=list)
-    error: str | None = None
-    builtin: bool = False
-
-    @property
-    def blocking(self) -> bool:
-        return self.severity == "error"
-
-    @property
-    def unexpected_percent(self) -> float | None:
-        if self.unexpected_count is None or not self.element_count:
-            return None
-        return round(100.0 * self.unexpected_count / self.element_count, 4)
-
-    def summary(self) -> str:
-        if self.error:
-            return f"{self.name}: could not be evaluated: {self.error}"
-        verdict = "passed" if self.passed else f"FAILED ({self.severity})"
-        parts = [f"{self.name} {verdict}"]
-        if self.unexpected_count:
-            parts.append(f"{self.unexpected_count} unexpected of {self.element_count} rows")
-        if self.observed_value is not None and not self.passed:
-            parts.append(f"observed {self.observed_value}")
-        if self.failing_partitions:
-            parts.append("partitions " + ", ".join(self.failing_partitions[:5]))
-        if self.bad_keys and not self.passed:
-            parts.append(f"e.g. {self.bad_keys[0]}")
-        return "; ".join(parts)
-
-    def metadata(self) -> dict[str, Any]:
-        """Plain, JSON-safe details (the Dagster code location turns them into check metadata)."""
-        data: dict[str, Any] = {
-            "featureplane/kind": QUALITY,
-            "expectation": self.expectation,
-            "arguments": self.kwargs,
-            "severity": self.severity,
-            "partitions": _span(self.partitions),
-        }
-        if self.column:
-            data["column"] = self.column
-        if self.observed_value is not None:
-            data["observed_value"] = self.observed_value
-        if self.element_count is not None:
-            data["rows"] = self.element_count
-        if self.unexpected_count is not None:
-            data["unexpected_count"] = self.unexpected_count
-        if self.unexpected_percent is not None:
-            data["unexpected_percent"] = self.unexpected_percent
-        if self.failing_partitions:
-            data["failing_partitions"] = ", ".join(self.failing_partitions[:MAX_LISTED]) + (
-                f" (+{len(self.failing_partitions) - MAX_LISTED} more)"
-                if len(self.failing_partitions) > MAX_LISTED
-                else ""
-            )
-        if self.bad_keys:
-            data["bad_keys_sample"] = self.bad_keys
-        if self.unexpected_values:
-            data["unexpected_values_sample"] = self.unexpected_values
-        if self.error:
-            data["error"] = self.error
-        return data
-
-
-def _span(keys: Sequence[str]) -> str:
-    if not keys:
-        return ""
-    return keys[0] if len(keys) == 1 else f"{keys[0]}...{keys[-1]} ({len(keys)})"
-
-
-def plain(value: Any) -> Any:
-    """A JSON-safe copy: numpy and pandas scalars to Python, NaN/NA to None, times to ISO strings."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, bool | int):
-        return value if type(value) in (bool, int) else int(value)
-    if isinstance(value, float):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set):
-        return [plain(v) for v in value]
-    if hasattr(value, "isoformat"):  # pandas Timestamp
-        try:
-            return value.isoformat()
-        except ValueError:  # NaT
-            return None
-    if hasattr(value, "item"):  # numpy scalar
-        try:
-            return plain(value.item())
-        except (ValueError, TypeError):
-            pass
-    if hasattr(value, "tolist"):
-        return plain(value.tolist())
-    try:
-        import pandas as pd
-
-        if pd.isna(value):
-            return None
-    except (TypeError, ValueError, ImportError):
-        pass
-    return str(value)
 
 
 # -- Great Expectations ------------------------------------------------------------------------------
@@ -198,20 +88,6 @@ def gx_batch_definition() -> Any:
         return _gx_batches
 
 
-@dataclass
-class _Outcome:
-    """One GX evaluation of one expectation on one slice of rows."""
-
-    passed: bool
-    observed: Any = None
-    element_count: int | None = None
-    unexpected_count: int | None = None
-    bad_keys: list[dict[str, Any]] = field(default_factory=list)
-    unexpected_values: list[Any] = field(default_factory=list)
-    failing_partitions: list[str] = field(default_factory=list)
-    error: str | None = None
-
-
 class GXValidator:
     """Validates a view's rows for a window with Great Expectations (see the module docstring)."""
 
@@ -227,12 +103,12 @@ class GXValidator:
         expectations = resolve_expectations(view)
         parts = list(split_partitions(view, table, start, end))
         keys = [p.key for p in parts]
-        outcomes: dict[str, list[tuple[str | None, _Outcome]]] = {e.name: [] for e in expectations}
+        outcomes: dict[str, list[tuple[str | None, Outcome]]] = {e.name: [] for e in expectations}
         for expectation in expectations:
             if expectation.scope == "schema":
                 outcomes[expectation.name].append((None, check_schema(view, table)))
         window = [e for e in expectations if e.scope == "window"]
-        chunks = _chunks(parts, self.chunk_rows) if table.num_rows > self.chunk_rows else []
+        chunks = partition_groups(parts, self.chunk_rows) if table.num_rows > self.chunk_rows else []
         if sum(p.rows.num_rows for p in parts) != table.num_rows:
             chunks = []  # rows outside every partition (or null timestamps): validate them all at once
         # Row-local expectations give the same answer over consecutive groups of whole partitions (and
@@ -251,7 +127,7 @@ class GXValidator:
                     outcome.failing_partitions = [chunk[0].key]
                 outcomes[name].append((None, outcome))
         per_partition = [e for e in expectations if e.scope == "partition"]
-        summarized = [e for e in per_partition if self.batched and _summarizable(e, table)]
+        summarized = [e for e in per_partition if self.batched and summarizable(e, table)]
         # (expectation name, partition index) pairs the summary cannot decide: validated one by one.
         leftover: set[tuple[str, int]] = set()
         if summarized:
@@ -280,7 +156,7 @@ class GXValidator:
         expectations: list[ResolvedExpectation],
         parts: list[PartitionSlice],
         leftover: set[tuple[str, int]],
-    ) -> dict[str, list[tuple[str | None, _Outcome]]]:
+    ) -> dict[str, list[tuple[str | None, Outcome]]]:
         """Per-partition aggregate expectations in one GX validation of a summary frame (one row per
         partition, one statistic column per expectation). Partitions whose statistic GX would not compare
         are added to ``leftover``; an expectation GX cannot evaluate on the summary goes there whole."""
@@ -310,13 +186,13 @@ class GXValidator:
                 if "column" in expectation.kwargs and frame is not None:
                     column = frame[expectation.kwargs["column"]].iloc[bounds[index] : bounds[index + 1]]
                 value = statistic(column, part.rows.num_rows)
-                if not _comparable(value):
+                if not comparable(value):
                     leftover.add((expectation.name, index))
                     value = None
                 values.append(value)
             column_name = f"{SUMMARY_PREFIX}{n}"
             observed[expectation.name] = values
-            summary[column_name] = _summary_column(values)
+            summary[column_name] = summary_column(values)
             kwargs = {k: v for k, v in expectation.kwargs.items() if k in BOUND_ARGUMENTS}
             suite.add_expectation(
                 gx.expectations.ExpectColumnValuesToBeBetween(
@@ -333,7 +209,7 @@ class GXValidator:
                     "include_unexpected_rows": False,
                 },
             )
-        found: dict[str, list[tuple[str | None, _Outcome]]] = {}
+        found: dict[str, list[tuple[str | None, Outcome]]] = {}
         for item in validation.results:
             name = (item.expectation_config.meta or {}).get("featureplane")
             if (item.exception_info or {}).get("raised_exception"):
@@ -345,14 +221,14 @@ class GXValidator:
                 if isinstance(row, dict)
             }
             found[name] = [
-                (part.key, _Outcome(passed=part.key not in failing, observed=plain(value)))
+                (part.key, Outcome(passed=part.key not in failing, observed=plain(value)))
                 for index, (part, value) in enumerate(zip(parts, observed[name], strict=True))
                 if value is not None and (name, index) not in leftover
             ]
         return found
 
     def _merge(
-        self, expectation: ResolvedExpectation, outcomes: list[tuple[str | None, _Outcome]], keys: list[str]
+        self, expectation: ResolvedExpectation, outcomes: list[tuple[str | None, Outcome]], keys: list[str]
     ) -> CheckResult:
         result = CheckResult(
             name=expectation.name,
@@ -397,7 +273,7 @@ class GXValidator:
         start: datetime,
         end: datetime,
         parts: list[PartitionSlice],
-    ) -> dict[str, _Outcome]:
+    ) -> dict[str, Outcome]:
         """One GX validation of ``expectations`` over ``rows``."""
         import great_expectations as gx
         import pandas as pd
@@ -408,7 +284,7 @@ class GXValidator:
 
         batches = gx_batch_definition()
         suite = gx.ExpectationSuite(name=f"{view.name}")
-        outcomes: dict[str, _Outcome] = {}
+        outcomes: dict[str, Outcome] = {}
         as_numbers: set[str] = set()
         for expectation in expectations:
             try:
@@ -417,7 +293,7 @@ class GXValidator:
                 suite.add_expectation(kind(**kwargs, meta={"featureplane": expectation.name}))
             except Exception as exc:
                 message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                outcomes[expectation.name] = _Outcome(
+                outcomes[expectation.name] = Outcome(
                     passed=False, error=f"invalid expectation {expectation.describe()}: {message}"
                 )
         if not suite.expectations:
@@ -426,7 +302,7 @@ class GXValidator:
         frame = to_pandas(rows)
         for column in as_numbers:
             micros = rows.column(column).cast(pa.timestamp("us")).cast(pa.int64())
-            frame[_micros(column)] = micros.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+            frame[micros_column(column)] = micros.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
         # GX compares values one at a time (a Python call per row) unless the column has a plain numpy
         # dtype: integer columns without nulls leave pandas' nullable Int64 for int64, same values.
         ranged = {
@@ -452,7 +328,7 @@ class GXValidator:
             name = (item.expectation_config.meta or {}).get("featureplane")
             outcomes[name] = outcome = self._outcome(view, item, parts, rows.num_rows)
             if item.expectation_config.kwargs.get("column", "").startswith(MICROS_PREFIX):
-                outcome.unexpected_values = [_from_micros(v) for v in outcome.unexpected_values]
+                outcome.unexpected_values = [from_micros(v) for v in outcome.unexpected_values]
                 outcome.bad_keys = [
                     {k: v for k, v in key.items() if not k.startswith(MICROS_PREFIX)}
                     for key in outcome.bad_keys
@@ -477,18 +353,18 @@ class GXValidator:
         if column in timestamps and expectation.type == "expect_column_values_to_be_between":
             for bound in ("min_value", "max_value"):
                 if kwargs.get(bound) is not None:
-                    kwargs[bound] = _to_micros(kwargs[bound])
+                    kwargs[bound] = to_micros(kwargs[bound])
             as_numbers.add(column)
-            kwargs["column"] = _micros(column)
+            kwargs["column"] = micros_column(column)
         return kwargs
 
-    def _outcome(self, view: FeatureViewSpec, item: Any, parts: list[PartitionSlice], rows: int) -> _Outcome:
+    def _outcome(self, view: FeatureViewSpec, item: Any, parts: list[PartitionSlice], rows: int) -> Outcome:
         info = item.exception_info or {}
         if info.get("raised_exception"):
             message = str(info.get("exception_message") or "error").strip().splitlines()[0]
-            return _Outcome(passed=False, error=message)
+            return Outcome(passed=False, error=message)
         result = item.result or {}
-        outcome = _Outcome(passed=bool(item.success), observed=plain(result.get("observed_value")))
+        outcome = Outcome(passed=bool(item.success), observed=plain(result.get("observed_value")))
         if "unexpected_count" in result:
             outcome.element_count = int(result.get("element_count") or rows)
             outcome.unexpected_count = int(result.get("unexpected_count") or 0)
@@ -497,176 +373,10 @@ class GXValidator:
             outcome.bad_keys = outcome.bad_keys[: self.sample_size]
             outcome.unexpected_values = outcome.unexpected_values[: self.sample_size]
             if not item.success and len(parts) > 1:
-                outcome.failing_partitions = _partitions_of(
+                outcome.failing_partitions = partitions_of(
                     view, result.get("unexpected_index_list") or [], parts
                 )
         return outcome
-
-
-# -- aggregate expectations over a per-partition summary ---------------------------------------------
-
-PARTITION_COLUMN = "__fp_partition"
-SUMMARY_PREFIX = "__fp_statistic_"
-BOUND_ARGUMENTS = frozenset({"min_value", "max_value", "strict_min", "strict_max"})
-
-
-def _unique_proportion(column: Any, rows: int) -> float:
-    """GX's ``column.unique_proportion``: distinct non-null values over non-null values, 0 if none."""
-    nulls = int(column.isnull().sum())
-    return column.nunique() / (rows - nulls) if rows > 0 and rows != nulls else 0
-
-
-# Each partition's statistic exactly as GX's pandas metric computes it from the partition's frame
-# (pandas skips nulls; ``std`` is the sample standard deviation): the column's values, its row count.
-SUMMARY_STATISTICS: dict[str, Any] = {
-    "expect_table_row_count_to_be_between": lambda column, rows: rows,
-    "expect_column_mean_to_be_between": lambda column, rows: column.mean(),
-    "expect_column_min_to_be_between": lambda column, rows: column.min(),
-    "expect_column_max_to_be_between": lambda column, rows: column.max(),
-    "expect_column_sum_to_be_between": lambda column, rows: column.sum(),
-    "expect_column_median_to_be_between": lambda column, rows: column[~column.isnull()].median(),
-    "expect_column_stdev_to_be_between": lambda column, rows: column.std(),
-    "expect_column_unique_value_count_to_be_between": lambda column, rows: column.nunique(),
-    "expect_column_proportion_of_unique_values_to_be_between": _unique_proportion,
-}
-NUMERIC_ONLY = frozenset(SUMMARY_STATISTICS) - {
-    "expect_table_row_count_to_be_between",
-    "expect_column_unique_value_count_to_be_between",
-    "expect_column_proportion_of_unique_values_to_be_between",
-}
-
-
-def _summarizable(expectation: ResolvedExpectation, table: pa.Table) -> bool:
-    """Whether the summary path decides ``expectation`` as GX would partition by partition: a known
-    aggregate, numeric bounds (at least one), no other arguments, and a column of a plain type."""
-    import pyarrow as pa
-
-    if expectation.type not in SUMMARY_STATISTICS:
-        return False
-    kwargs = expectation.kwargs
-    column = kwargs.get("column")
-    table_level = expectation.type == "expect_table_row_count_to_be_between"
-    if set(kwargs) - BOUND_ARGUMENTS - (set() if table_level else {"column"}):
-        return False
-    bounds = [kwargs.get("min_value"), kwargs.get("max_value")]
-    if all(b is None for b in bounds) or any(
-        b is not None and (isinstance(b, bool) or not isinstance(b, int | float)) for b in bounds
-    ):
-        return False
-    if any(not isinstance(kwargs.get(s, False), bool) for s in ("strict_min", "strict_max")):
-        return False
-    if table_level:
-        return True
-    if not isinstance(column, str) or column not in table.column_names:
-        return False
-    dtype = table.schema.field(column).type
-    numeric = pa.types.is_integer(dtype) or pa.types.is_floating(dtype)
-    if expectation.type in NUMERIC_ONLY:
-        return numeric
-    return numeric or pa.types.is_string(dtype) or pa.types.is_large_string(dtype)
-
-
-def _comparable(value: Any) -> bool:
-    """A statistic GX compares with the bounds (GX fails a null or NaN one; infinities go the per-
-    partition way too, so their observed value is the one GX reports)."""
-    import pandas as pd
-
-    if value is None or value is pd.NA:
-        return False
-    try:
-        return math.isfinite(value)
-    except (TypeError, ValueError, OverflowError):
-        return False
-
-
-def _summary_column(values: list[Any]) -> Any:
-    """The statistics as one column: integers stay exact (nullable Int64), the rest float64."""
-    import pandas as pd
-
-    present = [v for v in values if v is not None]
-    if present and all(isinstance(v, int) or (hasattr(v, "dtype") and v.dtype.kind in "iu") for v in present):
-        return pd.array([None if v is None else int(v) for v in values], dtype="Int64")
-    return pd.array([None if v is None else float(v) for v in values], dtype="float64")
-
-
-MICROS_PREFIX = "__fp_micros__"
-EPOCH = datetime(1970, 1, 1)
-
-
-def _micros(column: str) -> str:
-    return MICROS_PREFIX + column
-
-
-def _to_micros(value: Any) -> int:
-    when = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return int((when - EPOCH).total_seconds() * 1_000_000)
-
-
-def _from_micros(value: Any) -> Any:
-    from datetime import timedelta
-
-    return (EPOCH + timedelta(microseconds=value)).isoformat() if isinstance(value, int) else value
-
-
-def _chunks(parts: list[PartitionSlice], rows: int) -> list[list[PartitionSlice]]:
-    """Consecutive partitions grouped up to about ``rows`` rows per group (a bigger partition alone)."""
-    groups: list[list[PartitionSlice]] = []
-    size = 0
-    for part in parts:
-        if groups and size + part.rows.num_rows <= rows:
-            groups[-1].append(part)
-            size += part.rows.num_rows
-        else:
-            groups.append([part])
-            size = part.rows.num_rows
-    return groups
-
-
-def pa_concat(tables: list[pa.Table]) -> pa.Table:
-    import pyarrow as pa
-
-    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
-
-
-def _partitions_of(view: FeatureViewSpec, index: list[Any], parts: list[PartitionSlice]) -> list[str]:
-    """The partitions that unexpected rows (identified by keys and timestamp) fall in."""
-    import pandas as pd
-
-    found: set[str] = set()
-    for row in index:
-        stamp = row.get(view.timestamp_field) if isinstance(row, dict) else None
-        if stamp is None or pd.isna(stamp):
-            continue
-        stamp = pd.Timestamp(stamp).to_pydatetime()
-        for part in parts:
-            if part.start <= stamp < part.end:
-                found.add(part.key)
-                break
-    return sorted(found)
-
-
-def check_schema(view: FeatureViewSpec, table: pa.Table) -> _Outcome:
-    """The output's columns, order and Arrow types against the declaration."""
-    from featureplane.types import Timestamp, to_arrow
-
-    declared = [(k.name, k.type) for k in view.join_keys]
-    declared.append((view.timestamp_field, Timestamp))
-    declared += [(f.name, f.type) for f in view.features]
-    actual = {f.name: f.type for f in table.schema}
-    problems = []
-    if table.column_names != [name for name, _ in declared]:
-        problems.append(
-            f"columns are {', '.join(table.column_names)}; declared {', '.join(n for n, _ in declared)}"
-        )
-    for name, dtype in declared:
-        if name in actual and actual[name] != to_arrow(dtype):
-            problems.append(f"{name} is {actual[name]}, declared {dtype!r}")
-    observed = ", ".join(f"{f.name} {f.type}" for f in table.schema)
-    return _Outcome(
-        passed=not problems,
-        observed="; ".join(problems) if problems else observed,
-        element_count=table.num_rows,
-    )
 
 
 def quality_validators(config: Any = None) -> list[GXValidator]:
@@ -674,7 +384,7 @@ def quality_validators(config: Any = None) -> list[GXValidator]:
 
     Great Expectations takes seconds to import: it starts importing in the background now, while the
     transformation runs on the engine (which releases the GIL), instead of after it."""
-    from featureplane.monitoring.settings import MonitoringSettings
+    from featureplane.config import MonitoringSettings
 
     settings = MonitoringSettings.from_config(config)
     if not settings.quality_enabled:

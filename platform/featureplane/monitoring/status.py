@@ -1,8 +1,9 @@
 """``featureplane status``: per feature view, the last materialized partition, freshness, the latest
 check results and failed runs; per feature service, serving health and drift.
 
-What ran lives in the Dagster instance, and only the Dagster code location imports Dagster: the CLI asks
-``dagster_project.status`` (imported lazily) to fill these plain records, then renders them here.
+What ran lives in the Dagster instance, and only the Dagster code location imports Dagster. It registers
+a *status provider* (the entry point group ``featureplane.status``, see pyproject.toml) that fills these
+plain records; this module finds it by that group, never by importing the code location, and renders.
 """
 
 from __future__ import annotations
@@ -166,11 +167,15 @@ class StatusError(RuntimeError):
     pass
 
 
+# The entry point group of status providers: ``name = "module:function(config, workspace)"``.
+STATUS_PROVIDERS = "featureplane.status"
+
+
 def collect(config: Any, workspace: str | None, dagster_home: str | None = None) -> StatusReport:
     """Ask the Dagster code location for the status (it imports Dagster; this package never does)."""
-    import importlib
     import os
     import warnings
+    from importlib.metadata import entry_points
     from pathlib import Path
 
     from featureplane.config import ENV_CONFIG
@@ -194,7 +199,14 @@ def collect(config: Any, workspace: str | None, dagster_home: str | None = None)
             raise StatusError(f"workspace {workspace!r} is a development workspace: it is never materialized")
     os.environ["DAGSTER_HOME"] = str(Path(home).resolve())
     os.environ[ENV_CONFIG] = str(config.path)  # the code location loads this repository's config
+    providers = {p.name: p for p in entry_points(group=STATUS_PROVIDERS)}
+    if not providers:
+        raise StatusError(
+            f"no status provider is installed (entry point group {STATUS_PROVIDERS!r}): install featureplane "
+            "with its Dagster code location (pip install -e .)"
+        )
+    provider = providers.get("dagster") or next(iter(providers.values()))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Dagster's beta and preview notices
-        module = importlib.import_module("dagster_project.status")
-        return module.collect_status(config, workspace)
+        collect_status = provider.load()
+        return collect_status(config, workspace)

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from featureplane.specs import FeatureViewSpec
+from featureplane.definitions.specs import FeatureViewSpec
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-    from featureplane.engines.base import StagedResult
+    from featureplane.compute.base import Engine, StagedResult
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,12 @@ class OfflineStore(ABC):
         """Replace the rows in ``[start, end)`` with ``data`` in one commit; return the new table version.
 
         ``data`` is a StagedResult only when the engine shares this store's backend (see
-        ``Engine.run_for_store``)."""
+        ``accepts_staged_from``)."""
+
+    def accepts_staged_from(self, engine: Engine) -> bool:
+        """Whether this store writes ``engine``'s staged results where they are (same backend and
+        session), so materialization need not fetch the rows."""
+        return False
 
     @abstractmethod
     def version(self, table_id: str) -> int | None:

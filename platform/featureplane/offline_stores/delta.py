@@ -14,9 +14,23 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from featureplane import aggregation
+from featureplane.compute.aggregation.dialects import DUCKDB, IDX
+from featureplane.compute.aggregation.rollup import (
+    changed_keys_sql,
+    changes_sql,
+    features_in_range_sql,
+    max_finite_window,
+    projection_sql,
+    rollup_sql,
+)
+from featureplane.compute.aggregation.tiles import (
+    interval_us,
+    latest_materialized_sql,
+    marker_condition,
+    storage_view,
+)
+from featureplane.definitions.specs import FeatureViewSpec
 from featureplane.offline_stores.base import OfflineStore, OnlineChanges, RetrievalPart, to_pandas
-from featureplane.specs import FeatureViewSpec
 
 if TYPE_CHECKING:
     import duckdb
@@ -42,7 +56,7 @@ def ts_literal(value: datetime) -> str:
 def _duck(settings: dict[str, str] | None = None) -> duckdb.DuckDBPyConnection:
     import duckdb
 
-    from featureplane.engines.duckdb import apply_duckdb_settings
+    from featureplane.compute.duckdb import apply_duckdb_settings
 
     con = duckdb.connect()
     con.execute("SET TimeZone='UTC'").fetchall()
@@ -56,7 +70,7 @@ class DeltaOfflineStore(OfflineStore):
         # The DuckDB engine's limits (engine.memory_limit, engine.threads) bound this store's queries too.
         self.duckdb_settings: dict[str, str] = {}
         if config is not None and config.engine.get("type", "duckdb") == "duckdb":
-            from featureplane.engines.duckdb import duckdb_settings
+            from featureplane.compute.duckdb import duckdb_settings
 
             self.duckdb_settings = duckdb_settings(config)
 
@@ -159,7 +173,7 @@ class DeltaOfflineStore(OfflineStore):
         """Expose the table to DuckDB as ``name`` (an empty relation of the right shape if absent)."""
         table = self._table(table_id, version)
         if table is None:
-            con.register(name, self._empty(aggregation.storage_view(view)))
+            con.register(name, self._empty(storage_view(view)))
             return False
         con.register(name, table.to_pyarrow_dataset())
         return True
@@ -176,7 +190,7 @@ class DeltaOfflineStore(OfflineStore):
         return pa.Table.from_pylist([], schema=pa.schema(fields))
 
     def columns(self, view: FeatureViewSpec) -> list[str]:
-        stored = aggregation.storage_view(view)
+        stored = storage_view(view)
         return [*stored.join_key_names, stored.timestamp_field, *stored.feature_names]
 
     def read(
@@ -186,7 +200,7 @@ class DeltaOfflineStore(OfflineStore):
         con = _duck(self.duckdb_settings)
         self._register(con, "t", table_id, view)
         ts = q(view.timestamp_field)
-        where = [f"NOT ({aggregation.marker_condition(view)})"] if view.is_aggregate else []
+        where = [f"NOT ({marker_condition(view)})"] if view.is_aggregate else []
         if start is not None:
             where.append(f"{ts} >= {ts_literal(start)}")
         if end is not None:
@@ -289,24 +303,18 @@ class DeltaOfflineStore(OfflineStore):
             if after is None:
                 con.close()
                 return OnlineChanges(upserts=iter(()), deletes=[])
-            sql = aggregation.projection_sql(view, "after_t", None, after)
+            sql = projection_sql(view, "after_t", None, after)
             return OnlineChanges(upserts=_batches(con, sql, batch_size), deletes=[])
-        step = aggregation.interval_us(view)
-        since = (
-            None
-            if start is None
-            else min((before - aggregation.max_finite_window(view)) * step, _epoch_us(start))
-        )
+        step = interval_us(view)
+        since = None if start is None else min((before - max_finite_window(view)) * step, _epoch_us(start))
         con.execute(
-            "CREATE TEMP TABLE __fp_candidates AS "
-            + aggregation.changed_keys_sql(view, ["after_t", "before_t"], since)
+            "CREATE TEMP TABLE __fp_candidates AS " + changed_keys_sql(view, ["after_t", "before_t"], since)
         ).fetchall()
         for name, relation, index in (("a", "after_t", after), ("b", "before_t", before)):
             con.execute(
-                f"CREATE TEMP TABLE {name} AS "
-                + aggregation.projection_sql(view, relation, "__fp_candidates", index)
+                f"CREATE TEMP TABLE {name} AS " + projection_sql(view, relation, "__fp_candidates", index)
             ).fetchall()
-        upserts, deletes = aggregation.changes_sql(view, "a", "b")
+        upserts, deletes = changes_sql(view, "a", "b")
         gone = con.sql(deletes).fetchall()
         return OnlineChanges(upserts=_batches(con, upserts, batch_size), deletes=[tuple(r) for r in gone])
 
@@ -387,9 +395,7 @@ class DeltaOfflineStore(OfflineStore):
         con = _duck(self.duckdb_settings)
         self._register(con, "t", table_id, view)
         if view.is_aggregate:
-            return to_pandas(
-                con.sql(aggregation.features_in_range_sql(view, "t", start, end)).to_arrow_table()
-            )
+            return to_pandas(con.sql(features_in_range_sql(view, "t", start, end)).to_arrow_table())
         keys = ", ".join(q(k) for k in view.join_key_names)
         ts = q(view.timestamp_field)
         next_ts = f"lead({ts}) OVER (PARTITION BY {keys} ORDER BY {ts})"
@@ -455,21 +461,21 @@ def _epoch_us(value: datetime) -> int:
 
 def _latest(con: duckdb.DuckDBPyConnection, view: FeatureViewSpec, relation: str) -> int | None:
     """The end of the latest materialized partition of an aggregate view, as an interval index."""
-    return con.sql(aggregation.latest_materialized_sql(view, relation)).fetchall()[0][0]
+    return con.sql(latest_materialized_sql(view, relation)).fetchall()[0][0]
 
 
 def _aggregate_join(con: duckdb.DuckDBPyConnection, part: RetrievalPart, relation: str, alias: str) -> str:
     """Roll the view's tiles up at every distinct (entity, interval) of the spine; the join clause."""
     view = part.view
-    dialect = aggregation.DUCKDB
-    index = dialect.floor_div(dialect.epoch_us(f"s.{SPINE_TS}"), aggregation.interval_us(view))
+    dialect = DUCKDB
+    index = dialect.floor_div(dialect.epoch_us(f"s.{SPINE_TS}"), interval_us(view))
     keys = ", ".join(f"s.{q(k)}" for k in view.join_key_names)
-    points = f"(SELECT {keys}, {index} AS {aggregation.IDX} FROM spine AS s)"
+    points = f"(SELECT {keys}, {index} AS {IDX} FROM spine AS s)"
     con.execute(
-        f"CREATE TEMP TABLE {alias}_values AS {aggregation.rollup_sql(view, relation, points, part.features)}"
+        f"CREATE TEMP TABLE {alias}_values AS {rollup_sql(view, relation, points, part.features)}"
     ).fetchall()
     on = " AND ".join(f"s.{q(k)} = {alias}.{q(k)}" for k in view.join_key_names)
-    return f"LEFT JOIN {alias}_values AS {alias} ON {on} AND {alias}.{aggregation.IDX} = {index}"
+    return f"LEFT JOIN {alias}_values AS {alias} ON {on} AND {alias}.{IDX} = {index}"
 
 
 def _is_array(view: FeatureViewSpec, feature: str) -> bool:

@@ -17,9 +17,10 @@ touched keys and the new version. Reruns are idempotent; a killed write commits 
 Training data is computed in Snowflake: the spine is uploaded with ``write_pandas`` and the point-in-time
 join runs there, as an ASOF JOIN (``point_in_time_join: asof``, the default) or as window functions over
 the union of spine and feature rows (``point_in_time_join: window``, for engines without ASOF JOIN, such
-as the local stand-in the tests use). Only the joined result is fetched.
+as the local stand-in the tests use; their SQL is in ``snowflake_sql``). Only the joined result is
+fetched.
 
-An aggregate view's table holds its tiles and partition markers (see ``featureplane.aggregation``); every
+An aggregate view's table holds its tiles and partition markers (see ``featureplane.compute.aggregation``); every
 read of it is a roll-up that runs in Snowflake, in the SQL the aggregation module generates in
 Snowflake's dialect: at the spine's points for training data (into a temporary table joined to the
 spine), at the end of the latest materialized partition for the online store (only for the entities a
@@ -28,18 +29,25 @@ write can have changed), and at the times values change for ``get_features_in_ra
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from featureplane import aggregation
-from featureplane.config import ConfigError
-from featureplane.engines.base import StagedResult, as_arrow
-from featureplane.engines.snowflake import SnowflakeStagedResult
-from featureplane.offline_stores.base import OfflineStore, OnlineChanges, RetrievalPart, to_pandas
-from featureplane.snowflake_client import (
+from featureplane.compute.aggregation.dialects import SNOWFLAKE
+from featureplane.compute.aggregation.rollup import (
+    changed_keys_sql,
+    features_in_range_sql,
+    max_finite_window,
+    projection_sql,
+    rollup_sql,
+)
+from featureplane.compute.aggregation.tiles import (
+    interval_us,
+    latest_materialized_sql,
+    marker_condition,
+)
+from featureplane.compute.base import StagedResult, as_arrow
+from featureplane.compute.snowflake.client import (
     SnowflakeError,
     SnowflakeSettings,
     UsesSnowflake,
@@ -50,202 +58,34 @@ from featureplane.snowflake_client import (
     sql_type,
     user_identifier,
 )
-from featureplane.specs import FeatureViewSpec
+from featureplane.compute.snowflake.engine import SnowflakeStagedResult
+from featureplane.config import ConfigError
+from featureplane.definitions.specs import FeatureViewSpec
+from featureplane.offline_stores.base import OfflineStore, OnlineChanges, RetrievalPart, to_pandas
+from featureplane.offline_stores.snowflake_sql import (
+    JOIN_METHODS,
+    KEEP_CHANGES,
+    VERSION,
+    aggregate_points,
+    key_list,
+    keys_equal,
+    latest_order,
+    point_in_time_sql,
+    spine_table,
+    store_fields,
+    table_name,
+    view_fields,
+    where_clause,
+    window_conditions,
+)
 from featureplane.types import DataType, Int64, Timestamp
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
+    from featureplane.compute.base import Engine
     from featureplane.config import Config
-
-ROW = quote("__fp_row")
-SPINE_TS = quote("__fp_spine_ts")
-FEATURE_TS = quote("__fp_ts")
-VERSION = quote("_fp_version")
-JOIN_METHODS = ("asof", "window")
-KEEP_CHANGES = 16  # versions of touched keys kept for incremental online syncs
-
-
-def table_name(table_id: str, prefix: str = "FP_") -> str:
-    """A safe, deterministic Snowflake name for ``<ws>/<view>/g<generation>`` (readable, and unique
-    through a hash of the exact id)."""
-    readable = "__".join(re.sub(r"[^A-Z0-9_]", "_", part.upper()) for part in table_id.split("/"))
-    digest = hashlib.sha256(table_id.encode()).hexdigest()[:8].upper()
-    return f"{prefix}{readable[:200]}_{digest}"
-
-
-def view_fields(view: FeatureViewSpec) -> list[tuple[str, DataType]]:
-    """Join keys, timestamp and features: a plain view's rows, an aggregate view's values."""
-    fields = [(k.name, k.type) for k in view.join_keys]
-    fields.append((view.timestamp_field, Timestamp))
-    return fields + [(f.name, f.type) for f in view.features]
-
-
-def store_fields(view: FeatureViewSpec) -> list[tuple[str, DataType]]:
-    """What the view's table holds: its rows, or its tiles for an aggregate view."""
-    return view_fields(aggregation.storage_view(view))
-
-
-def _keys(view: FeatureViewSpec, alias: str = "") -> str:
-    return ", ".join(f"{alias}{quote(k)}" for k in view.join_key_names)
-
-
-def _keys_equal(view: FeatureViewSpec, left: str, right: str) -> str:
-    return " AND ".join(f"{left}.{quote(k)} = {right}.{quote(k)}" for k in view.join_key_names)
-
-
-def _window(column: str, start: datetime | None, end: datetime | None) -> list[str]:
-    conditions = []
-    if start is not None:
-        conditions.append(f"{column} >= {literal_time(start)}")
-    if end is not None:
-        conditions.append(f"{column} < {literal_time(end)}")
-    return conditions
-
-
-def _where(conditions: list[str]) -> str:
-    return (" WHERE " + " AND ".join(conditions)) if conditions else ""
-
-
-def latest_order(view: FeatureViewSpec, alias: str = "") -> str:
-    """Which row is a key's latest: the newest timestamp, ties broken by the features (as on Delta)."""
-    order = [f"{alias}{quote(view.timestamp_field)} DESC"]
-    order += [f"{alias}{quote(f.name)} DESC NULLS LAST" for f in view.features if not f.type.is_array]
-    return ", ".join(order)
-
-
-# -- point-in-time joins ---------------------------------------------------------------------------
-#
-# Each part (one view's features) is a list of CTEs ending in one named ``<alias>`` with the spine's row
-# number, the features and the matched row's timestamp; the final query left-joins them to the spine.
-# Aggregate views' parts join the spine to their roll-up at the spine's points (``aggregate_part``).
-
-Ctes = list[tuple[str, str]]
-
-
-def asof_part(view: FeatureViewSpec, features: list[str], relation: str, spine: str, alias: str) -> Ctes:
-    """For each spine row, the view's latest row at or before the spine timestamp: Snowflake's ASOF
-    JOIN (left rows without a match keep nulls)."""
-    columns = ", ".join(quote(c) for c in [*view.join_key_names, *features])
-    picked = ", ".join(f"p.{quote(f)}" for f in features)
-    return [
-        (
-            alias,
-            f"SELECT s.{ROW}, {picked}, p.{FEATURE_TS} FROM {spine} AS s "
-            f"ASOF JOIN (SELECT {columns}, {quote(view.timestamp_field)} AS {FEATURE_TS} FROM {relation}) AS p "
-            f"MATCH_CONDITION (s.{SPINE_TS} >= p.{FEATURE_TS}) ON {_keys_equal(view, 's', 'p')}",
-        )
-    ]
-
-
-def window_part(view: FeatureViewSpec, features: list[str], relation: str, spine: str, alias: str) -> Ctes:
-    """The same rows as ``asof_part`` in standard SQL: feature rows are numbered per key in time order,
-    spine and feature rows are merged into one stream per key (features first on equal timestamps), and
-    a running maximum gives each spine row the number of its latest feature row."""
-    keys = _keys(view)
-    ts = quote(view.timestamp_field)
-    columns = ", ".join(quote(c) for c in [*view.join_key_names, *features])
-    ties = [f"{quote(f.name)} ASC NULLS FIRST" for f in view.features if not f.type.is_array]
-    numbered, matched = f"{alias}_numbered", f"{alias}_matched"
-    return [
-        (
-            numbered,
-            f"SELECT {columns}, {ts} AS {FEATURE_TS}, ROW_NUMBER() OVER (PARTITION BY {keys} "
-            f"ORDER BY {', '.join([f'{ts} ASC', *ties])}) AS __fp_seq FROM {relation}",
-        ),
-        (
-            matched,
-            f"SELECT __fp_row, {keys}, __fp_side, MAX(__fp_seq) OVER (PARTITION BY {keys} "
-            "ORDER BY __fp_t, __fp_side ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS __fp_match "
-            f"FROM (SELECT {keys}, {SPINE_TS} AS __fp_t, 1 AS __fp_side, {ROW} AS __fp_row, "
-            f"NULL AS __fp_seq FROM {spine} "
-            f"UNION ALL SELECT {keys}, {FEATURE_TS}, 0, NULL, __fp_seq FROM {numbered})",
-        ),
-        (
-            alias,
-            f"SELECT m.__fp_row AS {ROW}, {', '.join(f'f.{quote(c)}' for c in features)}, f.{FEATURE_TS} "
-            f"FROM {matched} AS m LEFT JOIN {numbered} AS f "
-            f"ON {_keys_equal(view, 'm', 'f')} AND f.__fp_seq = m.__fp_match WHERE m.__fp_side = 1",
-        ),
-    ]
-
-
-def spine_index(view: FeatureViewSpec, alias: str = "s") -> str:
-    """The interval index of the spine's timestamp: where an aggregate view's windows end."""
-    dialect = aggregation.SNOWFLAKE
-    return dialect.floor_div(dialect.epoch_us(f"{alias}.{SPINE_TS}"), aggregation.interval_us(view))
-
-
-def aggregate_points(view: FeatureViewSpec, spine: str) -> str:
-    return f"(SELECT {_keys(view, 's.')}, {spine_index(view)} AS {aggregation.IDX} FROM {spine} AS s)"
-
-
-def aggregate_part(view: FeatureViewSpec, features: list[str], relation: str, spine: str, alias: str) -> Ctes:
-    """For each spine row, the aggregates at its point: ``relation`` holds the roll-up at every
-    distinct (entity, interval index) of the spine."""
-    picked = ", ".join(f"v.{quote(f)}" for f in features)
-    return [
-        (
-            alias,
-            f"SELECT s.{ROW}, {picked}, NULL AS {FEATURE_TS} FROM {spine} AS s JOIN {relation} AS v "
-            f"ON {_keys_equal(view, 's', 'v')} AND v.{aggregation.IDX} = {spine_index(view)}",
-        )
-    ]
-
-
-PART_BUILDERS = {"asof": asof_part, "window": window_part}
-
-
-def point_in_time_sql(
-    parts: list[tuple[RetrievalPart, str]], spine: str, method: str, prefix_features: bool = True
-) -> str:
-    """The training-set query: the spine's row number and each part's features (``<view>__<feature>``),
-    point-in-time correct and within each view's ttl, in spine order. ``parts`` pairs each
-    RetrievalPart with the relation holding its rows."""
-    ctes: Ctes = []
-    selects, joins = [], []
-    for i, (part, relation) in enumerate(parts):
-        alias = f"__fp_part_{i}"
-        view = part.view
-        builder = aggregate_part if view.is_aggregate else PART_BUILDERS[method]
-        ctes += builder(view, part.features, relation, spine, alias)
-        joins.append(f"LEFT JOIN {alias} ON {alias}.{ROW} = s.{ROW}")
-        for feature in part.features:
-            value = f"{alias}.{quote(feature)}"
-            if view.ttl_seconds and not view.is_aggregate:
-                value = (
-                    f"CASE WHEN {alias}.{FEATURE_TS} > DATEADD(second, {-int(view.ttl_seconds)}, s.{SPINE_TS}) "
-                    f"THEN {value} END"
-                )
-            out = f"{view.name}__{feature}" if prefix_features else feature
-            selects.append(f"{value} AS {quote(out)}")
-    with_clause = ("WITH " + ", ".join(f"{name} AS ({sql})" for name, sql in ctes) + " ") if ctes else ""
-    return f"{with_clause}SELECT s.{ROW}, {', '.join(selects)} FROM {spine} AS s {' '.join(joins)} ORDER BY s.{ROW}"
-
-
-def spine_table(spine: pd.DataFrame, timestamp_key: str, keys: dict[str, DataType]) -> pa.Table:
-    """The spine as uploaded: its row number, its timestamp in naive UTC, and the join keys typed as the
-    entities declare them."""
-    import pandas as pd
-    import pyarrow as pa
-
-    from featureplane.types import to_arrow
-
-    stamps = pd.to_datetime(spine[timestamp_key])
-    if getattr(stamps.dt, "tz", None) is not None:
-        stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
-    columns = {
-        "__fp_row": pa.array(range(len(spine)), pa.int64()),
-        "__fp_spine_ts": pa.array(stamps.astype("datetime64[us]"), pa.timestamp("us")),
-    }
-    for name, dtype in keys.items():
-        values = spine[name].astype(object).where(spine[name].notna(), None)
-        columns[name] = pa.array(values).cast(to_arrow(dtype))
-    return pa.table(columns)
-
-
-# -- the store -------------------------------------------------------------------------------------
 
 
 class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
@@ -278,6 +118,11 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
         self.location = ".".join(user_identifier(str(p)) for p in (database, schema) if p) if schema else ""
         self._prepared = False
         self._ready: set[str] = set()
+
+    def accepts_staged_from(self, engine: Engine) -> bool:
+        from featureplane.compute.snowflake.engine import SnowflakeEngine
+
+        return isinstance(engine, SnowflakeEngine) and engine.settings == self.settings
 
     def __repr__(self) -> str:
         return f"SnowflakeOfflineStore({self.location or 'default schema'}, {self.settings!r})"
@@ -399,9 +244,9 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
         touched = quote(client.temporary_name("KEYS"))
         keys_ddl = ", ".join(f"{quote(k.name)} {sql_type(k.type)}" for k in view.join_keys)
         client.execute(f"CREATE TEMPORARY TABLE {touched} ({keys_ddl})")
-        target, keys, this = self.relation(table_id), _keys(view), literal_string(table_id)
+        target, keys, this = self.relation(table_id), key_list(view), literal_string(table_id)
         columns = ", ".join(quote(n) for n, _ in fields)
-        in_window = _where(_window(quote(view.timestamp_field), *window)) if window else ""
+        in_window = where_clause(window_conditions(quote(view.timestamp_field), *window)) if window else ""
         try:
             with client.transaction():
                 if window:
@@ -465,10 +310,10 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
         fields = store_fields(view)
         columns = ", ".join(quote(n) for n, _ in fields)
         order = ", ".join(quote(n) for n in [*view.join_key_names, view.timestamp_field])
-        conditions = _window(quote(view.timestamp_field), start, end)
+        conditions = window_conditions(quote(view.timestamp_field), start, end)
         if view.is_aggregate:
-            conditions.insert(0, f"NOT ({aggregation.marker_condition(view)})")
-        sql = f"SELECT {columns} FROM {self._rows(table_id, view)} AS t{_where(conditions)} ORDER BY {order}"
+            conditions.insert(0, f"NOT ({marker_condition(view)})")
+        sql = f"SELECT {columns} FROM {self._rows(table_id, view)} AS t{where_clause(conditions)} ORDER BY {order}"
         return conform_arrow(self.client.fetch_arrow(sql), fields)
 
     def online_changes(
@@ -489,25 +334,25 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
             return self._aggregate_online_changes(table_id, view, before_version, batch_size)
         fields = store_fields(view)
         columns = ", ".join(f"t.{quote(n)}" for n, _ in fields)
-        keys = _keys(view)
-        latest = f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {_keys(view, 't.')} ORDER BY {latest_order(view, 't.')}) = 1"
+        keys = key_list(view)
+        latest = f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {key_list(view, 't.')} ORDER BY {latest_order(view, 't.')}) = 1"
         current = self.version(table_id)
         if current is None:
             return OnlineChanges(upserts=iter(()), deletes=[])
         relation = self.relation(table_id)
         if before_version is None or before_version < current - KEEP_CHANGES:
-            sql = f"SELECT {columns} FROM {relation} AS t {latest} ORDER BY {_keys(view, 't.')}"
+            sql = f"SELECT {columns} FROM {relation} AS t {latest} ORDER BY {key_list(view, 't.')}"
             return OnlineChanges(upserts=self._batches(sql, fields, batch_size), deletes=[])
         touched = (
             f"(SELECT DISTINCT {keys} FROM {self._changes(table_id)} WHERE {VERSION} > {int(before_version)})"
         )
         sql = (
-            f"SELECT {columns} FROM {relation} AS t JOIN {touched} AS c ON {_keys_equal(view, 't', 'c')} "
-            f"{latest} ORDER BY {_keys(view, 't.')}"
+            f"SELECT {columns} FROM {relation} AS t JOIN {touched} AS c ON {keys_equal(view, 't', 'c')} "
+            f"{latest} ORDER BY {key_list(view, 't.')}"
         )
         gone = self.client.fetchall(
-            f"SELECT {_keys(view, 'c.')} FROM {touched} AS c WHERE NOT EXISTS "
-            f"(SELECT 1 FROM {relation} AS t WHERE {_keys_equal(view, 't', 'c')}) ORDER BY {_keys(view, 'c.')}"
+            f"SELECT {key_list(view, 'c.')} FROM {touched} AS c WHERE NOT EXISTS "
+            f"(SELECT 1 FROM {relation} AS t WHERE {keys_equal(view, 't', 'c')}) ORDER BY {key_list(view, 'c.')}"
         )
         return OnlineChanges(upserts=self._batches(sql, fields, batch_size), deletes=[tuple(r) for r in gone])
 
@@ -520,34 +365,34 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
         the longest window before the previous end (old events leave windows as the end moves). Only
         their current values are computed and fetched, in Arrow batches; candidates without tiles left
         are deletes. Without a usable ``before_version``, every entity's values."""
-        dialect = aggregation.SNOWFLAKE
+        dialect = SNOWFLAKE
         current = self.version(table_id)
         if current is None:
             return OnlineChanges(upserts=iter(()), deletes=[])
         relation = self.relation(table_id)
-        (after,) = self.client.fetchall(aggregation.latest_materialized_sql(view, relation, dialect))[0]
+        (after,) = self.client.fetchall(latest_materialized_sql(view, relation, dialect))[0]
         if after is None:
             return OnlineChanges(upserts=iter(()), deletes=[])
         fields = view_fields(view)
         if before_version is None or before_version < current - KEEP_CHANGES:
-            sql = aggregation.projection_sql(view, relation, None, int(after), dialect)
-            sql += f" ORDER BY {_keys(view, 'r.')}"
+            sql = projection_sql(view, relation, None, int(after), dialect)
+            sql += f" ORDER BY {key_list(view, 'r.')}"
             return OnlineChanges(upserts=self._batches(sql, fields, batch_size), deletes=[])
         (before_end,) = self.client.fetchall(
             f"SELECT MAX({quote('window_end')}) FROM {self._versions} WHERE {quote('table_id')} = "
             f"{literal_string(table_id)} AND {quote('version')} <= {int(before_version)}"
         )[0]
-        keys = _keys(view)
+        keys = key_list(view)
         touched = (
             f"SELECT {keys}, TRUE AS __fp_touched FROM {self._changes(table_id)} "
             f"WHERE {VERSION} > {int(before_version)}"
         )
         parts = [touched]
-        step = aggregation.interval_us(view)
+        step = interval_us(view)
         before = None if before_end is None else _epoch_us(before_end) // step
         if before != int(after):
-            since = None if before is None else (before - aggregation.max_finite_window(view)) * step
-            moved = aggregation.changed_keys_sql(view, [relation], since, dialect)
+            since = None if before is None else (before - max_finite_window(view)) * step
+            moved = changed_keys_sql(view, [relation], since, dialect)
             parts.append(f"SELECT {keys}, {'TRUE' if before is None else 'FALSE'} FROM ({moved}) AS m")
         candidates = quote(self.client.temporary_name("CANDIDATES"))
         not_null = " AND ".join(f"{quote(k)} IS NOT NULL" for k in view.join_key_names)
@@ -556,23 +401,23 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
             f"FROM ({' UNION ALL '.join(parts)}) AS c WHERE {not_null} GROUP BY {keys}"
         )
         gone = self.client.fetchall(
-            f"SELECT {_keys(view, 'c.')} FROM {candidates} AS c WHERE NOT EXISTS (SELECT 1 FROM {relation} "
-            f"AS t WHERE {_keys_equal(view, 't', 'c')}) ORDER BY {_keys(view, 'c.')}"
+            f"SELECT {key_list(view, 'c.')} FROM {candidates} AS c WHERE NOT EXISTS (SELECT 1 FROM {relation} "
+            f"AS t WHERE {keys_equal(view, 't', 'c')}) ORDER BY {key_list(view, 'c.')}"
         )
         # Entities whose tiles were rewritten are written again; the others (their tiles unchanged, only
         # the end moved) only when their values now differ from those at the previous end.
-        now = aggregation.projection_sql(view, relation, candidates, int(after), dialect)
-        sql = f"SELECT a.* FROM ({now}) AS a JOIN {candidates} AS c ON {_keys_equal(view, 'a', 'c')}"
+        now = projection_sql(view, relation, candidates, int(after), dialect)
+        sql = f"SELECT a.* FROM ({now}) AS a JOIN {candidates} AS c ON {keys_equal(view, 'a', 'c')}"
         if before is not None:
-            then = aggregation.projection_sql(view, relation, candidates, before, dialect)
+            then = projection_sql(view, relation, candidates, before, dialect)
             differs = " OR ".join(
                 f"a.{quote(f.name)} IS DISTINCT FROM b.{quote(f.name)}" for f in view.features
             )
             sql += (
-                f" LEFT JOIN ({then}) AS b ON {_keys_equal(view, 'a', 'b')} "
+                f" LEFT JOIN ({then}) AS b ON {keys_equal(view, 'a', 'b')} "
                 f"WHERE c.__fp_touched OR b.{quote(view.join_key_names[0])} IS NULL OR {differs}"
             )
-        sql += f" ORDER BY {_keys(view, 'a.')}"
+        sql += f" ORDER BY {key_list(view, 'a.')}"
         return OnlineChanges(
             upserts=self._batches(sql, fields, batch_size, drop=candidates), deletes=[tuple(r) for r in gone]
         )
@@ -618,9 +463,7 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
                     # The roll-up at the spine's distinct points, kept in Snowflake for the join.
                     values = quote(self.client.temporary_name("ROLLUP"))
                     points = aggregate_points(part.view, relation)
-                    rollup = aggregation.rollup_sql(
-                        part.view, rows, points, part.features, aggregation.SNOWFLAKE
-                    )
+                    rollup = rollup_sql(part.view, rows, points, part.features, SNOWFLAKE)
                     self.client.execute(f"CREATE TEMPORARY TABLE {values} AS {rollup}")
                     uploaded.append(values)
                     rows = values
@@ -645,14 +488,12 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
         self, table_id: str, view: FeatureViewSpec, start: datetime, end: datetime
     ) -> pd.DataFrame:
         if view.is_aggregate:
-            sql = aggregation.features_in_range_sql(
-                view, self._rows(table_id, view), start, end, aggregation.SNOWFLAKE
-            )
+            sql = features_in_range_sql(view, self._rows(table_id, view), start, end, SNOWFLAKE)
             fields = [*view_fields(view), ("_valid_from", Timestamp), ("_valid_to", Timestamp)]
             return to_pandas(conform_arrow(self.client.fetch_arrow(sql), fields))
         fields = store_fields(view)
         ts = quote(view.timestamp_field)
-        next_ts = f"LEAD({ts}) OVER (PARTITION BY {_keys(view)} ORDER BY {ts})"
+        next_ts = f"LEAD({ts}) OVER (PARTITION BY {key_list(view)} ORDER BY {ts})"
         if view.ttl_seconds:
             expiry = f"DATEADD(second, {int(view.ttl_seconds)}, {ts})"
             valid_to = f"CASE WHEN {next_ts} IS NULL OR {next_ts} > {expiry} THEN {expiry} ELSE {next_ts} END"
@@ -663,7 +504,7 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
             f"SELECT * FROM (SELECT {columns}, {ts} AS {quote('_valid_from')}, {valid_to} AS {quote('_valid_to')} "
             f"FROM {self._rows(table_id, view)} AS t) WHERE {quote('_valid_from')} < {literal_time(end)} "
             f"AND ({quote('_valid_to')} IS NULL OR {quote('_valid_to')} > {literal_time(start)}) "
-            f"ORDER BY {_keys(view)}, {quote('_valid_from')}"
+            f"ORDER BY {key_list(view)}, {quote('_valid_from')}"
         )
         fields += [("_valid_from", Timestamp), ("_valid_to", Timestamp)]
         return to_pandas(conform_arrow(self.client.fetch_arrow(sql), fields))
@@ -677,7 +518,7 @@ def _epoch_us(value: datetime) -> int:
 
 def _times_as_microseconds(tiles: pa.Table) -> pa.Table:
     """Tiles computed elsewhere (the DuckDB engine) keep the times of their last values as microseconds
-    since 1970, as tiles computed in Snowflake do (``aggregation.SnowflakeDialect``)."""
+    since 1970, as tiles computed in Snowflake do (``SnowflakeDialect``)."""
     import pyarrow as pa
 
     for i, field in enumerate(tiles.schema):

@@ -22,7 +22,6 @@ botocore's own retries are turned off: this module owns retrying, so the backoff
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -34,61 +33,27 @@ from typing import Any
 import orjson
 
 from featureplane.online_stores.base import EncodedRow, OnlineRow, OnlineStore, OnlineValue, encode_key
+from featureplane.online_stores.dynamodb_access import (
+    EXPIRES,
+    PK,
+    TS,
+    VALUES,
+    DynamoDBAccess,
+    DynamoDBError,
+    DynamoDBWriteError,
+    error_code,
+    hint,
+    retryable,
+)
 
 log = logging.getLogger("featureplane.online_stores.dynamodb")
 
-PK, TS, VALUES, EXPIRES = "pk", "ts", "v", "exp"
-SYNC_SUFFIX = "|#sync"
-MAX_BATCH_WRITE = 25
-MAX_BATCH_GET = 100
-THROTTLING_ERRORS = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "Throttling",
-        "TooManyRequestsException",
-    }
-)
-TRANSIENT_ERRORS = frozenset({"InternalServerError", "ServiceUnavailable", "InternalFailure"})
 _NAMES = {"#pk": PK, "#ts": TS, "#v": VALUES}
 _PROJECTION = "#pk, #ts, #v"
 
-
-class DynamoDBError(RuntimeError):
-    pass
-
-
-class DynamoDBWriteError(DynamoDBError):
-    """Some items could not be written (or deleted) after every retry; nothing is silently dropped."""
-
-    def __init__(self, message: str, table: str, keys: list[str]) -> None:
-        super().__init__(message)
-        self.table = table
-        self.keys = keys
-
-
-def _error_code(exc: BaseException) -> str | None:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        return response.get("Error", {}).get("Code")
-    return None
-
-
-def _retryable(exc: BaseException) -> bool:
-    code = _error_code(exc)
-    if code is not None:
-        return code in THROTTLING_ERRORS or code in TRANSIENT_ERRORS
-    from botocore.exceptions import ConnectionError as BotoConnectionError
-    from botocore.exceptions import HTTPClientError
-
-    return isinstance(exc, BotoConnectionError | HTTPClientError)
-
-
-def _hint(exc: BaseException) -> str:
-    if _error_code(exc) == "ResourceNotFoundException":
-        return " (the table does not exist: `featureplane apply` to the live workspace creates it)"
-    return ""
+SYNC_SUFFIX = "|#sync"
+MAX_BATCH_WRITE = 25
+MAX_BATCH_GET = 100
 
 
 def _describe_keys(keys: Sequence[str], limit: int = 5) -> str:
@@ -96,7 +61,7 @@ def _describe_keys(keys: Sequence[str], limit: int = 5) -> str:
     return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
-class DynamoDBOnlineStore(OnlineStore):
+class DynamoDBOnlineStore(DynamoDBAccess, OnlineStore):
     """Feature rows in DynamoDB, one table per workspace.
 
     Settings (the ``online_store`` section of featureplane.yaml): ``region``, ``table_prefix``
@@ -170,61 +135,6 @@ class DynamoDBOnlineStore(OnlineStore):
 
     # -- client and threads ----------------------------------------------------------------------
 
-    @property
-    def client(self) -> Any:
-        """The boto3 DynamoDB client, created on first use (never at import)."""
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    from botocore.config import Config as BotoConfig
-
-                    from featureplane.aws import client
-
-                    config = BotoConfig(
-                        retries={"total_max_attempts": 1},
-                        max_pool_connections=max(10, self.max_workers * 2),
-                        connect_timeout=self.connect_timeout,
-                        read_timeout=self.read_timeout,
-                        tcp_keepalive=True,
-                    )
-                    self._client = client(
-                        "dynamodb", region_name=self.region, endpoint_url=self.endpoint_url, config=config
-                    )
-        return self._client
-
-    def connect(self) -> None:
-        """Create the client now (Lambda does this at init, so the first request does not pay for it)."""
-        _ = self.client
-
-    def _map(self, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
-        """``fn`` over ``items`` in parallel; results in order, or an exception (every call finishes)."""
-        if len(items) <= 1:
-            return [self._outcome(fn, item) for item in items]
-        if self._pool is None:
-            with self._lock:
-                if self._pool is None:
-                    self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="featureplane-ddb")
-        return list(self._pool.map(lambda item: self._outcome(fn, item), items))
-
-    @staticmethod
-    def _outcome(fn: Callable[[Any], Any], item: Any) -> Any:
-        try:
-            return fn(item)
-        except Exception as exc:
-            return exc
-
-    def _gather(self, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
-        outcomes = self._map(fn, items)
-        for outcome in outcomes:
-            if isinstance(outcome, Exception):
-                raise outcome
-        return outcomes
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
-
     # -- naming ----------------------------------------------------------------------------------
 
     def table_name(self, table_id: str) -> str:
@@ -236,30 +146,6 @@ class DynamoDBOnlineStore(OnlineStore):
         return f"{table_id}|{encode_key(key)}"
 
     # -- retries ---------------------------------------------------------------------------------
-
-    def _backoff(self, attempt: int) -> None:
-        ceiling = min(self.retry_max_seconds, self.retry_base_seconds * (2**attempt))
-        self._sleep(random.uniform(0, ceiling))
-
-    def _call(self, operation: str, what: str, **kwargs: Any) -> dict[str, Any]:
-        """One DynamoDB call, retried on throttling and transient errors with backoff and jitter."""
-        attempt = 0
-        while True:
-            try:
-                return getattr(self.client, operation)(**kwargs)
-            except Exception as exc:
-                attempt += 1
-                if not _retryable(exc):
-                    if _hint(exc) and operation != "describe_table":
-                        raise DynamoDBError(
-                            f"DynamoDB {operation} for {what} failed: {exc}{_hint(exc)}"
-                        ) from exc
-                    raise
-                if attempt >= self.max_attempts:
-                    raise DynamoDBError(
-                        f"DynamoDB {operation} for {what} failed after {attempt} attempts: {exc}"
-                    ) from exc
-                self._backoff(attempt)
 
     # -- writes ----------------------------------------------------------------------------------
 
@@ -363,11 +249,11 @@ class DynamoDBOnlineStore(OnlineStore):
             try:
                 response = self.client.batch_write_item(RequestItems={table: pending})
             except Exception as exc:
-                if not _retryable(exc):
+                if not retryable(exc):
                     keys = [self._request_key(r) for r in pending]
                     raise DynamoDBWriteError(
                         f"DynamoDB table {table}: {len(pending)} item(s) not {verb} "
-                        f"({_describe_keys(keys)}): {exc}{_hint(exc)}",
+                        f"({_describe_keys(keys)}): {exc}{hint(exc)}",
                         table,
                         keys,
                     ) from exc
@@ -418,7 +304,7 @@ class DynamoDBOnlineStore(OnlineStore):
                     ExpressionAttributeValues={":ts": item[TS], ":v": item[VALUES]},
                 )
             except Exception as exc:
-                if _error_code(exc) == "ConditionalCheckFailedException":
+                if error_code(exc) == "ConditionalCheckFailedException":
                     return 0
                 raise
             return 1
@@ -580,90 +466,10 @@ class DynamoDBOnlineStore(OnlineStore):
         deleted = sum(self._gather(scan, list(range(segments))))
         log.info("dropped %d item(s) of %s from DynamoDB table %s", deleted, table_id, table)
 
-    def _table_exists(self, table: str) -> bool:
-        try:
-            self._call("describe_table", f"table {table}", TableName=table)
-        except Exception as exc:
-            if _error_code(exc) == "ResourceNotFoundException":
-                return False
-            raise
-        return True
-
     def prepare(self, table_ids: Iterable[str]) -> None:
         """Create each workspace table that does not exist yet and enable DynamoDB TTL on ``exp``."""
         for table in sorted({self.table_name(t) for t in table_ids}):
             self.ensure_table(table)
-
-    def ensure_table(self, table: str, timeout: float = 300.0) -> None:
-        try:
-            description = self._call("describe_table", f"table {table}", TableName=table)["Table"]
-        except Exception as exc:
-            if _error_code(exc) != "ResourceNotFoundException":
-                raise
-            description = self._create_table(table)
-        schema = [(k["AttributeName"], k["KeyType"]) for k in description.get("KeySchema", [])]
-        if schema != [(PK, "HASH")]:
-            raise DynamoDBError(
-                f"DynamoDB table {table} exists with key schema {schema}, but featureplane needs a single "
-                f"string partition key {PK!r}; choose another online_store.table_prefix"
-            )
-        deadline = time.monotonic() + timeout
-        while description.get("TableStatus") != "ACTIVE":
-            if time.monotonic() > deadline:
-                raise DynamoDBError(
-                    f"DynamoDB table {table} is still {description.get('TableStatus')} after {timeout:.0f}s"
-                )
-            self._sleep(0.2)
-            description = self._call("describe_table", f"table {table}", TableName=table)["Table"]
-        self._enable_ttl(table)
-
-    def _create_table(self, table: str) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
-            "TableName": table,
-            "AttributeDefinitions": [{"AttributeName": PK, "AttributeType": "S"}],
-            "KeySchema": [{"AttributeName": PK, "KeyType": "HASH"}],
-            "BillingMode": self.billing_mode,
-            "Tags": [{"Key": "managed-by", "Value": "featureplane"}],
-        }
-        if self.billing_mode == "PROVISIONED":
-            kwargs["ProvisionedThroughput"] = {
-                "ReadCapacityUnits": self.read_capacity,
-                "WriteCapacityUnits": self.write_capacity,
-            }
-        try:
-            description = self._call("create_table", f"table {table}", **kwargs)["TableDescription"]
-        except Exception as exc:
-            if _error_code(exc) != "ResourceInUseException":  # created concurrently by another apply
-                raise
-            description = self._call("describe_table", f"table {table}", TableName=table)["Table"]
-        log.info("created DynamoDB table %s", table)
-        return description
-
-    def _enable_ttl(self, table: str) -> None:
-        try:
-            current = self._call("describe_time_to_live", f"table {table}", TableName=table)
-            status = current.get("TimeToLiveDescription", {})
-            if status.get("TimeToLiveStatus") in ("ENABLED", "ENABLING"):
-                if status.get("AttributeName", EXPIRES) != EXPIRES:
-                    log.warning(
-                        "DynamoDB table %s expires items by %r, not %r: expired rows are still never served, "
-                        "but DynamoDB will not delete them",
-                        table,
-                        status.get("AttributeName"),
-                        EXPIRES,
-                    )
-                return
-            self._call(
-                "update_time_to_live",
-                f"table {table}",
-                TableName=table,
-                TimeToLiveSpecification={"Enabled": True, "AttributeName": EXPIRES},
-            )
-        except Exception as exc:
-            if _error_code(exc) not in ("UnknownOperationException", "ValidationException"):
-                raise
-            # Some DynamoDB-compatible servers have no TTL; reads enforce ttl regardless.
-            log.warning("DynamoDB table %s: could not enable TTL on %r: %s", table, EXPIRES, exc)
 
     def table_items(self, table_id: str) -> dict[str, OnlineValue]:
         """Every row of ``table_id`` by entity key (a full scan: for tests and debugging only)."""

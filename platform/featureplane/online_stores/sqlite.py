@@ -16,7 +16,6 @@ from typing import Any
 
 import orjson
 
-from featureplane.localdb import ThreadLocalSQLite
 from featureplane.online_stores.base import (
     EncodedRow,
     OnlineRow,
@@ -26,6 +25,7 @@ from featureplane.online_stores.base import (
     encode_keys,
     encode_values,
 )
+from featureplane.util.localdb import ThreadLocalSQLite
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS online_features (

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from featureplane.specs import DefinitionSet, FeatureServiceSpec, FeatureViewSpec
+from featureplane.definitions.specs import DefinitionSet, FeatureServiceSpec, FeatureViewSpec
 
 if TYPE_CHECKING:
     from featureplane.registry.plan import Plan

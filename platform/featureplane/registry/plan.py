@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from featureplane.partitions import count_complete_partitions
-from featureplane.specs import (
+from featureplane.definitions.specs import (
     ENTITY,
     FEATURE_VIEW,
     KINDS,
     SOURCE,
     DefinitionSet,
+    FeatureViewSpec,
     Spec,
     from_dict,
     kind_of,
@@ -179,8 +180,12 @@ def build_plan(
     desired: DefinitionSet,
     *,
     suppress_recreates: bool = False,
+    count_partitions: Callable[[FeatureViewSpec], int] | None = None,
 ) -> Plan:
     """Diff ``current`` (applied) against ``desired`` (the repository).
+
+    ``count_partitions`` says how many partitions a created or recreated view's backfill covers (the
+    plan shows it); without it the plan leaves ``backfill_partitions`` at 0.
 
     With ``suppress_recreates`` a recreate becomes an in-place update that keeps the materialized data
     (history is not rebuilt with the new logic). In a live workspace, deleting or recreating an object
@@ -254,10 +259,10 @@ def build_plan(
                 f"{kind_label(change.kind)} {change.name!r} has prevent_destroy=True: apply refuses to "
                 f"{change.action} it in live workspace {workspace!r} (first apply prevent_destroy=False on its own)"
             )
-        if change.action in (CREATE, RECREATE) and change.kind == FEATURE_VIEW and live:
+        if count_partitions and change.action in (CREATE, RECREATE) and change.kind == FEATURE_VIEW and live:
             view = change.new
             if view is not None and view.is_batch and (view.online or view.offline):  # type: ignore[union-attr]
-                change.backfill_partitions = count_complete_partitions(view)  # type: ignore[arg-type]
+                change.backfill_partitions = count_partitions(view)  # type: ignore[arg-type]
     changes.sort(key=lambda c: (ACTION_ORDER[c.action], KINDS.index(c.kind), c.name))
     return Plan(workspace=workspace, live=live, base_version=base_version, changes=changes, desired=desired)
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from featureplane.definitions.specs import FEATURE_VIEW, DefinitionSet, from_dict, spec_hash, to_json
 from featureplane.registry.base import (
     ConflictError,
     PlanRefused,
@@ -27,7 +28,6 @@ from featureplane.registry.base import (
     WorkspaceNotFound,
     WorkspaceState,
 )
-from featureplane.specs import FEATURE_VIEW, DefinitionSet, from_dict, spec_hash, to_json
 
 if TYPE_CHECKING:
     from featureplane.registry.plan import Plan

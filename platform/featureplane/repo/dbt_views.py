@@ -39,9 +39,7 @@ from featureplane.definitions.base import (
 )
 from featureplane.definitions.entity import Entity
 from featureplane.definitions.sources import DataSource, DbtModel
-from featureplane.definitions.transformation import source_placeholder
-from featureplane.repo.errors import Problem
-from featureplane.specs import (
+from featureplane.definitions.specs import (
     EntitySpec,
     FeatureSpec,
     FeatureViewSpec,
@@ -52,6 +50,8 @@ from featureplane.specs import (
     format_time,
     kind_of,
 )
+from featureplane.definitions.transformation import source_placeholder
+from featureplane.repo.errors import Problem
 from featureplane.types import parse_type
 
 VIEW_KEYS = (

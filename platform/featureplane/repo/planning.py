@@ -6,11 +6,12 @@ import getpass
 import logging
 from typing import TYPE_CHECKING
 
+from featureplane.definitions.specs import FEATURE_VIEW, DefinitionSet
+from featureplane.materialization.partitions import count_complete_partitions
 from featureplane.registry.base import PlanRefused
 from featureplane.registry.plan import DELETE, RECREATE, Plan, build_plan
 from featureplane.repo.loader import load_repository
 from featureplane.repo.validation import check_schemas, compile_repository
-from featureplane.specs import FEATURE_VIEW, DefinitionSet
 
 if TYPE_CHECKING:
     from featureplane.runtime import Runtime
@@ -42,6 +43,7 @@ def plan_repository(
         state.definitions,
         desired,
         suppress_recreates=suppress_recreates,
+        count_partitions=count_complete_partitions,
     )
 
 
@@ -80,7 +82,7 @@ def export_serving_snapshot(runtime: Runtime, applied_version: int | None = None
     if not location:
         return None
     from featureplane.access import open_access_store
-    from featureplane.serving.registry_snapshot import export_snapshot, open_location
+    from featureplane.registry.snapshot import export_snapshot, open_location
 
     target = open_location(str(location), runtime.config.root)
     try:

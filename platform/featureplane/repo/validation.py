@@ -13,21 +13,21 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from featureplane.definitions.base import Definition, DefinitionError
-from featureplane.monitoring.expectations import expectation_problems
-from featureplane.monitoring.freshness import freshness_problems
-from featureplane.repo.errors import Problem, RepositoryError
-from featureplane.repo.loader import Repository
-from featureplane.specs import (
+from featureplane.definitions.specs import (
     FEATURE_SERVICE,
     FEATURE_VIEW,
     DefinitionSet,
     FeatureViewSpec,
     kind_of,
 )
+from featureplane.monitoring.expectations import expectation_problems
+from featureplane.monitoring.freshness import freshness_problems
+from featureplane.repo.errors import Problem, RepositoryError
+from featureplane.repo.loader import Repository
 from featureplane.types import Timestamp, compatible
 
 if TYPE_CHECKING:
-    from featureplane.engines.base import Engine
+    from featureplane.compute.base import Engine
 
 log = logging.getLogger("featureplane")
 
@@ -389,7 +389,7 @@ def check_schemas(defs: DefinitionSet, engine: Engine) -> DefinitionSet:
 
 
 def _check_aggregate_inputs(view: FeatureViewSpec, by_name: dict, output: str, problem) -> list[Problem]:
-    from featureplane.aggregation import input_columns, typed_input_columns
+    from featureplane.compute.aggregation.tiles import input_columns, typed_input_columns
 
     problems = []
     typed = typed_input_columns(view)

@@ -19,16 +19,16 @@ import os
 from typing import Any
 
 from featureplane.config import Config, ConfigError
-from featureplane.serving.core import LookupService
 from featureplane.serving.metrics import ServingMetrics
 from featureplane.serving.monitor import attach_monitor
+from featureplane.serving.service import LookupService
 from featureplane.serving.snapshot import SnapshotCache, WorkspaceSource
 
 
 def workspace_source(config: Config) -> WorkspaceSource:
     location = (config.serving or {}).get("registry_snapshot")
     if location:
-        from featureplane.serving.registry_snapshot import SnapshotDocumentSource, open_location
+        from featureplane.registry.snapshot import SnapshotDocumentSource, open_location
 
         return SnapshotDocumentSource(open_location(str(location), config.root))
     from featureplane.registry import open_registry

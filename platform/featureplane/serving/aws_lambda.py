@@ -33,7 +33,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from featureplane.config import Config, ConfigError, load_config
-from featureplane.serving.core import LookupService, Request, Response, error_response
+from featureplane.serving.protocol import Request, Response, error_response
+from featureplane.serving.service import LookupService
 
 log = logging.getLogger("featureplane.serving")
 

@@ -19,7 +19,8 @@ import time
 from email.utils import formatdate
 from http import HTTPStatus
 
-from featureplane.serving.core import JSON_HEADERS, LookupService, Request, Response, error_response
+from featureplane.serving.protocol import JSON_HEADERS, Request, Response, error_response
+from featureplane.serving.service import LookupService
 
 log = logging.getLogger("featureplane.serving")
 

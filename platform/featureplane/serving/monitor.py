@@ -29,11 +29,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from featureplane.monitoring.settings import MonitoringSettings
+from featureplane.config import MonitoringSettings
 
 if TYPE_CHECKING:
     from featureplane.config import Config
-    from featureplane.serving.core import LookupService, Request, Response
+    from featureplane.serving.protocol import Request, Response
+    from featureplane.serving.service import LookupService
 
 log = logging.getLogger("featureplane.serving")
 

@@ -13,10 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from featureplane.definitions.specs import FeatureViewSpec
 from featureplane.ingest.records import IngestEndpoint, ingest_endpoints
 from featureplane.registry.base import WorkspaceNotFound, WorkspaceState
 from featureplane.serving.realtime import CONTEXT, REQUEST, VIEW, ComputePlan, InputRead, RealtimeRead
-from featureplane.specs import FeatureViewSpec
 from featureplane.types import DataType
 
 log = logging.getLogger("featureplane.serving")
@@ -129,7 +129,7 @@ def _compute_plan(
     state: WorkspaceState, views: tuple[ViewRead, ...]
 ) -> tuple[tuple[ViewRead, ...], ComputePlan | None]:
     """The rows to fetch for a service's views, and how to compute what is not fetched."""
-    from featureplane.aggregation import default_value
+    from featureplane.compute.aggregation.tiles import default_value
     from featureplane.definitions.transformation import (
         CONTEXT_PARAMETER,
         REQUEST_PARAMETER,

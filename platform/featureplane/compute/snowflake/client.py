@@ -174,7 +174,7 @@ def _array_time(value: Any) -> Any:
     times of their last values, exactly)."""
     from datetime import timedelta
 
-    from featureplane.specs import parse_time
+    from featureplane.definitions.specs import parse_time
 
     if value is None:
         return None

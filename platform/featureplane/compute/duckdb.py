@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from featureplane.engines.base import (
+from featureplane.compute.base import (
     Engine,
     TransformationError,
     call_transformation,
@@ -22,7 +22,7 @@ from featureplane.engines.base import (
     pandas_output,
     with_sources,
 )
-from featureplane.specs import FeatureViewSpec, SourceSpec
+from featureplane.definitions.specs import FeatureViewSpec, SourceSpec
 from featureplane.types import Array, Bool, DataType, Float64, Int64, String, Timestamp, compatible, to_sql
 
 if TYPE_CHECKING:
@@ -331,7 +331,7 @@ class DuckDBEngine(Engine):
         self, view: FeatureViewSpec, sources: dict[str, SourceSpec], start: datetime, end: datetime
     ) -> str:
         """Run a snowpark function in Snowpark's local testing mode over the window's source rows."""
-        from featureplane import snowpark
+        from featureplane.compute.snowflake import snowpark
 
         session = snowpark.local_session()
         since = start - self._lookback(view)
@@ -361,7 +361,7 @@ class DuckDBEngine(Engine):
         wanted.append((view.timestamp_field, Timestamp))
         wanted += [(f.column or f.name, f.type) for f in view.features if f.kind == "attribute"]
         if view.is_aggregate:
-            from featureplane.aggregation import input_columns, typed_input_columns
+            from featureplane.compute.aggregation.tiles import input_columns, typed_input_columns
 
             typed = typed_input_columns(view)
             selected = {name.lower() for name, _ in wanted}
@@ -394,7 +394,7 @@ class DuckDBEngine(Engine):
             f"WHERE CAST({ts} AS TIMESTAMP) >= {literal_time(start)} AND CAST({ts} AS TIMESTAMP) < {literal_time(end)}"
         )
         if view.is_aggregate:
-            from featureplane.aggregation import tile_sql
+            from featureplane.compute.aggregation.tiles import tile_sql
 
             return self.con.sql(tile_sql(view, sql)).to_arrow_table()
         order = ", ".join(quote(k.name) for k in view.join_keys) + f", {quote(view.timestamp_field)}"

@@ -14,7 +14,8 @@ from helpers import events_repo
 
 from featureplane.repo.planning import apply_plan, plan_repository
 from featureplane.serving.aws_lambda import parse_event, to_event_response
-from featureplane.serving.core import LookupService, Request
+from featureplane.serving.protocol import Request
+from featureplane.serving.service import LookupService
 from featureplane.serving.snapshot import SnapshotCache
 
 VIEWS = """
@@ -50,7 +51,7 @@ def service(tmp_path) -> LookupService:
     runtime.registry.create_workspace("dev", live=False)
     apply_plan(runtime, plan_repository(runtime, "prod"))
     apply_plan(runtime, plan_repository(runtime, "dev"))
-    from featureplane.materialization import materialize
+    from featureplane.materialization.materialize import materialize
 
     state = runtime.registry.load("prod")
     for view in ("stats", "short_lived"):
@@ -308,10 +309,13 @@ def test_lambda_events_of_each_kind(service, kind):
 def test_the_lookup_path_imports_no_heavy_libraries():
     code = (
         "import sys\n"
-        "import featureplane.serving.core, featureplane.serving.aws_lambda, featureplane.serving.http_server\n"
+        "import featureplane.serving.service, featureplane.serving.aws_lambda, featureplane.serving.http_server\n"
         "import featureplane.serving.app, featureplane.online_stores.sqlite, featureplane.registry.sqlite\n"
         "heavy = ['pandas', 'pyarrow', 'numpy', 'duckdb', 'dagster', 'dbt', 'great_expectations',\n"
-        "         'snowflake', 'deltalake', 'sqlglot', 'featureplane.definitions']\n"
+        "         'snowflake', 'deltalake', 'sqlglot']\n"
+        # the SDK's definitions (the lookup path reads only their serialised specs)
+        "heavy += ['featureplane.definitions.' + m for m in ('base', 'entity', 'sources', 'features',\n"
+        "          'feature_view', 'feature_service', 'realtime', 'expectations')]\n"
         "loaded = sorted(m for m in heavy if m in sys.modules)\n"
         "print(','.join(loaded))\n"
     )

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from featureplane.definitions.specs import FeatureViewSpec, SourceSpec
 from featureplane.definitions.transformation import (
     CONTEXT_PARAMETER,
     END_PLACEHOLDER,
@@ -15,13 +16,10 @@ from featureplane.definitions.transformation import (
     load_python_function,
     source_placeholder,
 )
-from featureplane.specs import FeatureViewSpec, SourceSpec
 from featureplane.types import DataType, Timestamp
 
 if TYPE_CHECKING:
     import pyarrow as pa
-
-    from featureplane.offline_stores.base import OfflineStore
 
 
 class TransformationError(RuntimeError):
@@ -151,17 +149,16 @@ class Engine(ABC):
         """Rows of the view for events in ``[start, end)``: join keys, timestamp, then features, cast to
         the declared types, sorted by join keys and timestamp."""
 
-    def run_for_store(
+    def stage_transformation(
         self,
         view: FeatureViewSpec,
         sources: dict[str, SourceSpec],
         start: datetime,
         end: datetime,
-        store: OfflineStore,
-    ) -> pa.Table | StagedResult:
-        """The rows ``store`` will write: an Arrow table, or a StagedResult when the engine and the
-        store share a backend and the rows need not leave it."""
-        return self.run_transformation(view, sources, start, end)
+    ) -> StagedResult:
+        """``run_transformation``'s rows left where the engine computed them, for an offline store on the
+        same backend (one whose ``accepts_staged_from(engine)`` is true)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot stage results")
 
     def source_rows(self, source: SourceSpec, start: datetime | None, end: datetime | None) -> Any:
         """The source's rows in ``[start, end)`` as a pandas DataFrame (for notebooks and tests)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from featureplane.definitions.specs import FeatureViewSpec
 from featureplane.definitions.transformation import (
     CONTEXT_PARAMETER,
     REQUEST_PARAMETER,
@@ -16,7 +17,6 @@ from featureplane.definitions.transformation import (
     load_python_function,
 )
 from featureplane.offline_stores.base import RetrievalPart
-from featureplane.specs import FeatureViewSpec
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -5,18 +5,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from featureplane.compute.base import Engine
     from featureplane.config import Config
-    from featureplane.engines.base import Engine
 
 
 def create_engine(config: Config) -> Engine:
     kind = config.engine.get("type", "duckdb")
     if kind == "duckdb":
-        from featureplane.engines.duckdb import DuckDBEngine
+        from featureplane.compute.duckdb import DuckDBEngine
 
         return DuckDBEngine(config)
     if kind == "snowflake":
-        from featureplane.engines.snowflake import SnowflakeEngine
+        from featureplane.compute.snowflake.engine import SnowflakeEngine
 
         return SnowflakeEngine(config)
     raise ValueError(f"{config.path}: engine type {kind!r} is not supported (expected duckdb or snowflake)")

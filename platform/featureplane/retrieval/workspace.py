@@ -11,15 +11,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from featureplane.config import load_config
+from featureplane.definitions.specs import FeatureServiceSpec, FeatureViewSpec, parse_time
 from featureplane.offline_stores.base import RetrievalPart
 from featureplane.runtime import Runtime
-from featureplane.specs import FeatureServiceSpec, FeatureViewSpec, parse_time
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from featureplane.registry.base import WorkspaceState
-    from featureplane.serving.core import LookupService
+    from featureplane.serving.service import LookupService
 
 
 class RetrievalError(ValueError):
@@ -87,7 +87,7 @@ class Workspace:
     def lookup_service(self) -> LookupService:
         """The lookup API's core over this workspace (no HTTP), for online reads from Python."""
         if self._lookup is None:
-            from featureplane.serving.core import LookupService
+            from featureplane.serving.service import LookupService
             from featureplane.serving.snapshot import SnapshotCache
 
             self._lookup = LookupService(SnapshotCache(self.runtime.registry, 0), self.runtime.online_store)
@@ -127,7 +127,7 @@ class Workspace:
 
     def _from_source(self, view: FeatureViewSpec, spine: pd.DataFrame | None, timestamp_key: str) -> Any:
         """Run the view's transformation over the whole partitions that the spine's rows can see."""
-        from featureplane.partitions import align_down
+        from featureplane.materialization.partitions import align_down
 
         if not view.is_batch or view.schedule is None:
             raise RetrievalError(
@@ -159,7 +159,7 @@ class Workspace:
 
         if not any(view.is_realtime for view, _ in selections):
             return offline.get_historical_features(spine, timestamp_key, parts(selections))
-        from featureplane.realtime_retrieval import RealtimeRetrievalError, historical_features
+        from featureplane.retrieval.realtime import RealtimeRetrievalError, historical_features
 
         try:
             return historical_features(
@@ -336,7 +336,7 @@ def _rows(df: Any) -> list[dict[str, Any]]:
 
 
 def _all_features(view: FeatureViewSpec) -> Any:
-    from featureplane.specs import ServiceFeatures
+    from featureplane.definitions.specs import ServiceFeatures
 
     return ServiceFeatures(view=view.name, features=view.feature_names)
 
@@ -358,7 +358,7 @@ def _online(
     include_metadata: bool,
     request_context: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    from featureplane.serving.core import ApiError
+    from featureplane.serving.protocol import ApiError
 
     if not workspace.live:
         raise RetrievalError(

@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from featureplane.definitions.specs import DefinitionSet, from_dict, kind_of, to_dict
 from featureplane.registry.base import WorkspaceInfo, WorkspaceNotFound, WorkspaceState
-from featureplane.specs import DefinitionSet, from_dict, kind_of, to_dict
 
 if TYPE_CHECKING:
     from featureplane.registry.base import Registry
@@ -169,7 +169,7 @@ class S3Location:
     @property
     def client(self) -> Any:
         if self._client is None:
-            from featureplane.aws import client
+            from featureplane.util.aws import client
 
             self._client = client("s3", region_name=self.region)
         return self._client

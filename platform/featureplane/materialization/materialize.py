@@ -14,23 +14,22 @@ interrupted run, and reruns and out-of-order backfills keep the online store equ
 projection of the offline store.
 
 Aggregate views store tiles; their online rows are the window values as of the end of the latest
-materialized partition (see ``featureplane.aggregation``), kept current the same way.
+materialized partition (see ``featureplane.compute.aggregation``), kept current the same way.
 """
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from featureplane.engines.base import StagedResult, as_arrow, null_count
-from featureplane.locks import file_lock
-from featureplane.online_stores.base import EncodedRow, OnlineRow, encode_key
-from featureplane.partitions import windows
-from featureplane.specs import FeatureViewSpec
+from featureplane.compute.base import StagedResult, as_arrow, null_count
+from featureplane.definitions.specs import FeatureViewSpec
+from featureplane.materialization.online_sync import Progress, sync_online
+from featureplane.materialization.partitions import windows
+from featureplane.util.locks import file_lock
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -38,9 +37,6 @@ if TYPE_CHECKING:
     from featureplane.registry.base import WorkspaceState
     from featureplane.runtime import Runtime
 
-Progress = Callable[[str], None]
-# A window holding every row: diffing two versions over it compares every key.
-ALL_TIME = (datetime(1, 1, 1), datetime(9999, 12, 31))
 Validator = Callable[[FeatureViewSpec, "pa.Table", datetime, datetime], list[Any]]
 
 
@@ -85,58 +81,6 @@ class MaterializationResult:
             "online_full_sync": self.online_full_sync,
             **{f"seconds_{k}": round(v, 3) for k, v in self.seconds.items()},
         }
-
-
-def online_rows(view: FeatureViewSpec, batch: pa.RecordBatch) -> Iterator[OnlineRow]:
-    """Online rows from an Arrow batch of (join keys, timestamp, features)."""
-    import pyarrow as pa
-
-    keys = [batch.column(k).to_pylist() for k in view.join_key_names]
-    stamps = batch.column(view.timestamp_field).cast(pa.timestamp("us")).cast(pa.int64()).to_pylist()
-    columns = []
-    for feature in view.features:
-        values = batch.column(feature.name).to_pylist()
-        if feature.type.name == "timestamp":
-            values = [None if v is None else v.isoformat() + "Z" for v in values]
-        elif feature.type.name == "float64":
-            values = [None if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in values]
-        columns.append(values)
-    for i, stamp in enumerate(stamps):
-        yield OnlineRow(tuple(k[i] for k in keys), stamp, [c[i] for c in columns])
-
-
-def _json_value(feature_type: str, column: str) -> str:
-    """DuckDB SQL giving a value as the online store stores it (NaN as null, timestamps as ISO-8601 UTC)."""
-    if feature_type == "float64":
-        return f"CASE WHEN isnan({column}) THEN NULL ELSE {column} END"
-    if feature_type == "timestamp":
-        return (
-            f"CASE WHEN microsecond({column}) % 1000000 = 0 THEN strftime({column}, '%Y-%m-%dT%H:%M:%SZ') "
-            f"ELSE strftime({column}, '%Y-%m-%dT%H:%M:%S.%fZ') END"
-        )
-    return column
-
-
-def encoded_rows(view: FeatureViewSpec, batch: pa.RecordBatch, con: Any) -> Iterator[EncodedRow]:
-    """Rows in storage form, encoded column-wise by DuckDB rather than value by value in Python."""
-    import pyarrow as pa
-
-    def q(name: str) -> str:
-        return '"' + name.replace('"', '""') + '"'
-
-    values = " || ',' || ".join(
-        f"coalesce(to_json({_json_value(f.type.name, q(f.name))})::VARCHAR, 'null')" for f in view.features
-    )
-    con.register("__fp_batch", pa.Table.from_batches([batch]))
-    encoded = con.sql(
-        f"SELECT epoch_us({q(view.timestamp_field)}) AS ts, '[' || {values} || ']' AS v FROM __fp_batch"
-    ).to_arrow_table()
-    con.unregister("__fp_batch")
-    keys = zip(*(batch.column(k).to_pylist() for k in view.join_key_names), strict=True)
-    for key, stamp, blob in zip(
-        keys, encoded.column("ts").to_pylist(), encoded.column("v").to_pylist(), strict=True
-    ):
-        yield EncodedRow(encode_key(key), stamp, blob.encode())
 
 
 def _release_arrow_memory() -> None:
@@ -201,9 +145,11 @@ def materialize(
             f"{state.name}/{view_name}: computing {len(parts)} partition(s) [{start} .. {end}) on {runtime.engine.name}"
         )
         # An Arrow table, or rows staged where the engine ran when the offline store can copy them there.
-        table = runtime.engine.run_for_store(
-            view, state.definitions.sources, start, end, runtime.offline_store
-        )
+        engine, sources = runtime.engine, state.definitions.sources
+        if runtime.offline_store.accepts_staged_from(engine):
+            table = engine.stage_transformation(view, sources, start, end)
+        else:
+            table = engine.run_transformation(view, sources, start, end)
         result.rows = table.num_rows
         if not isinstance(table, StagedResult):
             runtime.engine.release_memory()  # the rows are in Arrow now: validation needs the memory
@@ -213,7 +159,7 @@ def materialize(
         # Validators check what is written: an aggregate view's tiles, a plain view's rows.
         checked = view
         if view.is_aggregate:
-            from featureplane.aggregation import storage_view
+            from featureplane.compute.aggregation.tiles import storage_view
 
             checked = storage_view(view)
         for validator in validators or []:
@@ -233,7 +179,7 @@ def materialize(
         result.seconds["validate"] = time.perf_counter() - clock
 
         if view.is_aggregate:
-            from featureplane.aggregation import with_markers
+            from featureplane.compute.aggregation.tiles import with_markers
 
             table = with_markers(view, table, parts)
         clock = time.perf_counter()
@@ -248,49 +194,8 @@ def materialize(
 
         if view.online:
             clock = time.perf_counter()
-            sync_online(runtime, state, view, before, start, end, result, say)
+            synced = sync_online(runtime, state, view, before, start, end, result.offline_version, say)
+            result.online_written, result.online_deleted = synced.written, synced.deleted
+            result.online_full_sync = synced.full_sync
             result.seconds["online_write"] = time.perf_counter() - clock
     return result
-
-
-def sync_online(
-    runtime: Runtime,
-    state: WorkspaceState,
-    view: FeatureViewSpec,
-    before: int | None,
-    start: datetime | None,
-    end: datetime | None,
-    result: MaterializationResult,
-    say: Progress,
-) -> None:
-    online = runtime.online_store
-    table_id = state.table_id(view.name)
-    marker = online.sync_marker(table_id)
-    incremental = before is not None and marker == before
-    result.online_full_sync = not incremental
-    if incremental:
-        changes = runtime.offline_store.online_changes(table_id, view, before, start, end)
-    else:
-        # Compare every key with the version the online store last matched (the marker), if readable.
-        try:
-            changes = runtime.offline_store.online_changes(table_id, view, marker, *ALL_TIME)
-        except Exception:
-            if marker is None:
-                raise
-            changes = runtime.offline_store.online_changes(table_id, view, None, None, None)
-    import duckdb
-
-    con = duckdb.connect()
-    for batch in changes.upserts:
-        result.online_written += online.write_encoded(
-            table_id, encoded_rows(view, batch, con), ttl_seconds=view.ttl_seconds
-        )
-    con.close()
-    if changes.deletes:
-        result.online_deleted = online.delete(table_id, changes.deletes)
-    online.set_sync_marker(table_id, result.offline_version)
-    mode = "changed keys" if incremental else "full sync"
-    say(
-        f"{state.name}/{view.name}: online store updated ({mode}): {result.online_written:,} written, "
-        f"{result.online_deleted:,} deleted"
-    )

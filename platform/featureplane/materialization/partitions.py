@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-from featureplane.specs import FeatureViewSpec
+from featureplane.definitions.specs import FeatureViewSpec
 
 DAY = timedelta(days=1)
 

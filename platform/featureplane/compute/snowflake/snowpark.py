@@ -18,8 +18,8 @@ from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from featureplane.engines.base import TransformationError, call_transformation
-from featureplane.specs import FeatureViewSpec
+from featureplane.compute.base import TransformationError, call_transformation
+from featureplane.definitions.specs import FeatureViewSpec
 from featureplane.types import DataType, from_arrow
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from featureplane.config import Config, load_config
 
 if TYPE_CHECKING:
-    from featureplane.engines.base import Engine
+    from featureplane.compute.base import Engine
     from featureplane.offline_stores.base import OfflineStore
     from featureplane.online_stores.base import OnlineStore
     from featureplane.registry.base import Registry
@@ -30,7 +30,7 @@ class Runtime:
 
     @cached_property
     def engine(self) -> Engine:
-        from featureplane.engines import create_engine
+        from featureplane.compute import create_engine
 
         return create_engine(self.config)
 

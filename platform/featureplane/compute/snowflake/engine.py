@@ -7,10 +7,10 @@ DataFrames over the same filtered sources; the DataFrame they return is compiled
 same way. ``pandas`` views get the window's rows in Python (their nature) and their output is uploaded.
 
 A whole range of partitions is one transformation query. When the offline store is Snowflake on the same
-session, the result stays in a temporary table that the store copies (``run_for_store``).
+session, the result stays in a temporary table that the store copies (``stage_transformation``).
 
 Aggregate views fold their rows into tiles (partial aggregates per entity and interval) in the same
-query, with the SQL that ``featureplane.aggregation`` generates in Snowflake's dialect, so only tiles are
+query, with the SQL that ``featureplane.compute.aggregation`` generates in Snowflake's dialect, so only tiles are
 staged and the rows never leave Snowflake.
 """
 
@@ -21,8 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from featureplane.config import ConfigError
-from featureplane.engines.base import (
+from featureplane.compute.base import (
     Engine,
     StagedResult,
     TransformationError,
@@ -32,7 +31,7 @@ from featureplane.engines.base import (
     pandas_output,
     with_sources,
 )
-from featureplane.snowflake_client import (
+from featureplane.compute.snowflake.client import (
     SnowflakeClient,
     SnowflakeError,
     SnowflakeSettings,
@@ -45,14 +44,14 @@ from featureplane.snowflake_client import (
     user_identifier,
     user_table,
 )
-from featureplane.specs import FeatureViewSpec, SourceSpec
+from featureplane.config import ConfigError
+from featureplane.definitions.specs import FeatureViewSpec, SourceSpec
 from featureplane.types import DataType, Timestamp, compatible
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from featureplane.config import Config
-    from featureplane.offline_stores.base import OfflineStore
 
 
 class SnowflakeStagedResult(StagedResult):
@@ -236,7 +235,7 @@ class SnowflakeEngine(UsesSnowflake, Engine):
         if transformation.mode == "snowflake_sql":
             return self._sql_query(view, sources, start, end), []
         if transformation.mode == "snowpark":
-            from featureplane import snowpark
+            from featureplane.compute.snowflake import snowpark
 
             session = self._snowpark_session()
             since = start - lookback(view)
@@ -271,7 +270,7 @@ class SnowflakeEngine(UsesSnowflake, Engine):
         actual = {name.lower(): (name, kind, scale) for name, kind, scale in described}
         wanted: list[tuple[str, DataType | None]] = list(output_fields(view))
         if view.is_aggregate:
-            from featureplane.aggregation import input_columns, typed_input_columns
+            from featureplane.compute.aggregation.tiles import input_columns, typed_input_columns
 
             typed = typed_input_columns(view)
             selected = {name.lower() for name, _ in wanted}
@@ -319,7 +318,8 @@ class SnowflakeEngine(UsesSnowflake, Engine):
             sql = self._conformed(view, inner, start, end)
             stored = view
             if view.is_aggregate:
-                from featureplane.aggregation import SNOWFLAKE, tile_sql, tile_view
+                from featureplane.compute.aggregation.dialects import SNOWFLAKE
+                from featureplane.compute.aggregation.tiles import tile_sql, tile_view
 
                 sql, stored = tile_sql(view, sql, SNOWFLAKE), tile_view(view)
             if stage:
@@ -353,18 +353,12 @@ class SnowflakeEngine(UsesSnowflake, Engine):
         assert not isinstance(result, StagedResult)
         return result
 
-    def run_for_store(
-        self,
-        view: FeatureViewSpec,
-        sources: dict[str, SourceSpec],
-        start: datetime,
-        end: datetime,
-        store: OfflineStore,
-    ) -> pa.Table | StagedResult:
-        from featureplane.offline_stores.snowflake import SnowflakeOfflineStore
-
-        same_session = isinstance(store, SnowflakeOfflineStore) and store.settings == self.settings
-        return self._run(view, sources, start, end, stage=same_session)
+    def stage_transformation(
+        self, view: FeatureViewSpec, sources: dict[str, SourceSpec], start: datetime, end: datetime
+    ) -> SnowflakeStagedResult:
+        result = self._run(view, sources, start, end, stage=True)
+        assert isinstance(result, SnowflakeStagedResult)
+        return result
 
 
 def load_tables(config: Config, tables: dict[str, pa.Table]) -> None:
@@ -382,7 +376,7 @@ def load_tables(config: Config, tables: dict[str, pa.Table]) -> None:
 
 def copy_from_duckdb(config: Config, warehouse: Path, tables: list[str]) -> None:
     """Copy tables of a DuckDB warehouse file to Snowflake (the example generator writes DuckDB)."""
-    from featureplane.engines.duckdb import connect_warehouse
+    from featureplane.compute.duckdb import connect_warehouse
 
     con = connect_warehouse(warehouse)
     try:

@@ -1,0 +1,43 @@
+"""The ``featureplane`` command: every command group, registered in the order ``--help`` lists them."""
+
+from __future__ import annotations
+
+import typer
+
+from featureplane.cli import access, example, ingest, materialize, planning, serve, status, workspaces
+from featureplane.cli.common import err
+from featureplane.config import ConfigError
+
+app = typer.Typer(
+    name="featureplane",
+    help="Feature definitions as code: plan and apply them to workspaces, materialize, and serve.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command()(planning.plan)
+app.command()(planning.apply)
+app.command("export-snapshot")(planning.export_snapshot)
+app.command()(materialize.materialize)
+app.command()(materialize.partitions)
+app.command()(serve.serve)
+app.command()(status.status)
+app.add_typer(workspaces.workspace_app, name="workspace")
+app.add_typer(example.example_app, name="example")
+app.add_typer(access.api_key_app, name="api-key")
+app.add_typer(ingest.ingest_app, name="ingest")
+app.add_typer(access.access_app, name="access")
+
+
+def main() -> None:
+    from featureplane.compute.snowflake.client import SnowflakeError
+
+    try:
+        app()
+    except (ConfigError, SnowflakeError) as exc:  # settings or a warehouse refusing: no traceback
+        err.print(f"[bold red]error:[/] {exc}")
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Snowflake: the connector client, the SQL engine and Snowpark."""

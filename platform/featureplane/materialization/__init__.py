@@ -1,0 +1,1 @@
+"""Materializing feature views: partitions, the window run, the online sync."""

@@ -1,0 +1,133 @@
+"""The online side of a materialization: the offline store's latest rows per key, written online.
+
+The sync marker (the offline version the online store last matched) decides how much to compare; see
+``featureplane.materialization.materialize``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from featureplane.definitions.specs import FeatureViewSpec
+from featureplane.online_stores.base import EncodedRow, OnlineRow, encode_key
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from featureplane.registry.base import WorkspaceState
+    from featureplane.runtime import Runtime
+
+Progress = Callable[[str], None]
+# A window holding every row: diffing two versions over it compares every key.
+ALL_TIME = (datetime(1, 1, 1), datetime(9999, 12, 31))
+
+
+@dataclass
+class OnlineSync:
+    """What an online sync did."""
+
+    full_sync: bool
+    written: int = 0
+    deleted: int = 0
+
+
+def online_rows(view: FeatureViewSpec, batch: pa.RecordBatch) -> Iterator[OnlineRow]:
+    """Online rows from an Arrow batch of (join keys, timestamp, features)."""
+    import pyarrow as pa
+
+    keys = [batch.column(k).to_pylist() for k in view.join_key_names]
+    stamps = batch.column(view.timestamp_field).cast(pa.timestamp("us")).cast(pa.int64()).to_pylist()
+    columns = []
+    for feature in view.features:
+        values = batch.column(feature.name).to_pylist()
+        if feature.type.name == "timestamp":
+            values = [None if v is None else v.isoformat() + "Z" for v in values]
+        elif feature.type.name == "float64":
+            values = [None if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in values]
+        columns.append(values)
+    for i, stamp in enumerate(stamps):
+        yield OnlineRow(tuple(k[i] for k in keys), stamp, [c[i] for c in columns])
+
+
+def _json_value(feature_type: str, column: str) -> str:
+    """DuckDB SQL giving a value as the online store stores it (NaN as null, timestamps as ISO-8601 UTC)."""
+    if feature_type == "float64":
+        return f"CASE WHEN isnan({column}) THEN NULL ELSE {column} END"
+    if feature_type == "timestamp":
+        return (
+            f"CASE WHEN microsecond({column}) % 1000000 = 0 THEN strftime({column}, '%Y-%m-%dT%H:%M:%SZ') "
+            f"ELSE strftime({column}, '%Y-%m-%dT%H:%M:%S.%fZ') END"
+        )
+    return column
+
+
+def encoded_rows(view: FeatureViewSpec, batch: pa.RecordBatch, con: Any) -> Iterator[EncodedRow]:
+    """Rows in storage form, encoded column-wise by DuckDB rather than value by value in Python."""
+    import pyarrow as pa
+
+    def q(name: str) -> str:
+        return '"' + name.replace('"', '""') + '"'
+
+    values = " || ',' || ".join(
+        f"coalesce(to_json({_json_value(f.type.name, q(f.name))})::VARCHAR, 'null')" for f in view.features
+    )
+    con.register("__fp_batch", pa.Table.from_batches([batch]))
+    encoded = con.sql(
+        f"SELECT epoch_us({q(view.timestamp_field)}) AS ts, '[' || {values} || ']' AS v FROM __fp_batch"
+    ).to_arrow_table()
+    con.unregister("__fp_batch")
+    keys = zip(*(batch.column(k).to_pylist() for k in view.join_key_names), strict=True)
+    for key, stamp, blob in zip(
+        keys, encoded.column("ts").to_pylist(), encoded.column("v").to_pylist(), strict=True
+    ):
+        yield EncodedRow(encode_key(key), stamp, blob.encode())
+
+
+def sync_online(
+    runtime: Runtime,
+    state: WorkspaceState,
+    view: FeatureViewSpec,
+    before: int | None,
+    start: datetime | None,
+    end: datetime | None,
+    offline_version: int | None,
+    say: Progress,
+) -> OnlineSync:
+    """Bring the online store to the offline store's latest rows: only keys changed since ``before``
+    when the online store's sync marker says it matched ``before``, otherwise every key."""
+    online = runtime.online_store
+    table_id = state.table_id(view.name)
+    marker = online.sync_marker(table_id)
+    incremental = before is not None and marker == before
+    result = OnlineSync(full_sync=not incremental)
+    if incremental:
+        changes = runtime.offline_store.online_changes(table_id, view, before, start, end)
+    else:
+        # Compare every key with the version the online store last matched (the marker), if readable.
+        try:
+            changes = runtime.offline_store.online_changes(table_id, view, marker, *ALL_TIME)
+        except Exception:
+            if marker is None:
+                raise
+            changes = runtime.offline_store.online_changes(table_id, view, None, None, None)
+    import duckdb
+
+    con = duckdb.connect()
+    for batch in changes.upserts:
+        result.written += online.write_encoded(
+            table_id, encoded_rows(view, batch, con), ttl_seconds=view.ttl_seconds
+        )
+    con.close()
+    if changes.deletes:
+        result.deleted = online.delete(table_id, changes.deletes)
+    online.set_sync_marker(table_id, offline_version)
+    mode = "changed keys" if incremental else "full sync"
+    say(
+        f"{state.name}/{view.name}: online store updated ({mode}): {result.written:,} written, "
+        f"{result.deleted:,} deleted"
+    )
+    return result

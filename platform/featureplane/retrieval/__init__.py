@@ -1,0 +1,1 @@
+"""Reading features for training: point-in-time joins, ranges, realtime views offline."""

@@ -1,0 +1,1 @@
+"""Small utilities shared by every layer: local SQLite databases, file locks, AWS clients."""
