@@ -1,8 +1,5 @@
-"""Materialization scenarios every engine and store pairing must pass, shared so they cannot drift:
-exact window replacement, idempotent reruns, out-of-order backfills, corrected source data (including
-keys that disappear), a crash between the offline and the online write, and output that does not
-match its declaration. Each backend's test module runs them on its own repository (``Backend``) and
-adds what only that backend can show."""
+"""The repository and backends that materialization scenarios run on (``tests/unit/test_materialization.py``
+runs every scenario on every backend; a backend's own module adds what only it can show)."""
 
 from __future__ import annotations
 
@@ -11,10 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import pytest
-
-from featureplane.engines.base import TransformationError
-from featureplane.materialization import MaterializationResult, ValidationFailed, materialize
+from featureplane.materialization.materialize import MaterializationResult, materialize
 
 VIEW = """
     from datetime import datetime, timedelta
@@ -86,86 +80,33 @@ def assert_online_equals_offline(runtime, state) -> None:
         assert value.values == [row[2], row[3]]
 
 
-def rows_land_in_their_window_only(b: Backend) -> MaterializationResult:
-    result = b.materialize(D1, D1 + DAY)
-    assert result.rows == 2 and result.partitions == 1
-    assert offline_rows(b.runtime, b.state) == [
-        ("u1", datetime(2024, 1, 1, 10), 1.0, 1),
-        ("u2", datetime(2024, 1, 1, 12), 7.0, 1),
-    ]
-    assert_online_equals_offline(b.runtime, b.state)
-    return result
+def duckdb_backend(tmp_path) -> Backend:
+    """DuckDB engine, Delta offline store, SQLite online store."""
+    from helpers import events_repo, make_warehouse
+
+    from featureplane.repo.planning import apply_plan, plan_repository
+
+    repo = events_repo(tmp_path, VIEW, tables=events_sql(EVENTS))
+    runtime = repo.runtime()
+    runtime.registry.create_workspace("prod", live=True)
+    apply_plan(runtime, plan_repository(runtime, "prod"))
+
+    def load_tables(tables: dict[str, str]) -> None:
+        runtime.close()  # the warehouse file is rewritten; the runtime reopens it
+        make_warehouse(repo, tables)
+
+    return Backend(repo, runtime, runtime.registry.load("prod"), load_tables, text_type="VARCHAR")
 
 
-def rerun_is_idempotent(b: Backend) -> MaterializationResult:
-    b.materialize(D1, D1 + 3 * DAY)
-    first = offline_rows(b.runtime, b.state)
-    b.materialize(D1 + DAY, D1 + 2 * DAY)
-    result = b.materialize(D1, D1 + 3 * DAY)
-    assert offline_rows(b.runtime, b.state) == first
-    assert_online_equals_offline(b.runtime, b.state)
-    return result
+def snowflake_backend(tmp_path, snowflake_server) -> Backend:
+    """Snowflake engine and offline store (fakesnow behind the real connector), SQLite online store."""
+    from snowflake_helpers import load_sql_tables, snowflake_events_repo
 
+    from featureplane.repo.planning import apply_plan, plan_repository
 
-def out_of_order_backfill_never_overwrites_newer_online_values(b: Backend) -> None:
-    b.materialize(D1 + DAY, D1 + 2 * DAY)  # u1 = 2.0 (newest)
-    b.materialize(D1, D1 + DAY)  # older partition afterwards
-    assert b.read_online("u1")[0].values == [2.0, 1]
-    assert_online_equals_offline(b.runtime, b.state)
-
-
-def corrected_source_data_repairs_online_including_deleted_keys(b: Backend) -> MaterializationResult:
-    """Returns the run over the corrected window (it must not need a full online sync)."""
-    b.materialize(D1, D1 + 3 * DAY)
-    # Day 2's data is corrected: u1's event disappears, u4 appears.
-    corrected = [e for e in EVENTS if e[1] != "2024-01-02 10:00:00"] + [("u4", "2024-01-02 05:00:00", 4.0)]
-    b.load_tables(events_sql(corrected))
-    result = b.materialize(D1 + DAY, D1 + 2 * DAY)
-    assert result.online_full_sync is False
-    u1, u4 = b.read_online("u1", "u4")
-    assert u1.values == [1.0, 1]  # back to the older value
-    assert u4.values == [4.0, 1]
-    assert_online_equals_offline(b.runtime, b.state)
-    # A key whose only rows vanish is deleted online.
-    b.load_tables(events_sql([e for e in corrected if e[0] != "u3"]))
-    assert b.materialize(D1 + 2 * DAY, D1 + 3 * DAY).online_deleted == 1
-    assert_online_equals_offline(b.runtime, b.state)
-    return result
-
-
-def crash_between_offline_and_online_is_repaired_by_a_rerun(b: Backend, monkeypatch) -> None:
-    b.materialize(D1, D1 + DAY)
-
-    def crash(*args, **kwargs):
-        raise OSError("killed")
-
-    monkeypatch.setattr(b.runtime.online_store, "write_encoded", crash)
-    with pytest.raises(OSError):
-        b.materialize(D1 + DAY, D1 + 2 * DAY)
-    monkeypatch.undo()
-    # Offline has day 2, online does not; the sync marker shows the online store is behind.
-    assert b.materialize(D1 + DAY, D1 + 2 * DAY).online_full_sync is True
-    assert_online_equals_offline(b.runtime, b.state)
-
-
-def output_not_matching_the_declaration_writes_nothing(b: Backend) -> None:
-    from featureplane.registry.plan import build_plan
-    from featureplane.repo.loader import load_repository
-    from featureplane.repo.validation import compile_repository
-
-    views = b.repo.root / "views.py"
-    views.write_text(views.read_text().replace("1 AS n", "'one' AS n"))
-    # Skip the plan-time schema check to reach the run-time one.
-    definitions = compile_repository(load_repository(b.repo.root))
-    b.runtime.registry.apply(build_plan("prod", True, b.state.version, b.state.definitions, definitions))
-    b.state = b.runtime.registry.load("prod")
-    with pytest.raises(TransformationError, match=rf"column 'n' is {b.text_type} but is declared Int64"):
-        b.materialize(D1, D1 + DAY)
-    assert b.runtime.offline_store.version(b.state.table_id("amounts")) is None
-
-
-def null_join_keys_block_the_write(b: Backend) -> None:
-    b.load_tables(NULL_KEY_EVENTS)
-    with pytest.raises(ValidationFailed, match="null join key"):
-        b.materialize(D1, D1 + DAY)
-    assert b.runtime.offline_store.version(b.state.table_id("amounts")) is None
+    repo = snowflake_events_repo(tmp_path, snowflake_server, VIEW, events_sql(EVENTS))
+    runtime = repo.runtime()
+    runtime.registry.create_workspace("prod", live=True)
+    apply_plan(runtime, plan_repository(runtime, "prod"))
+    state = runtime.registry.load("prod")
+    return Backend(repo, runtime, state, lambda tables: load_sql_tables(repo, tables), text_type="TEXT")

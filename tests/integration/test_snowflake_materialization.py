@@ -1,12 +1,12 @@
-"""Materialization on the Snowflake path: exact window replacement in one transaction, idempotent reruns,
-an online store equal to the as-of-now projection of the offline store, one transformation query per
-range, and feature rows that go from the engine to the offline store without passing through Python."""
+"""Materialization on the Snowflake path, beyond the scenarios every backend runs
+(``tests/unit/test_materialization.py``): a window replaced in one transaction, one transformation
+query per range, and feature rows that go from the engine to the offline store without passing through
+Python."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-import materialization_scenarios as scenarios
 import pytest
 from materialization_scenarios import (
     D1,
@@ -17,62 +17,26 @@ from materialization_scenarios import (
     assert_online_equals_offline,
     events_sql,
     offline_rows,
+    snowflake_backend,
 )
-from snowflake_helpers import load_sql_tables, snowflake_events_repo
+from snowflake_helpers import snowflake_events_repo
 
-from featureplane.materialization import materialize
+from featureplane.compute.snowflake.client import SnowflakeError
+from featureplane.materialization.materialize import materialize
 from featureplane.repo.planning import apply_plan, plan_repository
-from featureplane.snowflake_client import SnowflakeError
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def setup(tmp_path, snowflake_server) -> Backend:
-    """Snowflake engine and offline store (fakesnow behind the real connector), SQLite online store."""
-    repo = snowflake_events_repo(tmp_path, snowflake_server, VIEW, events_sql(EVENTS))
-    runtime = repo.runtime()
-    runtime.registry.create_workspace("prod", live=True)
-    apply_plan(runtime, plan_repository(runtime, "prod"))
-    state = runtime.registry.load("prod")
-    yield Backend(repo, runtime, state, lambda tables: load_sql_tables(repo, tables), text_type="TEXT")
-    runtime.close()
+    backend = snowflake_backend(tmp_path, snowflake_server)
+    yield backend
+    backend.runtime.close()
 
 
 def sent(runtime) -> list[str]:
     return list(runtime.engine.client.history)
-
-
-def test_rows_land_in_their_window_only(setup):
-    assert scenarios.rows_land_in_their_window_only(setup).offline_version == 1
-
-
-def test_rerun_is_idempotent_and_versions_advance(setup):
-    result = scenarios.rerun_is_idempotent(setup)
-    table_id = setup.state.table_id("amounts")
-    assert result.offline_version == 3 == setup.runtime.offline_store.version(table_id)
-
-
-def test_out_of_order_backfill_never_overwrites_newer_online_values(setup):
-    scenarios.out_of_order_backfill_never_overwrites_newer_online_values(setup)
-
-
-def test_corrected_source_data_updates_online_incrementally_including_deleted_keys(setup):
-    result = scenarios.corrected_source_data_repairs_online_including_deleted_keys(setup)
-    # Only the keys that window touched are read back: u1 (its day-2 row went) and u4 (new).
-    assert result.online_written == 2
-
-
-def test_a_crash_between_offline_and_online_is_repaired_by_a_rerun(setup, monkeypatch):
-    scenarios.crash_between_offline_and_online_is_repaired_by_a_rerun(setup, monkeypatch)
-
-
-def test_output_not_matching_the_declaration_writes_nothing(setup):
-    scenarios.output_not_matching_the_declaration_writes_nothing(setup)
-
-
-def test_null_join_keys_block_the_write(setup):
-    scenarios.null_join_keys_block_the_write(setup)
 
 
 def test_a_write_killed_inside_its_transaction_leaves_the_previous_state(setup, monkeypatch):
