@@ -10,7 +10,7 @@ export DAGSTER_HOME := $(CURDIR)/.dagster
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 export DO_NOT_TRACK := 1
 
-.PHONY: setup demo test lint ui serve clean
+.PHONY: setup system-packages demo test lint ui serve clean
 
 # Test servers from npm (dynalite: a DynamoDB-compatible server), pinned by tests/servers/package-lock.json.
 TEST_SERVERS := tests/servers/node_modules/.package-lock.json
@@ -51,7 +51,11 @@ dbt/target/manifest.json: $(STAMP) $(DBT_FILES)
 demo: setup
 	@$(BIN)/python scripts/demo.py
 
-test: setup $(TEST_SERVERS)
+# PostgreSQL's server and Chromium, with apt-get when missing (the tests start their own servers).
+system-packages:
+	@scripts/system_packages.sh
+
+test: setup system-packages $(TEST_SERVERS)
 	@$(BIN)/python -m pytest
 
 lint: setup

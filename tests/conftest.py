@@ -432,3 +432,28 @@ def snowflake_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Snowf
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
     log.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator:
+    """One PostgreSQL cluster for the session, on a free port (tests each take a database of their own).
+
+    Its directory is outside pytest's temporary root, which only root may enter: as root, the server
+    runs as the ``postgres`` user."""
+    import tempfile
+
+    from postgres_server import PostgresServer
+
+    directory = Path(tempfile.mkdtemp(prefix="featureplane-postgres-"))
+    server = PostgresServer(directory)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server) -> str:
+    """A fresh, empty database on the session's PostgreSQL server."""
+    return postgres_server.database()
