@@ -22,10 +22,7 @@ botocore's own retries are turned off: this module owns retrying, so the backoff
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Sequence
 from functools import partial
 from itertools import islice
 from typing import Any
@@ -71,46 +68,6 @@ class DynamoDBOnlineStore(DynamoDBAccess, OnlineStore):
     without progress before giving up), ``retry_base_seconds``/``retry_max_seconds`` (backoff),
     ``connect_timeout``/``read_timeout`` (seconds per call).
     """
-
-    def __init__(
-        self,
-        *,
-        region: str | None = None,
-        table_prefix: str = "featureplane_",
-        endpoint_url: str | None = None,
-        billing_mode: str = "PAY_PER_REQUEST",
-        read_capacity: int = 5,
-        write_capacity: int = 5,
-        consistent_reads: bool = False,
-        max_workers: int = 8,
-        max_attempts: int = 12,
-        retry_base_seconds: float = 0.025,
-        retry_max_seconds: float = 2.0,
-        connect_timeout: float = 2.0,
-        read_timeout: float = 5.0,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.region = region
-        self.table_prefix = table_prefix
-        self.endpoint_url = endpoint_url
-        self.billing_mode = billing_mode.upper()
-        self.read_capacity = int(read_capacity)
-        self.write_capacity = int(write_capacity)
-        self.consistent_reads = bool(consistent_reads)
-        self.max_workers = max(1, int(max_workers))
-        self.max_attempts = max(1, int(max_attempts))
-        self.retry_base_seconds = float(retry_base_seconds)
-        self.retry_max_seconds = float(retry_max_seconds)
-        self.connect_timeout = float(connect_timeout)
-        self.read_timeout = float(read_timeout)
-        self._sleep = sleep
-        self._client: Any = None
-        self._pool: ThreadPoolExecutor | None = None
-        self._lock = threading.Lock()
-        if self.billing_mode not in ("PAY_PER_REQUEST", "PROVISIONED"):
-            raise ValueError(
-                f"online_store.billing_mode must be PAY_PER_REQUEST or PROVISIONED, got {billing_mode!r}"
-            )
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> DynamoDBOnlineStore:
