@@ -218,6 +218,8 @@ class Server:
             try:
                 with urllib.request.urlopen(self.url + path, timeout=1):
                     return
+            except urllib.error.HTTPError:  # it answers (a lookup server not ready yet says 503)
+                return
             except OSError:
                 time.sleep(0.1)
         raise AssertionError(f"server did not answer {path} within {timeout}s:\n{self.log.read_text()}")

@@ -1,9 +1,12 @@
-"""``featureplane.yaml``: which registry, engine and stores a repository uses, and how it is monitored.
+"""``featureplane.yaml``: which registry, engine and stores a repository uses, and how it is served and
+monitored. docs/configuration.md describes every key.
 
 Found by ``--config``, then ``$FEATUREPLANE_CONFIG``, then ``./featureplane.yaml``, then
 ``./feature_repo/featureplane.yaml``. Relative paths are relative to the file's directory, which is also
 the feature repository's root. ``${VAR}`` and ``${VAR:-default}`` are read from the environment, so
-secrets stay out of the file.
+secrets stay out of the file. The whole file is checked once, when it is loaded, by every command: a
+misspelled key, a wrong type or an unsupported backend is one clear error naming the file and the key.
+Standard library only: the lookup service loads it.
 """
 
 from __future__ import annotations
@@ -12,31 +15,347 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from featureplane.util.settings import Section, SettingsError, parse_section, setting
 
 CONFIG_FILE = "featureplane.yaml"
 ENV_CONFIG = "FEATUREPLANE_CONFIG"
 ENV_WORKSPACE = "FEATUREPLANE_WORKSPACE"
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-# Settings whose values are secrets (passwords, key passphrases, tokens): shown as *** in reprs.
-_SECRET_WORDS = ("password", "passphrase", "pwd", "private_key", "token", "secret", "passcode")
-
-
-def redacted(value: Any) -> Any:
-    """``value`` (a config section) with every secret setting replaced by ``***``."""
-    if isinstance(value, dict):
-        return {
-            k: "***" if any(w in str(k).lower() for w in _SECRET_WORDS) and v else redacted(v)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [redacted(v) for v in value]
-    return value
 
 
 class ConfigError(ValueError):
     pass
+
+
+# -- registry ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class SQLiteRegistrySettings(Section):
+    doc = "The registry and access store in one SQLite file (one machine)."
+    type: Literal["sqlite"] = "sqlite"
+    path: Path | None = setting(None, doc="the database file (default <data_dir>/registry.db)")
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class PostgresRegistrySettings(Section):
+    doc = "The registry and access store in PostgreSQL (a team)."
+    type: Literal["postgres"] = "postgres"
+    dsn: str = setting(doc="libpq connection string or URL, without the password")
+    password_env: str | None = setting(
+        None, doc="environment variable holding the password (never in the file)"
+    )
+    pool_min_size: int = setting(1, minimum=0, doc="connections kept open")
+    pool_max_size: int = setting(10, minimum=1, doc="connections at most")
+    connect_timeout_seconds: float = setting(10.0, minimum=0, doc="how long to wait for a connection")
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class RemoteRegistrySettings(Section):
+    doc = "The registry and access store behind a featureplane server."
+    type: Literal["remote"] = "remote"
+    url: str = setting(doc="the server's URL, e.g. https://features.example.com")
+    token_file: Path | None = setting(
+        None, doc="where `featureplane login` keeps the token (default ~/.featureplane/tokens.json)"
+    )
+    timeout_seconds: float = setting(30.0, minimum=0, doc="per request")
+
+
+# -- Snowflake connections (engine and offline store) -----------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class SnowflakeConnection(Section):
+    account: str | None = setting(None, doc="the account identifier")
+    user: str | None = setting(None, doc="the user (not needed with authenticator: oauth)")
+    role: str | None = setting(None, doc="the role to use")
+    warehouse: str | None = setting(None, doc="the virtual warehouse that runs queries")
+    database: str | None = setting(None, doc="the default database")
+    schema: str | None = setting(None, doc="the default schema")
+    authenticator: str | None = setting(None, doc="snowflake (default), externalbrowser, oauth, ...")
+    private_key_file: str | None = setting(None, doc="a PEM key file for key-pair authentication")
+    host: str | None = setting(None, doc="a host other than the account's (private link, a stand-in)")
+    port: int | None = setting(None, doc="with host")
+    protocol: str | None = setting(None, doc="https (default) or http, with host")
+    login_timeout: float | None = setting(None, doc="seconds")
+    network_timeout: float | None = setting(None, doc="seconds")
+    password: str | None = setting(None, secret=True, doc='e.g. "${SNOWFLAKE_PASSWORD}"')
+    private_key: str | None = setting(None, secret=True, doc="a PEM key, inline")
+    private_key_file_pwd: str | None = setting(None, secret=True, doc="the key file's passphrase")
+    private_key_passphrase: str | None = setting(None, secret=True, doc="the inline key's passphrase")
+    token: str | None = setting(None, secret=True, doc="an OAuth token")
+    passcode: str | None = setting(None, secret=True, doc="an MFA passcode")
+    query_tag: str | None = setting(None, doc="tags every query (default featureplane)")
+    session_parameters: dict[str, Any] = setting({}, doc="Snowflake session parameters")
+    connect_args: dict[str, Any] = setting({}, doc="more snowflake.connector.connect() arguments")
+
+
+# -- engine -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class DuckDBEngineSettings(Section):
+    doc = "DuckDB on this machine."
+    type: Literal["duckdb"] = "duckdb"
+    warehouse: Path | None = setting(
+        None, doc="the DuckDB file sources live in (default <data_dir>/warehouse.duckdb)"
+    )
+    memory_limit: str | None = setting(None, doc="e.g. 1GB: past it DuckDB spills to temp_directory")
+    threads: int | None = setting(None, minimum=1, doc="DuckDB's threads (default: one per core)")
+    temp_directory: Path | None = setting(None, doc="where DuckDB spills (default <data_dir>/tmp/duckdb)")
+    lock_timeout_seconds: float = setting(120.0, minimum=0, doc="how long a writer waits for the warehouse")
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class SnowflakeEngineSettings(SnowflakeConnection):
+    doc = "Snowflake (SQL and Snowpark views run in the warehouse)."
+    type: Literal["snowflake"] = "snowflake"
+    dbt_schema: str | None = setting(None, doc="the schema dbt builds models in, when not the connection's")
+
+
+# -- stores -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class DeltaOfflineSettings(Section):
+    doc = "A Delta Lake table per feature view on local disk."
+    type: Literal["delta"] = "delta"
+    path: Path | None = setting(None, doc="the tables' root (default <data_dir>/offline)")
+    ingest_log: Path | None = setting(None, doc="the durable ingest log (default <data_dir>/ingest_log)")
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class SnowflakeOfflineSettings(SnowflakeConnection):
+    doc = "Snowflake tables (the engine's connection unless an account is given here)."
+    type: Literal["snowflake"] = "snowflake"
+    point_in_time_join: Literal["asof", "window"] = setting("asof", doc="how training joins run")
+    table_prefix: str = setting("FP_", doc="prefix of featureplane's tables")
+    ingest_log: Path | None = setting(None, doc="the durable ingest log (default <data_dir>/ingest_log)")
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class SQLiteOnlineSettings(Section):
+    doc = "One SQLite file on this machine."
+    type: Literal["sqlite"] = "sqlite"
+    path: Path | None = setting(None, doc="the database file (default <data_dir>/online.db)")
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class DynamoDBOnlineSettings(Section):
+    doc = "Amazon DynamoDB, one table per workspace."
+    type: Literal["dynamodb"] = "dynamodb"
+    region: str | None = setting(None, doc="default: the AWS SDK's")
+    table_prefix: str = setting("featureplane_", doc="a table per workspace: <prefix><workspace>")
+    endpoint_url: str | None = setting(None, doc="a DynamoDB-compatible server")
+    billing_mode: Literal["PAY_PER_REQUEST", "PROVISIONED"] = setting(
+        "PAY_PER_REQUEST", doc="of tables apply creates"
+    )
+    read_capacity: int = setting(5, minimum=1, doc="with PROVISIONED")
+    write_capacity: int = setting(5, minimum=1, doc="with PROVISIONED")
+    consistent_reads: bool = setting(False, doc="strongly consistent lookups (twice the read cost)")
+    max_workers: int = setting(8, minimum=1, doc="parallel calls")
+    max_attempts: int = setting(12, minimum=1, doc="attempts without progress before giving up")
+    retry_base_seconds: float = setting(0.025, minimum=0, doc="first backoff (exponential, full jitter)")
+    retry_max_seconds: float = setting(2.0, minimum=0, doc="longest backoff")
+    connect_timeout: float = setting(2.0, minimum=0, doc="seconds per call")
+    read_timeout: float = setting(5.0, minimum=0, doc="seconds per call")
+
+
+BACKENDS: dict[str, dict[str, type[Section]]] = {
+    "registry": {
+        "sqlite": SQLiteRegistrySettings,
+        "postgres": PostgresRegistrySettings,
+        "remote": RemoteRegistrySettings,
+    },
+    "engine": {"duckdb": DuckDBEngineSettings, "snowflake": SnowflakeEngineSettings},
+    "offline_store": {"delta": DeltaOfflineSettings, "snowflake": SnowflakeOfflineSettings},
+    "online_store": {"sqlite": SQLiteOnlineSettings, "dynamodb": DynamoDBOnlineSettings},
+}
+
+
+# -- serving, auth, dbt -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class ServingSettings(Section):
+    doc = "The lookup and ingest API (`featureplane serve`, AWS Lambda)."
+    registry_refresh_seconds: float = setting(
+        5.0, minimum=0, doc="how soon an apply or a key revocation takes effect"
+    )
+    auth: bool = setting(True, doc="API keys required; false only for local use")
+    max_batch_rows: int = setting(500, minimum=1, doc="rows per get-features-batch request")
+    max_ingest_records: int = setting(10_000, minimum=1, doc="records per ingest request")
+    max_body_bytes: int = setting(1_000_000, minimum=1, doc="request body size")
+    registry_snapshot: str | None = setting(
+        None, doc="where apply exports the serving snapshot (a path or s3://bucket/key); Lambda reads it"
+    )
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class AuthSettings(Section):
+    doc = "Roles checked on CLI actions and materializations (one machine; a team uses the server)."
+    enabled: bool = setting(False, doc="check the caller's role on workspace actions")
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class DbtSettings(Section):
+    doc = "The dbt project upstream of the feature views."
+    project_dir: Path | None = setting(None, doc="the directory holding dbt_project.yml (required)")
+    profiles_dir: Path | None = setting(None, doc="default: project_dir")
+    target: str | None = setting(None, doc="the profile's target (default: its default)")
+
+
+# -- monitoring -------------------------------------------------------------------------------------
+
+EVENTS = ("run_failure", "quality", "freshness", "drift")
+SINK_TYPES = {  # each sink's required options, then its optional ones
+    "slack": (("webhook_url",), ()),
+    "webhook": (("url",), ("headers",)),
+    "email": (("host", "from", "to"), ("port", "starttls", "ssl", "username", "password")),
+    "log": (("path",), ()),
+}
+
+
+@dataclass
+class AlertSinkSettings:
+    type: str
+    options: dict[str, Any]
+    events: tuple[str, ...] = EVENTS
+
+    @property
+    def label(self) -> str:
+        target = self.options.get("url") or self.options.get("path") or self.options.get("to") or ""
+        if self.type == "slack":
+            target = "webhook"
+        return f"{self.type}({target})"
+
+
+def _alert_sinks(value: Any, where: str, context: Any) -> list[AlertSinkSettings]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise SettingsError([f"{where} must be a list of sinks, e.g. [{{type: slack, webhook_url: ...}}]"])
+    problems: list[str] = []
+    sinks = []
+    for i, item in enumerate(value):
+        here = f"{where}[{i}]"
+        if not isinstance(item, dict) or item.get("type") not in SINK_TYPES:
+            kind = item.get("type") if isinstance(item, dict) else None
+            problems.append(
+                f"{here}: expected a mapping with type one of {', '.join(SINK_TYPES)}, got {kind!r:.60}"
+            )
+            continue
+        required, optional = SINK_TYPES[item["type"]]
+        options = {k: v for k, v in item.items() if k not in ("type", "events")}
+        for key in sorted(set(options) - set(required) - set(optional)):
+            problems.append(
+                f"{here}.{key}: unknown key for a {item['type']} sink (known: {', '.join(required + optional)})"
+            )
+        missing = [k for k in required if not options.get(k)]
+        if missing:
+            problems.append(f"{here} ({item['type']}): missing {', '.join(missing)}")
+        events = item.get("events") or list(EVENTS)
+        events = [events] if isinstance(events, str) else events
+        bad = [str(e) for e in events if e not in EVENTS] if isinstance(events, list) else ["?"]
+        if bad:
+            problems.append(f"{here}: unknown event(s) {', '.join(bad)}; choose from {', '.join(EVENTS)}")
+        if item["type"] == "email" and not missing:
+            if isinstance(options["to"], str):
+                options["to"] = [options["to"]]
+            port = options.get("port", 25)
+            if isinstance(port, bool) or not isinstance(port, int) or port < 1:
+                problems.append(f"{here}.port must be an integer of at least 1, got {port!r:.40}")
+            options["port"] = port
+        if item["type"] == "log" and not missing:
+            resolve = getattr(context, "resolve", Path)
+            options["path"] = resolve(options["path"])
+        if not problems:
+            sinks.append(AlertSinkSettings(type=item["type"], options=options, events=tuple(events)))
+    if problems:
+        raise SettingsError(problems)
+    return sinks
+
+
+def _cron(value: Any, where: str, context: Any) -> str:
+    if not isinstance(value, str) or len(value.split()) != 5:
+        raise SettingsError([f"{where} must be a 5-field cron expression, got {value!r:.60}"])
+    return value
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class QualitySettings(Section):
+    enabled: bool = setting(True, doc="validate every materialized window with Great Expectations")
+    bad_key_sample: int = setting(10, minimum=0, doc="failing keys shown per check")
+    profile_observations: int = setting(
+        31, minimum=0, doc="profiles recorded per range run (its last partitions)"
+    )
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class FreshnessSettings(Section):
+    cron: str = setting("0 * * * *", parse=_cron, doc="when the freshness checks run")
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class ServingLogSettings(Section):
+    enabled: bool = setting(True, doc="log sampled served vectors (for drift)")
+    sample_rate: float = setting(0.1, minimum=0, maximum=1, doc="share of served vectors logged")
+    path: Path | None = setting(None, doc="default <data_dir>/monitoring/served")
+    sink: str | None = setting(None, doc="a custom sink class, 'package.module:ClassName'")
+    options: dict[str, Any] = setting({}, doc="the custom sink's arguments")
+    queue_size: int = setting(
+        10_000, minimum=1, doc="vectors waiting to be written; more are dropped and counted"
+    )
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class ServingStatsSettings(Section):
+    enabled: bool = setting(True, doc="write the lookup service's counters for the serving-health sensor")
+    path: Path | None = setting(None, doc="default <data_dir>/monitoring/serving_stats")
+    interval_seconds: float = setting(10.0, minimum=0.05, doc="how often")
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class DriftSettings(Section):
+    psi_threshold: float = setting(
+        0.2, minimum=0, doc="a feature drifts above this population stability index"
+    )
+    min_samples: int = setting(100, minimum=1, doc="served vectors needed before drift is judged")
+    bins: int = setting(10, minimum=2, doc="histogram bins per feature")
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class MonitoringSection(Section):
+    doc = "Data quality, freshness, drift, serving health and alerts (docs/monitoring.md)."
+    enabled: bool = setting(True, doc="accepted for symmetry; each part has its own enabled")
+    dagster_url: str = setting("http://127.0.0.1:3000", doc="alerts link to runs here")
+    quality: QualitySettings = field(default_factory=QualitySettings)
+    freshness: FreshnessSettings = field(default_factory=FreshnessSettings)
+    serving_log: ServingLogSettings = field(default_factory=ServingLogSettings)
+    serving_stats: ServingStatsSettings = field(default_factory=ServingStatsSettings)
+    drift: DriftSettings = field(default_factory=DriftSettings)
+    alerts: list[AlertSinkSettings] = setting([], parse=_alert_sinks, doc="where alerts go")
+
+
+SECTIONS: dict[str, type[Section]] = {
+    "serving": ServingSettings,
+    "monitoring": MonitoringSection,
+    "auth": AuthSettings,
+    "dbt": DbtSettings,
+}
+_DEFAULT_TYPES = {
+    "registry": "sqlite",
+    "engine": "duckdb",
+    "offline_store": "delta",
+    "online_store": "sqlite",
+}
+TOP_LEVEL = ("project", "data_dir", *BACKENDS, *SECTIONS)
+
+
+# -- the file ---------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -44,29 +363,18 @@ class Config:
     path: Path
     project: str
     data_dir: Path
-    registry: dict[str, Any]
-    engine: dict[str, Any]
-    offline_store: dict[str, Any]
-    online_store: dict[str, Any]
-    serving: dict[str, Any] = field(default_factory=dict)
-    monitoring: dict[str, Any] = field(default_factory=dict)
-    auth: dict[str, Any] = field(default_factory=dict)
-    dbt: dict[str, Any] = field(default_factory=dict)
-    raw: dict[str, Any] = field(default_factory=dict)
+    registry: Any = field(default_factory=SQLiteRegistrySettings)
+    engine: Any = field(default_factory=DuckDBEngineSettings)
+    offline_store: Any = field(default_factory=DeltaOfflineSettings)
+    online_store: Any = field(default_factory=SQLiteOnlineSettings)
+    serving: ServingSettings = field(default_factory=ServingSettings)
+    monitoring: MonitoringSection = field(default_factory=MonitoringSection)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    dbt: DbtSettings = field(default_factory=DbtSettings)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:
-        sections = ", ".join(
-            f"{name}={redacted(getattr(self, name))!r}"
-            for name in (
-                "registry",
-                "engine",
-                "offline_store",
-                "online_store",
-                "serving",
-                "monitoring",
-                "auth",
-            )
-        )
+        sections = ", ".join(f"{name}={getattr(self, name)!r}" for name in (*BACKENDS, "serving", "auth"))
         return f"Config(path={str(self.path)!r}, project={self.project!r}, {sections})"
 
     @property
@@ -80,19 +388,19 @@ class Config:
 
     @property
     def registry_path(self) -> Path:
-        return self.resolve(self.registry.get("path", self.data_dir / "registry.db"))
+        return getattr(self.registry, "path", None) or self.data_dir / "registry.db"
 
     @property
     def warehouse_path(self) -> Path:
-        return self.resolve(self.engine.get("warehouse", self.data_dir / "warehouse.duckdb"))
+        return getattr(self.engine, "warehouse", None) or self.data_dir / "warehouse.duckdb"
 
     @property
     def offline_path(self) -> Path:
-        return self.resolve(self.offline_store.get("path", self.data_dir / "offline"))
+        return getattr(self.offline_store, "path", None) or self.data_dir / "offline"
 
     @property
     def online_path(self) -> Path:
-        return self.resolve(self.online_store.get("path", self.data_dir / "online.db"))
+        return getattr(self.online_store, "path", None) or self.data_dir / "online.db"
 
     @property
     def state_path(self) -> Path:
@@ -139,15 +447,6 @@ def _expand(value: Any, where: str) -> Any:
     return value
 
 
-_SECTIONS = ("registry", "engine", "offline_store", "online_store", "serving", "monitoring", "auth", "dbt")
-_DEFAULT_TYPES = {
-    "registry": "sqlite",
-    "engine": "duckdb",
-    "offline_store": "delta",
-    "online_store": "sqlite",
-}
-
-
 def load_config(explicit: str | os.PathLike | None = None) -> Config:
     import yaml
 
@@ -155,87 +454,85 @@ def load_config(explicit: str | os.PathLike | None = None) -> Config:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        problem = str(exc).replace("\n", " ")
+        raise ConfigError(f"{path}: not valid YAML: {problem}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    return config_from_mapping(raw, path)
+
+
+class _Context:
+    """What path settings resolve against while a file is checked."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def resolve(self, value: str) -> Path:
+        path = Path(os.path.expanduser(value))
+        return path if path.is_absolute() else (self.root / path).resolve()
+
+
+def config_from_mapping(raw: Any, path: Path) -> Config:
+    """A Config from the file's content, every key checked (ConfigError lists each problem on a line)."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    unknown = set(raw) - {"project", "data_dir", *_SECTIONS}
-    if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
     raw = _expand(raw, str(path))
-    sections: dict[str, dict[str, Any]] = {}
-    for name in _SECTIONS:
-        section = raw.get(name) or {}
-        if isinstance(section, bool):
-            section = {"enabled": section}
-        if isinstance(section, str):
-            section = {"type": section}
-        if not isinstance(section, dict):
-            raise ConfigError(f"{path}: {name} must be a mapping")
-        if name in _DEFAULT_TYPES:
-            section.setdefault("type", _DEFAULT_TYPES[name])
-        sections[name] = section
-    root = path.parent
-    data_dir = Path(raw.get("data_dir", ".featureplane"))
-    data_dir = data_dir if data_dir.is_absolute() else (root / data_dir).resolve()
-    return Config(
-        path=path,
-        project=str(raw.get("project", root.name)),
-        data_dir=data_dir,
-        raw=raw,
-        **sections,
-    )
+    context = _Context(path.parent)
+    problems: list[str] = []
+    for key in raw:
+        if key not in TOP_LEVEL:
+            from difflib import get_close_matches
+
+            close = get_close_matches(str(key), TOP_LEVEL, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(TOP_LEVEL)})"
+            problems.append(f"{key}: unknown key{hint}")
+    sections: dict[str, Any] = {}
+    for name in (*BACKENDS, *SECTIONS):
+        value = raw.get(name)
+        if isinstance(value, bool):
+            value = {"enabled": value}
+        elif isinstance(value, str):
+            value = {"type": value}
+        try:
+            if name in BACKENDS:
+                value = {} if value is None else value
+                if not isinstance(value, dict):
+                    problems.append(f"{name} must be a mapping, got {type(value).__name__}")
+                    continue
+                value = {"type": _DEFAULT_TYPES[name], **value}
+                models = BACKENDS[name]
+                if value["type"] not in models:
+                    problems.append(
+                        f"{name}.type: {value['type']!r:.60} is not supported (choose {' or '.join(models)})"
+                    )
+                    continue
+                model = models[value["type"]]
+            else:
+                model = SECTIONS[name]
+            sections[name] = parse_section(model, value, name, context)
+        except SettingsError as exc:
+            problems.extend(exc.problems)
+    if "dbt" in sections and sections["dbt"] and sections["dbt"].project_dir is None:
+        problems.append("dbt.project_dir is required: the directory holding dbt_project.yml")
+    project = raw.get("project", path.parent.name)
+    if not isinstance(project, str) or not project:
+        problems.append(f"project must be a non-empty string, got {project!r:.60}")
+    data_dir = raw.get("data_dir", ".featureplane")
+    if not isinstance(data_dir, str) or not data_dir:
+        problems.append(f"data_dir must be a path, got {data_dir!r:.60}")
+        data_dir = ".featureplane"
+    if problems:
+        raise ConfigError("\n".join(f"{path}: {p}" for p in problems))
+    return Config(path=path, project=str(project), data_dir=context.resolve(data_dir), raw=raw, **sections)
 
 
-# -- the monitoring section ---------------------------------------------------------------------
-# ```yaml
-# monitoring:
-#   dagster_url: http://127.0.0.1:3000     # links in alerts
-#   quality: {enabled: true, bad_key_sample: 10, profile_observations: 31}
-#   freshness: {cron: "0 * * * *"}          # when freshness checks run
-#   serving_log: {sample_rate: 0.1, path: .featureplane/monitoring/served}   # or sink: "pkg.mod:Sink"
-#   serving_stats: {path: .featureplane/monitoring/serving_stats, interval_seconds: 10}
-#   drift: {psi_threshold: 0.2, min_samples: 100, bins: 10}
-#   alerts:
-#     - {type: slack, webhook_url: "${SLACK_WEBHOOK_URL}"}
-#     - {type: webhook, url: "https://ops.example.com/hooks/features", headers: {X-Token: "${TOKEN}"}}
-#     - {type: email, host: smtp.example.com, port: 587, starttls: true, from: fp@example.com, to: [oncall@example.com]}
-#     - {type: log, path: .featureplane/alerts.log}
-# ```
-
-EVENTS = ("run_failure", "quality", "freshness", "drift")
-SINK_TYPES = {
-    "slack": ("webhook_url",),
-    "webhook": ("url",),
-    "email": ("host", "from", "to"),
-    "log": ("path",),
-}
-_MONITORING_KEYS = {
-    "dagster_url",
-    "quality",
-    "freshness",
-    "serving_log",
-    "serving_stats",
-    "drift",
-    "alerts",
-}
-
-
-@dataclass
-class AlertSinkSettings:
-    type: str
-    options: dict[str, Any]
-    events: tuple[str, ...] = EVENTS
-
-    @property
-    def label(self) -> str:
-        target = self.options.get("url") or self.options.get("path") or self.options.get("to") or ""
-        if self.type == "slack":
-            target = "webhook"
-        return f"{self.type}({target})"
+# -- monitoring, as its readers use it --------------------------------------------------------------
 
 
 @dataclass
 class MonitoringSettings:
+    """The ``monitoring`` section, flat, with paths defaulted under the data directory."""
+
     dagster_url: str = "http://127.0.0.1:3000"
     quality_enabled: bool = True
     bad_key_sample: int = 10
@@ -259,136 +556,32 @@ class MonitoringSettings:
 
     @classmethod
     def from_config(cls, config: Config | None) -> MonitoringSettings:
-        """Settings from a loaded config (defaults when ``config`` is None); ConfigError on bad values."""
-        raw = dict(config.monitoring) if config is not None else {}
-        where = f"{config.path}: monitoring" if config is not None else "monitoring"
-        raw.pop("enabled", None)
-        unknown = set(raw) - _MONITORING_KEYS
-        if unknown:
-            raise ConfigError(
-                f"{where}: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(_MONITORING_KEYS))})"
-            )
+        """Settings from a loaded config (checked when it was loaded); defaults when ``config`` is None."""
+        m = config.monitoring if config is not None else MonitoringSection()
         data_dir = config.data_dir if config is not None else Path(".featureplane").resolve()
-        resolve = config.resolve if config is not None else (lambda p: Path(p).resolve())
-        s = cls(
-            serving_log_path=data_dir / "monitoring" / "served",
-            serving_stats_path=data_dir / "monitoring" / "serving_stats",
-        )
-        s.dagster_url = str(raw.get("dagster_url", s.dagster_url)).rstrip("/")
-
-        quality = _section(raw, "quality", where)
-        s.quality_enabled = _bool(quality.get("enabled", True), f"{where}.quality.enabled")
-        s.bad_key_sample = _int(
-            quality.get("bad_key_sample", s.bad_key_sample), f"{where}.quality.bad_key_sample", 0
-        )
-        s.profile_observations = _int(
-            quality.get("profile_observations", s.profile_observations),
-            f"{where}.quality.profile_observations",
-            0,
-        )
-
-        freshness = _section(raw, "freshness", where)
-        s.freshness_cron = str(freshness.get("cron", s.freshness_cron))
-        if len(s.freshness_cron.split()) != 5:
+        log, stats = m.serving_log, m.serving_stats
+        if log.sink is not None and ":" not in log.sink:
             raise ConfigError(
-                f"{where}.freshness.cron must be a 5-field cron expression, got {s.freshness_cron!r}"
+                f"{getattr(config, 'path', 'featureplane.yaml')}: monitoring.serving_log.sink must name a class "
+                f"as 'package.module:ClassName', got {log.sink!r:.80}"
             )
-
-        log = _section(raw, "serving_log", where)
-        s.serving_log_enabled = _bool(log.get("enabled", True), f"{where}.serving_log.enabled")
-        s.sample_rate = _float(
-            log.get("sample_rate", s.sample_rate), f"{where}.serving_log.sample_rate", 0, 1
+        return cls(
+            dagster_url=m.dagster_url.rstrip("/"),
+            quality_enabled=m.quality.enabled,
+            bad_key_sample=m.quality.bad_key_sample,
+            profile_observations=m.quality.profile_observations,
+            freshness_cron=m.freshness.cron,
+            serving_log_enabled=log.enabled,
+            sample_rate=log.sample_rate,
+            serving_log_path=log.path or data_dir / "monitoring" / "served",
+            serving_log_sink=log.sink,
+            serving_log_options=dict(log.options),
+            queue_size=log.queue_size,
+            serving_stats_enabled=stats.enabled,
+            serving_stats_path=stats.path or data_dir / "monitoring" / "serving_stats",
+            stats_interval_seconds=stats.interval_seconds,
+            psi_threshold=m.drift.psi_threshold,
+            drift_min_samples=m.drift.min_samples,
+            drift_bins=m.drift.bins,
+            alerts=list(m.alerts),
         )
-        if "path" in log:
-            s.serving_log_path = resolve(log["path"])
-        s.serving_log_sink = log.get("sink")
-        if s.serving_log_sink is not None and ":" not in str(s.serving_log_sink):
-            raise ConfigError(
-                f"{where}.serving_log.sink must name a class as 'package.module:ClassName', got {s.serving_log_sink!r}"
-            )
-        s.serving_log_options = dict(_section(log, "options", f"{where}.serving_log"))
-        s.queue_size = _int(log.get("queue_size", s.queue_size), f"{where}.serving_log.queue_size", 1)
-
-        stats = _section(raw, "serving_stats", where)
-        s.serving_stats_enabled = _bool(stats.get("enabled", True), f"{where}.serving_stats.enabled")
-        if "path" in stats:
-            s.serving_stats_path = resolve(stats["path"])
-        s.stats_interval_seconds = _float(
-            stats.get("interval_seconds", s.stats_interval_seconds),
-            f"{where}.serving_stats.interval_seconds",
-            0.05,
-        )
-
-        drift = _section(raw, "drift", where)
-        s.psi_threshold = _float(
-            drift.get("psi_threshold", s.psi_threshold), f"{where}.drift.psi_threshold", 0
-        )
-        s.drift_min_samples = _int(
-            drift.get("min_samples", s.drift_min_samples), f"{where}.drift.min_samples", 1
-        )
-        s.drift_bins = _int(drift.get("bins", s.drift_bins), f"{where}.drift.bins", 2)
-
-        alerts = raw.get("alerts") or []
-        if not isinstance(alerts, list):
-            raise ConfigError(
-                f"{where}.alerts must be a list of sinks, e.g. [{{type: slack, webhook_url: ...}}]"
-            )
-        for i, item in enumerate(alerts):
-            s.alerts.append(_sink(item, f"{where}.alerts[{i}]", resolve))
-        return s
-
-
-def _sink(item: Any, where: str, resolve: Any) -> AlertSinkSettings:
-    if not isinstance(item, dict) or item.get("type") not in SINK_TYPES:
-        raise ConfigError(
-            f"{where}: expected a mapping with type one of {', '.join(SINK_TYPES)}, got {item!r}"
-        )
-    options = {k: v for k, v in item.items() if k not in ("type", "events")}
-    missing = [k for k in SINK_TYPES[item["type"]] if not options.get(k)]
-    if missing:
-        raise ConfigError(f"{where} ({item['type']}): missing {', '.join(missing)}")
-    events = item.get("events") or list(EVENTS)
-    if isinstance(events, str):
-        events = [events]
-    bad = [e for e in events if e not in EVENTS]
-    if bad:
-        raise ConfigError(f"{where}: unknown event(s) {', '.join(bad)}; choose from {', '.join(EVENTS)}")
-    if item["type"] == "email":
-        if isinstance(options["to"], str):
-            options["to"] = [options["to"]]
-        options["port"] = _int(options.get("port", 25), f"{where}.port", 1)
-    if item["type"] == "log":
-        options["path"] = resolve(options["path"])
-    return AlertSinkSettings(type=item["type"], options=options, events=tuple(events))
-
-
-def _section(raw: dict[str, Any], name: str, where: str) -> dict[str, Any]:
-    value = raw.get(name) or {}
-    if isinstance(value, bool):
-        value = {"enabled": value}
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where}.{name} must be a mapping")
-    return value
-
-
-def _bool(value: Any, where: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    raise ConfigError(f"{where} must be true or false, got {value!r}")
-
-
-def _float(value: Any, where: str, low: float, high: float | None = None) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where} must be a number, got {value!r}") from None
-    if number < low or (high is not None and number > high):
-        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise ConfigError(f"{where} must be {bounds}, got {value!r}")
-    return number
-
-
-def _int(value: Any, where: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{where} must be an integer of at least {low}, got {value!r}")
-    return value

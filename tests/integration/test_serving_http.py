@@ -146,3 +146,45 @@ def test_metrics_over_http(repo, lookup_server):
         'featureplane_requests_total{endpoint="get-features",workspace="prod",service="svc",status="200"} 1'
         in text
     )
+
+
+def test_health_is_not_ready_until_a_registry_snapshot_is_loaded(tmp_path, lookup_server):
+    """A load balancer must not route to a server that can serve nothing: 503 with the reason while the
+    registry cannot be read or holds no live workspace, 200 once a live workspace is loaded."""
+    import urllib.error
+    import urllib.request
+
+    from conftest import Repo, write_config
+
+    def health(server) -> tuple[int, dict]:
+        try:
+            with urllib.request.urlopen(server.url + "/healthz", timeout=5) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "broken").mkdir()
+    broken = Repo(tmp_path / "broken", write_config(tmp_path / "broken"))
+    text = broken.config_path.read_text().replace(
+        ".featureplane/registry.db", str(tmp_path / "afile" / "r.db")
+    )
+    broken.config_path.write_text(text)
+    status, body = health(lookup_server(broken))
+    assert status == 503 and body["status"] == "unavailable"
+    assert "cannot read the registry" in body["reason"] and "afile" in body["reason"]
+
+    from helpers import AMOUNTS_SERVICE, events_repo
+
+    fresh = events_repo(tmp_path / "fresh", AMOUNTS_SERVICE)
+    server = lookup_server(fresh)
+    assert health(server) == (
+        503,
+        {"status": "unavailable", "reason": "the registry has no live workspace yet: apply to one"},
+    )
+    fresh.cli("workspace", "create", "prod", "--live")
+    fresh.cli("apply", "--yes")
+    deadline = time.monotonic() + 10
+    while health(server)[0] != 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert health(server) == (200, {"status": "ok", "workspaces": ["prod"]})

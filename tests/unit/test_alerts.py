@@ -90,7 +90,7 @@ def test_a_failing_sink_does_not_stop_the_others_and_events_filter(tmp_path, ale
     ],
 )
 def test_bad_monitoring_settings_name_what_and_where(tmp_path, monitoring, message):
-    config = load_config(write_config(tmp_path, f"monitoring:\n{monitoring}\n"))
+    """Checked when the file loads, by every command (not first when a monitor starts)."""
     with pytest.raises(ConfigError, match=message) as info:
-        MonitoringSettings.from_config(config)
+        load_config(write_config(tmp_path, f"monitoring:\n{monitoring}\n"))
     assert "featureplane.yaml: monitoring" in str(info.value)

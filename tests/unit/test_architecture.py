@@ -18,7 +18,7 @@ PACKAGE = ROOT / "platform" / "featureplane"
 FOUNDATION = {"types", "config", "errors", "util"}
 ALLOWED: dict[str, set[str] | None] = {
     "types": {"config", "errors"},
-    "config": {"types", "errors"},
+    "config": {"types", "errors", "util"},
     "errors": {"types", "config"},
     "util": {"errors"},
     "definitions": set(),

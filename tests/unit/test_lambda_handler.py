@@ -156,8 +156,12 @@ def test_configuration_from_environment_variables(tmp_path):
             "FEATUREPLANE_REGISTRY_REFRESH_SECONDS": "15",
         }
     )
-    assert config.online_store == {"type": "dynamodb", "region": "eu-west-1", "table_prefix": "fp_prod_"}
-    assert config.serving == {
+    assert config.online_store.as_dict() == {
+        "type": "dynamodb",
+        "region": "eu-west-1",
+        "table_prefix": "fp_prod_",
+    }
+    assert config.serving.as_dict() == {
         "registry_snapshot": "s3://bucket/fp/serving.json",
         "registry_refresh_seconds": 15.0,
     }
@@ -213,7 +217,7 @@ def test_the_sam_template_runs_this_handler_with_the_variables_it_reads():
     }
     config = config_from_environment(dict(zip(sorted(variables), ["fp_", "7", "s3://b/k"], strict=True)))
     assert config.online_store["table_prefix"] == "fp_"
-    assert config.serving == {"registry_snapshot": "s3://b/k", "registry_refresh_seconds": 7.0}
+    assert config.serving.as_dict() == {"registry_snapshot": "s3://b/k", "registry_refresh_seconds": 7.0}
     statements = function["Policies"][0]["Statement"]
     actions = {a for s in statements if isinstance(s, dict) for a in s["Action"]}
     assert {"dynamodb:BatchGetItem", "s3:GetObject"} <= actions

@@ -186,7 +186,10 @@ def test_malformed_bodies_and_routes(service):
     assert call(service, "/api/v1/feature-service/get-features", body=b"")[0] == 400
     assert call(service, "/api/v1/nothing", {})[0] == 404
     assert call(service, "/api/v1/feature-service/get-features", {}, method="GET")[0] == 405
-    assert call(service, "/healthz", method="GET", body=b"") == (200, {"status": "ok"})
+    assert call(service, "/healthz", method="GET", body=b"") == (
+        200,
+        {"status": "ok", "workspaces": ["prod"]},
+    )
     big = b'{"params": {"x": "' + b"a" * 2_000_000 + b'"}}'
     assert call(service, "/api/v1/feature-service/get-features", body=big)[0] == 413
 

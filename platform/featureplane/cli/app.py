@@ -7,6 +7,7 @@ import typer
 from featureplane.cli import access, example, ingest, materialize, planning, serve, status, workspaces
 from featureplane.cli.common import err
 from featureplane.config import ConfigError
+from featureplane.errors import FeatureplaneError, describe_os_error
 
 app = typer.Typer(
     name="featureplane",
@@ -30,13 +31,25 @@ app.add_typer(access.access_app, name="access")
 
 
 def main() -> None:
+    """Run the command. Settings, the environment (files, directories, databases) and a warehouse
+    refusing are one clear error and exit code 1, never a traceback."""
+    import sqlite3
+
     from featureplane.compute.snowflake.client import SnowflakeError
 
     try:
         app()
-    except (ConfigError, SnowflakeError) as exc:  # settings or a warehouse refusing: no traceback
-        err.print(f"[bold red]error:[/] {exc}")
-        raise SystemExit(1) from None
+    except (ConfigError, SnowflakeError, FeatureplaneError) as exc:
+        fail_with(str(exc))
+    except OSError as exc:
+        fail_with(describe_os_error(exc))
+    except sqlite3.Error as exc:
+        fail_with(f"SQLite: {exc}")
+
+
+def fail_with(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

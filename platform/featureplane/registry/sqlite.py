@@ -8,6 +8,7 @@ both win and a failed apply leaves nothing behind. Standard library only: the lo
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from featureplane.definitions.specs import FEATURE_VIEW, DefinitionSet, from_dict, spec_hash, to_json
+from featureplane.errors import storage_error
 from featureplane.registry.base import (
     ConflictError,
     PlanRefused,
@@ -71,6 +73,10 @@ CREATE TABLE IF NOT EXISTS object_history (
 """
 
 
+# SQLite errors that mean the file cannot be used at all (not a conflict or a bad statement).
+_UNUSABLE = re.compile(r"readonly|unable to open|disk I/O|not a database|no such file")
+
+
 def _now() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
@@ -83,8 +89,11 @@ class SQLiteRegistry(Registry):
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise storage_error(self.path, exc, "the registry") from exc
         try:
             con.execute("PRAGMA busy_timeout = 30000")
             if not self._initialised:
@@ -93,6 +102,10 @@ class SQLiteRegistry(Registry):
                     con.executescript(SCHEMA)
                     self._initialised = True
             yield con
+        except sqlite3.OperationalError as exc:
+            if not _UNUSABLE.search(str(exc)):
+                raise
+            raise storage_error(self.path, exc, "the registry") from exc
         finally:
             con.close()
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from featureplane.config import Config, ConfigError, load_config
+from featureplane.config import Config, ConfigError, config_from_mapping, load_config
 from featureplane.serving.protocol import Request, Response, error_response
 from featureplane.serving.service import LookupService
 
@@ -89,16 +89,13 @@ def config_from_environment(environ: dict[str, str] | None = None) -> Config:
     if env.get(ENV_PREFIX + "AUTH"):  # API keys are required unless this says false (e.g. behind IAM auth)
         serving["auth"] = env[ENV_PREFIX + "AUTH"]
     data_dir = Path(tempfile.gettempdir()) / "featureplane"
-    return Config(
-        path=Path.cwd() / "featureplane.yaml",
-        project=env.get("FEATUREPLANE_PROJECT", "featureplane"),
-        data_dir=data_dir,
-        registry={"type": "snapshot"},
-        engine={},
-        offline_store={},
-        online_store=online,
-        serving=serving,
-    )
+    raw = {
+        "project": env.get("FEATUREPLANE_PROJECT", "featureplane"),
+        "data_dir": str(data_dir),
+        "online_store": online,
+        "serving": serving,
+    }
+    return config_from_mapping(raw, Path.cwd() / "featureplane.yaml")
 
 
 def init(environ: dict[str, str] | None = None) -> LookupService:

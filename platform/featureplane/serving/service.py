@@ -181,7 +181,7 @@ class LookupService:
             if method == "HEAD":  # answered as GET; the HTTP layer leaves the body out
                 method = "GET"
             if method == "GET" and path == "/healthz":
-                return Response(200, b'{"status":"ok"}'), None, time.perf_counter() - started
+                return self._health(), None, time.perf_counter() - started
             if method == "GET" and path == "/metrics":
                 response = Response(200, self.metrics.render(), {"Content-Type": CONTENT_TYPE})
                 return response, None, time.perf_counter() - started
@@ -208,6 +208,13 @@ class LookupService:
         seconds = time.perf_counter() - started
         self._observe(endpoint, call, response.status, seconds)
         return response, call, seconds
+
+    def _health(self) -> Response:
+        """200 once a live workspace's registry snapshot is loaded; 503 with the reason until then."""
+        ready, reason, workspaces = self.snapshots.readiness()
+        if ready:
+            return Response(200, orjson.dumps({"status": "ok", "workspaces": workspaces}))
+        return Response(503, orjson.dumps({"status": "unavailable", "reason": reason}))
 
     def _observe(self, endpoint: str, call: Call | None, status: int, seconds: float) -> None:
         workspace = call.workspace if call is not None else ""

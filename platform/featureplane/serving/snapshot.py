@@ -125,6 +125,14 @@ class WorkspaceSource(Protocol):
     def load(self, name: str) -> WorkspaceState: ...
 
 
+def live_workspaces(source: WorkspaceSource) -> list[str]:
+    """The live workspaces a source holds: a registry's, or a serving snapshot document's."""
+    listing = getattr(source, "list_workspaces", None)
+    if listing is not None:
+        return sorted(w.name for w in listing() if w.live)
+    return sorted(name for name in getattr(source, "workspaces", []) if source.load(name).live)
+
+
 def _compute_plan(
     state: WorkspaceState, views: tuple[ViewRead, ...]
 ) -> tuple[tuple[ViewRead, ...], ComputePlan | None]:
@@ -188,6 +196,8 @@ class SnapshotCache:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._readiness_checked = -1.0
+        self._readiness: tuple[bool, str, list[str]] = (False, "not checked yet", [])
 
     def get(self, workspace: str) -> WorkspaceSnapshot:
         snapshot = self._snapshots.get(workspace)
@@ -209,6 +219,27 @@ class SnapshotCache:
         """Build snapshots now (at a Lambda's init) so no request pays for it."""
         for name in workspaces:
             self.get(name)
+
+    def readiness(self) -> tuple[bool, str, list[str]]:
+        """Whether this service can serve: (ready, why not, the live workspaces loaded). Until a live
+        workspace's snapshot is loaded it looks again, at most once a second, and loads them all."""
+        loaded = sorted(name for name, s in self._snapshots.items() if s.live)
+        if loaded:
+            return True, "", loaded
+        now = time.monotonic()
+        if now - self._readiness_checked < 1.0:
+            return self._readiness
+        self._readiness_checked = now
+        try:
+            names = live_workspaces(self.registry)
+            if names:
+                self.preload(names)
+                self._readiness = (True, "", names)
+            else:
+                self._readiness = (False, "the registry has no live workspace yet: apply to one", [])
+        except Exception as exc:
+            self._readiness = (False, f"cannot read the registry: {exc}"[:500], [])
+        return self._readiness
 
     def refresh(self) -> None:
         """Reload every cached workspace whose version changed (or that was deleted)."""

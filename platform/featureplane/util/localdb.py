@@ -11,6 +11,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from featureplane.errors import storage_error
+
 
 class ThreadLocalSQLite:
     def __init__(
@@ -27,19 +29,24 @@ class ThreadLocalSQLite:
     def connection(self) -> sqlite3.Connection:
         con = getattr(self._local, "con", None)
         if con is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            con = sqlite3.connect(
-                self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
-            )
-            con.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
-            for pragma in self.pragmas:
-                con.execute(f"PRAGMA {pragma}")
-            if not self._ready:
-                with self._init_lock:
-                    con.execute("PRAGMA journal_mode = WAL")
-                    con.executescript(self.schema)
-                    self._ready = True
+            try:
+                con = self._open()
+            except (OSError, sqlite3.Error) as exc:
+                raise storage_error(self.path, exc) from exc
             self._local.con = con
+        return con
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+        con.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+        for pragma in self.pragmas:
+            con.execute(f"PRAGMA {pragma}")
+        if not self._ready:
+            with self._init_lock:
+                con.execute("PRAGMA journal_mode = WAL")
+                con.executescript(self.schema)
+                self._ready = True
         return con
 
     @contextmanager
