@@ -16,10 +16,19 @@ def align_down(t: datetime, interval: timedelta) -> datetime:
     return EPOCH + (t - EPOCH) // interval * interval
 
 
-def aggregate(feature, events: Iterable[dict[str, Any]], key: str, t: datetime, interval: timedelta) -> Any:
+def aggregate(
+    feature,
+    events: Iterable[dict[str, Any]],
+    key: str,
+    t: datetime,
+    interval: timedelta,
+    schedule: timedelta | None = None,
+) -> Any:
     """The value of ``feature`` (a FeatureSpec) for entity ``key`` at time ``t``: windows end at ``t``
-    aligned down to ``interval``; events are dicts with ``user_id``, ``ts`` and the columns."""
+    aligned down to ``interval`` and hold the events of the partitions (of ``schedule``, aligned to
+    the epoch) that had ended by ``t``; events are dicts with ``user_id``, ``ts`` and the columns."""
     end = align_down(t, interval)
+    visible = end if schedule is None else min(end, align_down(t, schedule))
     start = None if feature.window_seconds is None else end - timedelta(seconds=feature.window_seconds)
     column = feature.column
     pairs = sorted(
@@ -27,7 +36,7 @@ def aggregate(feature, events: Iterable[dict[str, Any]], key: str, t: datetime, 
         for e in events
         if e["user_id"] == key
         and e[column] is not None
-        and e["ts"] < end
+        and e["ts"] < visible
         and (start is None or e["ts"] >= start)
     )
     values = [v for _, v in pairs]

@@ -1,21 +1,20 @@
 """The example's aggregate and realtime views on the real path: a range of partitions through the Dagster
 CLI in one run, the lookup API over HTTP with a request context, the same values in a training set at
-the time the online values are as of, and a failing realtime function answered with a JSON 500 while
-the server keeps serving."""
+the moment of the request (docs/aggregations.md), and a failing realtime function answered with a JSON
+500 while the server keeps serving."""
 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
-from conftest import post_json, run_dagster
+from conftest import SMALL_DAYS, generate_small_data, post_json, run_dagster
 
 pytestmark = pytest.mark.integration
 
 GET_FEATURES = "/api/v1/feature-service/get-features"
-# The small example dataset's partitions end here; the online values are as of this time.
-AS_OF = pd.Timestamp("2026-11-01")
 
 FRAGILE = """
 from feature_views.transactions import user_transaction_metrics
@@ -53,6 +52,11 @@ def test_aggregates_and_realtime_views_served_over_http_match_the_training_set(
     applied_example, dagster_home, lookup_server
 ):
     repo = applied_example
+    # Data that ends today, backfilled through yesterday, as a scheduler would have: the lookup (at
+    # the real time of the request) then finds every window partly filled.
+    today = datetime.now(UTC).date()
+    generate_small_data(repo, end=today)
+    first, last = today - timedelta(days=SMALL_DAYS), today - timedelta(days=1)
     out = run_dagster(
         [
             "asset",
@@ -62,31 +66,40 @@ def test_aggregates_and_realtime_views_served_over_http_match_the_training_set(
             "--select",
             "prod/user_transaction_metrics",
             "--partition-range",
-            "2026-08-01...2026-10-31",
+            f"{first}...{last}",
         ],
         repo,
         dagster_home,
     )
     log = out.stderr + out.stdout
-    assert log.count("RUN_SUCCESS") == 1 and "for 92 partition(s)" in log
+    assert log.count("RUN_SUCCESS") == 1 and f"for {SMALL_DAYS} partition(s)" in log
 
     server = lookup_server(repo)
     users = ["user_3", "user_42", "nobody"]
-    answers = {}
-    for user in users:
-        status, body = get_features(server, "fraud_detection", user, 250.0, includeSloInfo=True)
-        assert status == 200, body
-        answers[user] = dict(
-            zip([m["name"] for m in body["metadata"]["features"]], body["result"]["features"], strict=True)
-        )
-        assert body["metadata"]["sloInfo"]["realtimeComputeSeconds"] >= 0
+    while True:  # all requests within one aggregation interval (an hour), so one instant answers them
+        before = datetime.now(UTC).replace(tzinfo=None)
+        answers = {}
+        for user in users:
+            status, body = get_features(server, "fraud_detection", user, 250.0, includeSloInfo=True)
+            assert status == 200, body
+            answers[user] = dict(
+                zip(
+                    [m["name"] for m in body["metadata"]["features"]], body["result"]["features"], strict=True
+                )
+            )
+            assert body["metadata"]["sloInfo"]["realtimeComputeSeconds"] >= 0
+        after = datetime.now(UTC).replace(tzinfo=None)
+        if before.replace(minute=0, second=0, microsecond=0) == after.replace(
+            minute=0, second=0, microsecond=0
+        ):
+            break
 
     import featureplane
 
     service = featureplane.get_workspace("prod", config=repo.config_path).get_feature_service(
         "fraud_detection"
     )
-    spine = pd.DataFrame({"user_id": users, "ts": [AS_OF] * 3, "amount": [250.0] * 3})
+    spine = pd.DataFrame({"user_id": users, "ts": [pd.Timestamp(after)] * 3, "amount": [250.0] * 3})
     training = service.get_historical_features(spine, timestamp_key="ts")
     compared = [
         "user_transaction_metrics.amount_count_1h",
@@ -112,6 +125,9 @@ def test_aggregates_and_realtime_views_served_over_http_match_the_training_set(
             else:
                 assert online == offline, (user, name)
     assert int(answers["user_3"]["user_transaction_metrics.amount_count_30d"]) > 0
+    assert int(answers["user_3"]["user_transaction_metrics.amount_count_7d"]) > 0
+    # Today's partition has not ended: the last hour's window is empty, online and offline alike.
+    assert answers["user_3"]["user_transaction_metrics.amount_count_1h"] == "0"
     assert answers["nobody"]["user_transaction_metrics.amount_count_30d"] == "0"
 
     # A realtime function that fails answers a JSON 500 naming the view; the server keeps serving.

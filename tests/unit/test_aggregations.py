@@ -22,6 +22,7 @@ INTERVAL = timedelta(hours=2)
 D1 = datetime(2024, 1, 1)
 DAY = timedelta(days=1)
 US = timedelta(microseconds=1)
+HOUR = timedelta(hours=1)
 COLUMNS = {
     "user_id": "VARCHAR",
     "ts": "TIMESTAMP",
@@ -228,7 +229,9 @@ def test_training_values_are_exact_against_brute_force(stats_setup):
     assert list(out["label"]) == list(range(len(times)))  # the spine's rows, in order
     problems = []
     for row in out.to_dict("records"):
-        expected = {f.name: aggregate(f, events, row["user_id"], row["ts"], INTERVAL) for f in view.features}
+        expected = {
+            f.name: aggregate(f, events, row["user_id"], row["ts"], INTERVAL, DAY) for f in view.features
+        }
         got = {f.name: row[f"stats__{f.name}"] for f in view.features}
         problems += [
             f"{row['user_id']} at {row['ts']}: {m}" for m in mismatches(view.features, expected, got)
@@ -268,7 +271,7 @@ def test_features_in_range_give_each_value_with_the_interval_it_holds(stats_setu
             ):
                 t = pd.Timestamp(t).to_pydatetime()
                 for feature in view.features:
-                    expected = aggregate(feature, events, user, t, INTERVAL)
+                    expected = aggregate(feature, events, user, t, INTERVAL, DAY)
                     assert same(expected, row[feature.name]), (
                         user,
                         t,
@@ -311,10 +314,17 @@ SEVEN_DAYS = """
 """
 
 
-def online_values(runtime, state, view: str, users: list[str]) -> dict:
-    table_id = state.table_id(view)
-    rows = runtime.online_store.read([(table_id, (u,)) for u in users])
-    return {u: None if r is None else (r.event_ts, r.values) for u, r in zip(users, rows, strict=True)}
+def online_values(runtime, state, view: str, users: list[str], at: datetime | None = None) -> dict:
+    """Each user's online values as a lookup at ``at`` rolls them up (default: at the end of the
+    latest materialized partition, the row's time), with the windows' end; None without a row."""
+    from featureplane.compute.aggregation.online import OnlineRollup
+
+    rollup = OnlineRollup(state.feature_view(view))
+    rows = runtime.online_store.read([(state.table_id(view), (u,)) for u in users])
+    return {
+        u: None if r is None else rollup.at(r.values, r.event_ts if at is None else us(at))
+        for u, r in zip(users, rows, strict=True)
+    }
 
 
 def us(t: datetime) -> int:
@@ -358,15 +368,21 @@ def test_lookups_of_entities_without_events_get_empty_windows(tmp_path):
     events = [{"user_id": "u1", "ts": D1 + timedelta(hours=10), "amount": 5.0, "merchant": None, "qty": None}]
     _, runtime, state = applied(tmp_path, SEVEN_DAYS, events)
     materialize(runtime, state, "spend", D1, D1 + DAY)
-    service = LookupService(SnapshotCache(runtime.registry, 0), runtime.online_store)
+    # A lookup at noon the next day: the 7-day window still holds u1's event of the first day.
+    service = LookupService(
+        SnapshotCache(runtime.registry, 0), runtime.online_store, clock=lambda: us(D1 + DAY + 12 * HOUR)
+    )
     snapshot = service.snapshots.get("prod")
-    options = {"includeServingStatus": True}
+    options = {"includeServingStatus": True, "includeEffectiveTimes": True}
     known = service.read_features(snapshot.services["svc"], {"user_id": "u1"}, options)
     unknown = service.read_features(snapshot.services["svc"], {"user_id": "nobody"}, options)
     assert known["result"]["features"] == ["1", 5.0]
     # As in a training set: no events means a count of 0 and a sum of 0.
     assert unknown["result"]["features"] == ["0", 0.0]
     assert [m["status"] for m in unknown["metadata"]["features"]] == ["PRESENT", "PRESENT"]
+    # Known and unknown entities alike: the windows end at the request time aligned to the interval.
+    for answer in (known, unknown):
+        assert {m["effectiveTime"] for m in answer["metadata"]["features"]} == {"2024-01-02T12:00:00Z"}
     spine = pd.DataFrame({"user_id": ["nobody"], "ts": [D1 + DAY]})
     out = Workspace(runtime, state).get_feature_view("spend").get_historical_features(spine, "ts")
     assert out["spend__amount_count_7d"].tolist() == [0] and out["spend__amount_sum_lifetime"].tolist() == [

@@ -8,9 +8,9 @@ the offline commit and the online write. The expected state is computed from the
 for each partition, the events it held when it was last written offline.
 
 - Plain view ``latest``: one row per event; the projection is each entity's latest row.
-- Aggregate view ``windows``: the projection is each entity's window values as of the end of the latest
-  materialized partition (the online row's event time), for entities with events in materialized
-  partitions.
+- Aggregate view ``windows``: the online row holds each entity's tiles; a lookup at the end of the
+  latest materialized partition or later (before the next run) rolls them up to the values the
+  offline events give at that time, for entities with events in materialized partitions.
 """
 
 from __future__ import annotations
@@ -152,19 +152,25 @@ class History:
             candidates = [[e["amount"], e["merchant"]] for e in mine if e["ts"] == newest]
             assert row is not None and row.event_ts == (newest - EPOCH) // timedelta(microseconds=1)
             assert row.values in candidates, (user, row.values, candidates)
-        # Aggregate view: window values as of the end of the latest materialized partition.
-        now = D1 + (max(self.written) + 1) * DAY
+        # Aggregate view: a lookup at the end of the latest materialized partition, and later ones
+        # before the next run, roll the stored tiles up to what the offline events give then.
+        from featureplane.compute.aggregation.online import OnlineRollup
+
+        end = D1 + (max(self.written) + 1) * DAY
         view = self.state.feature_view("windows")
+        rollup = OnlineRollup(view)
         rows = online.read([(self.state.table_id("windows"), (u,)) for u in USERS])
         for user, row in zip(USERS, rows, strict=True):
             if user not in users:
                 assert row is None, (user, row)
                 continue
             assert row is not None, user
-            assert row.event_ts <= (now - EPOCH) // timedelta(microseconds=1)
-            for feature, value in zip(view.features, row.values, strict=True):
-                expected = aggregate(feature, events, user, now, INTERVAL)
-                assert same(expected, value), (user, feature.name, expected, value)
+            assert row.event_ts <= (end - EPOCH) // timedelta(microseconds=1)
+            for now in (end, end + timedelta(hours=7, minutes=3), end + DAY + timedelta(hours=13)):
+                _, values = rollup.at(row.values, (now - EPOCH) // timedelta(microseconds=1))
+                for feature, value in zip(view.features, values, strict=True):
+                    expected = aggregate(feature, events, user, now, INTERVAL, DAY)
+                    assert same(expected, value), (user, now, feature.name, expected, value)
 
     def check_training(self) -> None:
         """Spine rows at and around every materialized event and boundary: values equal the brute
@@ -190,7 +196,7 @@ class History:
         windowed = ws.get_feature_view("windows").get_historical_features(spine, "ts")
         for row in windowed.to_dict("records"):
             for feature in view.features:
-                expected = aggregate(feature, events, row["user_id"], row["ts"], INTERVAL)
+                expected = aggregate(feature, events, row["user_id"], row["ts"], INTERVAL, DAY)
                 assert same(expected, row[f"windows__{feature.name}"]), (
                     row["user_id"],
                     row["ts"],

@@ -175,7 +175,7 @@ def test_aggregate_sql_for_snowflake_is_snowflake_sql():
     from snowflake_helpers import not_snowflake_sql
 
     from featureplane.compute.aggregation.dialects import SNOWFLAKE
-    from featureplane.compute.aggregation.rollup import features_in_range_sql, projection_sql, rollup_sql
+    from featureplane.compute.aggregation.rollup import features_in_range_sql, online_rows_sql, rollup_sql
     from featureplane.compute.aggregation.tiles import latest_materialized_sql, tile_sql
     from featureplane.definitions.specs import FeatureSpec, FeatureViewSpec, FieldSpec
 
@@ -212,7 +212,7 @@ def test_aggregate_sql_for_snowflake_is_snowflake_sql():
     statements = {
         "tiles": tile_sql(view, "SELECT * FROM ROWS", dialect),
         "rollup": rollup_sql(view, "TILES", points, dialect=dialect),
-        "online": projection_sql(view, "TILES", "CANDIDATES", 480000, dialect),
+        "online": online_rows_sql(view, "TILES", "CANDIDATES", 480000, dialect),
         "range": features_in_range_sql(view, "TILES", datetime(2024, 1, 1), datetime(2024, 1, 5), dialect),
         "latest": latest_materialized_sql(view, "TILES", dialect),
     }

@@ -86,6 +86,21 @@ def output_fields(view: FeatureViewSpec) -> list[tuple[str, DataType]]:
     return fields + [(f.column or f.name, f.type) for f in view.features if f.kind == "attribute"]
 
 
+def one_row_per_key_and_time(view: FeatureViewSpec, sql: str, quote: Callable[[str], str]) -> str:
+    """Keep one row of ``sql`` per entity and timestamp: a feature view has one value per entity at a
+    moment. Of rows that tie, the one the online store would keep wins (the largest feature values,
+    nulls last, as the online sync's "latest row" order), so the offline point-in-time join, which
+    would otherwise pick any of them, answers what a lookup answers."""
+    keys = ", ".join(quote(k) for k in [*view.join_key_names, view.timestamp_field])
+    order = ", ".join(
+        f"{quote(f.column or f.name)} DESC NULLS LAST"
+        for f in view.features
+        if f.kind == "attribute" and not f.type.is_array
+    )
+    ranked = f"ORDER BY {order}" if order else ""
+    return f"SELECT * FROM ({sql}) AS __fp_rows QUALIFY row_number() OVER (PARTITION BY {keys} {ranked}) = 1"
+
+
 class StagedResult(ABC):
     """A transformation's output left where the engine computed it (a Snowflake temporary table), so an
     offline store on the same backend writes it with ``INSERT ... SELECT`` instead of a round trip of

@@ -18,6 +18,7 @@ from featureplane.compute.base import (
     TransformationError,
     call_transformation,
     lookback,
+    one_row_per_key_and_time,
     output_fields,
     pandas_output,
     with_sources,
@@ -398,6 +399,7 @@ class DuckDBEngine(Engine):
 
             return self.con.sql(tile_sql(view, sql)).to_arrow_table()
         order = ", ".join(quote(k.name) for k in view.join_keys) + f", {quote(view.timestamp_field)}"
+        sql = one_row_per_key_and_time(view, sql, quote)
         return self.con.sql(f"{sql} ORDER BY {order}").to_arrow_table()
 
 

@@ -7,11 +7,14 @@ The sync marker (the offline version the online store last matched) decides how 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from featureplane.compute.aggregation.online import lifetime_features
+from featureplane.compute.aggregation.rollup import online_rows_view
 from featureplane.definitions.specs import FeatureViewSpec
 from featureplane.online_stores.base import EncodedRow, OnlineRow, encode_key
 
@@ -24,6 +27,7 @@ if TYPE_CHECKING:
 Progress = Callable[[str], None]
 # A window holding every row: diffing two versions over it compares every key.
 ALL_TIME = (datetime(1, 1, 1), datetime(9999, 12, 31))
+EPOCH, US = datetime(1970, 1, 1), timedelta(microseconds=1)
 
 
 @dataclass
@@ -37,20 +41,67 @@ class OnlineSync:
 
 def online_rows(view: FeatureViewSpec, batch: pa.RecordBatch) -> Iterator[OnlineRow]:
     """Online rows from an Arrow batch of (join keys, timestamp, features)."""
-    import pyarrow as pa
-
     keys = [batch.column(k).to_pylist() for k in view.join_key_names]
-    stamps = batch.column(view.timestamp_field).cast(pa.timestamp("us")).cast(pa.int64()).to_pylist()
-    columns = []
-    for feature in view.features:
-        values = batch.column(feature.name).to_pylist()
-        if feature.type.name == "timestamp":
-            values = [None if v is None else v.isoformat() + "Z" for v in values]
-        elif feature.type.name == "float64":
-            values = [None if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in values]
-        columns.append(values)
+    stamps = _stamps(view, batch)
+    columns = [_online_column(f.type.name, batch.column(f.name).to_pylist()) for f in view.features]
     for i, stamp in enumerate(stamps):
         yield OnlineRow(tuple(k[i] for k in keys), stamp, [c[i] for c in columns])
+
+
+def _stamps(view: FeatureViewSpec, batch: pa.RecordBatch) -> list[int]:
+    import pyarrow as pa
+
+    return batch.column(view.timestamp_field).cast(pa.timestamp("us")).cast(pa.int64()).to_pylist()
+
+
+def _online_column(type_name: str, values: list[Any]) -> list[Any]:
+    """Values as the online store holds them: timestamps as ISO-8601 UTC text, NaN as null."""
+    if type_name == "timestamp":
+        return [None if v is None else v.isoformat() + "Z" for v in values]
+    if type_name == "float64":
+        return [None if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in values]
+    return values
+
+
+def _tile_value(value: Any) -> Any:
+    """A partial as an online tile holds it: times as microseconds since the epoch, NaN as null."""
+    if isinstance(value, datetime):
+        return (value - EPOCH) // US
+    if isinstance(value, list):
+        return [_tile_value(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+def aggregate_online_rows(view: FeatureViewSpec, batches: Iterable[pa.RecordBatch]) -> Iterator[OnlineRow]:
+    """Online rows of an aggregate view from ``online_rows_sql``'s rows (one per entity and stored
+    tile, ordered by entity): the lifetime features' values, then the entity's tiles
+    (``compute.aggregation.online``)."""
+    layout = online_rows_view(view)
+    lifetime = len(lifetime_features(view))
+    key: tuple | None = None
+    current: OnlineRow | None = None
+    for batch in batches:
+        keys = list(zip(*(batch.column(k).to_pylist() for k in view.join_key_names), strict=True))
+        stamps = _stamps(view, batch)
+        columns = [batch.column(f.name).to_pylist() for f in layout.features]
+        values = [
+            _online_column(f.type.name, c) for f, c in zip(layout.features[:lifetime], columns, strict=False)
+        ]
+        tiles = columns[lifetime:]
+        for i, entity in enumerate(keys):
+            if entity != key:
+                if current is not None:
+                    yield current
+                key = entity
+                current = OnlineRow(entity, stamps[i], [*(c[i] for c in values), []])
+            if tiles and tiles[0][i] is not None:
+                current.values[-1].append([_tile_value(c[i]) for c in tiles])  # type: ignore[union-attr]
+    if current is not None:
+        yield current
 
 
 def _json_value(feature_type: str, column: str) -> str:
@@ -116,12 +167,15 @@ def sync_online(
             changes = runtime.offline_store.online_changes(table_id, view, None, None, None)
     import duckdb
 
-    con = duckdb.connect()
-    for batch in changes.upserts:
-        result.written += online.write_encoded(
-            table_id, encoded_rows(view, batch, con), ttl_seconds=view.ttl_seconds
-        )
-    con.close()
+    if view.is_aggregate:
+        result.written += online.write(table_id, aggregate_online_rows(view, changes.upserts))
+    else:
+        con = duckdb.connect()
+        for batch in changes.upserts:
+            result.written += online.write_encoded(
+                table_id, encoded_rows(view, batch, con), ttl_seconds=view.ttl_seconds
+            )
+        con.close()
     if changes.deletes:
         result.deleted = online.delete(table_id, changes.deletes)
     online.set_sync_marker(table_id, offline_version)

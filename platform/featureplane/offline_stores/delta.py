@@ -17,10 +17,9 @@ from typing import TYPE_CHECKING, Any
 from featureplane.compute.aggregation.dialects import DUCKDB, IDX
 from featureplane.compute.aggregation.rollup import (
     changed_keys_sql,
-    changes_sql,
     features_in_range_sql,
     max_finite_window,
-    projection_sql,
+    online_rows_sql,
     rollup_sql,
 )
 from featureplane.compute.aggregation.tiles import (
@@ -289,34 +288,35 @@ class DeltaOfflineStore(OfflineStore):
         start: datetime | None,
         batch_size: int,
     ) -> OnlineChanges:
-        """Aggregates are current as of the end of the latest materialized partition. Compare each
-        entity's values then with its values at the previous version's latest end, for the entities
-        whose windows can differ: those with tiles in the rewritten window or inside the longest window
-        before the previous end (old events leave windows as the end moves)."""
+        """Online rows as of the end of the latest materialized partition (``online_rows_sql``). An
+        entity's row can differ from the one written at the previous version only if its tiles in the
+        rewritten window changed or, when the end moved, if it has tiles inside the longest window
+        before the previous end (they enter or leave the stored window): only those are written."""
         self._register(con, "after_t", table_id, view)
         after = _latest(con, view, "after_t")
         before = None
         if before_version is not None:
             self._register(con, "before_t", table_id, view, before_version)
             before = _latest(con, view, "before_t")
-        if after is None or before is None:
-            if after is None:
-                con.close()
-                return OnlineChanges(upserts=iter(()), deletes=[])
-            sql = projection_sql(view, "after_t", None, after)
+        if after is None:
+            con.close()
+            return OnlineChanges(upserts=iter(()), deletes=[])
+        if before is None:
+            sql = online_rows_sql(view, "after_t", None, after)
             return OnlineChanges(upserts=_batches(con, sql, batch_size), deletes=[])
         step = interval_us(view)
-        since = None if start is None else min((before - max_finite_window(view)) * step, _epoch_us(start))
+        since = None
+        if start is not None:
+            since = min((min(before, after) - max_finite_window(view)) * step, _epoch_us(start))
         con.execute(
             "CREATE TEMP TABLE __fp_candidates AS " + changed_keys_sql(view, ["after_t", "before_t"], since)
         ).fetchall()
-        for name, relation, index in (("a", "after_t", after), ("b", "before_t", before)):
-            con.execute(
-                f"CREATE TEMP TABLE {name} AS " + projection_sql(view, relation, "__fp_candidates", index)
-            ).fetchall()
-        upserts, deletes = changes_sql(view, "a", "b")
-        gone = con.sql(deletes).fetchall()
-        return OnlineChanges(upserts=_batches(con, upserts, batch_size), deletes=[tuple(r) for r in gone])
+        gone = con.sql(
+            f"SELECT {_keys_of(view, 'c')} FROM __fp_candidates AS c ANTI JOIN (SELECT * FROM after_t "
+            f"WHERE NOT ({marker_condition(view)})) AS t ON {_match('c', 't', view)}"
+        ).fetchall()
+        sql = online_rows_sql(view, "after_t", "__fp_candidates", after)
+        return OnlineChanges(upserts=_batches(con, sql, batch_size), deletes=[tuple(r) for r in gone])
 
     # -- training data ---------------------------------------------------------------------------
 
@@ -438,6 +438,10 @@ def _bucket(view: FeatureViewSpec, value: datetime) -> int:
     """The ``_partition`` value of a timestamp: yyyymm, or yyyymmdd for views scheduled within a day."""
     month = value.year * 100 + value.month
     return month * 100 + value.day if _daily_buckets(view) else month
+
+
+def _keys_of(view: FeatureViewSpec, alias: str) -> str:
+    return ", ".join(f"{alias}.{q(k)}" for k in view.join_key_names)
 
 
 def _match(left: str, right: str, view: FeatureViewSpec) -> str:

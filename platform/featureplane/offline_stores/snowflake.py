@@ -38,7 +38,8 @@ from featureplane.compute.aggregation.rollup import (
     changed_keys_sql,
     features_in_range_sql,
     max_finite_window,
-    projection_sql,
+    online_rows_sql,
+    online_rows_view,
     rollup_sql,
 )
 from featureplane.compute.aggregation.tiles import (
@@ -359,12 +360,12 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
     def _aggregate_online_changes(
         self, table_id: str, view: FeatureViewSpec, before_version: int | None, batch_size: int
     ) -> OnlineChanges:
-        """Aggregates are current as of the end of the latest materialized partition. The entities whose
-        values can differ from those the online store holds at ``before_version`` are the keys the
-        writes since touched (written or removed tiles) and, when the end moved, those with tiles inside
-        the longest window before the previous end (old events leave windows as the end moves). Only
-        their current values are computed and fetched, in Arrow batches; candidates without tiles left
-        are deletes. Without a usable ``before_version``, every entity's values."""
+        """Online rows as of the end of the latest materialized partition (``online_rows_sql``). The
+        entities whose rows can differ from those the online store holds at ``before_version`` are the
+        keys the writes since touched (written or removed tiles) and, when the end moved, those with
+        tiles inside the longest window before the previous end (they enter or leave the stored
+        window). Only their rows are computed and fetched, in Arrow batches; candidates without tiles
+        left are deletes. Without a usable ``before_version``, every entity's rows."""
         dialect = SNOWFLAKE
         current = self.version(table_id)
         if current is None:
@@ -373,11 +374,10 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
         (after,) = self.client.fetchall(latest_materialized_sql(view, relation, dialect))[0]
         if after is None:
             return OnlineChanges(upserts=iter(()), deletes=[])
-        fields = view_fields(view)
+        rows_fields = view_fields(online_rows_view(view))
         if before_version is None or before_version < current - KEEP_CHANGES:
-            sql = projection_sql(view, relation, None, int(after), dialect)
-            sql += f" ORDER BY {key_list(view, 'r.')}"
-            return OnlineChanges(upserts=self._batches(sql, fields, batch_size), deletes=[])
+            sql = online_rows_sql(view, relation, None, int(after), dialect)
+            return OnlineChanges(upserts=self._batches(sql, rows_fields, batch_size), deletes=[])
         (before_end,) = self.client.fetchall(
             f"SELECT MAX({quote('window_end')}) FROM {self._versions} WHERE {quote('table_id')} = "
             f"{literal_string(table_id)} AND {quote('version')} <= {int(before_version)}"
@@ -404,22 +404,10 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
             f"SELECT {key_list(view, 'c.')} FROM {candidates} AS c WHERE NOT EXISTS (SELECT 1 FROM {relation} "
             f"AS t WHERE {keys_equal(view, 't', 'c')}) ORDER BY {key_list(view, 'c.')}"
         )
-        # Entities whose tiles were rewritten are written again; the others (their tiles unchanged, only
-        # the end moved) only when their values now differ from those at the previous end.
-        now = projection_sql(view, relation, candidates, int(after), dialect)
-        sql = f"SELECT a.* FROM ({now}) AS a JOIN {candidates} AS c ON {keys_equal(view, 'a', 'c')}"
-        if before is not None:
-            then = projection_sql(view, relation, candidates, before, dialect)
-            differs = " OR ".join(
-                f"a.{quote(f.name)} IS DISTINCT FROM b.{quote(f.name)}" for f in view.features
-            )
-            sql += (
-                f" LEFT JOIN ({then}) AS b ON {keys_equal(view, 'a', 'b')} "
-                f"WHERE c.__fp_touched OR b.{quote(view.join_key_names[0])} IS NULL OR {differs}"
-            )
-        sql += f" ORDER BY {key_list(view, 'a.')}"
+        sql = online_rows_sql(view, relation, candidates, int(after), dialect)
         return OnlineChanges(
-            upserts=self._batches(sql, fields, batch_size, drop=candidates), deletes=[tuple(r) for r in gone]
+            upserts=self._batches(sql, rows_fields, batch_size, drop=candidates),
+            deletes=[tuple(r) for r in gone],
         )
 
     def _batches(

@@ -1,9 +1,11 @@
-"""Values the lookup service computes rather than reads: realtime feature views and empty aggregates.
+"""Values the lookup service computes rather than reads: realtime feature views and aggregates.
 
 A realtime view's stored Python function runs once per request with the request context and the
 current values of the views it reads (fetched in the same online round trip as the service's own
-views). An aggregate view with no row for an entity has seen no events for it, so its windows are
-empty: 0 for counts and sums, as the training set says. Standard library only (the lookup path).
+views). An aggregate view's windows are rolled up from its stored tiles at request time, ending at the
+request time (``compute.aggregation.online``); an entity without a row has seen no events, so its
+windows are empty: 0 for counts and sums, as the training set says. Standard library only (the
+lookup path).
 
 ``ComputePlan`` is built once per registry snapshot; ``ComputePlan.complete`` runs per request.
 """
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from featureplane.compute.aggregation.online import OnlineRollup
 from featureplane.online_stores.base import OnlineValue
 from featureplane.types import DataType
 
@@ -59,22 +62,24 @@ class ComputePlan:
     """How to turn the rows read for a service into rows for each of its views.
 
     ``positions`` maps each view of the service to its row among the reads (``>= 0``) or to realtime
-    view ``-1 - position``; ``empties`` holds, per read, the values of an aggregate view for an entity
-    without events (None for other views)."""
+    view ``-1 - position``; ``rollups`` holds, per read, an aggregate view's roll-up of its stored
+    tiles at request time (None for other views)."""
 
     positions: tuple[int, ...]
-    empties: tuple[tuple[Any, ...] | None, ...]
+    rollups: tuple[OnlineRollup | None, ...]
     realtime: tuple[RealtimeRead, ...]
     request_context: tuple[tuple[str, DataType], ...]
 
     def complete(
-        self, rows: Sequence[OnlineValue | None], request_context_map: Any
+        self, rows: Sequence[OnlineValue | None], request_context_map: Any, now: int | None = None
     ) -> tuple[list[OnlineValue | None], float | None]:
-        """Rows for the service's views, and the seconds spent in realtime functions (None if none ran)."""
-        now = time.time_ns() // 1000
+        """Rows for the service's views at request time ``now`` (microseconds; default: the clock's),
+        and the seconds spent in realtime functions (None if none ran)."""
+        if now is None:
+            now = time.time_ns() // 1000
         filled = [
-            row if row is not None or empty is None else OnlineValue(now, list(empty))
-            for row, empty in zip(rows, self.empties, strict=True)
+            row if rollup is None else OnlineValue(*rollup.at(None if row is None else row.values, now))
+            for row, rollup in zip(rows, self.rollups, strict=True)
         ]
         seconds = None
         computed: list[OnlineValue] = []

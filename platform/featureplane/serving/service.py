@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -74,7 +75,11 @@ class LookupService:
         metrics: ServingMetrics | None = None,
         max_body_bytes: int = 1_000_000,
         max_batch_rows: int = 500,
+        clock: Callable[[], int] = now_us,
     ) -> None:
+        """``clock`` gives the request time in microseconds since the epoch (aggregate windows end
+        at it; realtime views see it as ``context.request_timestamp``)."""
+        self.clock = clock
         self.snapshots = snapshots
         self.online_store = online_store
         self.verifier = verifier
@@ -158,7 +163,7 @@ class LookupService:
             return None
         read_started = time.perf_counter()
         try:
-            rows = self.online_store.read_encoded(plan.table_ids, [key], plan.fresh_after(now_us()))  # type: ignore[arg-type]
+            rows = self.online_store.read_encoded(plan.table_ids, [key], plan.fresh_after(self.clock()))  # type: ignore[arg-type]
         except Exception:
             return None  # _handle reads again and answers (and counts) the failure
         read_seconds = time.perf_counter() - read_started
@@ -228,7 +233,7 @@ class LookupService:
         started = time.perf_counter()
         try:
             if as_json:
-                rows = self.online_store.read_encoded(plan.table_ids, keys, plan.fresh_after(now_us()))  # type: ignore[arg-type]
+                rows = self.online_store.read_encoded(plan.table_ids, keys, plan.fresh_after(self.clock()))  # type: ignore[arg-type]
             elif plan.table_ids is not None:
                 rows = self.online_store.read_entities(plan.table_ids, keys)
             else:
@@ -241,9 +246,8 @@ class LookupService:
         self.metrics.store_latency.observe(seconds, "read")
         return rows, seconds
 
-    @staticmethod
     def _complete(
-        plan: ServicePlan, rows: list[OnlineValue | None], contexts: list[Any]
+        self, plan: ServicePlan, rows: list[OnlineValue | None], contexts: list[Any]
     ) -> tuple[list[OnlineValue | None], float | None]:
         """Each entity's rows for every view of the service: the stored ones as read, realtime views
         computed from the request context, empty-window values for aggregates of unseen entities."""
@@ -251,11 +255,12 @@ class LookupService:
         if computed is None:
             return rows, None
         width = len(plan.reads)
+        now = self.clock()
         complete: list[OnlineValue | None] = []
         seconds: float | None = None
         try:
             for e, context in enumerate(contexts):
-                entity, spent = computed.complete(rows[e * width : (e + 1) * width], context)
+                entity, spent = computed.complete(rows[e * width : (e + 1) * width], context, now)
                 complete += entity
                 if spent is not None:
                     seconds = (seconds or 0.0) + spent
@@ -278,7 +283,7 @@ class LookupService:
                 rows, _ = self._read(plan, [key], as_json=True)
                 return {"result": plan.assemble_json(rows)[0]}
             rows, _ = self._read(plan, [key])
-            return {"result": plan.assemble(rows, now_us())[0]}
+            return {"result": plan.assemble(rows, self.clock())[0]}
         return self.read_features(plan.service, params.get("joinKeyMap"), options, context)
 
     def read_features(
@@ -296,7 +301,7 @@ class LookupService:
         rows, store_seconds = self._read(plan, [key])
         rows, compute_seconds = self._complete(plan, rows, [request_context_map])
         if want is NO_OPTIONS:  # the common case: values only
-            return {"result": plan.assemble(rows, now_us())[0]}
+            return {"result": plan.assemble(rows, self.clock())[0]}
         detail = want["includeServingStatus"] or want["includeEffectiveTimes"]
         vectors, presents, row_times = feature_vectors(plan, rows, now_us(), detail)
         values = vectors[0]
@@ -358,7 +363,7 @@ class LookupService:
                 vectors, present, times = feature_vectors(plan, rows, now_us(), detail)
                 results = [{"features": values} for values in vectors]
             else:
-                results = plan.assemble(rows, now_us())
+                results = plan.assemble(rows, self.clock())
         latest: list[int | None] = [None] * len(plan.metadata)
         for row_times in times if detail else ():
             for i, t in enumerate(row_times):

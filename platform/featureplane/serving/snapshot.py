@@ -137,7 +137,7 @@ def _compute_plan(
     state: WorkspaceState, views: tuple[ViewRead, ...]
 ) -> tuple[tuple[ViewRead, ...], ComputePlan | None]:
     """The rows to fetch for a service's views, and how to compute what is not fetched."""
-    from featureplane.compute.aggregation.tiles import default_value
+    from featureplane.compute.aggregation.online import OnlineRollup
     from featureplane.definitions.transformation import (
         CONTEXT_PARAMETER,
         REQUEST_PARAMETER,
@@ -179,10 +179,8 @@ def _compute_plan(
             seen += 1
         else:
             positions.append(index[view.name])
-    empties = tuple(
-        tuple(default_value(f) for f in r.spec.features) if r.spec.is_aggregate else None for r in reads
-    )
-    plan = ComputePlan(tuple(positions), empties, tuple(realtime), tuple(request_context.items()))
+    rollups = tuple(OnlineRollup(r.spec) if r.spec.is_aggregate else None for r in reads)
+    plan = ComputePlan(tuple(positions), rollups, tuple(realtime), tuple(request_context.items()))
     return tuple(reads), plan
 
 

@@ -19,7 +19,7 @@ from featureplane.compute.aggregation.tiles import (
     partials,
     windows_in_intervals,
 )
-from featureplane.definitions.specs import FeatureSpec, FeatureViewSpec
+from featureplane.definitions.specs import FeatureSpec, FeatureViewSpec, FieldSpec
 from featureplane.types import DataType
 
 
@@ -66,6 +66,9 @@ def _window(feature: FeatureSpec, view: FeatureViewSpec) -> int | None:
     return feature.window_seconds // (view.aggregation_interval_seconds or 1)
 
 
+CUT = "__fp_cut"
+
+
 def rollup_sql(
     view: FeatureViewSpec,
     tiles: str,
@@ -75,7 +78,63 @@ def rollup_sql(
 ) -> str:
     """Feature values at each point: a query over ``tiles`` (a relation holding the view's tile table)
     and ``points`` (a relation of the join keys and ``__fp_idx``, the interval index of the time, i.e.
-    the end of the windows). Returns the join keys, ``__fp_idx`` and one column per feature."""
+    the end of the windows). Returns the join keys, ``__fp_idx`` and one column per feature.
+
+    Only tiles whose partition had ended by the point count (``online.materialized_through``): a
+    window ``k`` at index ``E`` rolls up the tiles of ``[E - k, C)`` where ``C`` is the end of the
+    partitions complete at ``E``. Lifetime windows are the roll-up at ``C``. Finite windows are rolled
+    up per entity and ``C``: each such group's stream holds its tiles of ``[C - K, C)`` (``K`` the
+    longest window), so the work grows with the points' distinct (entity, partition) pairs times ``K``
+    only where the schedule is longer than the interval."""
+    names = list(features or [f.name for f in aggregates(view)])
+    schedule = max(1, (view.batch_schedule_seconds or 0) // (view.aggregation_interval_seconds or 1))
+    if schedule == 1:
+        return _rollup_at_sql(view, tiles, points, names, dialect)
+    keys = view.join_key_names
+    cut = q(CUT)
+    valid = " AND ".join([*(f"p.{q(k)} IS NOT NULL" for k in keys), f"p.{IDX} IS NOT NULL"])
+    cut_of = f"{dialect.floor_div(f'p.{IDX}', schedule)} * {schedule}"
+    spots = (
+        f"(SELECT DISTINCT {_keys(view, 'p')}, p.{IDX}, {cut_of} AS {cut} FROM {points} AS p WHERE {valid})"
+    )
+    lifetime = [n for n in names if view.feature(n).window_seconds is None]
+    finite = [n for n in names if n not in lifetime]
+    parts, columns = [], {}
+    if finite:
+        span = max(_window(view.feature(n), view) or 0 for n in finite)
+        grouped = dataclasses.replace(view, join_keys=[*view.join_keys, FieldSpec(CUT, "int64")])
+        tile_index = dialect.floor_div(dialect.epoch_us(f"t.{q(view.timestamp_field)}"), interval_us(view))
+        on = " AND ".join(f"t.{q(k)} = c.{q(k)}" for k in keys)
+        grouped_tiles = (
+            f"(SELECT t.*, c.{cut} FROM {tiles} AS t JOIN (SELECT DISTINCT {_keys(view)}, {cut} FROM {spots} "
+            f"AS s) AS c ON {on} AND {tile_index} >= c.{cut} - {span} AND {tile_index} < c.{cut})"
+        )
+        grouped_points = f"(SELECT {_keys(view)}, {cut}, {IDX} FROM {spots} AS s)"
+        sql = _rollup_at_sql(grouped, grouped_tiles, grouped_points, finite, dialect)
+        parts.append(f" LEFT JOIN ({sql}) AS f ON {_on(view, 'p', 'f')} AND f.{IDX} = p.{IDX}")
+        columns.update({n: "f" for n in finite})
+    if lifetime:
+        at_cut = f"(SELECT DISTINCT {_keys(view)}, {cut} AS {IDX} FROM {spots} AS s)"
+        sql = _rollup_at_sql(view, tiles, at_cut, lifetime, dialect)
+        parts.append(f" LEFT JOIN ({sql}) AS l ON {_on(view, 'p', 'l')} AND l.{IDX} = p.{cut}")
+        columns.update({n: "l" for n in lifetime})
+    select = ", ".join(f"{columns[n]}.{q(n)}" for n in names)
+    return f"SELECT {_keys(view, 'p')}, p.{IDX}, {select} FROM {spots} AS p{''.join(parts)}"
+
+
+def _on(view: FeatureViewSpec, left: str, right: str) -> str:
+    return " AND ".join(f"{left}.{q(k)} = {right}.{q(k)}" for k in view.join_key_names)
+
+
+def _rollup_at_sql(
+    view: FeatureViewSpec,
+    tiles: str,
+    points: str,
+    features: Sequence[str] | None = None,
+    dialect: Dialect = DUCKDB,
+) -> str:
+    """Feature values at each point from every tile before it (``rollup_sql`` without the
+    partitions' cut-off)."""
     wanted = [view.feature(name) for name in (features or [f.name for f in aggregates(view)])]
     keys = view.join_key_names
     key_list = ", ".join(q(k) for k in keys)
@@ -394,17 +453,55 @@ def features_at_sql(
     )
 
 
-def projection_sql(
+def online_rows_view(view: FeatureViewSpec) -> FeatureViewSpec:
+    """The columns of ``online_rows_sql``: join keys, timestamp, the lifetime features, then the tile
+    index and the tile's partials."""
+    lifetime = [f for f in aggregates(view) if f.window_seconds is None]
+    tiles = [FeatureSpec(name=IDX, dtype="int64")] if max_finite_window(view) else []
+    if tiles:
+        tiles += [FeatureSpec(name=partial_name(c, p), dtype=str(t)) for c, p, t in partials(view)]
+    return dataclasses.replace(view, features=[*lifetime, *tiles], ttl_seconds=None)
+
+
+def online_rows_sql(
     view: FeatureViewSpec, tiles: str, keys: str | None, index: int, dialect: Dialect = DUCKDB
 ) -> str:
-    """The online projection: every entity's values as of interval ``index`` (the end of the latest
-    materialized partition), for the entities of relation ``keys`` (all when None) that have tiles."""
+    """What the online store holds as of interval ``index`` (the end of the latest materialized
+    partition) for the entities of relation ``keys`` (all when None) that have tiles: each entity's
+    lifetime features at ``index`` and one row per tile of ``[index - K, index)`` (``K`` the longest
+    finite window; one row with a null tile index when it has none), ordered by entity and tile.
+    Lookups roll the finite windows up from these tiles (``online.OnlineRollup``)."""
     entities = f"SELECT DISTINCT {_keys(view, 't')} FROM {tiles} AS t"
     if keys is not None:
         entities += dialect.semi_join(keys, "k", "t", view.join_key_names)
     entities += f" WHERE NOT ({marker_condition(view, 't')})"
-    points = f"(SELECT {_keys(view, 'e')}, CAST({index} AS BIGINT) AS {IDX} FROM ({entities}) AS e)"
-    return features_at_sql(view, tiles, points, dialect=dialect)
+    step = interval_us(view)
+    select = [
+        _keys(view, "e"),
+        f"{dialect.timestamp_us(f'{int(index)} * {step}')} AS {q(view.timestamp_field)}",
+    ]
+    joins = ""
+    lifetime = [f.name for f in aggregates(view) if f.window_seconds is None]
+    if lifetime:
+        points = f"(SELECT {_keys(view, 'e')}, CAST({int(index)} AS BIGINT) AS {IDX} FROM ({entities}) AS e)"
+        joins += (
+            f" LEFT JOIN ({rollup_sql(view, tiles, points, lifetime, dialect)}) AS l ON {_on(view, 'e', 'l')}"
+        )
+        select += [f"l.{q(n)}" for n in lifetime]
+    span = max_finite_window(view)
+    order = ""
+    if span:
+        tile_index = dialect.floor_div(dialect.epoch_us(f"t.{q(view.timestamp_field)}"), step)
+        columns = [q(partial_name(c, p)) for c, p, _ in partials(view)]
+        window = (
+            f"SELECT {_keys(view, 't')}, {tile_index} AS {IDX}{''.join(', t.' + c for c in columns)} "
+            f"FROM {tiles} AS t WHERE NOT ({marker_condition(view, 't')}) "
+            f"AND {tile_index} >= {int(index) - span} AND {tile_index} < {int(index)}"
+        )
+        joins += f" LEFT JOIN ({window}) AS w ON {_on(view, 'e', 'w')}"
+        select += [f"w.{IDX}", *(f"w.{c}" for c in columns)]
+        order = f", w.{IDX}"
+    return f"SELECT {', '.join(select)} FROM ({entities}) AS e{joins} ORDER BY {_keys(view, 'e')}{order}"
 
 
 def changed_keys_sql(
@@ -417,27 +514,13 @@ def changed_keys_sql(
     return f"SELECT DISTINCT {_keys(view)} FROM ({' UNION ALL '.join(parts)}) AS c"
 
 
-def changes_sql(view: FeatureViewSpec, after: str, before: str) -> tuple[str, str]:
-    """(upserts, deletes) between two projections: rows of ``after`` that are new or whose values
-    differ, and the keys of ``before`` that are gone."""
-    on = " AND ".join(f"a.{q(k)} = b.{q(k)}" for k in view.join_key_names)
-    differs = " OR ".join(f"a.{q(f.name)} IS DISTINCT FROM b.{q(f.name)}" for f in aggregates(view))
-    missing = f"b.{q(view.join_key_names[0])} IS NULL"
-    upserts = (
-        f"SELECT a.* FROM {after} AS a LEFT JOIN {before} AS b ON {on} WHERE {missing} OR {differs} "
-        f"ORDER BY {_keys(view, 'a')}"
-    )
-    deletes = f"SELECT {_keys(view, 'b')} FROM {before} AS b ANTI JOIN {after} AS a ON {on} ORDER BY {_keys(view, 'b')}"
-    return upserts, deletes
-
-
 def features_in_range_sql(
     view: FeatureViewSpec, tiles: str, start: datetime, end: datetime, dialect: Dialect = DUCKDB
 ) -> str:
     """Each entity's values with the interval in which they hold (``_valid_from``, ``_valid_to``),
     for values that hold at some time in ``[start, end)``.
 
-    A value can change only where a tile enters a window (the end of its interval) or leaves one; the
+    A value can change only where a tile enters its windows (the end of its partition) or leaves one; the
     roll-up runs at those times, from the last change at or before ``start`` up to ``end``, and
     consecutive equal values are merged."""
     step = interval_us(view)
@@ -446,11 +529,17 @@ def features_in_range_sql(
     last = -(-int((end - epoch).total_seconds() * 1_000_000) // step)  # intervals starting before end
     offsets = sorted({0, *(k for k in windows_in_intervals(view) if k is not None)})
     tile_index = dialect.floor_div(dialect.epoch_us(q(view.timestamp_field)), step)
+    tile_rows = f"(SELECT {_keys(view)}, {tile_index} AS __fp_tile FROM {tiles} WHERE NOT ({marker_condition(view)})) AS t"
     changes = (
-        f"SELECT {_keys(view, 't')}, t.__fp_tile + 1 + o.o AS {IDX} FROM "
-        f"(SELECT {_keys(view)}, {tile_index} AS __fp_tile FROM {tiles} WHERE NOT ({marker_condition(view)})) AS t "
+        f"SELECT {_keys(view, 't')}, t.__fp_tile + 1 + o.o AS {IDX} FROM {tile_rows} "
         f"CROSS JOIN (VALUES {', '.join(f'({o})' for o in offsets)}) AS o(o)"
     )
+    schedule = max(1, (view.batch_schedule_seconds or 0) // (view.aggregation_interval_seconds or 1))
+    if schedule > 1:  # a tile enters its windows when its partition has ended
+        changes += (
+            f" UNION ALL SELECT {_keys(view, 't')}, "
+            f"({dialect.floor_div('t.__fp_tile', schedule)} + 1) * {schedule} AS {IDX} FROM {tile_rows}"
+        )
     since = (
         f"SELECT {_keys(view)}, max({IDX}) AS __fp_since FROM __fp_changes WHERE {IDX} <= {first} "
         f"GROUP BY {_keys(view)}"
@@ -464,13 +553,23 @@ def features_in_range_sql(
     ts = q(view.timestamp_field)
     keys = _keys(view)
     previous = f"OVER (PARTITION BY {keys} ORDER BY {ts})"
-    if dialect.structs:
-        state = dialect.struct(**{f"f{i}": q(n) for i, n in enumerate(names)})
-        changed = f"lag({state}) {previous} IS DISTINCT FROM {state}"
+    floats = [n for n in names if view.feature(n).dtype in ("float64", "float32")]
+    exact = [n for n in names if n not in floats]
+    changes_of = [f"row_number() {previous} = 1"]
+    if exact and dialect.structs:
+        state = dialect.struct(**{f"f{i}": q(n) for i, n in enumerate(exact)})
+        changes_of.append(f"lag({state}) {previous} IS DISTINCT FROM {state}")
     else:
-        changed = f"row_number() {previous} = 1" + "".join(
-            f" OR lag({q(n)}) {previous} IS DISTINCT FROM {q(n)}" for n in names
+        changes_of += [f"lag({q(n)}) {previous} IS DISTINCT FROM {q(n)}" for n in exact]
+    # Floating-point values rolled up from the same tiles over different frames may differ in the last
+    # bits: equal within a relative 1e-12 is the same value, so both dialects merge the same rows.
+    for n in floats:
+        before = f"lag({q(n)}) {previous}"
+        changes_of.append(
+            f"NOT ({before} IS NOT DISTINCT FROM {q(n)} OR "
+            f"abs({before} - {q(n)}) <= 1e-12 * greatest(abs({before}), abs({q(n)})))"
         )
+    changed = " OR ".join(changes_of)
     return (
         f"WITH __fp_changes AS ({changes}), __fp_since AS ({since}), "
         f"__fp_values AS ({features_at_sql(view, tiles, points, names, dialect)}), "

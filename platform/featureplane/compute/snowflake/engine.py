@@ -27,6 +27,7 @@ from featureplane.compute.base import (
     TransformationError,
     call_transformation,
     lookback,
+    one_row_per_key_and_time,
     output_fields,
     pandas_output,
     with_sources,
@@ -317,6 +318,8 @@ class SnowflakeEngine(UsesSnowflake, Engine):
             inner, cleanup = self._inner(view, sources, start, end)
             sql = self._conformed(view, inner, start, end)
             stored = view
+            if not view.is_aggregate:
+                sql = one_row_per_key_and_time(view, sql, quote)
             if view.is_aggregate:
                 from featureplane.compute.aggregation.dialects import SNOWFLAKE
                 from featureplane.compute.aggregation.tiles import tile_sql, tile_view
