@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,7 @@ from featureplane.definitions.transformation import (
     load_python_function,
     source_placeholder,
 )
-from featureplane.types import DataType, Timestamp
+from featureplane.types import DataType, Timestamp, compatible
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -79,11 +80,52 @@ def pandas_output(view: FeatureViewSpec, output: Any) -> pa.Table:
     return pa.Table.from_pandas(output, preserve_index=False)
 
 
-def output_fields(view: FeatureViewSpec) -> list[tuple[str, DataType]]:
+def output_fields(view: FeatureViewSpec) -> list[tuple[str, DataType | None]]:
     """The columns a transformation's output must have, in order: join keys, timestamp, attributes."""
     fields = [(k.name, k.type) for k in view.join_keys]
     fields.append((view.timestamp_field, Timestamp))
     return fields + [(f.column or f.name, f.type) for f in view.features if f.kind == "attribute"]
+
+
+@dataclass(frozen=True)
+class OutputColumn:
+    """A column of a transformation's output as the engine describes it."""
+
+    name: str
+    label: str
+    """The engine's own name of its type, for error messages."""
+    type_of: Callable[[DataType], DataType | None]
+    """The featureplane type it holds, given the declared one (None when unknown)."""
+
+
+def select_declared(
+    view: FeatureViewSpec,
+    wanted: list[tuple[str, DataType | None]],
+    actual: dict[str, OutputColumn],
+    quote: Callable[[str], str],
+    cast: Callable[[OutputColumn, DataType], str],
+) -> list[str]:
+    """The select list that renames and casts an output (``actual``, by lower-case name) to the
+    ``wanted`` columns (a declared type of None: any type, kept as it is); TransformationError naming
+    every missing or mistyped column."""
+    problems, columns = [], []
+    for name, declared in wanted:
+        found = actual.get(name.lower())
+        if found is None:
+            problems.append(f"column {name!r} is missing from the output")
+        elif declared is None:
+            columns.append(f"{quote(found.name)} AS {quote(name)}")
+        elif (dtype := found.type_of(declared)) is None or not compatible(declared, dtype):
+            problems.append(f"column {name!r} is {found.label} but is declared {declared!r}")
+        else:
+            columns.append(f"{cast(found, declared)} AS {quote(name)}")
+    if problems:
+        raise TransformationError(
+            f"feature view {view.name!r}: output does not match its declaration: "
+            + "; ".join(problems)
+            + f" (output columns: {', '.join(c.name for c in actual.values())})"
+        )
+    return columns
 
 
 def one_row_per_key_and_time(view: FeatureViewSpec, sql: str, quote: Callable[[str], str]) -> str:

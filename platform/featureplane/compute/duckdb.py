@@ -15,16 +15,18 @@ from typing import TYPE_CHECKING, Any
 
 from featureplane.compute.base import (
     Engine,
+    OutputColumn,
     TransformationError,
     call_transformation,
     lookback,
     one_row_per_key_and_time,
     output_fields,
     pandas_output,
+    select_declared,
     with_sources,
 )
 from featureplane.definitions.specs import FeatureViewSpec, SourceSpec
-from featureplane.types import Array, Bool, DataType, Float64, Int64, String, Timestamp, compatible, to_sql
+from featureplane.types import Array, Bool, DataType, Float64, Int64, String, Timestamp, to_sql
 
 if TYPE_CHECKING:
     import duckdb
@@ -356,40 +358,18 @@ class DuckDBEngine(Engine):
         """Select the declared columns, check and cast their types, keep rows inside the window; for an
         aggregate view, fold the rows into tiles in the same query."""
         actual = {
-            name.lower(): (name, duckdb_type(dtype), dtype) for name, dtype in self._describe_sql(inner)
+            name.lower(): OutputColumn(name, raw, lambda _, raw=raw: duckdb_type(raw))
+            for name, raw in self._describe_sql(inner)
         }
-        wanted: list[tuple[str, DataType | None]] = [(k.name, k.type) for k in view.join_keys]
-        wanted.append((view.timestamp_field, Timestamp))
-        wanted += [(f.column or f.name, f.type) for f in view.features if f.kind == "attribute"]
+        wanted = output_fields(view)
         if view.is_aggregate:
-            from featureplane.compute.aggregation.tiles import input_columns, typed_input_columns
+            from featureplane.compute.aggregation.tiles import declared_inputs
 
-            typed = typed_input_columns(view)
-            selected = {name.lower() for name, _ in wanted}
-            # Columns that are only counted keep their type (None); the others are cast to the declared type.
-            wanted += [(c, typed.get(c)) for c in input_columns(view) if c.lower() not in selected]
-        problems = []
-        columns = []
-        for name, declared in wanted:
-            found = actual.get(name.lower())
-            if found is None:
-                problems.append(f"column {name!r} is missing from the output")
-                continue
-            real_name, dtype, raw = found
-            if declared is None:
-                columns.append(f"{quote(real_name)} AS {quote(name)}")
-                continue
-            if dtype is None or not compatible(declared, dtype):
-                problems.append(f"column {name!r} is {raw} but is declared {declared!r}")
-                continue
-            columns.append(f"CAST({quote(real_name)} AS {to_sql(declared)}) AS {quote(name)}")
-        if problems:
-            raise TransformationError(
-                f"feature view {view.name!r}: output does not match its declaration: "
-                + "; ".join(problems)
-                + f" (output columns: {', '.join(v[0] for v in actual.values())})"
-            )
-        ts = quote(actual[view.timestamp_field.lower()][0])
+            wanted = declared_inputs(view, wanted)
+        columns = select_declared(
+            view, wanted, actual, quote, lambda c, declared: f"CAST({quote(c.name)} AS {to_sql(declared)})"
+        )
+        ts = quote(actual[view.timestamp_field.lower()].name)
         sql = (
             f"SELECT {', '.join(columns)} FROM ({inner}) AS __fp_out "
             f"WHERE CAST({ts} AS TIMESTAMP) >= {literal_time(start)} AND CAST({ts} AS TIMESTAMP) < {literal_time(end)}"

@@ -66,6 +66,16 @@ def typed_input_columns(view: FeatureViewSpec) -> dict[str, DataType]:
     return {c: t for c, t in input_columns(view).items() if c not in counted_only}
 
 
+def declared_inputs(
+    view: FeatureViewSpec, wanted: list[tuple[str, DataType | None]]
+) -> list[tuple[str, DataType | None]]:
+    """``wanted`` (a transformation's output columns) and the aggregate view's input columns not in it:
+    cast to their declared types, except those that are only counted (None, any type)."""
+    typed = typed_input_columns(view)
+    selected = {name.lower() for name, _ in wanted}
+    return [*wanted, *((c, typed.get(c)) for c in input_columns(view) if c.lower() not in selected)]
+
+
 def last_n_size(view: FeatureViewSpec, column: str) -> int:
     return max(
         (int(f.params["n"]) for f in aggregates(view) if f.function == "last_n" and f.column == column),

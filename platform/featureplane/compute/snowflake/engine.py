@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from featureplane.compute.base import (
     Engine,
+    OutputColumn,
     StagedResult,
     TransformationError,
     call_transformation,
@@ -30,6 +31,7 @@ from featureplane.compute.base import (
     one_row_per_key_and_time,
     output_fields,
     pandas_output,
+    select_declared,
     with_sources,
 )
 from featureplane.compute.snowflake.client import (
@@ -47,7 +49,7 @@ from featureplane.compute.snowflake.client import (
 )
 from featureplane.config import ConfigError
 from featureplane.definitions.specs import FeatureViewSpec, SourceSpec
-from featureplane.types import DataType, Timestamp, compatible
+from featureplane.types import DataType, Timestamp
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -268,38 +270,29 @@ class SnowflakeEngine(UsesSnowflake, Engine):
         aggregate view's input columns are selected too (cast to their declared types, except those
         that are only counted)."""
         described = self.client.describe(f"SELECT * FROM ({inner}) AS __fp_out")
-        actual = {name.lower(): (name, kind, scale) for name, kind, scale in described}
-        wanted: list[tuple[str, DataType | None]] = list(output_fields(view))
-        if view.is_aggregate:
-            from featureplane.compute.aggregation.tiles import input_columns, typed_input_columns
-
-            typed = typed_input_columns(view)
-            selected = {name.lower() for name, _ in wanted}
-            wanted += [(c, typed.get(c)) for c in input_columns(view) if c.lower() not in selected]
-        problems, columns = [], []
-        for name, declared in wanted:
-            found = actual.get(name.lower())
-            if found is None:
-                problems.append(f"column {name!r} is missing from the output")
-                continue
-            real, kind, scale = found
-            if declared is None:
-                columns.append(f"{quote(real)} AS {quote(name)}")
-                continue
-            dtype = column_type(kind, scale, declared)
-            if dtype is None or not compatible(declared, dtype):
-                label = f"{kind}({scale})" if kind == "FIXED" and scale else kind
-                problems.append(f"column {name!r} is {label} but is declared {declared!r}")
-                continue
-            columns.append(f"{cast_to(quote(real), declared, kind)} AS {quote(name)}")
-        if problems:
-            raise TransformationError(
-                f"feature view {view.name!r}: output does not match its declaration: "
-                + "; ".join(problems)
-                + f" (output columns: {', '.join(v[0] for v in actual.values())})"
+        actual = {
+            name.lower(): OutputColumn(
+                name,
+                f"{kind}({scale})" if kind == "FIXED" and scale else kind,
+                lambda declared, kind=kind, scale=scale: column_type(kind, scale, declared),
             )
-        real, kind, _ = actual[view.timestamp_field.lower()]
-        ts = cast_to(quote(real), Timestamp, kind)
+            for name, kind, scale in described
+        }
+        kinds = {name.lower(): kind for name, kind, _ in described}
+        wanted = output_fields(view)
+        if view.is_aggregate:
+            from featureplane.compute.aggregation.tiles import declared_inputs
+
+            wanted = declared_inputs(view, wanted)
+        columns = select_declared(
+            view,
+            wanted,
+            actual,
+            quote,
+            lambda c, declared: cast_to(quote(c.name), declared, kinds[c.name.lower()]),
+        )
+        real = actual[view.timestamp_field.lower()].name
+        ts = cast_to(quote(real), Timestamp, kinds[real.lower()])
         return (
             f"SELECT {', '.join(columns)} FROM ({inner}) AS __fp_out "
             f"WHERE {ts} >= {literal_time(start)} AND {ts} < {literal_time(end)}"
