@@ -1,8 +1,8 @@
 """Feast's get_historical_features on the benchmark's plain views (run by Feast's own virtualenv).
 
-The two views are Feast FeatureViews over Parquet copies of the rows featureplane stored (same ttl:
-one day for user_daily_spend, none for user_profile); the spine is the same. ``--store`` picks Feast's
-DuckDB offline store or its default file offline store.
+The two views (``benchmarks/feast_definitions.py``) read Parquet copies of the rows featureplane
+stored; the spine is the same. ``--store`` picks Feast's DuckDB offline store or its default file
+offline store.
 """
 
 from __future__ import annotations
@@ -10,10 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import textwrap
+import sys
 import time
-from datetime import timedelta
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from feast_definitions import feature_store_yaml, fraud_definitions
 
 
 def main() -> None:
@@ -27,66 +30,23 @@ def main() -> None:
     args = parser.parse_args()
 
     import pandas as pd
-    from feast import Entity, FeatureStore, FeatureView, Field, FileSource
-    from feast.types import Float64, Int64, String
+    from feast import FeatureStore
 
     work, export = Path(args.work), Path(args.export)
     repo = work / f"feast_{args.store}"
     shutil.rmtree(repo, ignore_errors=True)
     repo.mkdir(parents=True)
-    (repo / "feature_store.yaml").write_text(
-        textwrap.dedent(
-            f"""\
-            project: bench
-            registry: {repo / "registry.db"}
-            provider: local
-            offline_store:
-                type: {args.store}
-            online_store:
-                type: sqlite
-                path: {repo / "online.db"}
-            entity_key_serialization_version: 3
-            """
-        )
-    )
-    user = Entity(name="user", join_keys=["user_id"])
-    daily = FeatureView(
-        name="user_daily_spend",
-        entities=[user],
-        ttl=timedelta(days=1),
-        schema=[
-            Field(name="user_id", dtype=String),
-            Field(name="spend", dtype=Float64),
-            Field(name="transaction_count", dtype=Int64),
-            Field(name="max_amount", dtype=Float64),
-            Field(name="distinct_merchants", dtype=Int64),
-            Field(name="night_share", dtype=Float64),
-        ],
-        source=FileSource(path=str(export / "user_daily_spend.parquet"), timestamp_field="ts"),
-    )
-    profile = FeatureView(
-        name="user_profile",
-        entities=[user],
-        ttl=timedelta(0),  # no expiry
-        schema=[
-            Field(name="user_id", dtype=String),
-            Field(name="age", dtype=Int64),
-            Field(name="country", dtype=String),
-            Field(name="credit_limit", dtype=Float64),
-        ],
-        source=FileSource(path=str(export / "user_profile.parquet"), timestamp_field="updated_at"),
-    )
+    (repo / "feature_store.yaml").write_text(feature_store_yaml(repo, args.store))
+    definitions = fraud_definitions(export)
     store = FeatureStore(repo_path=str(repo))
-    store.apply([user, daily, profile])
+    store.apply(definitions.objects)
 
     spine = pd.read_parquet(work / "spine.parquet")
     step = max(1, len(spine) // args.rows)
     spine = spine.iloc[::step].head(args.rows).reset_index(drop=True)
     spine = spine.rename(columns={"ts": "event_timestamp"})
     spine["event_timestamp"] = spine["event_timestamp"].dt.tz_localize("UTC")
-    features = [
-        f"{view.name}:{f.name}" for view in (daily, profile) for f in view.schema if f.name != "user_id"
-    ]
+    features = definitions.feature_refs
     times = []
     for _ in range(args.repeat):  # the best of a few runs, fewer when one takes over a minute
         started = time.perf_counter()
