@@ -95,6 +95,56 @@ def key_id_of(key: str) -> str | None:
     return match.group(1) if match else None
 
 
+def bare_key_id(text: str) -> str:
+    """The key id in ``fpk_<id>_<secret>``, ``fpk_<id>_...`` or a bare id (what ``api-key revoke`` takes)."""
+    return key_id_of(text) or text.removeprefix(f"{KEY_PREFIX}_").split("_", 1)[0]
+
+
+def api_key_role(role: str) -> str:
+    """``role`` if an API key may be created with it, else AccessError."""
+    from featureplane.access.roles import check_role
+
+    try:
+        return check_role(role)
+    except ValueError as exc:
+        raise AccessError(str(exc)) from None
+
+
+def workspace_role(role: str) -> str:
+    """``role`` if a principal may be given it on a workspace, else AccessError."""
+    from featureplane.access.roles import WORKSPACE_ROLES, check_role
+
+    try:
+        return check_role(role, WORKSPACE_ROLES)
+    except ValueError as exc:
+        raise AccessError(str(exc)) from None
+
+
+def binding_workspace(workspace: str) -> str:
+    """``workspace`` if a role can be held on it (a valid workspace name, or ``*``), else AccessError."""
+    from featureplane.access.roles import ALL_WORKSPACES
+    from featureplane.registry.base import RegistryError, check_workspace_name
+
+    if workspace == ALL_WORKSPACES:
+        return workspace
+    try:
+        return check_workspace_name(workspace)
+    except RegistryError as exc:
+        raise AccessError(str(exc)) from None
+
+
+def principal_kind(principal_id: str) -> tuple[str, str]:
+    """(kind, name) of ``user:<name>`` or ``service_account:<id>``, else AccessError."""
+    kind, _, name = principal_id.partition(":")
+    if kind not in ("user", "service_account") or not name:
+        raise AccessError(f"principal {principal_id!r:.140} is not user:<name> or service_account:<id>")
+    return kind, name
+
+
+def no_key(key_id: str) -> AccessError:
+    return AccessError(f"no API key with id {key_id!r:.140} (see `featureplane api-key list`)")
+
+
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 

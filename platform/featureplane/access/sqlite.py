@@ -18,12 +18,17 @@ from featureplane.access.base import (
     CreatedKey,
     Identity,
     RoleBinding,
+    api_key_role,
+    bare_key_id,
+    binding_workspace,
     hash_key,
     key_id_of,
     new_key,
+    no_key,
+    principal_kind,
     same_hash,
+    workspace_role,
 )
-from featureplane.access.roles import check_role
 from featureplane.util.localdb import ThreadLocalSQLite
 
 SCHEMA = """
@@ -74,10 +79,8 @@ class SQLiteAccessStore(AccessStore):
     def create_api_key(
         self, workspace: str, role: str, *, description: str = "", created_by: str = ""
     ) -> CreatedKey:
-        try:
-            check_role(role)
-        except ValueError as exc:
-            raise AccessError(str(exc)) from None
+        api_key_role(role)
+        binding_workspace(workspace)
         key_id, secret = new_key()
         principal = f"service_account:{key_id}"
         now = _now()
@@ -119,14 +122,14 @@ class SQLiteAccessStore(AccessStore):
         return [ApiKeyInfo(r[0], r[1], self._bindings(con, r[1]), r[2], r[3], r[4], r[5]) for r in rows]
 
     def revoke_api_key(self, key_id: str, revoked_by: str = "") -> ApiKeyInfo:
-        key_id = key_id_of(key_id) or key_id.removeprefix("fpk_").split("_", 1)[0]
+        key_id = bare_key_id(key_id)
         with self.db.transaction() as con:
             row = con.execute(
                 "SELECT id, principal_id, description, created_at, created_by, revoked_at FROM api_keys WHERE id = ?",
                 (key_id,),
             ).fetchone()
             if row is None:
-                raise AccessError(f"no API key with id {key_id!r} (see `featureplane api-key list`)")
+                raise no_key(key_id)
             revoked_at = row[5]
             if revoked_at is None:
                 revoked_at = _now()
@@ -157,15 +160,9 @@ class SQLiteAccessStore(AccessStore):
         return Identity("", principal_id, self._bindings(con, principal_id))
 
     def assign_role(self, principal_id: str, workspace: str, role: str, assigned_by: str = "") -> RoleBinding:
-        from featureplane.access.roles import WORKSPACE_ROLES
-
-        try:
-            check_role(role, WORKSPACE_ROLES)
-        except ValueError as exc:
-            raise AccessError(str(exc)) from None
-        kind, _, name = principal_id.partition(":")
-        if kind not in ("user", "service_account") or not name:
-            raise AccessError(f"principal {principal_id!r} is not user:<name> or service_account:<id>")
+        workspace_role(role)
+        binding_workspace(workspace)
+        kind, name = principal_kind(principal_id)
         now = _now()
         with self.db.transaction() as con:
             known = con.execute("SELECT 1 FROM principals WHERE id = ?", (principal_id,)).fetchone()
