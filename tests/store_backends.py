@@ -97,3 +97,12 @@ def apply_in_process(config_path: str, plan_json: str, barrier, results) -> None
             registry.close()
     except Exception as exc:
         results.put(("error", repr(exc)))
+
+
+def stored(store, sql: str, params: tuple = ()) -> list[tuple]:
+    """Run SQL (``?`` placeholders) on a store's own database, to look at what it keeps."""
+    if type(store).__module__.endswith(".postgres"):
+        sql = sql.replace("?", "%s")
+    with store.db.transaction() as con:
+        cursor = con.execute(sql, params)
+        return cursor.fetchall() if cursor.description else []

@@ -9,17 +9,15 @@ from __future__ import annotations
 import time
 
 import pytest
+from store_backends import BACKENDS, backend_config, stored
 
-from featureplane.access import AccessError
+from featureplane.access import AccessError, open_access_store
 from featureplane.access.base import hash_key
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=BACKENDS)
 def store(request, tmp_path):
-    if request.param == "sqlite":
-        from featureplane.access.sqlite import SQLiteAccessStore
-
-        made = SQLiteAccessStore(tmp_path / "registry.db")
+    made = open_access_store(backend_config(request.param, tmp_path, request))
     yield made
     made.close()
 
@@ -79,7 +77,7 @@ def test_names_that_are_not_plain_are_refused(store, name):
 
 def test_passwords_are_stored_as_argon2id_hashes_and_verified(store):
     store.create_user("alice", "correct horse battery")
-    row = store.db.connection().execute("SELECT password_hash FROM user_accounts").fetchone()
+    (row,) = stored(store, "SELECT password_hash FROM user_accounts")
     assert row[0].startswith("$argon2id$") and "correct horse battery" not in row[0]
     assert store.verify_password("alice", "correct horse battery").name == "alice"
     assert store.verify_password("alice", "wrong password") is None
@@ -103,11 +101,10 @@ def test_weaker_hashes_are_upgraded_at_the_next_login(store):
 
     store.create_user("alice", "correct horse battery")
     weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash("correct horse battery")
-    with store.db.transaction() as con:
-        con.execute("UPDATE user_accounts SET password_hash = ?", (weak,))
+    stored(store, "UPDATE user_accounts SET password_hash = ?", (weak,))
     assert store.verify_password("alice", "correct horse battery") is not None
-    stored = store.db.connection().execute("SELECT password_hash FROM user_accounts").fetchone()[0]
-    assert stored != weak and store.verify_password("alice", "correct horse battery") is not None
+    ((upgraded,),) = stored(store, "SELECT password_hash FROM user_accounts")
+    assert upgraded != weak and store.verify_password("alice", "correct horse battery") is not None
 
 
 def test_service_accounts_get_roles_and_keys(store):
@@ -131,7 +128,7 @@ def test_service_accounts_get_roles_and_keys(store):
     with pytest.raises(AccessError, match="no principal"):
         store.add_api_key("service_account:ghost")
     # Only hashes are stored.
-    hashes = [r[0] for r in store.db.connection().execute("SELECT key_hash FROM api_keys")]
+    hashes = [r[0] for r in stored(store, "SELECT key_hash FROM api_keys")]
     assert hash_key(created.secret) in hashes and created.secret not in hashes
 
 
@@ -156,8 +153,8 @@ def test_sessions_expire_and_are_revoked(store):
     assert token.startswith("fps_") and created.info.user == "alice"
     found = store.session(token)
     assert found is not None and found.id == created.info.id and found.source_ip == "10.0.0.7"
-    stored = store.db.connection().execute("SELECT token_hash FROM sessions").fetchone()[0]
-    assert stored == hash_key(token) and token not in stored
+    ((digest,),) = stored(store, "SELECT token_hash FROM sessions")
+    assert digest == hash_key(token) and token not in digest
 
     # A forged token with a real id, a malformed one and an unknown one all find nothing.
     assert store.session(token[:-4] + "AAAA") is None
