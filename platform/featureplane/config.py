@@ -44,9 +44,9 @@ class SQLiteRegistrySettings(Section):
 class PostgresRegistrySettings(Section):
     doc = "The registry and access store in PostgreSQL (a team)."
     type: Literal["postgres"] = "postgres"
-    dsn: str = setting(doc="libpq connection string or URL, without the password")
+    dsn: str = setting(doc="libpq connection string or URL, without the password (one there is refused)")
     password_env: str | None = setting(
-        None, doc="environment variable holding the password (never in the file)"
+        None, doc="environment variable holding the password (never in the file; unset: libpq's own)"
     )
     pool_min_size: int = setting(1, minimum=0, doc="connections kept open")
     pool_max_size: int = setting(10, minimum=1, doc="connections at most")
