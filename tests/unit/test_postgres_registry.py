@@ -148,6 +148,33 @@ def test_an_unreachable_server_is_one_line_naming_the_setting(tmp_path):
     assert result.stderr.strip().startswith("error:") and "registry.dsn: cannot connect" in result.stderr
 
 
+def test_a_read_only_role_can_read_and_its_writes_fail_in_one_line(postgres_dsn, tmp_path):
+    owner = open_registry(load_config(write_config(tmp_path, {"type": "postgres", "dsn": postgres_dsn})))
+    owner.create_workspace("prod", live=True)
+    owner.close()
+    role = f"reader_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as con:
+        con.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        con.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(sql.Identifier(role)))
+    reader_dir = tmp_path / "reader"
+    reader_dir.mkdir()
+    dsn = postgres_dsn.replace("postgres@", f"{role}@", 1)
+    path = write_config(reader_dir, {"type": "postgres", "dsn": dsn})
+    reader = open_registry(load_config(path))  # a current schema is only read: no lock, no DDL
+    try:
+        assert [w.name for w in reader.list_workspaces()] == ["prod"]
+        with pytest.raises(
+            PostgresError, match="refused a statement: permission denied for table workspaces"
+        ):
+            reader.create_workspace("dev", live=False)
+    finally:
+        reader.close()
+    env = {**os.environ, "FEATUREPLANE_CONFIG": str(path)}
+    result = run_cli("workspace", "create", "dev", cwd=reader_dir, env=env, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith("error:") and "permission denied" in result.stderr
+
+
 def test_one_pool_per_process_shared_by_the_stores_and_closed_with_the_last(postgres_dsn, tmp_path):
     config = load_config(write_config(tmp_path, {"type": "postgres", "dsn": postgres_dsn}))
     registry = open_registry(config)

@@ -156,7 +156,12 @@ class PostgresDatabase:
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
         """A pooled connection in autocommit mode: each statement commits unless inside
-        ``con.transaction()`` (use ``transaction()`` for a block that commits or rolls back whole)."""
+        ``con.transaction()`` (use ``transaction()`` for a block that commits or rolls back whole).
+
+        Database errors become one line naming the database (DatabaseUnavailable when it cannot be
+        used, PostgresError when it refused a statement, e.g. a privilege an administrator revoked)."""
+        import psycopg
+
         if self._closed:
             raise DatabaseUnavailable(f"{self.where}: registry: this PostgreSQL store was closed")
         try:
@@ -165,6 +170,11 @@ class PostgresDatabase:
         except Exception as exc:
             if is_unavailable(exc):
                 raise self.unavailable(exc) from exc
+            if isinstance(exc, psycopg.Error):
+                raise PostgresError(
+                    f"{self.where}: registry: PostgreSQL at {self.display} refused a statement: "
+                    f"{first_line(exc)}"
+                ) from exc
             raise
 
     @contextmanager

@@ -64,18 +64,24 @@ def schema_version(con: psycopg.Connection) -> int:
 
 def upgrade(con: psycopg.Connection, target: int | None = None) -> int:
     """Apply the migrations the database lacks, up to ``target`` (default: the newest), all in one
-    transaction. Returns the schema version. A database newer than this featureplane is refused."""
+    transaction. Returns the schema version. A database newer than this featureplane is refused.
+
+    A database that is already current is only read (no lock, no DDL), so a role that may only read
+    the tables (a lookup service's) can open it."""
     import psycopg
 
     newest = latest_version()
     target = newest if target is None else target
+    current = schema_version(con)
+    if current <= newest and current >= target:
+        return current
     with con.transaction():
         con.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
         con.execute(
             "CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY, name text NOT NULL, "
             "applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        current = schema_version(con)
+        current = schema_version(con)  # again, under the lock: another process may have upgraded it
         if current > newest:
             raise SchemaError(
                 f"the registry's PostgreSQL schema is at version {current}, newer than this featureplane "
