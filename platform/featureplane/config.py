@@ -201,6 +201,18 @@ class AuthSettings(Section):
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
+class ServerSettings(Section):
+    doc = "The account server (`featureplane server`, docs/team.md): sign-in and sessions."
+    session_ttl_seconds: float = setting(43_200.0, minimum=1, doc="how long a sign-in lasts (12 hours)")
+    login_attempts_per_user: int = setting(5, minimum=1, doc="failed sign-ins of one user per window")
+    login_attempts_per_address: int = setting(
+        20, minimum=1, doc="failed sign-ins from one address per window"
+    )
+    login_window_seconds: float = setting(300.0, minimum=1, doc="the window of the two limits above")
+    max_body_bytes: int = setting(10_000_000, minimum=1, doc="request body size (plans carry definitions)")
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
 class DbtSettings(Section):
     doc = "The dbt project upstream of the feature views."
     project_dir: Path | None = setting(None, doc="the directory holding dbt_project.yml (required)")
@@ -344,6 +356,7 @@ SECTIONS: dict[str, type[Section]] = {
     "serving": ServingSettings,
     "monitoring": MonitoringSection,
     "auth": AuthSettings,
+    "server": ServerSettings,
     "dbt": DbtSettings,
 }
 _DEFAULT_TYPES = {
@@ -370,6 +383,7 @@ class Config:
     serving: ServingSettings = field(default_factory=ServingSettings)
     monitoring: MonitoringSection = field(default_factory=MonitoringSection)
     auth: AuthSettings = field(default_factory=AuthSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
     dbt: DbtSettings = field(default_factory=DbtSettings)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
