@@ -32,7 +32,12 @@ def open_access_store(config: Config) -> AccessStore:
         from featureplane.access.sqlite import SQLiteAccessStore
 
         return SQLiteAccessStore(config.registry_path)
-    raise ValueError(f"{config.path}: registry type {kind!r} has no access store (expected sqlite)")
+    if kind == "remote":
+        from featureplane.access.remote import RemoteAccessStore
+        from featureplane.registry.client import client_for
+
+        return RemoteAccessStore(client_for(config.registry))
+    raise ValueError(f"{config.path}: registry type {kind!r} has no access store (expected sqlite or remote)")
 
 
 def create_api_key(

@@ -15,4 +15,9 @@ def open_registry(config: Config) -> Registry:
         from featureplane.registry.sqlite import SQLiteRegistry
 
         return SQLiteRegistry(config.registry_path)
-    raise ValueError(f"{config.path}: registry type {kind!r} is not supported (expected sqlite)")
+    if kind == "remote":
+        from featureplane.registry.client import client_for
+        from featureplane.registry.remote import RemoteRegistry
+
+        return RemoteRegistry(client_for(config.registry))
+    raise ValueError(f"{config.path}: registry type {kind!r} is not supported (expected sqlite or remote)")
