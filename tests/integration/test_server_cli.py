@@ -44,7 +44,7 @@ def one_line_error(result, *fragments: str) -> bool:
     )
 
 
-def test_every_command_works_through_the_server(tmp_path, account, repo):
+def test_every_command_works_through_the_server(tmp_path, account, repo, dagster_home):
     root, bob = person(tmp_path, "root"), person(tmp_path, "bob")
 
     refused = repo.cli("workspace", "list", env=root, check=False)
@@ -69,6 +69,8 @@ def test_every_command_works_through_the_server(tmp_path, account, repo):
     listing = repo.cli("workspace", "list", env=root).stdout
     assert "prod" in listing and "live" in listing
     assert "No changes" in repo.cli("plan", "-w", "prod", env=root).stdout
+    status = repo.cli("status", "-w", "prod", "--dagster-home", str(dagster_home), env=root).stdout
+    assert "amounts" in status
     stale = repo.cli("apply", "--yes", "--plan", str(tmp_path / "v0.json"), env=root, check=False)
     assert one_line_error(stale, "changed since the plan", "version 0", "version 1")
 
@@ -93,6 +95,8 @@ def test_every_command_works_through_the_server(tmp_path, account, repo):
     assert one_line_error(
         repo.cli("workspace", "delete", "prod", "--yes", env=bob, check=False), "no role on it"
     )
+    hidden = repo.cli("status", "-w", "prod", "--dagster-home", str(dagster_home), env=bob, check=False)
+    assert one_line_error(hidden, "no role on it")
 
     # Roles, given by the owner, checked by the server.
     repo.cli("access", "assign-role", "-w", "prod", "--role", "viewer", "--user", "bob", env=root)
