@@ -38,8 +38,13 @@ def open_access_store(config: Config) -> AccessStore:
         from featureplane.access.postgres import PostgresAccessStore
 
         return PostgresAccessStore.from_config(config)
+    if kind == "remote":
+        from featureplane.access.remote import RemoteAccessStore
+        from featureplane.registry.client import client_for
+
+        return RemoteAccessStore(client_for(config.registry))
     raise ValueError(
-        f"{config.path}: registry type {kind!r} has no access store (expected sqlite or postgres)"
+        f"{config.path}: registry type {kind!r} has no access store (expected sqlite, postgres or remote)"
     )
 
 

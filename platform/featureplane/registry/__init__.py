@@ -21,4 +21,11 @@ def open_registry(config: Config) -> Registry:
         from featureplane.registry.postgres import PostgresRegistry
 
         return PostgresRegistry.from_config(config)
-    raise ValueError(f"{config.path}: registry type {kind!r} is not supported (expected sqlite or postgres)")
+    if kind == "remote":
+        from featureplane.registry.client import client_for
+        from featureplane.registry.remote import RemoteRegistry
+
+        return RemoteRegistry(client_for(config.registry))
+    raise ValueError(
+        f"{config.path}: registry type {kind!r} is not supported (expected sqlite, postgres or remote)"
+    )

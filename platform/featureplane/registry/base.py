@@ -170,5 +170,28 @@ class Registry(ABC):
     @abstractmethod
     def history(self, name: str) -> list[VersionInfo]: ...
 
+    def plan(
+        self,
+        name: str,
+        desired: DefinitionSet,
+        *,
+        suppress_recreates: bool = False,
+        count_partitions: Callable[[FeatureViewSpec], int] | None = None,
+    ) -> Plan:
+        """The plan from the workspace's applied state to ``desired``. A registry behind a server
+        (``remote``) sends ``desired`` and lets the server plan against what it holds."""
+        from featureplane.registry.plan import build_plan
+
+        state = self.load(name)
+        return build_plan(
+            state.name,
+            state.live,
+            state.version,
+            state.definitions,
+            desired,
+            suppress_recreates=suppress_recreates,
+            count_partitions=count_partitions,
+        )
+
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
