@@ -44,10 +44,8 @@ class SQLiteRegistrySettings(Section):
 class PostgresRegistrySettings(Section):
     doc = "The registry and access store in PostgreSQL (a team)."
     type: Literal["postgres"] = "postgres"
-    dsn: str = setting(doc="libpq connection string or URL, without the password")
-    password_env: str | None = setting(
-        None, doc="environment variable holding the password (never in the file)"
-    )
+    dsn: str = setting(doc="libpq connection string or URL, without the password (one there is refused)")
+    password_env: str | None = setting(None, doc="environment variable holding the password (else libpq's)")
     pool_min_size: int = setting(1, minimum=0, doc="connections kept open")
     pool_max_size: int = setting(10, minimum=1, doc="connections at most")
     connect_timeout_seconds: float = setting(10.0, minimum=0, doc="how long to wait for a connection")
@@ -201,6 +199,18 @@ class AuthSettings(Section):
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
+class ServerSettings(Section):
+    doc = "The account server (`featureplane server`, docs/team.md): sign-in and sessions."
+    session_ttl_seconds: float = setting(43_200.0, minimum=1, doc="how long a sign-in lasts (12 hours)")
+    login_attempts_per_user: int = setting(5, minimum=1, doc="failed sign-ins of one user per window")
+    login_attempts_per_address: int = setting(
+        20, minimum=1, doc="failed sign-ins from one address per window"
+    )
+    login_window_seconds: float = setting(300.0, minimum=1, doc="the window of the two limits above")
+    max_body_bytes: int = setting(10_000_000, minimum=1, doc="request body size (plans carry definitions)")
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
 class DbtSettings(Section):
     doc = "The dbt project upstream of the feature views."
     project_dir: Path | None = setting(None, doc="the directory holding dbt_project.yml (required)")
@@ -344,6 +354,7 @@ SECTIONS: dict[str, type[Section]] = {
     "serving": ServingSettings,
     "monitoring": MonitoringSection,
     "auth": AuthSettings,
+    "server": ServerSettings,
     "dbt": DbtSettings,
 }
 _DEFAULT_TYPES = {
@@ -370,6 +381,7 @@ class Config:
     serving: ServingSettings = field(default_factory=ServingSettings)
     monitoring: MonitoringSection = field(default_factory=MonitoringSection)
     auth: AuthSettings = field(default_factory=AuthSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
     dbt: DbtSettings = field(default_factory=DbtSettings)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 

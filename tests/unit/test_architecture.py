@@ -64,6 +64,7 @@ ALLOWED: dict[str, set[str] | None] = {
         "monitoring",
     },
     "examples": {"compute"},
+    "server": {"definitions", "registry", "access", "runtime", "materialization", "repo"},
     "cli": None,
 }
 TOP_LEVEL_MODULES = {"__init__.py", "config.py", "types.py", "errors.py"}

@@ -1,14 +1,14 @@
-"""Plans classify changes correctly; apply is atomic, versioned and refuses stale plans."""
+"""Plans of a repository classify changes correctly, and the CLI plans and applies them.
+
+What apply guarantees on every registry backend (versions, history, atomicity, stale plans, concurrent
+applies) is test_registry_contract.py's."""
 
 from __future__ import annotations
-
-import threading
 
 import pytest
 from helpers import events_repo
 from test_repo_validation import GOOD_VIEW
 
-from featureplane.registry.base import ConflictError
 from featureplane.registry.plan import CREATE, DELETE, RECREATE, UPDATE
 from featureplane.repo.planning import apply_plan, plan_repository
 
@@ -105,60 +105,6 @@ def test_deleting_a_view(repo):
     assert actions(plan) == {"amounts": DELETE}
     apply_plan(runtime, plan)
     assert "amounts" not in runtime.registry.load("prod").definitions.feature_views
-
-
-def test_apply_refuses_a_plan_made_before_another_apply(repo):
-    runtime = repo.runtime()
-    stale = plan_repository(runtime, "prod")
-    apply_plan(runtime, plan_repository(runtime, "prod"))
-    with pytest.raises(ConflictError, match="changed since the plan was made"):
-        apply_plan(runtime, stale)
-    assert runtime.registry.get_workspace("prod").version == 1
-
-
-def test_concurrent_applies_exactly_one_wins(repo):
-    runtime = repo.runtime()
-    plans = [plan_repository(runtime, "prod") for _ in range(4)]
-    outcomes: list[object] = []
-    barrier = threading.Barrier(len(plans))
-
-    def run(plan):
-        barrier.wait()
-        try:
-            outcomes.append(repo.runtime().registry.apply(plan))
-        except ConflictError as exc:
-            outcomes.append(exc)
-
-    threads = [threading.Thread(target=run, args=(p,)) for p in plans]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(o for o in outcomes if isinstance(o, int)) == [1]
-    assert sum(isinstance(o, ConflictError) for o in outcomes) == 3
-    assert runtime.registry.get_workspace("prod").version == 1
-    assert len(runtime.registry.load("prod").definitions.feature_views) == 1
-
-
-def test_a_failing_apply_leaves_nothing_behind(repo, monkeypatch):
-    runtime = repo.runtime()
-    plan = plan_repository(runtime, "prod")
-    from featureplane.registry import sqlite as registry_module
-
-    calls = {"n": 0}
-    real = registry_module.to_json
-
-    def explode(spec):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise RuntimeError("disk full")
-        return real(spec)
-
-    monkeypatch.setattr(registry_module, "to_json", explode)
-    with pytest.raises(RuntimeError, match="disk full"):
-        runtime.registry.apply(plan)
-    state = runtime.registry.load("prod")
-    assert state.version == 0 and not state.definitions.all()
 
 
 def test_cli_plan_apply_and_workspaces(repo):

@@ -4,7 +4,8 @@ A *principal* is who acts: today a service account that owns an API key (one per
 later also people using the CLI. A *role binding* gives a principal a role on a workspace, and a role
 is a set of permissions (``roles.py``). The lookup API authenticates a request by its key, then asks
 whether the key's principal holds a permission on the requested workspace. Everything is stored in the
-registry's database, keys only as hashes. Standard library only: the lookup service imports it.
+registry's database (SQLite or PostgreSQL), keys only as hashes. The package face and the SQLite store
+use the standard library only: the lookup service imports them.
 """
 
 from __future__ import annotations
@@ -26,13 +27,25 @@ if TYPE_CHECKING:
 
 
 def open_access_store(config: Config) -> AccessStore:
-    """The access store that lives beside the registry named in featureplane.yaml."""
+    """The access store that lives beside the registry named in featureplane.yaml (in PostgreSQL, on
+    the registry's connection pool)."""
     kind = config.registry.get("type", "sqlite")
     if kind == "sqlite":
         from featureplane.access.sqlite import SQLiteAccessStore
 
         return SQLiteAccessStore(config.registry_path)
-    raise ValueError(f"{config.path}: registry type {kind!r} has no access store (expected sqlite)")
+    if kind == "postgres":
+        from featureplane.access.postgres import PostgresAccessStore
+
+        return PostgresAccessStore.from_config(config)
+    if kind == "remote":
+        from featureplane.access.remote import RemoteAccessStore
+        from featureplane.registry.client import client_for
+
+        return RemoteAccessStore(client_for(config.registry))
+    raise ValueError(
+        f"{config.path}: registry type {kind!r} has no access store (expected sqlite, postgres or remote)"
+    )
 
 
 def create_api_key(

@@ -30,7 +30,15 @@ class AccessDenied(AccessError):
     """The caller does not hold a role that allows the action."""
 
 
+def server_enforced(config: Config) -> bool:
+    """Whether a featureplane server checks every call (``registry: {type: remote}``)."""
+    return config.registry.type == "remote"
+
+
 def auth_enabled(config: Config) -> bool:
+    """Whether this process checks roles itself: ``auth.enabled``, unless a server checks them."""
+    if server_enforced(config):
+        return False
     value = (config.auth or {}).get("enabled", False)
     if isinstance(value, str):
         return value.strip().lower() in ("true", "yes", "on", "enabled")

@@ -199,16 +199,20 @@ def access_list(
     from rich.table import Table
 
     from featureplane.access import open_access_store
-    from featureplane.access.authorize import auth_enabled, caller
+    from featureplane.access.authorize import auth_enabled, caller, server_enforced
 
     cfg = config_from(config)
     store = open_access_store(cfg)
     try:
         bindings = store.bindings(workspace)
-        me = caller(store).principal_id if auth_enabled(cfg) else None
+        me = None
+        if server_enforced(cfg):
+            me = store.whoami()["principal"]  # type: ignore[attr-defined]
+        elif auth_enabled(cfg):
+            me = caller(store).principal_id
     finally:
         store.close()
-    if not auth_enabled(cfg):
+    if not auth_enabled(cfg) and not server_enforced(cfg):
         err.print("auth is off in featureplane.yaml: roles are recorded but not checked")
     if not bindings:
         console.print("No roles assigned yet.")

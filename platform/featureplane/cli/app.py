@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from featureplane.cli import access, example, ingest, materialize, planning, serve, status, workspaces
+from featureplane.cli import (
+    access,
+    example,
+    ingest,
+    materialize,
+    planning,
+    serve,
+    server,
+    session,
+    status,
+    workspaces,
+)
 from featureplane.cli.common import err
 from featureplane.config import ConfigError
 from featureplane.errors import FeatureplaneError, describe_os_error
@@ -28,6 +39,9 @@ app.add_typer(example.example_app, name="example")
 app.add_typer(access.api_key_app, name="api-key")
 app.add_typer(ingest.ingest_app, name="ingest")
 app.add_typer(access.access_app, name="access")
+app.add_typer(server.server_app, name="server")
+app.command()(session.login)
+app.command()(session.logout)
 
 
 def main() -> None:

@@ -135,6 +135,8 @@ def export_snapshot(config: ConfigOption = None) -> None:
     from featureplane.repo.planning import export_serving_snapshot
 
     runtime = runtime_from(config)
+    if runtime.config.registry.type == "remote":
+        raise fail("behind a featureplane server, the server exports the serving snapshot after every change")
     try:
         target = export_serving_snapshot(runtime)
     except RuntimeError as exc:

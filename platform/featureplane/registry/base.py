@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,42 @@ class ConflictError(RegistryError):
 
 class PlanRefused(RegistryError):
     """The plan would destroy something protected (``prevent_destroy``) in a live workspace."""
+
+
+def check_workspace_name(name: str) -> str:
+    """``name`` if it is a valid workspace name (what every backend stores), else RegistryError."""
+    from featureplane.definitions.base import NAME_PATTERN
+
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise RegistryError(f"workspace name {name!r:.140} is not valid: use letters, digits and underscores")
+    return name
+
+
+def stale_plan(workspace: str, planned: int, current: int) -> ConflictError:
+    return ConflictError(
+        f"workspace {workspace!r} changed since the plan was made (planned against version "
+        f"{planned}, it is now at version {current}); run plan again"
+    )
+
+
+def refuse_protected(plan: Plan, applied_spec: Callable[[str, str], dict | None]) -> None:
+    """PlanRefused if the plan deletes or recreates an object whose applied spec (``applied_spec(kind,
+    name)``, None when not applied) has ``prevent_destroy`` (checked for live workspaces)."""
+    from featureplane.registry.plan import DELETE, RECREATE
+
+    protected = []
+    for change in plan.changes:
+        if change.action not in (DELETE, RECREATE):
+            continue
+        spec = applied_spec(change.kind, change.name)
+        if spec is not None and spec.get("prevent_destroy"):
+            protected.append(f"{change.kind.replace('_', ' ')} {change.name!r} ({change.action})")
+    if protected:
+        raise PlanRefused(
+            f"refusing to apply to live workspace {plan.workspace!r}: prevent_destroy=True protects "
+            f"{', '.join(protected)}; to proceed, first apply prevent_destroy=False on its own "
+            "(or use --suppress-recreates to keep the existing data)"
+        )
 
 
 @dataclass(frozen=True)
@@ -132,6 +169,29 @@ class Registry(ABC):
 
     @abstractmethod
     def history(self, name: str) -> list[VersionInfo]: ...
+
+    def plan(
+        self,
+        name: str,
+        desired: DefinitionSet,
+        *,
+        suppress_recreates: bool = False,
+        count_partitions: Callable[[FeatureViewSpec], int] | None = None,
+    ) -> Plan:
+        """The plan from the workspace's applied state to ``desired``. A registry behind a server
+        (``remote``) sends ``desired`` and lets the server plan against what it holds."""
+        from featureplane.registry.plan import build_plan
+
+        state = self.load(name)
+        return build_plan(
+            state.name,
+            state.live,
+            state.version,
+            state.definitions,
+            desired,
+            suppress_recreates=suppress_recreates,
+            count_partitions=count_partitions,
+        )
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass

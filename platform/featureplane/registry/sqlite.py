@@ -21,14 +21,15 @@ from featureplane.definitions.specs import FEATURE_VIEW, DefinitionSet, from_dic
 from featureplane.errors import storage_error
 from featureplane.registry.base import (
     ConflictError,
-    PlanRefused,
     Registry,
-    RegistryError,
     VersionInfo,
     WorkspaceExists,
     WorkspaceInfo,
     WorkspaceNotFound,
     WorkspaceState,
+    check_workspace_name,
+    refuse_protected,
+    stale_plan,
 )
 
 if TYPE_CHECKING:
@@ -112,10 +113,7 @@ class SQLiteRegistry(Registry):
     # -- workspaces ------------------------------------------------------------------------------
 
     def create_workspace(self, name: str, live: bool) -> WorkspaceInfo:
-        from featureplane.definitions.base import NAME_PATTERN
-
-        if not NAME_PATTERN.match(name):
-            raise RegistryError(f"workspace name {name!r} is not valid: use letters, digits and underscores")
+        check_workspace_name(name)
         now = _now()
         with self._connect() as con:
             try:
@@ -196,12 +194,11 @@ class SQLiteRegistry(Registry):
             try:
                 info = self._workspace(con, plan.workspace)
                 if info.version != plan.base_version:
-                    raise ConflictError(
-                        f"workspace {plan.workspace!r} changed since the plan was made (planned against version "
-                        f"{plan.base_version}, it is now at version {info.version}); run plan again"
-                    )
+                    raise stale_plan(plan.workspace, plan.base_version, info.version)
                 if info.live:
-                    self._refuse_protected(con, plan)
+                    refuse_protected(
+                        plan, lambda kind, name: self._applied_spec(con, plan.workspace, kind, name)
+                    )
                 version = info.version + 1
                 now = _now()
                 for change in plan.changes:
@@ -269,25 +266,11 @@ class SQLiteRegistry(Registry):
         return version
 
     @staticmethod
-    def _refuse_protected(con: sqlite3.Connection, plan: Plan) -> None:
-        from featureplane.registry.plan import DELETE, RECREATE
-
-        protected = []
-        for change in plan.changes:
-            if change.action not in (DELETE, RECREATE):
-                continue
-            row = con.execute(
-                "SELECT spec FROM objects WHERE workspace = ? AND kind = ? AND name = ?",
-                (plan.workspace, change.kind, change.name),
-            ).fetchone()
-            if row is not None and json.loads(row[0]).get("prevent_destroy"):
-                protected.append(f"{change.kind.replace('_', ' ')} {change.name!r} ({change.action})")
-        if protected:
-            raise PlanRefused(
-                f"refusing to apply to live workspace {plan.workspace!r}: prevent_destroy=True protects "
-                f"{', '.join(protected)}; to proceed, first apply prevent_destroy=False on its own "
-                "(or use --suppress-recreates to keep the existing data)"
-            )
+    def _applied_spec(con: sqlite3.Connection, workspace: str, kind: str, name: str) -> dict | None:
+        row = con.execute(
+            "SELECT spec FROM objects WHERE workspace = ? AND kind = ? AND name = ?", (workspace, kind, name)
+        ).fetchone()
+        return None if row is None else json.loads(row[0])
 
     def history(self, name: str) -> list[VersionInfo]:
         with self._connect() as con:

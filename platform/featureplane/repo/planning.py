@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from featureplane.definitions.specs import FEATURE_VIEW, DefinitionSet
 from featureplane.materialization.partitions import count_complete_partitions
 from featureplane.registry.base import PlanRefused
-from featureplane.registry.plan import DELETE, RECREATE, Plan, build_plan
+from featureplane.registry.plan import DELETE, RECREATE, Plan
 from featureplane.repo.loader import load_repository
 from featureplane.repo.validation import check_schemas, compile_repository
 
@@ -34,16 +34,10 @@ def plan_repository(
     *,
     suppress_recreates: bool = False,
 ) -> Plan:
-    state = runtime.registry.load(workspace)
+    runtime.registry.get_workspace(workspace)  # an unknown workspace fails before the repository loads
     desired = definitions if definitions is not None else load_definitions(runtime)
-    return build_plan(
-        state.name,
-        state.live,
-        state.version,
-        state.definitions,
-        desired,
-        suppress_recreates=suppress_recreates,
-        count_partitions=count_complete_partitions,
+    return runtime.registry.plan(
+        workspace, desired, suppress_recreates=suppress_recreates, count_partitions=count_complete_partitions
     )
 
 
@@ -79,8 +73,8 @@ def apply_plan(runtime: Runtime, plan: Plan, applied_by: str | None = None) -> i
 def export_serving_snapshot(runtime: Runtime, applied_version: int | None = None) -> str | None:
     """Write the serving snapshot to ``serving.registry_snapshot`` if it is configured; returns where."""
     location = (runtime.config.serving or {}).get("registry_snapshot")
-    if not location:
-        return None
+    if not location or runtime.config.registry.type == "remote":
+        return None  # behind a server, the server exports it (it alone reads the keys' hashes)
     from featureplane.access import open_access_store
     from featureplane.registry.snapshot import export_snapshot, open_location
 
