@@ -203,9 +203,7 @@ class ServerSettings(Section):
     doc = "The account server (`featureplane server`, docs/team.md): sign-in and sessions."
     session_ttl_seconds: float = setting(43_200.0, minimum=1, doc="how long a sign-in lasts (12 hours)")
     login_attempts_per_user: int = setting(5, minimum=1, doc="failed sign-ins of one user per window")
-    login_attempts_per_address: int = setting(
-        20, minimum=1, doc="failed sign-ins from one address per window"
-    )
+    login_attempts_per_address: int = setting(20, minimum=1, doc="failed sign-ins of one address per window")
     login_window_seconds: float = setting(300.0, minimum=1, doc="the window of the two limits above")
     max_body_bytes: int = setting(10_000_000, minimum=1, doc="request body size (plans carry definitions)")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 
 import pytest
 from account_server import ADMIN, ADMIN_PASSWORD, point_at_server, start_account_server
@@ -179,3 +180,29 @@ def test_an_unreachable_server_is_one_line(tmp_path):
     point_at_server(repo, f"http://127.0.0.1:{free_port()}")
     result = repo.cli("workspace", "list", env=person(tmp_path, "x"), check=False)
     assert one_line_error(result, "cannot reach the featureplane server at http://127.0.0.1:")
+
+
+def test_the_lookup_service_reads_the_registry_and_keys_through_the_server(
+    tmp_path, account, repo, lookup_server
+):
+    from conftest import post_json
+
+    root = person(tmp_path, "root")
+    repo.cli("login", "--user", ADMIN, "--password-stdin", env=root, input=ADMIN_PASSWORD + "\n")
+    repo.cli("workspace", "create", "prod", "--live", env=root)
+    repo.cli("apply", "--yes", "-w", "prod", env=root)
+    repo.cli("materialize", "amounts", "-w", "prod", "--start", "2024-01-01", "--end", "2024-01-03", env=root)
+    service_key = repo.cli("api-key", "create", "-w", "prod", "--quiet", env=root).stdout.strip()
+    client_key = repo.cli("api-key", "create", "-w", "prod", "--quiet", env=root).stdout.strip()
+    repo.set_config("serving", auth=True)
+    lookup = lookup_server(repo, {**root, "FEATUREPLANE_API_KEY": service_key})
+    body = {"params": {"workspaceName": "prod", "featureServiceName": "svc", "joinKeyMap": {"user_id": "u1"}}}
+    url = lookup.url + "/api/v1/feature-service/get-features"
+    status, answer = post_json(url, body, {"Authorization": f"Tecton-key {client_key}"})
+    assert status == 200 and answer["result"]["features"] == [7.0], answer
+    assert post_json(url, body, {"Authorization": "Tecton-key fpk_000000000000_" + "x" * 43})[0] == 401
+    repo.cli("api-key", "revoke", client_key.split("_")[1], env=root)
+    deadline = time.monotonic() + 30  # the lookup service forgets a key within its refresh interval
+    while post_json(url, body, {"Authorization": f"Tecton-key {client_key}"})[0] != 401:
+        assert time.monotonic() < deadline, "a revoked key kept working"
+        time.sleep(0.2)

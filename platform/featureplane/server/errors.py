@@ -100,7 +100,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(AccessError)
     async def access_error(request: Request, exc: AccessError) -> JSONResponse:
         message = str(exc)
-        status, code = (404, "not_found") if message.startswith("no ") else (400, "invalid")
+        status, code = 400, "invalid"
+        if message.startswith("no "):
+            status, code = 404, "not_found"
+        elif message.endswith("already exists"):
+            status, code = 409, "exists"
         return _json(status, code, message)
 
     @app.exception_handler(FeatureplaneError)
