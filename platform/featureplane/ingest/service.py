@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from featureplane.errors import MAX_RECORD_BYTES, describe_value
 from featureplane.ingest.log import IngestLog
 from featureplane.ingest.records import IngestEndpoint, IngestTarget, RecordError, parse_records, timestamp_us
 from featureplane.online_stores.base import OnlineRow, OnlineStore
@@ -81,10 +82,16 @@ class Ingestor:
         self.on_store_call = on_store_call
 
     def ingest(
-        self, workspace: str, endpoints: Mapping[str, IngestEndpoint], records: Any, dry_run: bool = False
+        self,
+        workspace: str,
+        endpoints: Mapping[str, IngestEndpoint],
+        records: Any,
+        dry_run: bool = False,
+        body_bytes: int | None = None,
     ) -> IngestResult:
         """Raise RecordError (nothing written) for any bad record, TooManyRecords above the limit,
-        IngestUnavailable when a store fails."""
+        IngestUnavailable when a store fails. ``body_bytes``, the size of the request the records came
+        in, spares measuring each record when the whole request is within a record's limit."""
         if not isinstance(records, dict) or not records:
             raise RecordError(
                 'records must be an object of push source or feature table names to lists of {"record": {...}}'
@@ -100,10 +107,11 @@ class Ingestor:
             if endpoint is None:
                 known = ", ".join(sorted(endpoints)) or "none"
                 raise RecordError(
-                    f"records: {name!r} is not a push source or feature table of workspace {workspace!r} "
-                    f"(known: {known})"
+                    f"records: {describe_value(name)} is not a push source or feature table of workspace "
+                    f"{workspace!r} (known: {known})"
                 )
-            parsed = parse_records(endpoint, items, f"records.{name}")
+            measure = body_bytes is None or body_bytes > MAX_RECORD_BYTES
+            parsed = parse_records(endpoint, items, f"records.{name}", measure)
             for target in endpoint.targets:
                 out = rows.setdefault(target.table_id, (target, []))[1]
                 for record in parsed:

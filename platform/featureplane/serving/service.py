@@ -408,7 +408,11 @@ class LookupService:
             raise ApiError(400, "dryRun must be true or false")
         try:
             result = self.ingestor.ingest(
-                snapshot.name, snapshot.ingest, call.params.get("records"), dry_run is True
+                snapshot.name,
+                snapshot.ingest,
+                call.params.get("records"),
+                dry_run is True,
+                body_bytes=len(call.request.body),
             )
         except RecordError as exc:
             raise ApiError(400, str(exc)) from None
