@@ -11,6 +11,9 @@ The ``serving`` section::
       max_batch_rows: 500           # rows per get-features-batch request
       max_ingest_records: 10000     # records per ingest request
       max_body_bytes: 1000000
+      max_connections: 512          # `featureplane serve` only (see serving.http_server)
+      request_timeout_seconds: 10
+      idle_timeout_seconds: 75
 """
 
 from __future__ import annotations
