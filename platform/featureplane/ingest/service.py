@@ -5,7 +5,9 @@ The order matters: the log append comes first and returns only once the records 
 acknowledged record is never missing offline; the online write comes second, so the online store never
 holds a record the offline store could lose. A request that fails after the append can be retried: the
 online write is an upsert that keeps the newest event, and a retried request's offline rows are
-identical copies, which point-in-time joins read the same way.
+identical copies, which point-in-time joins read the same way. A request that is never retried, or
+whose server died between the two writes, is still applied to both stores: its log segment is left
+without an online marker, and ``featureplane.ingest.replay`` writes it online.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from featureplane.errors import MAX_RECORD_BYTES, describe_value
-from featureplane.ingest.log import IngestLog
+from featureplane.ingest.log import IngestLog, Segment
 from featureplane.ingest.records import IngestEndpoint, IngestTarget, RecordError, parse_records, timestamp_us
 from featureplane.online_stores.base import OnlineRow, OnlineStore
 
@@ -127,20 +129,28 @@ class Ingestor:
             result.counts[target.table_id] = TargetCounts(target.view, records=len(target_rows))
         if dry_run:
             return result
-        self._append_offline(workspace, rows, result)
-        self._write_online(rows, result)
+        segment = self._append_offline(workspace, rows, result)
+        online = False
+        try:
+            self._write_online(rows, result)
+            online = True
+        finally:
+            if segment is not None and self.log is not None:
+                self.log.finished(segment, online)
         return result
 
     def _append_offline(
         self, workspace: str, rows: dict[str, tuple[IngestTarget, list[OnlineRow]]], result: IngestResult
-    ) -> None:
+    ) -> Segment | None:
+        if not any(target.offline and target_rows for target, target_rows in rows.values()):
+            return None
+        # Rows of online-only tables go in too, for a replay to apply the whole request; folds into
+        # the offline store read only the offline tables' rows.
         entry = {
             table_id: [[*row.key, row.event_ts, *row.values] for row in target_rows]
             for table_id, (target, target_rows) in rows.items()
-            if target.offline and target_rows
+            if target_rows
         }
-        if not entry:
-            return
         if self.log is None:
             raise IngestUnavailable(
                 "this server keeps no durable ingest log for the offline store: set offline_store.ingest_log "
@@ -148,12 +158,14 @@ class Ingestor:
                 "to a server that has one"
             )
         try:
-            self.log.append(workspace, entry)
+            segment = self.log.append(workspace, entry)
         except OSError as exc:
             log.exception("appending to the ingest log failed")
             raise IngestUnavailable(f"could not append the records to the ingest log: {exc}") from None
-        for table_id, table_rows in entry.items():
-            result.counts[table_id].offline = len(table_rows)
+        for table_id, (target, target_rows) in rows.items():
+            if target.offline:
+                result.counts[table_id].offline = len(target_rows)
+        return segment
 
     def _write_online(
         self, rows: dict[str, tuple[IngestTarget, list[OnlineRow]]], result: IngestResult

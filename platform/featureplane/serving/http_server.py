@@ -371,6 +371,20 @@ def _keep_alive(version: str, connection: str) -> bool:
     return "close" not in tokens
 
 
+REPLAY_SECONDS = 60.0
+
+
+def _replay_periodically(service: LookupService, seconds: float = REPLAY_SECONDS) -> None:
+    """Replay the ingest log into the online store now and then (the segments of servers that died
+    while this one runs, and of requests whose online write failed): see ``featureplane.ingest.replay``."""
+    while True:
+        time.sleep(seconds)
+        try:
+            service.replay_ingest_log()
+        except Exception:
+            log.exception("replaying the ingest log into the online store failed")
+
+
 def make_server(
     service: LookupService,
     host: str = "127.0.0.1",
@@ -385,6 +399,9 @@ def serve(
     service: LookupService, host: str = "127.0.0.1", port: int = 8080, limits: ServerLimits | None = None
 ) -> None:
     server = make_server(service, host, port, limits)
+    threading.Thread(
+        target=_replay_periodically, args=(service,), name="featureplane-ingest-replay", daemon=True
+    ).start()
     # Everything loaded so far lives as long as the process: keep the garbage collector from walking
     # it again and again while requests allocate.
     gc.collect()
