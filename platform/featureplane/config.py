@@ -187,6 +187,19 @@ class ServingSettings(Section):
     max_batch_rows: int = setting(500, minimum=1, doc="rows per get-features-batch request")
     max_ingest_records: int = setting(10_000, minimum=1, doc="records per ingest request")
     max_body_bytes: int = setting(1_000_000, minimum=1, doc="request body size")
+    max_connections: int = setting(
+        512,
+        minimum=1,
+        doc="open connections to `featureplane serve` (one thread each); more are answered 503 and closed",
+    )
+    request_timeout_seconds: float = setting(
+        10.0,
+        minimum=0.1,
+        doc="how long a client may take to send a request (and read its answer) once it started one",
+    )
+    idle_timeout_seconds: float = setting(
+        75.0, minimum=0.1, doc="how long a kept-alive connection may wait for its next request"
+    )
     registry_snapshot: str | None = setting(
         None, doc="where apply exports the serving snapshot (a path or s3://bucket/key); Lambda reads it"
     )

@@ -1,9 +1,11 @@
 """Fuzzing the real HTTP server with schemathesis from docs/openapi.yaml: no request, well-formed or
 not, authenticated or not, gets a 500; every answer is documented (status, content type, body schema);
-requests that break the schema are rejected; endpoints that declare auth enforce it."""
+requests that break the schema are rejected; endpoints that declare auth enforce it; values nested deep
+or oversized, in every place a client's value goes, get a 4xx saying why."""
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 from pathlib import Path
@@ -13,6 +15,7 @@ import schemathesis
 import yaml
 from conftest import BIN, ROOT, Server, free_port
 from helpers import click, serving_repo
+from hostile import DEEP, HOSTILE, OVERSIZED, PLACES, big_record, check_refused, hostile_requests, put
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
@@ -24,6 +27,8 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+
+from featureplane.errors import MAX_JSON_DEPTH, MAX_RECORD_BYTES
 
 pytestmark = pytest.mark.integration
 
@@ -126,3 +131,60 @@ def test_raw_http_garbage_never_gets_a_server_error(
     answer = _exchange(process.port, raw)
     for status_line in re.findall(rb"HTTP/1\.1 (\d{3}) ", answer):
         assert int(status_line) < 500, answer[:500]
+
+
+# -- nesting and size: hostile values in every place a client's value goes -------------------------
+
+
+def _post(port: int, key: str, path: str, body: bytes) -> tuple[int, bytes]:
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request(
+            "POST", path, body, {"Authorization": f"Tecton-key {key}", "Content-Type": "application/json"}
+        )
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("value", sorted(HOSTILE))
+@pytest.mark.parametrize("place", sorted(PLACES))
+def test_deep_and_oversized_values_get_a_4xx_that_says_why(server, place, value):
+    process, key = server
+    status, body = _post(process.port, key, *put(place, HOSTILE[value]))
+    if value in OVERSIZED and place == "get-features unknown param" and value != "huge_integer":
+        assert status == 200, body[:300]  # parameters the API does not know are ignored
+        return
+    message = check_refused(status, body)
+    if value in DEEP:
+        assert status == 400
+        assert f"more than {MAX_JSON_DEPTH} levels deep" in message, message
+    if value in ("long_key", "wide_key", "long_string") and "user_id" in place:
+        assert "bytes long; the limit is 1024 bytes" in message, message
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@given(hostile=hostile_requests())
+def test_random_nesting_never_gets_a_server_error(server, hostile):
+    process, key = server
+    path, body, depth = hostile
+    status, answer = _post(process.port, key, path, body)
+    assert status < 500, answer[:300]
+    if depth > MAX_JSON_DEPTH:
+        assert status == 400 and "levels deep" in json.loads(answer)["message"], answer[:300]
+    elif 0 < depth <= MAX_JSON_DEPTH - 8:
+        assert "levels deep" not in answer.decode(), answer[:300]
+
+
+def test_a_record_over_its_limit_and_a_body_over_its_limit(server):
+    process, key = server
+    status, body = _post(process.port, key, *big_record())
+    message = check_refused(status, body)
+    assert status == 400 and "records.clicks[0]: the record is" in message, message
+    assert f"the limit is {MAX_RECORD_BYTES} bytes" in message
+    path, body = put("get-features joinKeyMap.user_id", json.dumps("x" * 1_100_000))
+    status, answer = _post(process.port, key, path, body)
+    assert status == 413 and "the limit is" in check_refused(status, answer)

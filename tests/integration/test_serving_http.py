@@ -1,6 +1,7 @@
 """The real ``featureplane serve`` process on 127.0.0.1: API keys over HTTP (revoked from another
-process), and ingest durability: a server killed with SIGKILL right after acknowledging loses nothing,
-online or offline."""
+process), and ingest under SIGKILL: a server killed right after acknowledging loses nothing, online or
+offline, and a request it never acknowledged ends up in both stores or in neither once a server starts
+again."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import http.client
 import json
 import os
 import signal
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
-from conftest import post_json
+from conftest import Server, free_port, post_json
 from helpers import click, serving_repo
 
 from featureplane.ingest.log import IngestLog, ingest_log_root
@@ -72,6 +75,7 @@ class Pusher(threading.Thread):
         self.port, self.key, self.label = port, key, name
         self.acknowledged, self.stop = acknowledged, stop
         self.failures: list[bytes] = []
+        self.sent: list[list[dict]] = []  # every request's records, acknowledged or not
 
     def run(self) -> None:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
@@ -82,6 +86,7 @@ class Pusher(threading.Thread):
                 for j in range(3)
             ]
             body = json.dumps({"workspaceName": "prod", "records": {"clicks": records}})
+            self.sent.append([r["record"] for r in records])
             try:
                 connection.request(
                     "POST", "/api/v1/ingest", body, {"Authorization": f"Tecton-key {self.key}"}
@@ -130,8 +135,91 @@ def test_a_server_killed_right_after_acknowledging_loses_nothing(repo, lookup_se
     offline = table.get_features_in_range("2024-01-01", "2024-02-01")
     got = dict(zip(offline["user_id"], offline["score"], strict=True))
     assert {u: got.get(u) for u in expected} == {u: r["score"] for u, r in expected.items()}
-    # The dead server's segment is sealed (its lock died with it), so once folded it is removed.
+    # The dead server's segment is sealed (its lock died with it) but not marked as online: a request
+    # it was writing may be in the log only. It stays until a lookup service replays it.
+    assert IngestLog(ingest_log_root(repo.config())).segments("prod") != []
+    lookup_server(repo)
+    sent = [records for pusher in pushers for records in pusher.sent]
+    applied = each_request_in_both_stores_or_neither(repo, sent)
+    assert applied >= len(acknowledged) // 3
+    table.get_features_in_range("2024-01-01", "2024-02-01")  # a fold: the replayed segment goes
     assert IngestLog(ingest_log_root(repo.config())).segments("prod") == []
+
+
+def each_request_in_both_stores_or_neither(repo, requests: list[list[dict]]) -> int:
+    """Check that every request's records are all in the online and the offline store, or none are
+    in either; return how many requests were applied."""
+    users = [record["user_id"] for records in requests for record in records]
+    ws = get_workspace("prod", config=repo.config_path)
+    offline = ws.get_feature_view("scores").get_features_in_range("2024-01-01", "2024-02-01")
+    offline_users = set(offline["user_id"])
+    with repo.runtime() as runtime:
+        rows = runtime.online_store.read([(ws.state.table_id("scores"), (user,)) for user in users])
+    online_users = {user for user, row in zip(users, rows, strict=True) if row is not None}
+    applied, partial = 0, []
+    for records in requests:
+        places = {(r["user_id"] in online_users, r["user_id"] in offline_users) for r in records}
+        if places == {(True, True)}:
+            applied += 1
+        elif places != {(False, False)}:
+            partial.append((records[0]["user_id"], sorted(places)))
+    assert not partial, f"{len(partial)} request(s) applied to one store only, e.g. {partial[:3]}"
+    return applied
+
+
+def test_requests_killed_between_the_log_and_the_online_store_are_applied_on_restart(repo, lookup_server):
+    """SIGKILL while several requests are in the ingest log and not yet online (the server holds them
+    there): their records are offline only, a fold does not remove their segment, and the next
+    server to start replays them online before its first lookup."""
+    key = new_key(repo, "ingest")
+    port = free_port()
+    held = Path(repo.root) / "held"
+    runner = Path(__file__).parent / "ingest_hold_runner.py"
+    server = Server(
+        [sys.executable, str(runner), str(repo.config_path), str(port), "20", str(held)],
+        port,
+        repo.env,
+        repo.root,
+        Path(repo.root) / "runner.log",
+    )
+    try:
+        server.wait_ready()
+        acknowledged: list[dict] = []
+        stop = threading.Event()
+        pushers = [Pusher(port, key, f"h{n}", acknowledged, stop) for n in range(4)]
+        for pusher in pushers:
+            pusher.start()
+        deadline = time.monotonic() + 60
+        while not (held.exists() and len(held.read_text().splitlines()) >= 4):
+            assert time.monotonic() < deadline, "the requests were not held: " + server.log.read_text()
+            time.sleep(0.01)
+        os.kill(server.process.pid, signal.SIGKILL)
+        server.process.wait()
+        stop.set()
+        for pusher in pushers:
+            pusher.join(timeout=15)
+    finally:
+        server.stop()
+    assert server.process.returncode == -signal.SIGKILL
+    assert len(acknowledged) == 20 * 3
+    sent = [records for pusher in pushers for records in pusher.sent]
+    unacknowledged = [r for records in sent for r in records if r not in acknowledged]
+    assert len(unacknowledged) == 4 * 3  # the four held requests
+
+    ws = get_workspace("prod", config=repo.config_path)
+    offline = ws.get_feature_view("scores").get_features_in_range("2024-01-01", "2024-02-01")
+    assert {r["user_id"] for r in unacknowledged} <= set(offline["user_id"])  # in the log: offline
+    with repo.runtime() as runtime:
+        table_id = ws.state.table_id("scores")
+        rows = runtime.online_store.read([(table_id, (r["user_id"],)) for r in unacknowledged])
+    assert rows == [None] * len(unacknowledged)  # ... and not online, yet
+    assert IngestLog(ingest_log_root(repo.config())).segments("prod") != []  # the fold kept it
+
+    lookup_server(repo)  # a plain server: it replays the log when it starts
+    assert each_request_in_both_stores_or_neither(repo, sent) == len(sent)
+    with repo.runtime() as runtime:
+        rows = runtime.online_store.read([(table_id, (r["user_id"],)) for r in unacknowledged])
+    assert [row.values[0] for row in rows] == [r["score"] for r in unacknowledged]
 
 
 def test_metrics_over_http(repo, lookup_server):

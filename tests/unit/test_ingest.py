@@ -197,7 +197,7 @@ def test_records_fan_out_from_a_push_source_and_go_straight_to_a_table(repo, ser
         metrics["scores"]["onlineRecordIngestCount"] == "1"
         and metrics["scores"]["offlineRecordIngestCount"] == "1"
     )
-    # profile is online only: nothing goes to the log for it.
+    # profile is online only: nothing of it goes offline.
     assert (
         metrics["profile"]["onlineRecordIngestCount"] == "1"
         and metrics["profile"]["offlineRecordIngestCount"] == "0"
@@ -211,7 +211,10 @@ def test_records_fan_out_from_a_push_source_and_go_straight_to_a_table(repo, ser
         "profile.tier": "gold",
         "profile.vip": True,
     }
-    assert [list(e["tables"]) for e in logged_rows(repo)] == [["prod/scores/g1"]]
+    # The request is logged whole (profile too), so that a replay after a crash applies all of it;
+    # only scores is folded into the offline store.
+    assert [list(e["tables"]) for e in logged_rows(repo)] == [["prod/scores/g1", "prod/profile/g1"]]
+    assert [r[0] for r in offline_rows(repo, "scores")] == ["u1"]
 
 
 @pytest.mark.parametrize(
@@ -393,6 +396,80 @@ def test_a_torn_tail_is_ignored(repo, service):
     with open(segment, "ab") as handle:
         handle.write(b'0000beef {"tables": {"prod/scores/g1": [["u9"')  # a crash mid-append
     assert [r[0] for r in offline_rows(repo, "scores")] == ["u1"]
+
+
+# -- replaying the log into the online store -------------------------------------------------------
+
+
+def test_a_failed_online_write_is_replayed_so_the_request_is_in_both_stores(repo, service, monkeypatch):
+    """The log append succeeds and the online write fails: the client gets a 503 and may never retry.
+    The records are offline already; the replay brings them online, and only then may a fold remove
+    the segment."""
+    from featureplane.ingest.log import is_online
+
+    store = type(service.online_store)
+    real_write = store.write
+
+    def fail(self, *args, **kwargs):
+        raise OSError("online store went away")
+
+    monkeypatch.setattr(store, "write", fail)
+    records = {
+        "clicks": [click("u1", "2099-01-01T00:00:00Z", 1.0)],
+        "profile": [{"record": {"user_id": "u1", "updated": "2099-01-01T00:00:00Z", "tier": "gold"}}],
+    }
+    status, body = ingest(service, records)
+    assert status == 503 and "retry the request" in body["message"]
+    monkeypatch.setattr(store, "write", real_write)
+    (segment,) = IngestLog(ingest_log_root(repo.config())).segments("prod")
+    assert not is_online(segment)  # sealed by the failure, without an online marker
+    assert online(service, "u1")["scores.score"] is None
+    assert [r[0] for r in offline_rows(repo, "scores")] == ["u1"]  # offline only: not for long
+    assert segment.exists(), "a fold removed a segment whose rows are not online"
+
+    assert service.replay_ingest_log() == 2  # scores and the online-only profile: the whole request
+    assert online(service, "u1")["scores.score"] == 1.0 and online(service, "u1")["profile.tier"] == "gold"
+    assert is_online(segment) and service.replay_ingest_log() == 0
+    offline_rows(repo, "scores")
+    assert not segment.exists()
+    # The service appends to a new segment of its own.
+    assert ingest(service, {"clicks": [click("u2", "2099-01-01T00:00:00Z", 2.0)]})[0] == 200
+    assert online(service, "u2")["scores.score"] == 2.0
+
+
+def test_a_replay_is_idempotent_and_never_overwrites_a_newer_event(repo, service):
+    ingest(service, {"clicks": [click("u1", "2099-01-01T00:00:00Z", 1.0)]})
+    service.ingestor.log.close()
+    (old,) = IngestLog(ingest_log_root(repo.config())).segments("prod")
+    from featureplane.ingest.log import online_marker
+
+    online_marker(old).unlink()  # as if its server had died before the online write
+    ingest(service, {"clicks": [click("u1", "2099-01-02T00:00:00Z", 2.0)]})  # a newer event, online
+    assert service.replay_ingest_log() == 1
+    assert service.replay_ingest_log() == 0
+    assert online(service, "u1")["scores.score"] == 2.0
+
+
+def test_a_new_lookup_service_replays_what_a_dead_one_left(repo, service):
+    """A process killed between its log append and its online write leaves a sealed segment without
+    a marker: starting a lookup service replays it before the first lookup."""
+    with repo.runtime() as runtime:
+        table_id = runtime.registry.load("prod").table_id("scores")
+    code = (
+        "import os, signal, sys\n"
+        "from featureplane.ingest.log import IngestLog\n"
+        "IngestLog(sys.argv[1]).append('prod', {sys.argv[2]: [['u7', 4070908800000000, 7.0, None, None, None]]})\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    root = str(ingest_log_root(repo.config()))
+    killed = subprocess.run([sys.executable, "-c", code, root, table_id], capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr
+    assert online(service, "u7")["scores.score"] is None
+    fresh = create_lookup_service(repo.config())
+    try:
+        assert online(fresh, "u7")["scores.score"] == 7.0
+    finally:
+        fresh.snapshots.close()
 
 
 # -- the SDK ---------------------------------------------------------------------------------------

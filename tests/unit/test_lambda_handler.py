@@ -1,6 +1,6 @@
 """The Lambda handler: API Gateway REST (v1), HTTP API (v2) and function URL events, base64 bodies,
 header casing, query strings and stages, configuration from the environment, and errors that are
-always HTTP answers (never an exception out of the handler)."""
+always HTTP answers (never an exception out of the handler), 4xx for hostile events and bodies."""
 
 from __future__ import annotations
 
@@ -14,8 +14,11 @@ from datetime import datetime
 import pytest
 from conftest import ROOT
 from helpers import AMOUNTS_SERVICE, events_repo
+from hostile import DEEP, HOSTILE, OVERSIZED, PLACES, check_refused, hostile_requests, put
+from hypothesis import HealthCheck, given, settings
 
 from featureplane.config import ConfigError
+from featureplane.errors import MAX_JSON_DEPTH
 from featureplane.materialization.materialize import materialize
 from featureplane.repo.planning import apply_plan, plan_repository
 from featureplane.serving import aws_lambda
@@ -222,3 +225,73 @@ def test_the_sam_template_runs_this_handler_with_the_variables_it_reads():
     actions = {a for s in statements if isinstance(s, dict) for a in s["Action"]}
     assert {"dynamodb:BatchGetItem", "s3:GetObject"} <= actions
     assert function["FunctionUrlConfig"] and function["Events"]["LookupApi"]["Type"] == "HttpApi"
+
+
+# -- hostile events: nesting and sizes, in the body and in the event itself -----------------------
+
+
+def _answer(event) -> tuple[int, str]:
+    response = handler(event, None)
+    return response["statusCode"], check_refused(response["statusCode"], response["body"].encode())
+
+
+@pytest.mark.parametrize("value", sorted(HOSTILE))
+@pytest.mark.parametrize("place", sorted(p for p in PLACES if not p.startswith("ingest")))
+def test_deep_and_oversized_bodies_get_a_4xx(service, place, value):
+    path, body = put(place, HOSTILE[value])
+    event = http_v2(body=body.decode(), raw_path=path)
+    response = handler(event, None)
+    if value in OVERSIZED and place == "get-features unknown param" and value != "huge_integer":
+        assert response["statusCode"] == 200
+        return
+    status, message = _answer(event)
+    if value in DEEP:
+        assert status == 400 and f"more than {MAX_JSON_DEPTH} levels deep" in message, message
+
+
+def _deep(depth: int) -> dict:
+    value: dict = {}
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        (lambda e: e["headers"].update({"x-deep": _deep(2000)}), "header x-deep must be a string"),
+        (lambda e: e.update({"headers": [_deep(2000)]}), "headers must be an object"),
+        (lambda e: e.update({"rawPath": _deep(2000)}), "rawPath must be a string, got an object of 1 key"),
+        (lambda e: e["requestContext"]["http"].update({"method": [_deep(2000)]}), "method must be a string"),
+        (lambda e: e.update({"rawQueryString": _deep(2000)}), "rawQueryString must be a string"),
+        (lambda e: e.update({"body": _deep(2000)}), "body must be a string, got an object of 1 key"),
+        (lambda e: e["requestContext"].update({"stage": "s" * 100_000}), None),
+    ],
+)
+def test_deep_values_in_the_event_itself_get_a_400(service, change, fragment):
+    event = http_v2()
+    change(event)
+    response = handler(event, None)
+    if fragment is None:
+        assert response["statusCode"] == 200
+        return
+    status, message = _answer(event)
+    assert status == 400 and fragment in message, message
+
+
+def test_rest_v1_query_parameters_must_be_strings(service):
+    event = rest_v1(multiValueQueryStringParameters={"a": [_deep(2000)]})
+    status, message = _answer(event)
+    assert status == 400 and "query parameter a must be a string" in message
+    event = rest_v1(queryStringParameters={"a": _deep(2000)})
+    assert _answer(event)[0] == 400
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(hostile=hostile_requests())
+def test_random_nesting_in_an_event_body_never_gets_a_server_error(service, hostile):
+    path, body, depth = hostile
+    response = handler(http_v2(body=body.decode(), raw_path=path), None)
+    assert response["statusCode"] < 500, response["body"][:300]
+    if depth > MAX_JSON_DEPTH:
+        assert "levels deep" in json.loads(response["body"])["message"]

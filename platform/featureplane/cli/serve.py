@@ -19,6 +19,7 @@ def serve(
     import logging
 
     from featureplane.serving.app import create_lookup_service
+    from featureplane.serving.http_server import ServerLimits
     from featureplane.serving.http_server import serve as run_server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -31,4 +32,4 @@ def serve(
         err.print("API keys are not required (serving.auth is false): use this only locally.")
     else:
         err.print("API keys are required: create one with `featureplane api-key create --workspace NAME`.")
-    run_server(service, host, port)
+    run_server(service, host, port, ServerLimits.from_settings(cfg.serving))

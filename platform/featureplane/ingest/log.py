@@ -11,9 +11,17 @@ Layout: one directory per workspace, holding segments ``<time>-<pid>-<random>.lo
 (a server process) appends to a segment of its own while holding an exclusive ``flock`` on it, so a
 torn line left by a crash is confined to the tail of a segment that nobody appends to again, and a
 folder can tell a segment still being written (locked) from a sealed one. Each line is one request:
-``<crc32 hex> <json>\\n`` with the json ``{"tables": {table_id: [[key..., event_us, value...], ...]}}``,
-so a request's records are all in the log or none are. Readers use only complete lines whose checksum
+``<crc32 hex> <json>\\n`` with the json ``{"tables": {table_id: [[key..., event_us, value...], ...]}}``
+(every table the request writes, online-only ones too, so that a replay applies all of it), so a
+request's records are all in the log or none are. Readers use only complete lines whose checksum
 matches, and track how far each table has folded a segment by byte offset.
+
+The online store gets each request's records after its line is on disk, so a writer that dies (or
+whose online write fails) in between leaves lines that are in the log, and so offline, but not
+online. A segment whose every line reached the online store gets a marker, ``<segment>.online``,
+written before the segment is sealed; a sealed segment without one is replayed into the online store
+(``featureplane.ingest.replay``, when a lookup service starts and periodically), and is not removed
+until it has been.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ if TYPE_CHECKING:
     from featureplane.config import Config
 
 SEGMENT_SUFFIX = ".log"
+ONLINE_SUFFIX = ".online"
 MAX_SEGMENT_BYTES = 64 * 1024 * 1024
 
 
@@ -43,7 +52,11 @@ def ingest_log_root(config: Config) -> Path:
     return config.resolve(config.offline_store.get("ingest_log", config.data_dir / "ingest_log"))
 
 
-class _Segment:
+class Segment:
+    """This process's segment of one workspace's log. ``pending`` counts appended requests whose
+    online write has not finished; ``failed`` says one of them failed (the segment then needs a
+    replay into the online store)."""
+
     def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         name = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}{SEGMENT_SUFFIX}"
@@ -51,6 +64,9 @@ class _Segment:
         self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self.size = 0
+        self.pending = 0
+        self.failed = False
+        self.closed = False
         _fsync_directory(directory)
 
     def append(self, line: bytes) -> None:
@@ -62,7 +78,32 @@ class _Segment:
         self.size += len(line)
 
     def close(self) -> None:
+        """Seal the segment: marked as online first when every request in it reached the online store."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.pending == 0 and not self.failed:
+            mark_online(self.path)
         os.close(self.fd)
+
+
+def online_marker(segment: Path) -> Path:
+    return segment.with_name(segment.name + ONLINE_SUFFIX)
+
+
+def mark_online(segment: Path) -> None:
+    """Record that every line of ``segment`` is in the online store (an empty file, made durable)."""
+    marker = online_marker(segment)
+    fd = os.open(marker, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    _fsync_directory(segment.parent)
+
+
+def is_online(segment: Path) -> bool:
+    return online_marker(segment).exists()
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -83,22 +124,39 @@ class IngestLog:
 
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
-        self._segments: dict[str, _Segment] = {}
+        self._segments: dict[str, Segment] = {}
         self._lock = threading.Lock()
 
     def directory(self, workspace: str) -> Path:
         return self.root / workspace
 
-    def append(self, workspace: str, tables: dict[str, list[list[Any]]]) -> None:
-        """Durably append one request's rows (``{table_id: [row, ...]}``); returns once on disk."""
+    def append(self, workspace: str, tables: dict[str, list[list[Any]]]) -> Segment:
+        """Durably append one request's rows (``{table_id: [row, ...]}``); returns once on disk, with
+        the segment it went to. Call ``finished`` with it once the request's online write is done."""
         line = encode_entry(tables)
         with self._lock:
             segment = self._segments.get(workspace)
             if segment is None or segment.size >= MAX_SEGMENT_BYTES:
                 if segment is not None:
                     segment.close()
-                segment = self._segments[workspace] = _Segment(self.directory(workspace))
+                segment = self._segments[workspace] = Segment(self.directory(workspace))
             segment.append(line)
+            segment.pending += 1
+        return segment
+
+    def finished(self, segment: Segment, online: bool) -> None:
+        """A request appended to ``segment`` is done: its records are ``online``, or they are not
+        (its online write failed). A failure seals the segment, unmarked, so that a replay brings its
+        records online without waiting for this process to end."""
+        with self._lock:
+            segment.pending -= 1
+            if not online:
+                segment.failed = True
+                if self._segments.get(segment.path.parent.name) is segment:
+                    del self._segments[segment.path.parent.name]
+                segment.close()
+            elif segment.closed and segment.pending == 0 and not segment.failed:
+                mark_online(segment.path)  # sealed while this request was still writing
 
     def close(self) -> None:
         """Seal this process's segments (they become foldable and, once folded, removable)."""
@@ -106,6 +164,12 @@ class IngestLog:
             for segment in self._segments.values():
                 segment.close()
             self._segments.clear()
+
+    def workspaces(self) -> list[str]:
+        """The workspaces that have a log directory."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir())
 
     def segments(self, workspace: str) -> list[Path]:
         directory = self.directory(workspace)

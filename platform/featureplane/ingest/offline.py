@@ -5,7 +5,8 @@ table's watermark for that segment, and appends their rows in ONE offline commit
 new watermarks. A fold killed before the commit leaves nothing; one killed after it is not repeated.
 Readers fold before they read (``Workspace`` does, for training sets and ranges), so every
 acknowledged record is visible offline. A sealed segment is deleted once every current table that has
-rows in it has folded all of it.
+rows in it has folded all of it and, if any of them is online, once its rows are in the online store
+(``featureplane.ingest.replay``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from featureplane.definitions.specs import FeatureViewSpec
-from featureplane.ingest.log import IngestLog, ingest_log_root, is_sealed, read_segment
+from featureplane.ingest.log import (
+    ONLINE_SUFFIX,
+    SEGMENT_SUFFIX,
+    IngestLog,
+    ingest_log_root,
+    is_online,
+    is_sealed,
+    online_marker,
+    read_segment,
+)
 from featureplane.util.locks import file_lock
 
 if TYPE_CHECKING:
@@ -71,12 +81,12 @@ def _fold(runtime: Runtime, state: WorkspaceState, view: FeatureViewSpec, ingest
 
 
 def _remove_folded_segments(runtime: Runtime, workspace: str, ingest_log: IngestLog) -> None:
+    """Delete the sealed segments that every current feature table has folded and whose rows are in
+    the online store too (marked so, or with no current online table); then the markers left over."""
     state = runtime.registry.load(workspace)  # the latest tables, not the caller's possibly older view
-    current = {
-        state.table_id(v.name)
-        for v in state.definitions.feature_views.values()
-        if v.kind == "table" and v.offline
-    }
+    tables_now = [v for v in state.definitions.feature_views.values() if v.kind == "table"]
+    offline = {state.table_id(v.name) for v in tables_now if v.offline}
+    online = {state.table_id(v.name) for v in tables_now if v.online}
     with file_lock(_lock_path(runtime, f"{workspace}/segments")):
         for segment in ingest_log.segments(workspace):
             if not is_sealed(segment):
@@ -85,13 +95,20 @@ def _remove_folded_segments(runtime: Runtime, workspace: str, ingest_log: Ingest
             for offset, entry in read_segment(segment):
                 end = offset
                 tables.update(entry["tables"])
+            if tables & online and not is_online(segment):
+                continue  # a lookup service replays it into the online store first
             pending = [
                 t
-                for t in tables & current
+                for t in tables & offline
                 if runtime.offline_store.ingest_watermarks(t, [segment.name])[segment.name] < end
             ]
             if not pending:
                 segment.unlink(missing_ok=True)
+                online_marker(segment).unlink(missing_ok=True)
+        directory = ingest_log.directory(workspace)
+        for marker in directory.glob(f"*{SEGMENT_SUFFIX}{ONLINE_SUFFIX}"):
+            if not marker.with_name(marker.name[: -len(ONLINE_SUFFIX)]).exists():
+                marker.unlink(missing_ok=True)
 
 
 def rows_to_arrow(view: FeatureViewSpec, rows: list[list[Any]]) -> pa.Table:

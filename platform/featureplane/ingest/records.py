@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
+
+from featureplane.errors import MAX_KEY_BYTES, MAX_RECORD_BYTES, describe_value
 from featureplane.registry.base import WorkspaceState
 from featureplane.types import DataType, Timestamp
 
@@ -93,12 +96,17 @@ def ingest_endpoints(state: WorkspaceState) -> dict[str, IngestEndpoint]:
     return endpoints
 
 
-def parse_records(endpoint: IngestEndpoint, items: Any, where: str) -> list[dict[str, Any]]:
+def parse_records(
+    endpoint: IngestEndpoint, items: Any, where: str, measure: bool = True
+) -> list[dict[str, Any]]:
     """Check every record against the endpoint's schema; return them normalised, or raise RecordError
-    naming the first bad record (``where[index]``) and field."""
+    naming the first bad record (``where[index]``) and field. A join key's value may be at most
+    MAX_KEY_BYTES long and, with ``measure`` (needless when the whole request is smaller), a record at
+    most MAX_RECORD_BYTES as JSON."""
     if not isinstance(items, list):
         raise RecordError(f'{where} must be a list of {{"record": {{...}}}} objects')
     converters = {name: converter(dtype) for name, dtype in endpoint.schema.items()}
+    keys = {k for target in endpoint.targets for k in target.join_keys}
     parsed = []
     for index, item in enumerate(items):
         at = f"{where}[{index}]"
@@ -108,7 +116,7 @@ def parse_records(endpoint: IngestEndpoint, items: Any, where: str) -> list[dict
         unknown = [k for k in record if k not in endpoint.schema]
         if unknown:
             raise RecordError(
-                f"{at}: unknown field {unknown[0]!r}; {endpoint.name!r} has fields "
+                f"{at}: unknown field {describe_value(unknown[0], 40)}; {endpoint.name!r} has fields "
                 f"{', '.join(f'{n} ({t})' for n, t in endpoint.schema.items())}"
             )
         out = {}
@@ -123,6 +131,18 @@ def parse_records(endpoint: IngestEndpoint, items: Any, where: str) -> list[dict
                 out[name] = convert(value)
             except RecordError as exc:
                 raise RecordError(f"{at}: field {name!r}: {exc}") from None
+            if name in keys and isinstance(value, str) and len(value) > MAX_KEY_BYTES // 4:
+                size = len(value.encode("utf-8", "surrogatepass"))
+                if size > MAX_KEY_BYTES:
+                    raise RecordError(
+                        f"{at}: join key {name!r} is {size} bytes long; the limit is {MAX_KEY_BYTES} bytes (UTF-8)"
+                    )
+        if measure:
+            size = len(orjson.dumps(out))
+            if size > MAX_RECORD_BYTES:
+                raise RecordError(
+                    f"{at}: the record is {size} bytes as JSON; the limit is {MAX_RECORD_BYTES} bytes"
+                )
         parsed.append(out)
     return parsed
 
@@ -138,27 +158,22 @@ def converter(dtype: DataType) -> Callable[[Any], Any]:
 
         def convert_array(value: Any) -> list[Any]:
             if not isinstance(value, list | tuple):
-                raise RecordError(f"expected a list of {dtype.element}, got {_show(value)}")
+                raise RecordError(f"expected a list of {dtype.element}, got {describe_value(value)}")
             return [None if v is None else element(v) for v in value]
 
         return convert_array
     return _SCALARS[dtype.name]
 
 
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _int64(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise RecordError(f"expected an int64 (a number or a decimal string), got {_show(value)}")
+        raise RecordError(f"expected an int64 (a number or a decimal string), got {describe_value(value)}")
     if isinstance(value, str):
         try:
             value = int(value.strip())
         except ValueError:
             raise RecordError(
-                f"expected an int64 (a number or a decimal string), got {_show(value)}"
+                f"expected an int64 (a number or a decimal string), got {describe_value(value)}"
             ) from None
     if not INT64_MIN <= value <= INT64_MAX:
         raise RecordError(f"{value} is outside the int64 range")
@@ -167,25 +182,25 @@ def _int64(value: Any) -> int:
 
 def _float64(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise RecordError(f"expected a float64 (a number), got {_show(value)}")
+        raise RecordError(f"expected a float64 (a number), got {describe_value(value)}")
     try:
         result = float(value)
     except OverflowError:
         result = math.inf
     if not math.isfinite(result):
-        raise RecordError(f"expected a finite float64, got {_show(value)}")
+        raise RecordError(f"expected a finite float64, got {describe_value(value)}")
     return result
 
 
 def _string(value: Any) -> str:
     if not isinstance(value, str):
-        raise RecordError(f"expected a string, got {_show(value)}")
+        raise RecordError(f"expected a string, got {describe_value(value)}")
     return value
 
 
 def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
-        raise RecordError(f"expected true or false, got {_show(value)}")
+        raise RecordError(f"expected true or false, got {describe_value(value)}")
     return value
 
 
@@ -195,17 +210,17 @@ def _timestamp(value: Any) -> str:
             parsed = datetime.fromisoformat(value.strip())
         except ValueError:
             raise RecordError(
-                f"expected an ISO-8601 timestamp such as 2024-05-01T12:00:00Z, got {_show(value)}"
+                f"expected an ISO-8601 timestamp such as 2024-05-01T12:00:00Z, got {describe_value(value)}"
             ) from None
     elif isinstance(value, datetime):
         parsed = value.to_pydatetime() if hasattr(value, "to_pydatetime") else value
     else:
-        raise RecordError(f"expected an ISO-8601 timestamp string, got {_show(value)}")
+        raise RecordError(f"expected an ISO-8601 timestamp string, got {describe_value(value)}")
     if parsed.tzinfo is not None:
         try:
             parsed = parsed.astimezone(UTC).replace(tzinfo=None)
         except OverflowError:
-            raise RecordError(f"timestamp {_show(value)} is out of range") from None
+            raise RecordError(f"timestamp {describe_value(value)} is out of range") from None
     return parsed.isoformat() + "Z"
 
 

@@ -5,7 +5,9 @@ The order matters: the log append comes first and returns only once the records 
 acknowledged record is never missing offline; the online write comes second, so the online store never
 holds a record the offline store could lose. A request that fails after the append can be retried: the
 online write is an upsert that keeps the newest event, and a retried request's offline rows are
-identical copies, which point-in-time joins read the same way.
+identical copies, which point-in-time joins read the same way. A request that is never retried, or
+whose server died between the two writes, is still applied to both stores: its log segment is left
+without an online marker, and ``featureplane.ingest.replay`` writes it online.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from featureplane.ingest.log import IngestLog
+from featureplane.errors import MAX_RECORD_BYTES, describe_value
+from featureplane.ingest.log import IngestLog, Segment
 from featureplane.ingest.records import IngestEndpoint, IngestTarget, RecordError, parse_records, timestamp_us
 from featureplane.online_stores.base import OnlineRow, OnlineStore
 
@@ -81,10 +84,16 @@ class Ingestor:
         self.on_store_call = on_store_call
 
     def ingest(
-        self, workspace: str, endpoints: Mapping[str, IngestEndpoint], records: Any, dry_run: bool = False
+        self,
+        workspace: str,
+        endpoints: Mapping[str, IngestEndpoint],
+        records: Any,
+        dry_run: bool = False,
+        body_bytes: int | None = None,
     ) -> IngestResult:
         """Raise RecordError (nothing written) for any bad record, TooManyRecords above the limit,
-        IngestUnavailable when a store fails."""
+        IngestUnavailable when a store fails. ``body_bytes``, the size of the request the records came
+        in, spares measuring each record when the whole request is within a record's limit."""
         if not isinstance(records, dict) or not records:
             raise RecordError(
                 'records must be an object of push source or feature table names to lists of {"record": {...}}'
@@ -100,10 +109,11 @@ class Ingestor:
             if endpoint is None:
                 known = ", ".join(sorted(endpoints)) or "none"
                 raise RecordError(
-                    f"records: {name!r} is not a push source or feature table of workspace {workspace!r} "
-                    f"(known: {known})"
+                    f"records: {describe_value(name)} is not a push source or feature table of workspace "
+                    f"{workspace!r} (known: {known})"
                 )
-            parsed = parse_records(endpoint, items, f"records.{name}")
+            measure = body_bytes is None or body_bytes > MAX_RECORD_BYTES
+            parsed = parse_records(endpoint, items, f"records.{name}", measure)
             for target in endpoint.targets:
                 out = rows.setdefault(target.table_id, (target, []))[1]
                 for record in parsed:
@@ -119,20 +129,28 @@ class Ingestor:
             result.counts[target.table_id] = TargetCounts(target.view, records=len(target_rows))
         if dry_run:
             return result
-        self._append_offline(workspace, rows, result)
-        self._write_online(rows, result)
+        segment = self._append_offline(workspace, rows, result)
+        online = False
+        try:
+            self._write_online(rows, result)
+            online = True
+        finally:
+            if segment is not None and self.log is not None:
+                self.log.finished(segment, online)
         return result
 
     def _append_offline(
         self, workspace: str, rows: dict[str, tuple[IngestTarget, list[OnlineRow]]], result: IngestResult
-    ) -> None:
+    ) -> Segment | None:
+        if not any(target.offline and target_rows for target, target_rows in rows.values()):
+            return None
+        # Rows of online-only tables go in too, for a replay to apply the whole request; folds into
+        # the offline store read only the offline tables' rows.
         entry = {
             table_id: [[*row.key, row.event_ts, *row.values] for row in target_rows]
             for table_id, (target, target_rows) in rows.items()
-            if target.offline and target_rows
+            if target_rows
         }
-        if not entry:
-            return
         if self.log is None:
             raise IngestUnavailable(
                 "this server keeps no durable ingest log for the offline store: set offline_store.ingest_log "
@@ -140,12 +158,14 @@ class Ingestor:
                 "to a server that has one"
             )
         try:
-            self.log.append(workspace, entry)
+            segment = self.log.append(workspace, entry)
         except OSError as exc:
             log.exception("appending to the ingest log failed")
             raise IngestUnavailable(f"could not append the records to the ingest log: {exc}") from None
-        for table_id, table_rows in entry.items():
-            result.counts[table_id].offline = len(table_rows)
+        for table_id, (target, target_rows) in rows.items():
+            if target.offline:
+                result.counts[table_id].offline = len(target_rows)
+        return segment
 
     def _write_online(
         self, rows: dict[str, tuple[IngestTarget, list[OnlineRow]]], result: IngestResult

@@ -11,10 +11,14 @@ The ``serving`` section::
       max_batch_rows: 500           # rows per get-features-batch request
       max_ingest_records: 10000     # records per ingest request
       max_body_bytes: 1000000
+      max_connections: 512          # `featureplane serve` only (see serving.http_server)
+      request_timeout_seconds: 10
+      idle_timeout_seconds: 75
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -23,6 +27,8 @@ from featureplane.serving.metrics import ServingMetrics
 from featureplane.serving.monitor import attach_monitor
 from featureplane.serving.service import LookupService
 from featureplane.serving.snapshot import SnapshotCache, WorkspaceSource
+
+log = logging.getLogger("featureplane.serving")
 
 
 def workspace_source(config: Config) -> WorkspaceSource:
@@ -104,4 +110,8 @@ def create_lookup_service(config: Config) -> LookupService:
         max_batch_rows=int(_number(config, "max_batch_rows", 500)),
     )
     attach_monitor(service, config)
+    try:  # records a server that died left in the ingest log but not online: before the first lookup
+        service.replay_ingest_log()
+    except Exception:
+        log.exception("replaying the ingest log into the online store failed; retried periodically")
     return service

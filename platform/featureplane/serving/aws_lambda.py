@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from featureplane.config import Config, ConfigError, config_from_mapping, load_config
+from featureplane.errors import describe_value
 from featureplane.serving.protocol import Request, Response, error_response
 from featureplane.serving.service import LookupService
 
@@ -140,23 +141,51 @@ def _get_service() -> LookupService:
 # -- events ----------------------------------------------------------------------------------------
 
 
+def _text(value: Any, what: str, default: str = "") -> str:
+    """A string field of the event (numbers as written); EventError naming it for anything else."""
+    if value is None:
+        return default
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise EventError(f"the event's {what} must be a string, got {describe_value(value)}")
+
+
 def _headers(event: dict[str, Any]) -> dict[str, str]:
     headers: dict[str, str] = {}
-    for key, value in (event.get("headers") or {}).items():
-        headers[str(key).lower()] = str(value)
-    for key, values in (event.get("multiValueHeaders") or {}).items():
+    single = event.get("headers") or {}
+    multi = event.get("multiValueHeaders") or {}
+    if not isinstance(single, dict) or not isinstance(multi, dict):
+        raise EventError("the event's headers must be an object of names to values")
+    for key, value in single.items():
+        if value is not None:
+            name = _text(key, "header name")
+            headers[name.lower()] = _text(value, f"header {name[:40]}")
+    for key, values in multi.items():
         if isinstance(values, list) and values:
-            headers[str(key).lower()] = ",".join(str(v) for v in values)
+            name = _text(key, "header name")
+            headers[name.lower()] = ",".join(_text(v, f"header {name[:40]}") for v in values)
     return headers
 
 
 def _v1_query(event: dict[str, Any]) -> str:
     multi = event.get("multiValueQueryStringParameters")
     if isinstance(multi, dict) and multi:
-        return urlencode([(k, v) for k, vs in multi.items() for v in (vs or [])])
+        pairs = []
+        for key, values in multi.items():
+            name = _text(key, "query parameter name")
+            if values is not None and not isinstance(values, list):
+                raise EventError(f"the event's query parameter {name[:40]} must be a list of strings")
+            pairs += [(name, _text(v, f"query parameter {name[:40]}")) for v in values or ()]
+        return urlencode(pairs)
     single = event.get("queryStringParameters")
     if isinstance(single, dict) and single:
-        return urlencode(single)
+        pairs = []
+        for key, value in single.items():
+            name = _text(key, "query parameter name")
+            pairs.append((name, _text(value, f"query parameter {name[:40]}")))
+        return urlencode(pairs)
     return ""
 
 
@@ -167,16 +196,17 @@ def parse_event(event: Any) -> Request:
     context = event.get("requestContext")
     http = context.get("http") if isinstance(context, dict) else None
     if isinstance(http, dict):  # HTTP API payload v2, function URLs
-        method = str(http.get("method") or "GET")
-        path = str(event.get("rawPath") or http.get("path") or "/")
-        stage = context.get("stage")  # type: ignore[union-attr]
+        method = _text(http.get("method"), "requestContext.http.method") or "GET"
+        path = _text(event.get("rawPath"), "rawPath") or _text(http.get("path"), "requestContext.http.path")
+        path = path or "/"
+        stage = _text(context.get("stage"), "requestContext.stage")  # type: ignore[union-attr]
         # An HTTP API's named stage is part of rawPath; the routes are not.
         if stage and stage != "$default" and (path == f"/{stage}" or path.startswith(f"/{stage}/")):
             path = path[len(stage) + 1 :] or "/"
-        query = str(event.get("rawQueryString") or "")
+        query = _text(event.get("rawQueryString"), "rawQueryString")
     elif "httpMethod" in event:  # REST API payload v1 (path excludes the stage)
-        method = str(event["httpMethod"])
-        path = str(event.get("path") or "/")
+        method = _text(event["httpMethod"], "httpMethod")
+        path = _text(event.get("path"), "path") or "/"
         query = _v1_query(event)
     else:
         raise EventError(
@@ -186,7 +216,7 @@ def parse_event(event: Any) -> Request:
     if body is None:
         raw = b""
     elif not isinstance(body, str):
-        raise EventError("the event's body is not a string")
+        raise EventError(f"the event's body must be a string, got {describe_value(body)}")
     elif event.get("isBase64Encoded"):
         try:
             raw = base64.b64decode(body, validate=True)
@@ -226,6 +256,9 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
         request = parse_event(event)
     except EventError as exc:
         return to_event_response(error_response(400, str(exc)))
+    except Exception:
+        log.exception("reading the event failed")
+        return to_event_response(error_response(500, "internal error while reading the event; see the log"))
     try:
         service = _get_service()
     except Exception:

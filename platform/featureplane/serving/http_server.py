@@ -5,19 +5,28 @@ small HTTP/1.1 reader of its own: ``http.server`` parses every header block with
 and answers unknown methods with 501, which costs latency and breaks the no-5xx-for-bad-input rule.
 Each response goes out in one ``send`` with ``TCP_NODELAY``. Limits on the request line, headers and
 body answer 400/413/431 in the API's JSON error shape and close the connection.
+
+What a flood of clients can hold is bounded (``ServerLimits``): at most ``max_connections`` open
+connections, so as many handler threads and file descriptors; one more is answered 503 and closed at
+once. A connection must send a whole request within ``request_timeout`` of opening it or of sending
+its request line, and may wait ``idle_timeout`` between requests; past its deadline, the reaper
+closes it and its thread ends.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import math
 import socket
 import socketserver
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
+from typing import Any
 
 from featureplane.serving.protocol import JSON_HEADERS, Request, Response, error_response
 from featureplane.serving.service import LookupService
@@ -26,7 +35,26 @@ log = logging.getLogger("featureplane.serving")
 
 MAX_LINE = 16 * 1024
 MAX_HEADERS = 100
-IDLE_SECONDS = 75.0
+_CUT = math.inf  # the reaper closed the connection
+_BUSY = sys.float_info.max  # the service is answering: no deadline
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """What clients may hold: ``serving.max_connections``, ``serving.request_timeout_seconds`` and
+    ``serving.idle_timeout_seconds`` in featureplane.yaml."""
+
+    max_connections: int = 512
+    request_timeout: float = 10.0
+    idle_timeout: float = 75.0
+
+    @classmethod
+    def from_settings(cls, serving: Any) -> ServerLimits:
+        return cls(
+            max_connections=serving.max_connections,
+            request_timeout=serving.request_timeout_seconds,
+            idle_timeout=serving.idle_timeout_seconds,
+        )
 
 
 class _Reject(Exception):
@@ -53,48 +81,94 @@ class _Clock:
 
 
 class LookupHTTPServer(socketserver.ThreadingTCPServer):
-    """Connections idle for ``idle_seconds`` are closed by a reaper thread rather than by a socket
-    timeout: a timeout puts every socket in non-blocking mode with a poll() before each read and
-    write, which doubles the cost of the HTTP layer."""
+    """Each open connection has a deadline (``deadlines``), moved by its handler as a request goes
+    through; a reaper thread closes connections past theirs. A socket timeout would do the same per
+    connection but puts every socket in non-blocking mode with a poll() before each read and write,
+    which doubles the cost of the HTTP layer."""
 
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 1024
 
     def __init__(
-        self, address: tuple[str, int], service: LookupService, idle_seconds: float = IDLE_SECONDS
+        self, address: tuple[str, int], service: LookupService, limits: ServerLimits | None = None
     ) -> None:
         self.service = service
         self.clock = _Clock()
-        self.idle_seconds = idle_seconds
-        self.connections: dict[
-            socket.socket, float
-        ] = {}  # open connection -> when it last finished a request
+        self.limits = limits or ServerLimits()
+        self.deadlines: dict[socket.socket, float] = {}  # open connection -> when it is cut
         self._connections_lock = threading.Lock()
         self._stopped = threading.Event()
+        self._full = error_response(
+            503,
+            f"the server has {self.limits.max_connections} open connections, its limit "
+            "(serving.max_connections); retry",
+            {"Retry-After": "1"},
+        )
         super().__init__(address, LookupHandler)
-        threading.Thread(target=self._reap, name="featureplane-idle-connections", daemon=True).start()
+        threading.Thread(target=self._reap, name="featureplane-connection-deadlines", daemon=True).start()
 
-    def opened(self, connection: socket.socket) -> None:
-        with self._connections_lock:
-            self.connections[connection] = time.monotonic()
+    @property
+    def connections(self) -> int:
+        return len(self.deadlines)
 
-    def closed(self, connection: socket.socket) -> None:
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Start a handler thread for the connection, or refuse it when ``max_connections`` are open."""
         with self._connections_lock:
-            self.connections.pop(connection, None)
+            full = len(self.deadlines) >= self.limits.max_connections
+            if not full:
+                self.deadlines[request] = time.monotonic() + self.limits.request_timeout
+        if full:
+            self._refuse(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # no thread could be started: the connection is dropped
+            self._closed(request)
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._closed(request)
+
+    def _closed(self, connection: socket.socket) -> None:
+        with self._connections_lock:
+            self.deadlines.pop(connection, None)
+
+    def _refuse(self, connection: socket.socket) -> None:
+        """Answer 503 without waiting for the client (it may send nothing), and close."""
+        response = self._full
+        head = "".join(f"{k}: {v}\r\n" for k, v in response.headers.items())
+        raw = (
+            f"HTTP/1.1 503 Service Unavailable\r\n{head}Content-Length: {len(response.body)}\r\n"
+            "Connection: close\r\n\r\n"
+        ).encode("latin-1") + response.body
+        try:
+            connection.setblocking(False)
+            connection.send(raw)
+            connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        finally:
+            connection.close()
 
     def server_close(self) -> None:
         self._stopped.set()
         super().server_close()
 
     def _reap(self) -> None:
-        while not self._stopped.wait(min(5.0, self.idle_seconds / 2)):
-            cutoff = time.monotonic() - self.idle_seconds
+        shortest = min(self.limits.request_timeout, self.limits.idle_timeout)
+        while not self._stopped.wait(min(1.0, shortest / 4)):
+            now = time.monotonic()
             with self._connections_lock:
-                idle = [c for c, last in self.connections.items() if last < cutoff]
-            for connection in idle:
+                late = [c for c, deadline in self.deadlines.items() if deadline < now]
+                for connection in late:  # not again until its handler has ended
+                    self.deadlines[connection] = _CUT
+            for connection in late:
                 try:
-                    connection.shutdown(socket.SHUT_RDWR)  # its handler's read returns and it exits
+                    connection.shutdown(socket.SHUT_RDWR)  # its handler's read or write returns; it exits
                 except OSError:
                     pass
 
@@ -107,35 +181,43 @@ class LookupHandler(socketserver.StreamRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.server.opened(self.connection)
 
     def handle(self) -> None:
-        connections = self.server.connections
         try:
             while self._handle_one():
-                connections[self.connection] = time.monotonic()
-        except (OSError, ValueError):  # the client went away, or the reaper closed an idle connection
+                pass
+        except (OSError, ValueError):  # the client went away, or the reaper closed the connection
             pass
-        finally:
-            self.server.closed(self.connection)
 
     def _handle_one(self) -> bool:
-        """Read one request and answer it; whether the connection stays open."""
+        """Read one request and answer it; whether the connection stays open. Moves the connection's
+        deadline: the request's rest must follow its request line within the request timeout, no
+        deadline while the service answers, the request timeout again to send the answer, then the
+        idle timeout for the next request."""
+        deadlines, connection, limits = self.server.deadlines, self.connection, self.server.limits
         line = self.rfile.readline(MAX_LINE + 1)
         while line in (b"\r\n", b"\n"):  # tolerated between requests
             line = self.rfile.readline(MAX_LINE + 1)
         if not line:
             return False
+        if deadlines.get(connection) == _CUT:  # whatever is left of a cut connection is not read
+            return False
+        deadlines[connection] = time.monotonic() + limits.request_timeout
         try:
             method, target, version, headers = self._head(line)
-            connection = headers.get("connection")
-            keep_alive = version != "HTTP/1.0" if connection is None else _keep_alive(version, connection)
+            keep = headers.get("connection")
+            keep_alive = version != "HTTP/1.0" if keep is None else _keep_alive(version, keep)
             body = self._body(headers)
         except _Reject as exc:
             self._send(error_response(exc.status, exc.message), keep_alive=False)
             return False
-        request = Request(method, target, headers, body)
-        self._send(self.server.service.handle(request), keep_alive, head=method == "HEAD")
+        if deadlines.get(connection) == _CUT:
+            return False
+        deadlines[connection] = _BUSY
+        response = self.server.service.handle(Request(method, target, headers, body))
+        deadlines[connection] = time.monotonic() + limits.request_timeout
+        self._send(response, keep_alive, head=method == "HEAD")
+        deadlines[connection] = time.monotonic() + limits.idle_timeout
         return keep_alive
 
     def _head(self, line: bytes) -> tuple[str, str, str, dict[str, str]]:
@@ -289,15 +371,37 @@ def _keep_alive(version: str, connection: str) -> bool:
     return "close" not in tokens
 
 
+REPLAY_SECONDS = 60.0
+
+
+def _replay_periodically(service: LookupService, seconds: float = REPLAY_SECONDS) -> None:
+    """Replay the ingest log into the online store now and then (the segments of servers that died
+    while this one runs, and of requests whose online write failed): see ``featureplane.ingest.replay``."""
+    while True:
+        time.sleep(seconds)
+        try:
+            service.replay_ingest_log()
+        except Exception:
+            log.exception("replaying the ingest log into the online store failed")
+
+
 def make_server(
-    service: LookupService, host: str = "127.0.0.1", port: int = 8080, idle_seconds: float = IDLE_SECONDS
+    service: LookupService,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    limits: ServerLimits | None = None,
 ) -> LookupHTTPServer:
     """A bound server (``port=0`` picks a free one); run it with ``serve_forever()``."""
-    return LookupHTTPServer((host, port), service, idle_seconds)
+    return LookupHTTPServer((host, port), service, limits)
 
 
-def serve(service: LookupService, host: str = "127.0.0.1", port: int = 8080) -> None:
-    server = make_server(service, host, port)
+def serve(
+    service: LookupService, host: str = "127.0.0.1", port: int = 8080, limits: ServerLimits | None = None
+) -> None:
+    server = make_server(service, host, port, limits)
+    threading.Thread(
+        target=_replay_periodically, args=(service,), name="featureplane-ingest-replay", daemon=True
+    ).start()
     # Everything loaded so far lives as long as the process: keep the garbage collector from walking
     # it again and again while requests allocate.
     gc.collect()

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from featureplane.compute.aggregation.online import OnlineRollup
+from featureplane.errors import describe_value
 from featureplane.online_stores.base import OnlineValue
 from featureplane.types import DataType
 
@@ -124,7 +125,7 @@ def request_value(name: str, value: Any, dtype: DataType) -> Any:
         return _coerce(value, dtype, strings_as_numbers=True)
     except (TypeError, ValueError):
         raise ComputeError(
-            400, f"requestContextMap.{name} must be {_describe(dtype)}, got {value!r}"
+            400, f"requestContextMap.{name} must be {_describe(dtype)}, got {describe_value(value)}"
         ) from None
 
 
@@ -149,13 +150,16 @@ def _coerce(value: Any, dtype: DataType, strings_as_numbers: bool = False) -> An
     if name == "int64":
         if isinstance(value, bool):
             raise TypeError
+        whole = isinstance(value, float) and value.is_integer()
         if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if strings_as_numbers and isinstance(value, str):
-            return int(value)
-        raise TypeError
+            number = value
+        elif whole or (strings_as_numbers and isinstance(value, str)):
+            number = int(value)
+        else:
+            raise TypeError
+        if not -(2**63) <= number < 2**63:
+            raise ValueError("outside the int64 range")
+        return number
     if name == "float64":
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise TypeError
@@ -232,7 +236,7 @@ def check_answer(name: str, outputs: Sequence[tuple[str, DataType]], answer: Any
         except (TypeError, ValueError):
             raise ComputeError(
                 500,
-                f"realtime feature view {name!r} returned {feature}={value!r} "
+                f"realtime feature view {name!r} returned {feature}={describe_value(value)} "
                 f"({type(value).__name__}), which is not {dtype}",
             ) from None
     return values

@@ -1,7 +1,8 @@
 """Request parsing and validation: envelopes, snake_case spellings, metadata options, join keys.
 
-Every check raises ``ApiError`` with a 400 and a message naming the field; no message echoes unbounded
-input in full.
+Every check raises ``ApiError`` with a 400 and a message naming the field. Messages show a client's
+values through ``describe_value`` (bounded, never ``repr`` of the whole value), and bodies nested deeper
+than ``MAX_JSON_DEPTH`` are refused before anything walks them.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from featureplane.errors import MAX_JSON_DEPTH, MAX_KEY_BYTES, describe_value, nesting_exceeds
 from featureplane.serving.protocol import INT64_MAX, INT64_MIN, METADATA_OPTIONS, NO_OPTIONS, ApiError
 from featureplane.types import DataType
 
@@ -82,7 +84,14 @@ def parse_params(body: bytes, envelope: bool) -> dict[str, Any]:
     try:
         payload = orjson.loads(body) if body else None
     except orjson.JSONDecodeError as exc:
+        if "depth limit" in str(exc):
+            raise ApiError(400, _TOO_DEEP) from None
         raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+    # Fewer brackets than the limit cannot nest past it: most bodies need no walk.
+    if body.count(b"{") + body.count(b"[") > MAX_JSON_DEPTH:
+        where = nesting_exceeds(payload)
+        if where is not None:
+            raise ApiError(400, f"{_TOO_DEEP} (at {where.lstrip('.')})")
     if not envelope:
         if not isinstance(payload, dict):
             raise ApiError(400, "request body must be a JSON object")
@@ -90,6 +99,9 @@ def parse_params(body: bytes, envelope: bool) -> dict[str, Any]:
     if not isinstance(payload, dict) or not isinstance(payload.get("params"), dict):
         raise ApiError(400, 'request body must be a JSON object of the form {"params": {...}}')
     return normalise_keys(payload["params"])
+
+
+_TOO_DEEP = f"request body nests objects and lists more than {MAX_JSON_DEPTH} levels deep"
 
 
 def parse_options(options: Any) -> dict[str, bool]:
@@ -120,14 +132,28 @@ def coerce_key(name: str, value: Any, dtype: DataType) -> Any:
                 pass
         if number is None or not INT64_MIN <= number <= INT64_MAX:
             raise ApiError(
-                400, f"join key {name!r} must be an int64 (a number or a numeric string), got {value!r:.80}"
+                400,
+                f"join key {name!r} must be an int64 (a number or a numeric string), "
+                f"got {describe_value(value)}",
             )
         return number
     if dtype.name == "string":
         if isinstance(value, str):
+            if (
+                len(value) > MAX_KEY_BYTES // 4
+                and len(value.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES
+            ):
+                raise ApiError(
+                    400,
+                    f"join key {name!r} is {len(value.encode('utf-8', 'surrogatepass'))} bytes long; "
+                    f"the limit is {MAX_KEY_BYTES} bytes (UTF-8)",
+                )
             return value
-        raise ApiError(400, f"join key {name!r} must be a string, got {value!r:.80}")
+        raise ApiError(400, f"join key {name!r} must be a string, got {describe_value(value)}")
     raise ApiError(400, f"join key {name!r} has unsupported type {dtype}")
+
+
+_SHORT_KEY = MAX_KEY_BYTES // 4  # characters that are within MAX_KEY_BYTES in any UTF-8 spelling
 
 
 def well_formed_key(plan: ServicePlan, join_key_map: Any) -> tuple | None:
@@ -139,7 +165,12 @@ def well_formed_key(plan: ServicePlan, join_key_map: Any) -> tuple | None:
     key = []
     for name, kind in zip(plan.key_names, plan.key_types, strict=True):
         value = join_key_map.get(name)
-        if type(value) is not kind or (kind is int and not INT64_MIN <= value <= INT64_MAX):
+        if type(value) is not kind:
+            return None
+        if kind is int:
+            if not INT64_MIN <= value <= INT64_MAX:
+                return None
+        elif len(value) > _SHORT_KEY:  # may be over MAX_KEY_BYTES: join_keys checks and says so
             return None
         key.append(value)
     return tuple(key)
@@ -157,11 +188,13 @@ def join_keys(plan: ServicePlan, join_key_map: Any, where: str = "params") -> tu
     if len(join_key_map) != len(expected) or any(k not in join_key_map for k, _ in expected):
         names = {k for k, _ in expected}
         described = ", ".join(f"{k} ({t})" for k, t in expected)
-        unknown = sorted(str(k) for k in join_key_map if k not in names)
+        unknown = [k for k in join_key_map if k not in names]
         if unknown:
+            shown = ", ".join(k if len(k) <= 40 else k[:37] + "..." for k in unknown[:5])
+            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
             raise ApiError(
                 400,
-                f"{where}: unknown join key(s) {', '.join(unknown):.200} for feature service "
+                f"{where}: unknown join key(s) {shown}{more} for feature service "
                 f"{service.name!r}; expected {described}",
             )
     missing = [k for k, _ in expected if join_key_map.get(k) is None]
@@ -190,6 +223,8 @@ def plain_string_keys(data: list[Any], name: str) -> list[tuple] | None:
     try:
         "".join(values)  # all strings
     except TypeError:
+        return None
+    if max(map(len, values), default=0) > _SHORT_KEY:
         return None
     return [(value,) for value in values]
 

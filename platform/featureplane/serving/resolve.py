@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from featureplane.errors import describe_value
 from featureplane.registry.base import WorkspaceNotFound
 from featureplane.serving.assemble import assembler, extractor, json_assembler
 from featureplane.serving.plan import ServicePlan, ViewPlan
@@ -82,12 +83,13 @@ class ServiceResolver:
         identity = call.identity
         if identity is not None and not identity.can(call.route.permission, name):
             raise ApiError(
-                403, f"{identity.describe()} may not call {call.route.endpoint} on workspace {name!r:.130}"
+                403,
+                f"{identity.describe()} may not call {call.route.endpoint} on workspace {describe_value(name)}",
             )
         try:
             snapshot = self.snapshots.get(name)
         except WorkspaceNotFound:
-            raise ApiError(404, f"workspace {name!r:.130} not found") from None
+            raise ApiError(404, f"workspace {describe_value(name)} not found") from None
         if not snapshot.live:
             raise ApiError(
                 404,
@@ -107,7 +109,8 @@ class ServiceResolver:
             known = ", ".join(sorted(snapshot.services)) or "none"
             raise ApiError(
                 404,
-                f"feature service {name!r:.130} not found in workspace {snapshot.name!r} (services: {known})",
+                f"feature service {describe_value(name)} not found in workspace {snapshot.name!r} "
+                f"(services: {known})",
             )
         call.service = service.name
         partial = call.params.get("allowPartialResults")

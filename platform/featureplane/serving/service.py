@@ -57,6 +57,7 @@ from featureplane.types import api_type
 
 if TYPE_CHECKING:
     from featureplane.access.verifier import KeyVerifier
+    from featureplane.ingest.records import IngestTarget
     from featureplane.ingest.service import Ingestor
 
 log = logging.getLogger("featureplane.serving")
@@ -396,6 +397,32 @@ class LookupService:
             "featureValues": self.resolver.plan(service).metadata,
         }
 
+    def replay_ingest_log(self) -> int:
+        """Write records that reached the ingest log but not the online store (their server died, or
+        their online write failed) to the online store: see ``featureplane.ingest.replay``. Returns
+        the rows written; 0 without a log."""
+        if self.ingestor is None or self.ingestor.log is None:
+            return 0
+        from featureplane.ingest.replay import replay_ingest_log
+
+        return replay_ingest_log(self.ingestor.log, self.ingestor.online_store, self._ingest_targets)
+
+    def _ingest_targets(self, workspace: str) -> dict[str, IngestTarget] | None:
+        """A workspace's feature tables by table id: none for a workspace since deleted or not live,
+        None while its registry state cannot be read."""
+        from featureplane.registry.base import WorkspaceNotFound
+
+        try:
+            snapshot = self.snapshots.get(workspace)
+        except WorkspaceNotFound:
+            return {}
+        except Exception:
+            log.warning("cannot read workspace %s to replay its ingest log", workspace, exc_info=True)
+            return None
+        if not snapshot.live:
+            return {}
+        return {t.table_id: t for endpoint in snapshot.ingest.values() for t in endpoint.targets}
+
     def _ingest(self, call: Call) -> dict[str, Any]:
         from featureplane.ingest.records import RecordError
         from featureplane.ingest.service import IngestUnavailable, TooManyRecords
@@ -408,7 +435,11 @@ class LookupService:
             raise ApiError(400, "dryRun must be true or false")
         try:
             result = self.ingestor.ingest(
-                snapshot.name, snapshot.ingest, call.params.get("records"), dry_run is True
+                snapshot.name,
+                snapshot.ingest,
+                call.params.get("records"),
+                dry_run is True,
+                body_bytes=len(call.request.body),
             )
         except RecordError as exc:
             raise ApiError(400, str(exc)) from None
