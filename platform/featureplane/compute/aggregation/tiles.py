@@ -153,13 +153,18 @@ def windows_in_intervals(view: FeatureViewSpec) -> list[int | None]:
 
 def tile_sql(view: FeatureViewSpec, rows_sql: str, dialect: Dialect = DUCKDB) -> str:
     """Tiles from the view's conformed rows (join keys, timestamp, input columns): one row per entity
-    and interval that has events, stamped with the interval's start."""
+    and interval that has events, stamped with the interval's start.
+
+    Floating-point sums are compensated (``fsum``) and squared deviations are taken from the tile's
+    mean (two passes), so a tile's partials do not depend on how threads split its rows or on the
+    order of the source's files: identical reruns write identical tiles."""
     if not dialect.structs:
         return _tile_sql_without_structs(view, rows_sql, dialect)
     keys = [q(k) for k in view.join_key_names]
     ts = q(view.timestamp_field)
     step = interval_us(view)
-    inner, outer = [], []
+    inner, outer, means = [], [], []
+    tile = f"PARTITION BY {', '.join(keys)}, {IDX}"
     for column, partial, dtype in partials(view):
         name = q(partial_name(column, partial))
         c = q(column)
@@ -168,9 +173,12 @@ def tile_sql(view: FeatureViewSpec, rows_sql: str, dialect: Dialect = DUCKDB) ->
         if partial == "n":
             inner.append(f"count({c}) AS {name}")
         elif partial == "sum":
-            inner.append(f"CAST(sum({c}) AS {to_sql(dtype)}) AS {name}")
+            total = f"sum({c})" if dtype == Int64 else f"fsum({c})"  # integer sums are exact in any order
+            inner.append(f"CAST({total} AS {to_sql(dtype)}) AS {name}")
         elif partial == "m2":
-            inner.append(f"CAST(var_pop({c}) * count({c}) AS DOUBLE) AS {name}")
+            mean = q("__fp_mean_" + column)
+            means.append(f"fsum({c}) OVER ({tile}) / count({c}) OVER ({tile}) AS {mean}")
+            inner.append(f"CAST(fsum(({c} - {mean}) * ({c} - {mean})) AS DOUBLE) AS {name}")
         elif partial in ("min", "max"):
             inner.append(f"{partial}({c}) AS {name}")
         elif partial == "first":
@@ -192,10 +200,13 @@ def tile_sql(view: FeatureViewSpec, rows_sql: str, dialect: Dialect = DUCKDB) ->
         if partial not in ("first", "last", "lastn", "lastn_ts"):
             outer.append(name)
     index = dialect.floor_div(dialect.epoch_us(ts), step)
+    indexed = f"SELECT *, {index} AS {IDX} FROM ({rows_sql}) AS __fp_rows"
+    if means:
+        indexed = f"SELECT *, {', '.join(means)} FROM ({indexed}) AS __fp_unmeaned"
     return (
         f"SELECT {', '.join(keys)}, {dialect.timestamp_us(f'{IDX} * {step}')} AS {ts}, {', '.join(outer)} "
         f"FROM (SELECT {', '.join(keys)}, {IDX}, {', '.join(inner)} "
-        f"FROM (SELECT *, {index} AS {IDX} FROM ({rows_sql}) AS __fp_rows) AS __fp_indexed "
+        f"FROM ({indexed}) AS __fp_indexed "
         f"GROUP BY {', '.join(keys)}, {IDX}) AS __fp_tiles "
         f"ORDER BY {', '.join(keys)}, {ts}"
     )
