@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from conftest import Repo, write_repo
 
 ENTITY_AND_SOURCE = """
@@ -144,3 +145,21 @@ def rows_sql(columns: dict[str, str], rows: list[dict]) -> str:
         return f"SELECT {empty} WHERE FALSE"
     values = ", ".join("(" + ", ".join(literal(row[c], t) for c, t in columns.items()) + ")" for row in rows)
     return f"SELECT * FROM (VALUES {values}) AS t({', '.join(columns)})"
+
+
+def floats_close(actual, expected, rel: float = 1e-12) -> bool:
+    """Equal, with floats (also inside lists, tuples and dicts) equal to ``rel`` relative.
+
+    For comparing engines: a float sum is exact only up to the order of its terms, and neither
+    Snowflake nor DuckDB promises the same order as the other."""
+    if isinstance(expected, float) and isinstance(actual, float):
+        return actual == pytest.approx(expected, rel=rel, abs=1e-9)
+    if isinstance(expected, list | tuple) and isinstance(actual, list | tuple):
+        return len(actual) == len(expected) and all(
+            floats_close(a, e, rel) for a, e in zip(actual, expected, strict=True)
+        )
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        return actual.keys() == expected.keys() and all(
+            floats_close(actual[k], expected[k], rel) for k in expected
+        )
+    return actual == expected

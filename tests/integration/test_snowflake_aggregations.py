@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import events_repo, rows_sql
+from helpers import events_repo, floats_close, rows_sql
 from snowflake_helpers import not_snowflake_sql, snowflake_events_repo, snowflake_yaml
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "unit"))  # the view and events of the unit tests
@@ -32,22 +32,16 @@ from featureplane.retrieval.workspace import Workspace
 pytestmark = pytest.mark.integration
 
 USERS = [f"u{i}" for i in range(5)]
-# Tiles are bit-identical. Roll-ups add doubles over window frames, in an order neither engine promises
-# (DuckDB's segment trees follow the layout of the stream they sum, which the two dialects build
-# differently; Snowflake sums in parallel): float features agree to 1e-12 relative, everything else
-# (counts, integer sums, min/max, first/last, last_n, distinct counts, times) exactly.
+# DuckDB sums a tile's doubles with compensated summation, so its tiles do not depend on the order of
+# the rows; Snowflake's SUM does not promise that (it sums in parallel), and roll-ups add doubles over
+# window frames in an order neither engine promises. So float sums and squared deviations agree to 1e-12
+# relative; everything else (counts, integer sums, min/max, first/last, last_n, distinct counts, times)
+# exactly.
 RTOL = 1e-12
 
 
 def close(actual, expected) -> bool:
-    """Equal, floats (also inside lists) to RTOL."""
-    if isinstance(expected, float) and isinstance(actual, float):
-        return actual == pytest.approx(expected, rel=RTOL, abs=1e-9)
-    if isinstance(expected, list | tuple) and isinstance(actual, list | tuple):
-        return len(actual) == len(expected) and all(
-            close(a, e) for a, e in zip(actual, expected, strict=True)
-        )
-    return actual == expected
+    return floats_close(actual, expected, RTOL)
 
 
 class Side:
@@ -100,7 +94,7 @@ def test_tiles_are_identical(sides):
     expected, actual = duck.tiles(), snow.tiles()
     assert expected.num_rows > 50
     assert actual.schema == expected.schema
-    assert actual.to_pylist() == expected.to_pylist()
+    assert close(actual.to_pylist(), expected.to_pylist())
 
 
 def test_training_sets_are_identical(sides):
@@ -150,7 +144,7 @@ def mixed_side(repo, engine: str, store: str, duck: Side) -> Iterator[Side]:
     try:
         assert (mixed.runtime.engine.name, type(mixed.runtime.offline_store).__name__) == (engine, store)
         mixed.materialize(D1, D1 + 5 * DAY)
-        assert mixed.tiles().to_pylist() == duck.tiles().to_pylist()
+        assert close(mixed.tiles().to_pylist(), duck.tiles().to_pylist())
         yield mixed
     finally:
         mixed.runtime.close()
