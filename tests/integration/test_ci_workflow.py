@@ -57,6 +57,8 @@ def test_plan_apply_and_materialize_latest(example_repo, dagster_home, tmp_path)
 
     materialized = script("materialize-latest.sh", repo, {**env, "DAGSTER_HOME": str(dagster_home)})
     assert materialized.returncode == 0, materialized.stdout[-3000:] + materialized.stderr[-3000:]
+    output = materialized.stdout + materialized.stderr
+    assert "Warning" not in output, [line for line in output.splitlines() if "Warning" in line]
     (line,) = [line for line in materialized.stdout.splitlines() if line.startswith("materializing ")]
     runtime = repo.runtime()
     state = runtime.registry.load("prod")
@@ -71,3 +73,36 @@ def test_plan_apply_and_materialize_latest(example_repo, dagster_home, tmp_path)
     )
     broken = script("plan.sh", repo, env)
     assert broken.returncode == 1 and "broken.py:2" in broken.stdout and "plan failed" in broken.stdout
+
+
+def test_dg_launch_runs_a_partition_range_as_one_run(applied_example, dagster_home):
+    from dagster import DagsterInstance
+
+    repo = applied_example
+    env = {**repo.env, "DAGSTER_HOME": str(dagster_home)}
+    launched = subprocess.run(
+        [
+            str(BIN / "dg"),
+            "launch",
+            "-m",
+            "dagster_project",
+            "--assets",
+            "prod/user_daily_spend",
+            "--partition-range",
+            "2026-10-22...2026-10-24",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
+    assert "Warning" not in launched.stdout + launched.stderr
+    with DagsterInstance.from_config(str(dagster_home)) as instance:
+        runs = instance.get_runs()
+        assert len(runs) == 1
+        assert runs[0].tags["dagster/asset_partition_range_start"] == "2026-10-22"
+        assert runs[0].tags["dagster/asset_partition_range_end"] == "2026-10-24"
+    state = repo.runtime().registry.load("prod")
+    assert repo.runtime().offline_store.version(state.table_id("user_daily_spend")) == 0
