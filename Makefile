@@ -1,5 +1,6 @@
 # featureplane: two commands on a fresh machine.
 #   make demo   set up, generate data, apply, backfill through Dagster, serve and query, print a training set
+#   make team-demo  the same platform shared by a team: PostgreSQL, the account server, users and roles
 #   make test   set up and run the test suite
 SHELL := /bin/bash
 PYTHON ?= python3.11
@@ -10,7 +11,7 @@ export DAGSTER_HOME := $(CURDIR)/.dagster
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 export DO_NOT_TRACK := 1
 
-.PHONY: setup system-packages demo test lint ui serve clean
+.PHONY: setup system-packages demo team-demo test lint ui serve clean
 
 # Test servers from npm (dynalite: a DynamoDB-compatible server), pinned by tests/servers/package-lock.json.
 TEST_SERVERS := tests/servers/node_modules/.package-lock.json
@@ -51,6 +52,10 @@ dbt/target/manifest.json: $(STAMP) $(DBT_FILES)
 demo: setup
 	@$(BIN)/python scripts/demo.py
 
+# The team set-up on one machine: PostgreSQL, `featureplane server` and a lookup service (docs/team.md).
+team-demo: setup system-packages
+	@$(BIN)/python scripts/team_demo.py
+
 # PostgreSQL's server and Chromium, with apt-get when missing (the tests start their own servers).
 system-packages:
 	@scripts/system_packages.sh
@@ -68,4 +73,4 @@ serve: setup
 	@$(BIN)/featureplane serve --config feature_repo
 
 clean:
-	rm -rf $(VENV) .dagster feature_repo/.featureplane tests/servers/node_modules build dbt/target dbt/logs
+	rm -rf $(VENV) .dagster .team-demo feature_repo/.featureplane tests/servers/node_modules build dbt/target dbt/logs

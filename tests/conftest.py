@@ -444,10 +444,10 @@ def postgres_server() -> Iterator:
     runs as the ``postgres`` user."""
     import tempfile
 
-    from postgres_server import PostgresServer
+    from featureplane.util.local_postgres import LocalPostgres
 
     directory = Path(tempfile.mkdtemp(prefix="featureplane-postgres-"))
-    server = PostgresServer(directory)
+    server = LocalPostgres(directory)
     try:
         yield server.start()
     finally:

@@ -1,5 +1,6 @@
-"""A throwaway PostgreSQL server for tests: ``initdb`` in a temporary directory, ``pg_ctl`` on a free port
-of 127.0.0.1, stopped by the postmaster's process id.
+"""A throwaway PostgreSQL server for the tests and `make team-demo`: ``initdb`` in a temporary directory,
+``pg_ctl`` on a free port of 127.0.0.1, stopped by the postmaster's process id. Its cluster trusts every
+local connection: it is for one machine's tests and demos, never for data that matters.
 
 The server binaries come from PostgreSQL's own directory (``/usr/lib/postgresql/<version>/bin``) or the
 PATH. ``initdb`` refuses to run as root, so as root the cluster is created and run as the ``postgres``
@@ -39,7 +40,7 @@ def server_binaries() -> Path | None:
 
 
 @dataclass
-class PostgresServer:
+class LocalPostgres:
     """One running cluster; ``database()`` hands each test a fresh, empty database on it."""
 
     directory: Path
@@ -60,7 +61,7 @@ class PostgresServer:
             command = ("runuser", "-u", "postgres", "--", *command)
         return subprocess.run(command, capture_output=True, text=True, check=False)
 
-    def start(self, timeout: float = 60.0) -> PostgresServer:
+    def start(self, timeout: float = 60.0) -> LocalPostgres:
         binaries = server_binaries()
         if binaries is None:
             raise RuntimeError("PostgreSQL's server is not installed (make setup installs it)")
