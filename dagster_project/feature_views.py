@@ -16,6 +16,7 @@ from dagster_project.quality import materialize_with_checks, quality_check_specs
 from featureplane.config import Config, MonitoringSettings
 from featureplane.definitions.specs import FeatureServiceSpec, FeatureViewSpec, SourceSpec, spec_hash
 from featureplane.registry.base import WorkspaceState
+from featureplane.util.dagster_instance import engine_pool
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -157,6 +158,8 @@ def materializable_view(config: Config, state: WorkspaceState, view: FeatureView
         owners=_owners(view.owner),
         tags=_tags(view.tags),
         check_specs=quality_check_specs(settings, dg.AssetKey([workspace, name]), view),
+        # The engine's pool: a production instance limits how many views materialize on it at once.
+        pool=engine_pool(config.engine.get("type", "duckdb")),
     )
     def feature_view_asset(context: dg.AssetExecutionContext):
         from featureplane.access.authorize import AccessDenied, authorize

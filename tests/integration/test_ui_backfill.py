@@ -3,50 +3,15 @@ by the real daemon) runs a range of partitions as a single run per view group.""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
-import urllib.request
 from datetime import date, timedelta
 
 import pytest
 from conftest import BIN, ROOT, Server, free_port
+from dagster_graphql import LAUNCH, STATUS, graphql
 
 pytestmark = pytest.mark.integration
-
-LAUNCH = """
-mutation Launch($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message }
-    ... on InvalidSubsetError { message }
-    ... on UnauthorizedError { message }
-  }
-}
-"""
-STATUS = """
-query Status($id: String!) {
-  partitionBackfillOrError(backfillId: $id) {
-    __typename
-    ... on PartitionBackfill { status numPartitions runs(limit: 100) { id status } }
-    ... on PythonError { message }
-  }
-}
-"""
-
-
-def graphql(url: str, query: str, variables: dict) -> dict:
-    request = urllib.request.Request(
-        url + "/graphql",
-        data=json.dumps({"query": query, "variables": variables}).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        body = json.loads(response.read())
-    assert "errors" not in body, body
-    return body["data"]
 
 
 def test_a_ui_backfill_of_ten_partitions_is_one_run_and_fills_the_stores(

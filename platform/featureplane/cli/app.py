@@ -6,6 +6,7 @@ import typer
 
 from featureplane.cli import (
     access,
+    deploy,
     example,
     ingest,
     materialize,
@@ -42,6 +43,7 @@ app.add_typer(access.access_app, name="access")
 app.add_typer(server.server_app, name="server")
 app.command()(session.login)
 app.command()(session.logout)
+app.command("dagster-instance")(deploy.dagster_instance)
 
 
 def main() -> None:
