@@ -33,16 +33,29 @@ class World:
         return {k["id"] for k in self.api("GET", "/api/v1/api-keys")}
 
 
-def prod_definitions() -> dict:
-    amounts = view(
-        "amounts", owner=f"fraud {SCRIPT}", description=f"amount {SCRIPT}", tags={"team": SCRIPT}, online=True
+def prod_definitions(markup: bool) -> dict:
+    """Objects to apply; with ``markup`` the view's owner, description and a tag carry a script tag."""
+    if markup:
+        described = {"owner": f"fraud {SCRIPT}", "description": f"amount {SCRIPT}", "tags": {"team": SCRIPT}}
+    else:
+        described = {
+            "owner": "fraud-team@example.com",
+            "description": "Transaction amounts per user, daily",
+            "tags": {"team": "fraud", "tier": "gold"},
+        }
+    amounts = view("amounts", online=True, **described)
+    service = FeatureServiceSpec(
+        "scoring",
+        [ServiceFeatures("amounts", ["amount"])],
+        owner="fraud-team@example.com",
+        description="Features of the fraud model",
+        tags={"model": "fraud_v3"},
     )
-    service = FeatureServiceSpec("scoring", [ServiceFeatures("amounts", ["amount"])], owner="fraud")
     desired = definitions(entity(), source(), amounts, service)
     return {kind: [to_dict(s) for s in desired.by_kind(kind).values()] for kind in KINDS}
 
 
-def build_world(server: AccountServer) -> World:
+def build_world(server: AccountServer, markup: bool = True) -> World:
     world = World(server, server.login(ADMIN, ADMIN_PASSWORD))
     for name in ("prod", "dev"):
         world.api("POST", "/api/v1/workspaces", {"name": name, "live": name == "prod"})
@@ -51,6 +64,6 @@ def build_world(server: AccountServer) -> World:
         if role:
             body = {"principal": f"user:{user}", "workspace": role[0], "role": role[1]}
             world.api("POST", "/api/v1/roles", body)
-    body = {"definitions": prod_definitions(), "base_version": 0}
+    body = {"definitions": prod_definitions(markup), "base_version": 0}
     world.api("POST", "/api/v1/workspaces/prod/apply", body)
     return world
