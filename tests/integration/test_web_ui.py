@@ -255,3 +255,42 @@ def test_audit_pages_follow_the_apis_rules(world):
     assert owner.get("/ui/audit").status_code == 403
     log = owner.get("/ui/workspaces/prod/audit")
     assert log.status_code == 200 and "role.assign" in log.text
+
+
+def test_a_service_accounts_key_made_in_the_ui_acts_with_the_roles_granted_to_it(world):
+    web = signed_in(world, "alice")
+    token = web.token()
+    assert (
+        web.post("/ui/service-accounts", {"name": "deployer", "description": "CD"}, token).status_code == 303
+    )
+    again = web.post("/ui/service-accounts", {"name": "deployer"}, token)
+    assert again.status_code == 409 and "already exists" in again.text
+    grant = {"principal": "service_account:deployer", "role": "editor"}
+    assert web.post("/ui/workspaces/prod/members", grant, token).status_code == 303
+    created = web.post("/ui/service-accounts/deployer/keys", {"description": "cd key"}, token)
+    assert created.status_code == 303
+    # Another user's session cannot collect it with the same link, nor use the link up.
+    assert 'id="new-key"' not in signed_in(world, ADMIN).get(created.headers["location"]).text
+    key = re.search(r'<code id="new-key">([^<]+)</code>', web.get(created.headers["location"]).text).group(1)
+    assert world.api("GET", "/api/v1/workspaces/prod/history", token=key)
+    status, _, _ = world.server.call("GET", "/api/v1/workspaces/dev", token=key)
+    assert status == 404
+    assert key not in web.get(created.headers["location"]).text
+    assert web.post("/ui/service-accounts/nobody/keys", {}, token).status_code == 404
+
+
+def test_sign_ins_through_the_page_are_rate_limited_like_the_apis(world):
+    web = Web(world.server.url)
+    for _ in range(5):
+        assert web.sign_in("dave", "guess").status_code == 401
+    limited = web.sign_in("dave", "guess")
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+    assert "too many failed sign-ins" in limited.text
+    assert any(e["target"] == "user:dave" for e in world.api("GET", "/api/v1/audit?action=login.limited"))
+
+
+def test_an_unknown_page_is_a_not_found_page(world):
+    assert Web(world.server.url).get("/ui/nothing/here").status_code == 303
+    answer = signed_in(world, "alice").get("/ui/nothing/here")
+    assert answer.status_code == 404 and "there is no page /ui/nothing/here" in answer.text
+    assert answer.headers["content-type"].startswith("text/html")

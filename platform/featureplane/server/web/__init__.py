@@ -13,7 +13,7 @@ def install_web(app: FastAPI) -> None:
     from featureplane.server.web.render import HERE, PageHeaders
 
     app.state.featureplane_shown_once = manage.ShownOnce()
-    for module in (sign_in, workspaces, manage):
+    for module in (sign_in, manage, workspaces):  # workspaces last: it ends with the catch-all
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_middleware(PageHeaders)

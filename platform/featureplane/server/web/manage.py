@@ -62,10 +62,11 @@ class ShownOnce:
         if not ticket:
             return None
         with self._lock:
-            waiting = self._waiting.pop(ticket, None)
-        if waiting is None or waiting[0] != session_id or waiting[1] < time.monotonic():
-            return None
-        return waiting[2]
+            waiting = self._waiting.get(ticket)
+            if waiting is None or waiting[0] != session_id:
+                return None
+            del self._waiting[ticket]
+        return waiting[2] if waiting[1] >= time.monotonic() else None
 
 
 def shown_once(request: Request) -> ShownOnce:

@@ -17,7 +17,7 @@ from featureplane.access.roles import Permission
 from featureplane.server.api import audit as audit_api
 from featureplane.server.api import workspaces as workspaces_api
 from featureplane.server.auth import Caller
-from featureplane.server.errors import workspace_not_found
+from featureplane.server.errors import not_found, workspace_not_found
 from featureplane.server.models import WORKSPACE_PATTERN, WorkspaceOut
 from featureplane.server.state import server_state
 from featureplane.server.web.render import PREFIX, page, render
@@ -137,3 +137,11 @@ def audit_page(request: Request) -> Response:
     caller = page_caller(request)
     events = _events(caller, request, None)
     return render(request, "audit.html", title="Audit log", workspace=None, events=events, limit=AUDIT_PAGE)
+
+
+@router.get(PREFIX + "/{rest:path}")
+@page
+def unknown_page(rest: str, request: Request) -> Response:
+    """Any other address under the UI: a page saying so (after sign-in, so it reveals nothing)."""
+    page_caller(request)
+    raise not_found(f"there is no page {PREFIX}/{rest[:200]}")
