@@ -1,5 +1,6 @@
-"""A team on an account server for the web UI's tests: workspaces ``prod`` (live, with applied objects
-whose description, tags and owner carry markup) and ``dev``, and users with and without roles."""
+"""A team on an account server for the web UI's tests: workspaces ``prod`` (live) and ``dev``, the same
+objects applied to both (the view's description, tags and owner carrying markup, for escaping), and
+users with and without roles."""
 
 from __future__ import annotations
 
@@ -65,5 +66,6 @@ def build_world(server: AccountServer, markup: bool = True) -> World:
             body = {"principal": f"user:{user}", "workspace": role[0], "role": role[1]}
             world.api("POST", "/api/v1/roles", body)
     body = {"definitions": prod_definitions(markup), "base_version": 0}
-    world.api("POST", "/api/v1/workspaces/prod/apply", body)
+    for workspace in ("prod", "dev"):
+        world.api("POST", f"/api/v1/workspaces/{workspace}/apply", body)
     return world

@@ -49,7 +49,8 @@ class Web:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("web") / "server"
-    server = start_account_server(root, server_args=("--proxy-headers",))
+    config = {"monitoring": {"dagster_url": "https://dagster.example.com/"}}
+    server = start_account_server(root, config, server_args=("--proxy-headers",))
     try:
         yield build_world(server)
     finally:
@@ -204,9 +205,12 @@ def test_the_workspace_page_shows_views_with_their_markup_escaped_and_a_dagster_
     page = signed_in(world, "alice").get("/ui/workspaces/prod")
     assert page.status_code == 200
     assert SCRIPT not in page.text and "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in page.text
-    assert 'href="http://127.0.0.1:3000/assets/prod/amounts"' in page.text
-    for shown in ("amounts", "scoring", "events", "raw.events", "user_id (string)", "every 1d", "online"):
+    assert 'href="https://dagster.example.com/assets/prod/amounts"' in page.text
+    assert 'href="https://dagster.example.com/assets/prod/scoring"' in page.text
+    for shown in ("scoring", "events", "raw.events", "user_id (string)", "every 1d", "offline and online"):
         assert shown in page.text, shown
+    dev = signed_in(world, "bob").get("/ui/workspaces/dev")
+    assert dev.status_code == 200 and "not materialized (development workspace)" in dev.text
     history = signed_in(world, "vera").get("/ui/workspaces/prod/history")
     assert history.status_code == 200 and "user:root" in history.text
 

@@ -56,15 +56,15 @@ def every(seconds: int | None) -> str:
 
 
 def materialization(workspace: WorkspaceOut, view: dict[str, Any], generation: int | None) -> str:
-    """What the registry knows cheaply: whether and where Dagster materializes the view (its runs and
-    partitions are in the Dagster UI, one link away)."""
+    """What the registry knows cheaply: whether and where Dagster materializes the view. Which
+    partitions have run is Dagster's to know: the page links to the view's asset there."""
     if view.get("kind") not in MATERIALIZED_KINDS:
         return "computed per request (realtime)"
     if not workspace.live:
         return "not materialized (development workspace)"
     stores = [name for name in ("offline", "online") if view.get(name)]
     where = " and ".join(stores) or "no store"
-    return f"materialized to {where}, data generation {generation or 0}"
+    return f"materializes to the {where} store (data generation {generation or 0}); runs in Dagster"
 
 
 def dagster_base(request: Request) -> str:
