@@ -174,6 +174,7 @@ def test_a_user_without_a_role_sees_nothing_of_the_workspace_and_can_do_nothing_
         ("/ui/workspaces/prod/members", {"principal": "user:bob", "role": "owner"}),
         ("/ui/workspaces/prod/members", {"principal": "not a principal", "role": "owner"}),
         ("/ui/workspaces/prod/members/remove", {"principal": "user:alice", "role": "owner"}),
+        ("/ui/workspaces/prod/members/remove", {"principal": "alice", "role": "king"}),
         ("/ui/workspaces/prod/keys", {"role": "consumer"}),
         ("/ui/workspaces/prod/keys", {"role": "root"}),
     ]

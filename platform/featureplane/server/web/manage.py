@@ -128,6 +128,7 @@ def grant_role(workspace: str, request: Request, form: Form) -> Response:
 def remove_role(workspace: str, request: Request, form: Form) -> Response:
     caller = _posted(request, form)
     name = checked_name(workspace)
+    visible_workspace(server_state(request), caller, name, Permission.MANAGE_ACCESS, "remove roles")
     principal, role = form.get("principal", ""), form.get("role", "")
     if not re.fullmatch(PRINCIPAL_PATTERN, principal) or role not in WORKSPACE_ROLES:
         raise ApiError(400, "invalid", "principal and role: the role to remove is not one of the workspace's")
