@@ -68,8 +68,11 @@ class AccountServer:
         self.server.stop()
 
 
-def start_account_server(root: Path, extra_config: dict | None = None) -> AccountServer:
-    """A server over a fresh registry in ``root``, with the admin ``root`` already created."""
+def start_account_server(
+    root: Path, extra_config: dict | None = None, server_args: tuple[str, ...] = ()
+) -> AccountServer:
+    """A server over a fresh registry in ``root``, with the admin ``root`` already created
+    (``server_args``: more options of ``featureplane server``)."""
     root.mkdir(parents=True, exist_ok=True)
     config = {"project": "team", "data_dir": ".featureplane", **(extra_config or {})}
     (root / "featureplane.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -86,6 +89,7 @@ def start_account_server(root: Path, extra_config: dict | None = None) -> Accoun
         "127.0.0.1",
         "--port",
         str(port),
+        *server_args,
     ]
     server = Server(args, port, env, root, root / f"server-{port}.log")
     server.wait_ready("/healthz")

@@ -1,6 +1,5 @@
-"""The ASGI application: the JSON API under ``/api/v1``, ``/healthz`` and ``/openapi.json``.
-
-Pages of a web UI belong beside the API (outside ``/api/``), sharing the same state and checks.
+"""The ASGI application: the JSON API under ``/api/v1``, ``/healthz``, ``/openapi.json``, and the web
+UI's pages under ``/ui`` (outside ``/api/``), sharing the same state and checks.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from featureplane.config import Config, ConfigError
 from featureplane.server.api import api_router
 from featureplane.server.errors import ApiError, install
 from featureplane.server.state import ServerState
+from featureplane.server.web import install_web
 
 Scope = dict[str, Any]
 
@@ -120,6 +120,7 @@ def create_app(config: Config) -> FastAPI:
     app.add_middleware(ApiHeaders)
     app.add_middleware(BodyLimit, max_bytes=config.server.max_body_bytes)
     app.include_router(api_router())
+    install_web(app)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

@@ -83,7 +83,9 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else ""
 
 
-def _caller(state: ServerState, token: str) -> Caller | None:
+def caller_for_token(state: ServerState, token: str) -> Caller | None:
+    """The caller a session token or API key stands for (None when it is not valid now); the web UI's
+    session cookie goes through here too."""
     access = state.access
     if token.startswith(f"{SESSION_PREFIX}_"):
         session = access.session(token)
@@ -118,7 +120,7 @@ def authenticate(
         raise unauthenticated(
             "this needs a bearer token: sign in with `featureplane login --url URL` or send an API key"
         )
-    caller = _caller(server_state(request), credentials.credentials.strip())
+    caller = caller_for_token(server_state(request), credentials.credentials.strip())
     if caller is None:
         raise unauthenticated(
             "the bearer token is not valid (unknown, expired, revoked, or its account is disabled): "

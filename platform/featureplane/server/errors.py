@@ -52,6 +52,25 @@ def not_found(detail: str) -> ApiError:
     return ApiError(404, "not_found", detail)
 
 
+def as_api_error(exc: RegistryError | AccessError) -> ApiError:
+    """The answer to a registry or access store refusal (a 404 for an unknown workspace, 409 for a
+    conflict, else 400), for the JSON API and the web pages alike."""
+    if isinstance(exc, WorkspaceNotFound):
+        return workspace_not_found(exc.name)
+    if isinstance(exc, WorkspaceExists):
+        return ApiError(409, "workspace_exists", str(exc))
+    if isinstance(exc, ConflictError):
+        return ApiError(409, "conflict", str(exc))
+    if isinstance(exc, PlanRefused):
+        return ApiError(409, "plan_refused", str(exc))
+    message = str(exc)
+    if isinstance(exc, AccessError) and message.startswith("no "):
+        return not_found(message)
+    if isinstance(exc, AccessError) and message.endswith("already exists"):
+        return ApiError(409, "exists", message)
+    return ApiError(400, "invalid", message)
+
+
 def _json(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"detail": detail, "error": code}, status_code=status, headers=headers)
 
@@ -76,36 +95,11 @@ def install(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return _json(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
 
-    @app.exception_handler(WorkspaceNotFound)
-    async def no_workspace(request: Request, exc: WorkspaceNotFound) -> JSONResponse:
-        error = workspace_not_found(exc.name)
-        return _json(error.status, error.code, error.detail)
-
-    @app.exception_handler(WorkspaceExists)
-    async def exists(request: Request, exc: WorkspaceExists) -> JSONResponse:
-        return _json(409, "workspace_exists", str(exc))
-
-    @app.exception_handler(ConflictError)
-    async def conflict(request: Request, exc: ConflictError) -> JSONResponse:
-        return _json(409, "conflict", str(exc))
-
-    @app.exception_handler(PlanRefused)
-    async def refused(request: Request, exc: PlanRefused) -> JSONResponse:
-        return _json(409, "plan_refused", str(exc))
-
     @app.exception_handler(RegistryError)
-    async def registry_error(request: Request, exc: RegistryError) -> JSONResponse:
-        return _json(400, "invalid", str(exc))
-
     @app.exception_handler(AccessError)
-    async def access_error(request: Request, exc: AccessError) -> JSONResponse:
-        message = str(exc)
-        status, code = 400, "invalid"
-        if message.startswith("no "):
-            status, code = 404, "not_found"
-        elif message.endswith("already exists"):
-            status, code = 409, "exists"
-        return _json(status, code, message)
+    async def known(request: Request, exc: Exception) -> JSONResponse:
+        error = as_api_error(exc)
+        return _json(error.status, error.code, error.detail)
 
     @app.exception_handler(FeatureplaneError)
     async def unavailable(request: Request, exc: FeatureplaneError) -> JSONResponse:
