@@ -206,3 +206,45 @@ def test_the_lookup_service_reads_the_registry_and_keys_through_the_server(
     while post_json(url, body, {"Authorization": f"Tecton-key {client_key}"})[0] != 401:
         assert time.monotonic() < deadline, "a revoked key kept working"
         time.sleep(0.2)
+
+
+SDK_READ = """
+import sys
+import featureplane
+try:
+    ws = featureplane.get_workspace("prod", config=sys.argv[1])
+    print("read", sorted(ws.list_feature_views()))
+except Exception as exc:
+    print("refused", type(exc).__name__, exc)
+"""
+
+
+def test_the_sdk_sees_nothing_of_a_workspace_without_a_role(tmp_path, account, repo):
+    """The notebook SDK goes through the server with the person's session: no role, no workspace."""
+    import subprocess
+    import sys
+
+    root, bob = person(tmp_path, "root"), person(tmp_path, "bob")
+    repo.cli("login", "--user", ADMIN, "--password-stdin", env=root, input=ADMIN_PASSWORD + "\n")
+    repo.cli("workspace", "create", "prod", "--live", env=root)
+    repo.cli("apply", "--yes", "-w", "prod", env=root)
+    token = account.login(ADMIN, ADMIN_PASSWORD)
+    account.call("POST", "/api/v1/users", {"name": "bob", "password": "bob-password-1"}, token)
+    repo.cli("login", "--user", "bob", "--password-stdin", env=bob, input="bob-password-1\n")
+
+    def sdk(env: dict) -> str:
+        result = subprocess.run(
+            [sys.executable, "-c", SDK_READ, str(repo.root)],
+            env={**repo.env, **env}, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert sdk(root).startswith("read ['amounts']")
+    refused = sdk(bob)
+    assert (
+        refused.startswith("refused")
+        and "workspace 'prod' does not exist or you have no role on it" in refused
+    )
+    repo.cli("access", "assign-role", "-w", "prod", "--role", "viewer", "--user", "bob", env=root)
+    assert sdk(bob).startswith("read ['amounts']")
