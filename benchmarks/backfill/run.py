@@ -9,13 +9,15 @@ Arms:
 
   aggregate the example's aggregate view (hourly tiles) backfilled the same way, reported on its own
            row: the floor has no tiles, so it does not count against the floor
+  postgres ours and Dagster alone again on a production instance (`featureplane dagster-instance`:
+           storage on a local PostgreSQL server the benchmark starts), beside the SQLite instance
 
 Peak memory is sampled every 20 ms over the launched process and all its descendants: the larger of
 the largest sum of resident memory (VmRSS) over the tree at one sample and the largest high-water mark
 (VmHWM) of any single process of the tree.
 
 usage: .venv/bin/python benchmarks/backfill/run.py [--users 10000] [--days 365] [--rate 3.0]
-       [--entities 1000000] [--skip-feast] [--skip-aggregate] [--no-readme]
+       [--entities 1000000] [--skip-feast] [--skip-aggregate] [--skip-postgres] [--no-readme]
 """
 
 from __future__ import annotations
@@ -125,10 +127,18 @@ def repo_copy(warehouse: Path, start: datetime) -> Path:
     return repo
 
 
-def dagster_home(path: Path) -> Path:
-    """A fresh Dagster instance directory with the project's dagster.yaml."""
+def dagster_home(path: Path, postgres_dsn: str | None = None) -> Path:
+    """A fresh Dagster instance directory: the project's local dagster.yaml (SQLite), or with a DSN the
+    production one on PostgreSQL. Its storage is created here, before any measured command, as on a
+    deployed instance."""
+    from featureplane.util.dagster_instance import instance_config, instance_yaml
+
     home = fresh_dir(path)
-    shutil.copy(ROOT / "scripts" / "dagster.yaml", home / "dagster.yaml")
+    if postgres_dsn is None:
+        shutil.copy(ROOT / "scripts" / "dagster.yaml", home / "dagster.yaml")
+    else:
+        (home / "dagster.yaml").write_text(instance_yaml(instance_config(postgres_dsn, None)))
+    run_measured([str(BIN / "dagster"), "instance", "migrate"], env={**os.environ, "DAGSTER_HOME": str(home)})
     return home
 
 
@@ -142,12 +152,12 @@ def materialize_range(
     return run_measured([*command, "--partition-range", f"{start:%Y-%m-%d}...{last}"], **run)
 
 
-def ours_env(repo: Path) -> dict:
+def ours_env(repo: Path, postgres_dsn: str | None = None) -> dict:
     """A fresh Dagster instance and a fresh live workspace with the example applied."""
     env = {
         **os.environ,
         "FEATUREPLANE_CONFIG": str(repo / "featureplane.yaml"),
-        "DAGSTER_HOME": str(dagster_home(WORK / "backfill" / "dagster")),
+        "DAGSTER_HOME": str(dagster_home(WORK / "backfill" / "dagster", postgres_dsn)),
     }
     featureplane = str(BIN / "featureplane")
     run_measured([featureplane, "workspace", "create", "prod", "--live"], env=env)
@@ -155,8 +165,10 @@ def ours_env(repo: Path) -> dict:
     return env
 
 
-def arm_ours(repo: Path, start: datetime, end: datetime, views: list[str] = VIEWS) -> dict:
-    env = ours_env(repo)
+def arm_ours(
+    repo: Path, start: datetime, end: datetime, views: list[str] = VIEWS, postgres_dsn: str | None = None
+) -> dict:
+    env = ours_env(repo, postgres_dsn)
     measured = materialize_range(["-m", "dagster_project"], [f"prod/{v}" for v in views], start, end, env=env)
     log = measured.stdout + measured.stderr
     online_rows = sum(
@@ -194,14 +206,16 @@ defs = dg.Definitions(assets=[empty_asset(name) for name in {views!r}])
 """
 
 
-def arm_dagster_alone(start: datetime, end: datetime, views: list[str] = VIEWS) -> dict:
+def arm_dagster_alone(
+    start: datetime, end: datetime, views: list[str] = VIEWS, postgres_dsn: str | None = None
+) -> dict:
     """The same command over the same partitions of assets that do nothing: what Dagster itself costs
     (CLI start, run creation, one planned and one materialization event per partition)."""
     work = fresh_dir(WORK / "backfill" / "dagster_alone")
     (work / "empty_assets.py").write_text(
         EMPTY_ASSETS.format(start=f"{start:%Y-%m-%d}", end=f"{end:%Y-%m-%d}", views=list(views))
     )
-    home = dagster_home(work / "home")
+    home = dagster_home(work / "home", postgres_dsn)
     measured = materialize_range(
         ["-f", str(work / "empty_assets.py")],
         list(views),
@@ -211,6 +225,28 @@ def arm_dagster_alone(start: datetime, end: datetime, views: list[str] = VIEWS) 
         cwd=work,
     )
     return {"seconds": measured.seconds, "peak_rss_mb": measured.peak_rss_mb, **measured.extra}
+
+
+def arms_on_postgres(warehouse: Path, start: datetime, end: datetime) -> dict:
+    """Ours and Dagster alone on a production instance, each on a fresh database of one local server."""
+    import tempfile
+
+    from featureplane.util.local_postgres import LocalPostgres
+
+    directory = Path(tempfile.mkdtemp(prefix="featureplane-bench-postgres-"))
+    server = LocalPostgres(directory)
+    try:
+        server.start()
+        print("arm ours on a PostgreSQL instance...", file=sys.stderr, flush=True)
+        ours = arm_ours(repo_copy(warehouse, start), start, end, postgres_dsn=server.database())
+        print(json.dumps(ours), file=sys.stderr, flush=True)
+        print("arm Dagster alone on a PostgreSQL instance...", file=sys.stderr, flush=True)
+        alone = arm_dagster_alone(start, end, postgres_dsn=server.database())
+        print(json.dumps(alone), file=sys.stderr, flush=True)
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+    return {"ours_postgres": ours, "dagster_alone_postgres": alone}
 
 
 def arm_floor(warehouse: Path, start: datetime, end: datetime) -> dict:
@@ -301,6 +337,19 @@ def report(results: dict) -> str:
                 "-",
             ]
         )
+    for key, label in (("ours_postgres", "ours"), ("dagster_alone_postgres", "Dagster alone")):
+        if key in results:
+            arm = results[key]
+            rows.append(
+                [
+                    f"{label}, on a PostgreSQL instance (`featureplane dagster-instance`)",
+                    f"{arm['seconds']:.1f}",
+                    f"{arm['seconds'] / floor['seconds']:.2f}x",
+                    f"{arm['peak_rss_mb']:.0f}",
+                    arm.get("dagster_runs", 1),
+                    f"{arm['online_rows']:,}" if "online_rows" in arm else "-",
+                ]
+            )
     if "aggregate" in results:
         agg = results["aggregate"]
         rows.append(
@@ -360,6 +409,16 @@ def report(results: dict) -> str:
             f"{ours['seconds'] - alone:.1f} s beyond it ({(ours['seconds'] - alone) / floor['seconds']:.2f}x "
             "the floor)"
         )
+    if "dagster_alone_postgres" in results and "ours_postgres" in results:
+        pg_alone, pg_ours = results["dagster_alone_postgres"]["seconds"], results["ours_postgres"]["seconds"]
+        per = ours["partitions"] * len(VIEWS)
+        targets += (
+            f". On PostgreSQL, Dagster alone takes {pg_alone / floor['seconds']:.2f}x the floor and ours spends "
+            f"{pg_ours - pg_alone:.1f} s beyond it ({(pg_ours - pg_alone) / floor['seconds']:.2f}x the floor; "
+            "target at most 1.00x). Dagster's own cost per partition and asset: "
+            f"{1000 * results['dagster_alone']['seconds'] / per:.1f} ms on SQLite, {1000 * pg_alone / per:.1f} ms on "
+            "PostgreSQL"
+        )
     return (
         f"{data['transactions']:,} transactions, {data['users']:,} users, {data['days']} daily partitions per view "
         f"({', '.join(VIEWS)}), measured {results['measured_at']}. The floor and the first row cover the same "
@@ -397,6 +456,11 @@ def main() -> None:
         "--skip-aggregate", action="store_true", help="do not backfill the aggregate view (extra row)"
     )
     parser.add_argument(
+        "--skip-postgres",
+        action="store_true",
+        help="no PostgreSQL-instance arms (they need PostgreSQL's server)",
+    )
+    parser.add_argument(
         "--no-readme", action="store_true", help="print the table without updating benchmarks/README.md"
     )
     args = parser.parse_args()
@@ -414,6 +478,9 @@ def main() -> None:
     print("arm Dagster alone...", file=sys.stderr, flush=True)
     dagster_alone = arm_dagster_alone(start, end)
     print(json.dumps(dagster_alone), file=sys.stderr, flush=True)
+    postgres = {}
+    if not args.skip_postgres:
+        postgres = arms_on_postgres(warehouse, start, end)
     aggregate = None
     if not args.skip_aggregate:
         print("aggregate view (extra row)...", file=sys.stderr, flush=True)
@@ -428,6 +495,7 @@ def main() -> None:
         "floor": floor,
         "dagster_alone": dagster_alone,
         "publish": publish,
+        **postgres,
     }
     if aggregate is not None:
         results["aggregate"] = aggregate
