@@ -155,7 +155,7 @@ def main() -> None:
         for name, table_id in arms.items():
             seconds[name].append(query(root, table_id, frame)[0])
     reference = outputs["one commit"]
-    for name, out in outputs.items():
+    for out in outputs.values():
         pd.testing.assert_frame_equal(out, reference)
     floor = statistics.median(seconds["one commit"])
     rows = []
@@ -176,9 +176,7 @@ def main() -> None:
     load = round(os.getloadavg()[0], 1)
     text = "\n".join(
         [
-            markdown_table(
-                ["table", "data files", "MB", "median (s)", "best (s)", "vs one commit"], rows
-            ),
+            markdown_table(["table", "data files", "MB", "median (s)", "best (s)", "vs one commit"], rows),
             "",
             f"{args.commits:,} daily commits of {args.users:,} users ({args.commits * args.users:,} rows); "
             f"spine of {args.spine:,} rows; median of {args.repeat} interleaved runs per arm (outputs "
@@ -194,7 +192,9 @@ def main() -> None:
     save_results(
         "compaction",
         {
-            "arms": {a: {"seconds": seconds[a], "files": files[a].files, "bytes": files[a].bytes} for a in arms},
+            "arms": {
+                a: {"seconds": seconds[a], "files": files[a].files, "bytes": files[a].bytes} for a in arms
+            },
             "build_seconds": timings,
             "parameters": vars(args),
         },
