@@ -132,3 +132,33 @@ def test_tile_counts_stay_bounded_and_values_do_not_change(tmp_path):
     assert lookups(runtime, state, now) == looked_up
     assert max(online_tiles(runtime, state).values()) <= bound
     runtime.close()
+
+
+def test_dynamodb_aggregate_rows_expire_when_their_tiles_leave_the_windows(tmp_path, dynalite, table_prefix):
+    from aws_servers import use_dynamodb
+
+    repo = events_repo(tmp_path, VIEWS, {"raw.events": events_sql()})
+    use_dynamodb(repo.config_path, dynalite, table_prefix)
+    runtime = repo.runtime()
+    runtime.registry.create_workspace("prod", live=True)
+    apply_plan(runtime, plan_repository(runtime, "prod"))
+    state = runtime.registry.load("prod")
+    end = D1 + timedelta(days=6)
+    materialize(runtime, state, "spend", D1, end)
+    online = runtime.online_store
+    table_id = state.table_id("spend")
+    item = online.client.get_item(
+        TableName=online.table_name(table_id), Key={"pk": {"S": online.item_key(table_id, ("u1",))}}
+    )["Item"]
+    stamp = int(item["ts"]["N"]) // 1_000_000
+    assert stamp == us(end) // 1_000_000  # the end of the latest materialized partition
+    assert int(item["exp"]["N"]) == stamp + int(LONGEST.total_seconds())  # DynamoDB's TTL drops it then
+    assert max(online_tiles(runtime, state).values()) <= LONGEST // INTERVAL
+    # One run wrote every row at day 6: a sweep one longest window later removes them all (not a
+    # second earlier), and lookups answer the same.
+    later = end + LONGEST
+    before = lookups(runtime, state, later)
+    assert online.sweep_expired(table_id, LONGEST, later - timedelta(seconds=1)) == 0  # not yet
+    assert online.sweep_expired(table_id, LONGEST, later) == len(USERS)
+    assert lookups(runtime, state, later) == before
+    runtime.close()
