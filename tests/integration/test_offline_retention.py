@@ -144,3 +144,28 @@ def test_a_bad_retention_names_the_view_and_its_line(tmp_path, value, message):
         load_definitions(repo.runtime())
     text = str(info.value)
     assert message in text and "offline_retention" in text and "views.py:6" in text
+
+
+def test_maintenance_waits_for_a_run_writing_the_same_view(tmp_path):
+    import threading
+
+    from featureplane.materialization.materialize import view_lock
+    from featureplane.util.locks import file_lock
+
+    repo = events_repo(tmp_path, VIEWS, EVENTS)
+    runtime = repo.runtime()
+    runtime.registry.create_workspace("prod", live=True)
+    apply_plan(runtime, plan_repository(runtime, "prod"))
+    state = runtime.registry.load("prod")
+    materialize(runtime, state, "amounts", datetime(2024, 1, 1), datetime(2024, 1, 6))
+    done: list = []
+    view = state.feature_view("amounts")
+    with file_lock(view_lock(runtime, state.table_id("amounts"))):  # as a materialization holds it
+        worker = threading.Thread(target=lambda: done.append(maintain_view(runtime, state, view, now=NOW)))
+        worker.start()
+        worker.join(1.0)
+        assert worker.is_alive() and not done  # waiting, nothing deleted yet
+        assert len(rows(runtime, state.table_id("amounts"), view)) == 20
+    worker.join()
+    assert done[0].rows_deleted == 12  # days 1-3 (before the cutoff, 2024-01-04)
+    runtime.close()

@@ -119,8 +119,18 @@ def maintain_view(
     now: datetime | None = None,
 ) -> ViewMaintenance:
     """Retention, compaction and vacuum of a view's offline table, then the sweep of its online rows."""
+    from featureplane.materialization.materialize import view_lock
+    from featureplane.util.locks import file_lock
+
     now = _naive_utc(now or datetime.now(UTC))
     table_id = state.table_id(view.name)
+    with file_lock(view_lock(runtime, table_id)):  # never interleaved with a run writing this view
+        return _maintain(runtime, view, table_id, options, now)
+
+
+def _maintain(
+    runtime: Runtime, view: FeatureViewSpec, table_id: str, options: MaintenanceOptions, now: datetime
+) -> ViewMaintenance:
     report = ViewMaintenance(view.name, table_id, dry_run=options.dry_run)
     offline, online = runtime.offline_store, runtime.online_store
     before = offline.version(table_id) if view.offline else None
