@@ -357,7 +357,8 @@ class FeatureTable(FeatureView):
 
     Each record carries the entities' join keys, ``timestamp_field`` and the features. The online store
     keeps the latest record per entity (an older event never replaces a newer one); the offline store
-    keeps every record for training. ``source`` names a PushSource whose records also feed this table.
+    keeps every record for training (or those younger than ``offline_retention``, when given). ``source``
+    names a PushSource whose records also feed this table.
     """
 
     view_kind = "table"
