@@ -18,6 +18,7 @@ from dagster_project.feature_views import (
     view_spec,
 )
 from dagster_project.freshness import freshness_definitions
+from dagster_project.maintenance import maintenance_definitions
 from dagster_project.serving_health import serving_health_sensor
 from featureplane.config import Config, MonitoringSettings, load_config
 from featureplane.registry import open_registry
@@ -53,10 +54,11 @@ def build_definitions(config: Config | None = None) -> dg.Definitions:
                 served.add((info.name, service.name))
         checks, check_jobs, check_schedules = freshness_definitions(settings, state)
         drift_assets, drift_jobs, drift_schedules = drift_definitions(config, settings, state)
+        maintenance_jobs, maintenance_schedules = maintenance_definitions(config, state)
         asset_checks += checks
         assets += drift_assets
-        jobs += check_jobs + drift_jobs
-        schedules += check_schedules + drift_schedules
+        jobs += check_jobs + drift_jobs + maintenance_jobs
+        schedules += check_schedules + drift_schedules + maintenance_schedules
         for (seconds, start), views in sorted(
             by_partitions.items(), key=lambda kv: (kv[0][0] or 0, kv[0][1] or "")
         ):

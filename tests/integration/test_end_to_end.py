@@ -175,6 +175,7 @@ def test_code_location_builds_assets_for_live_and_development_workspaces(applied
     assert set(realtime.parent_keys) == {dg.AssetKey(["prod", "user_transaction_metrics"])}
     assert live.metadata["owner"] == "fraud-team@example.com"
     assert sorted(s.name for s in defs.schedules) == [
+        "offline_maintenance_prod_daily",
         "prod__daily__from_2026_08_01_schedule",
         "prod__freshness_checks_schedule",
         "prod__serving_drift__from_2026_08_01_daily",

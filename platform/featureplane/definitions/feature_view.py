@@ -35,6 +35,15 @@ from featureplane.definitions.transformation import (
 BATCH_MODES = ("snowflake_sql", "pandas", "snowpark")
 
 
+def _retention(value: timedelta | str | None, where: str) -> timedelta | None:
+    if value is None:
+        return None
+    retention = parse_duration(value, f"{where}: offline_retention")
+    if retention <= timedelta(0):
+        raise DefinitionError(f"{where}: offline_retention must be positive, got {retention}")
+    return retention
+
+
 class FeatureSelection:
     """Some features of a view, as selected for a feature service: ``view[["a", "b"]]``."""
 
@@ -56,6 +65,7 @@ class FeatureView(Definition):
     features: list[Any]
     timestamp_field: str | None
     ttl: timedelta | None
+    offline_retention: timedelta | None = None
     online: bool
     offline: bool
     owner: str
@@ -110,6 +120,9 @@ class FeatureView(Definition):
             features=self.feature_specs(),
             timestamp_field=self.timestamp_field or "",
             ttl_seconds=int(self.ttl.total_seconds()) if self.ttl is not None else None,
+            offline_retention_seconds=(
+                int(self.offline_retention.total_seconds()) if self.offline_retention is not None else None
+            ),
             online=self.online,
             offline=self.offline,
             owner=self.owner,
@@ -178,6 +191,7 @@ class BatchFeatureView(FeatureView):
         location: str,
         monitor_freshness: bool = True,
         expected_feature_freshness: timedelta | str | None = None,
+        offline_retention: timedelta | str | None = None,
     ) -> None:
         self.function = function
         self._register(location)
@@ -203,6 +217,7 @@ class BatchFeatureView(FeatureView):
         )
         self.batch_schedule = parse_duration(batch_schedule, f"{where}: batch_schedule")
         self.ttl = parse_duration(ttl, f"{where}: ttl") if ttl is not None else None
+        self.offline_retention = _retention(offline_retention, where)
         self.aggregation_interval = (
             parse_duration(aggregation_interval, f"{where}: aggregation_interval")
             if aggregation_interval
@@ -282,6 +297,7 @@ def batch_feature_view(
     name: str | None = None,
     monitor_freshness: bool = True,
     expected_feature_freshness: timedelta | str | None = None,
+    offline_retention: timedelta | str | None = None,
 ) -> Callable[[Callable[..., Any]], BatchFeatureView]:
     """Declare a batch feature view, materialized every ``batch_schedule`` from ``feature_start_time``.
 
@@ -296,7 +312,8 @@ def batch_feature_view(
     (``featureplane.NotNull("spend")``, ``Between(...)``, ... or ``ExpectationSuiteFile(path)``); an
     ``error`` one that fails blocks the write. ``expected_feature_freshness`` (default: twice the
     ``batch_schedule``) is how old the newest materialized partition may get before the view's freshness
-    check fails; ``monitor_freshness=False`` turns that check off.
+    check fails; ``monitor_freshness=False`` turns that check off. ``offline_retention`` (e.g. ``"365d"``)
+    bounds the offline history: the maintenance job deletes rows (tiles) older than that.
     """
     from featureplane.definitions.base import caller_location
 
@@ -327,6 +344,7 @@ def batch_feature_view(
             location=location,
             monitor_freshness=monitor_freshness,
             expected_feature_freshness=expected_feature_freshness,
+            offline_retention=offline_retention,
         )
 
     return decorate
@@ -339,7 +357,8 @@ class FeatureTable(FeatureView):
 
     Each record carries the entities' join keys, ``timestamp_field`` and the features. The online store
     keeps the latest record per entity (an older event never replaces a newer one); the offline store
-    keeps every record for training. ``source`` names a PushSource whose records also feed this table.
+    keeps every record for training (or those younger than ``offline_retention``, when given). ``source``
+    names a PushSource whose records also feed this table.
     """
 
     view_kind = "table"
@@ -360,6 +379,7 @@ class FeatureTable(FeatureView):
         tags: dict[str, str] | None = None,
         prevent_destroy: bool = False,
         options: dict[str, Any] | None = None,
+        offline_retention: timedelta | str | None = None,
     ) -> None:
         self._register()
         self.name = check_name("feature table", name, self.location)
@@ -382,6 +402,7 @@ class FeatureTable(FeatureView):
         self.online = bool(online)
         self.offline = bool(offline)
         self.ttl = parse_duration(ttl, f"{where}: ttl") if ttl is not None else None
+        self.offline_retention = _retention(offline_retention, where)
         self.owner = owner
         self.description = description
         self.tags = dict(tags or {})

@@ -140,6 +140,7 @@ class FeatureViewSpec:
     location: str = ""
     monitor_freshness: bool = True
     expected_freshness_seconds: int | None = None
+    offline_retention_seconds: int | None = None
 
     @property
     def is_batch(self) -> bool:
@@ -178,6 +179,11 @@ class FeatureViewSpec:
     @property
     def ttl(self) -> timedelta | None:
         return timedelta(seconds=self.ttl_seconds) if self.ttl_seconds else None
+
+    @property
+    def offline_retention(self) -> timedelta | None:
+        """How long the offline store keeps the view's history (None: forever)."""
+        return timedelta(seconds=self.offline_retention_seconds) if self.offline_retention_seconds else None
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ class IngestTarget:
     features: tuple[str, ...]
     online: bool
     offline: bool
+    ttl_seconds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ def ingest_endpoints(state: WorkspaceState) -> dict[str, IngestEndpoint]:
             features=tuple(view.feature_names),
             online=view.online,
             offline=view.offline,
+            ttl_seconds=view.ttl_seconds,
         )
 
     for source in state.definitions.sources.values():

@@ -71,6 +71,8 @@ def _replay_segment(segment: Path, online_store: OnlineStore, targets: Mapping[s
                     held[key] = OnlineRow(key, event_ts, row[keys + 1 :])
     count = 0
     for table_id, rows in latest.items():
-        online_store.write(table_id, list(rows.values()), only_if_newer=True)
+        online_store.write(
+            table_id, list(rows.values()), only_if_newer=True, ttl_seconds=targets[table_id].ttl_seconds
+        )
         count += len(rows)
     return count

@@ -179,7 +179,7 @@ class Ingestor:
                 if held is None or row.event_ts >= held.event_ts:
                     latest[row.key] = row
             try:
-                written = self._timed_write(table_id, list(latest.values()))
+                written = self._timed_write(table_id, list(latest.values()), target.ttl_seconds)
             except Exception as exc:
                 log.exception("online store write for %s failed", table_id)
                 raise IngestUnavailable(
@@ -188,11 +188,11 @@ class Ingestor:
                 ) from None
             result.counts[table_id].online = written
 
-    def _timed_write(self, table_id: str, rows: list[OnlineRow]) -> int:
+    def _timed_write(self, table_id: str, rows: list[OnlineRow], ttl_seconds: int | None = None) -> int:
         import time
 
         started = time.perf_counter()
-        written = self.online_store.write(table_id, rows, only_if_newer=True)
+        written = self.online_store.write(table_id, rows, only_if_newer=True, ttl_seconds=ttl_seconds)
         if self.on_store_call is not None:
             self.on_store_call("write", time.perf_counter() - started)
         return written

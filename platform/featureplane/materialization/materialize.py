@@ -32,6 +32,8 @@ from featureplane.materialization.partitions import windows
 from featureplane.util.locks import file_lock
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pyarrow as pa
 
     from featureplane.registry.base import WorkspaceState
@@ -99,6 +101,11 @@ def _check_keys(view: FeatureViewSpec, table: pa.Table | StagedResult) -> None:
             )
 
 
+def view_lock(runtime: Runtime, table_id: str) -> Path:
+    """The file whose lock serialises the writers of one view's data (materialization, maintenance)."""
+    return runtime.config.data_dir / "locks" / (table_id.replace("/", "__") + ".lock")
+
+
 def materialize(
     runtime: Runtime,
     state: WorkspaceState,
@@ -138,8 +145,7 @@ def materialize(
         rows=0,
         offline_version=None,
     )
-    lock = runtime.config.data_dir / "locks" / (table_id.replace("/", "__") + ".lock")
-    with file_lock(lock):
+    with file_lock(view_lock(runtime, table_id)):
         clock = time.perf_counter()
         say(
             f"{state.name}/{view_name}: computing {len(parts)} partition(s) [{start} .. {end}) on {runtime.engine.name}"

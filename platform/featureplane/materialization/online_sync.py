@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from featureplane.compute.aggregation.online import lifetime_features
+from featureplane.compute.aggregation.online import lifetime_features, online_expiry_seconds
 from featureplane.compute.aggregation.rollup import online_rows_view
 from featureplane.definitions.specs import FeatureViewSpec
 from featureplane.online_stores.base import EncodedRow, OnlineRow, encode_key
@@ -168,7 +168,9 @@ def sync_online(
     import duckdb
 
     if view.is_aggregate:
-        result.written += online.write(table_id, aggregate_online_rows(view, changes.upserts))
+        result.written += online.write(
+            table_id, aggregate_online_rows(view, changes.upserts), ttl_seconds=online_expiry_seconds(view)
+        )
     else:
         con = duckdb.connect()
         for batch in changes.upserts:

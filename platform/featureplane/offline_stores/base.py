@@ -34,6 +34,14 @@ class RetrievalPart:
     data: pa.Table | None = None
 
 
+@dataclass(frozen=True)
+class TableStats:
+    """The files a table's current version reads, and their bytes."""
+
+    files: int
+    bytes: int
+
+
 @dataclass
 class OnlineChanges:
     """What the online store must do so it equals the offline store's latest rows again.
@@ -135,6 +143,29 @@ class OfflineStore(ABC):
         """Append ingested rows and record the segments' new ``watermarks`` in the same commit, so a
         fold of the ingest log is applied exactly once; return the new table version."""
         raise NotImplementedError(f"{type(self).__name__} does not support ingested feature tables")
+
+    # -- maintenance (see docs/data-lifecycle.md) --------------------------------------------------
+
+    def table_stats(self, table_id: str) -> TableStats | None:
+        """Files and bytes of the table's current version; None where the backend manages its own
+        storage (a warehouse) or the table does not exist."""
+        return None
+
+    def compact(self, table_id: str, view: FeatureViewSpec, *, z_order: bool = False) -> dict[str, Any]:
+        """Rewrite small files into large ones (optionally clustered by the join keys) without
+        changing the rows; return what the backend reports. Stores that cluster by themselves do
+        nothing and say so."""
+        return {"skipped": f"{type(self).__name__} manages its storage itself"}
+
+    def vacuum(self, table_id: str, *, retention_hours: int, dry_run: bool = False) -> list[str]:
+        """Delete files no version younger than ``retention_hours`` reads (only list them with
+        ``dry_run``); return those files."""
+        return []
+
+    @abstractmethod
+    def delete_before(self, table_id: str, view: FeatureViewSpec, cutoff: datetime) -> int:
+        """Delete the rows (an aggregate view's tiles; its partition markers stay) whose timestamp is
+        before ``cutoff``, in one commit; return how many were deleted (``offline_retention``)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass

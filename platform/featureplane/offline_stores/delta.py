@@ -29,7 +29,13 @@ from featureplane.compute.aggregation.tiles import (
     storage_view,
 )
 from featureplane.definitions.specs import FeatureViewSpec
-from featureplane.offline_stores.base import OfflineStore, OnlineChanges, RetrievalPart, to_pandas
+from featureplane.offline_stores.base import (
+    OfflineStore,
+    OnlineChanges,
+    RetrievalPart,
+    TableStats,
+    to_pandas,
+)
 
 if TYPE_CHECKING:
     import duckdb
@@ -148,6 +154,36 @@ class DeltaOfflineStore(OfflineStore):
             ),
         )
         return self._table(table_id).version()
+
+    # -- maintenance (featureplane.offline_stores.delta_maintenance) -----------------------------
+
+    def table_stats(self, table_id: str) -> TableStats | None:
+        from featureplane.offline_stores import delta_maintenance
+
+        table = self._table(table_id)
+        return None if table is None else delta_maintenance.table_stats(table)
+
+    def compact(self, table_id: str, view: FeatureViewSpec, *, z_order: bool = False) -> dict[str, Any]:
+        from featureplane.offline_stores import delta_maintenance
+
+        table = self._table(table_id)
+        return {} if table is None else delta_maintenance.compact(table, view, z_order=z_order)
+
+    def vacuum(self, table_id: str, *, retention_hours: int, dry_run: bool = False) -> list[str]:
+        from featureplane.offline_stores import delta_maintenance
+
+        table = self._table(table_id)
+        if table is None:
+            return []
+        return delta_maintenance.vacuum(table, retention_hours=retention_hours, dry_run=dry_run)
+
+    def delete_before(self, table_id: str, view: FeatureViewSpec, cutoff: datetime) -> int:
+        from featureplane.offline_stores import delta_maintenance
+
+        table = self._table(table_id)
+        if table is None:
+            return 0
+        return delta_maintenance.delete_before(table, view, cutoff, _bucket(view, cutoff))
 
     def drop(self, table_id: str) -> None:
         import shutil

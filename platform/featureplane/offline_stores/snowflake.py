@@ -294,6 +294,21 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
             )
         self._ready.discard(table_id)
 
+    def delete_before(self, table_id: str, view: FeatureViewSpec, cutoff: datetime) -> int:
+        """``offline_retention``: one DELETE of the rows before ``cutoff`` (an aggregate view keeps
+        its partition markers). Compaction and vacuum have no equivalent to run: Snowflake
+        re-clusters micro-partitions itself and keeps deleted data only for the table's
+        time-travel retention (``DATA_RETENTION_TIME_IN_DAYS``)."""
+        self._create(table_id, view)
+        conditions = [f"{quote(view.timestamp_field)} < {literal_time(cutoff)}"]
+        if view.is_aggregate:
+            conditions.append(f"{quote(view.join_key_names[0])} IS NOT NULL")
+        target = self.relation(table_id)
+        with self.client.transaction():
+            (count,) = self.client.fetchall(f"SELECT COUNT(*) FROM {target}{where_clause(conditions)}")[0]
+            self.client.execute(f"DELETE FROM {target}{where_clause(conditions)}")
+        return int(count)
+
     # -- reads -----------------------------------------------------------------------------------
 
     def _rows(self, table_id: str, view: FeatureViewSpec) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import orjson
@@ -50,6 +51,19 @@ def encode_keys(keys: Sequence[tuple]) -> list[str]:
     return ['["' + value + '"]' for (value,) in keys]
 
 
+def expiry_cutoff_us(ttl: int | timedelta, now: datetime | None = None) -> int:
+    """The event time (µs since the epoch) at or before which a row is expired at ``now`` (naive UTC or
+    aware; the current time when None): the same cutoff reads apply (a row is served only when its
+    event time is after ``now - ttl``)."""
+    seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else ttl
+    if seconds is None or seconds <= 0:
+        raise ValueError(f"an expiry sweep needs a positive ttl, got {ttl!r}")
+    moment = now or datetime.now(UTC)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return (moment - datetime(1970, 1, 1)) // timedelta(microseconds=1) - int(seconds * 1_000_000)
+
+
 def encode_values(values: Sequence[Any]) -> bytes:
     return orjson.dumps(list(values))
 
@@ -84,6 +98,16 @@ class OnlineStore(ABC):
 
     @abstractmethod
     def delete(self, table_id: str, keys: Iterable[tuple]) -> int: ...
+
+    @abstractmethod
+    def sweep_expired(self, table_id: str, ttl: int | timedelta, now: datetime | None = None) -> int:
+        """Delete the rows of ``table_id`` whose event time is at or before ``now - ttl`` (rows that
+        reads no longer serve); return how many were deleted. A row written meanwhile with a later
+        event time is kept."""
+
+    def row_count(self, table_id: str) -> int | None:
+        """How many rows ``table_id`` holds, where the store can count them cheaply (None otherwise)."""
+        return None
 
     @abstractmethod
     def read(self, requests: Sequence[tuple[str, tuple]]) -> list[OnlineValue | None]:

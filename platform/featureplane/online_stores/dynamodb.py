@@ -23,13 +23,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
 from functools import partial
 from itertools import islice
 from typing import Any
 
 import orjson
 
-from featureplane.online_stores.base import EncodedRow, OnlineRow, OnlineStore, OnlineValue, encode_key
+from featureplane.online_stores.base import (
+    EncodedRow,
+    OnlineRow,
+    OnlineStore,
+    OnlineValue,
+    encode_key,
+    expiry_cutoff_us,
+)
 from featureplane.online_stores.dynamodb_access import (
     EXPIRES,
     PK,
@@ -422,6 +430,61 @@ class DynamoDBOnlineStore(DynamoDBAccess, OnlineStore):
 
         deleted = sum(self._gather(scan, list(range(segments))))
         log.info("dropped %d item(s) of %s from DynamoDB table %s", deleted, table_id, table)
+
+    def sweep_expired(self, table_id: str, ttl: int | timedelta, now: datetime | None = None) -> int:
+        """Delete the expired items of ``table_id`` now rather than when DynamoDB's TTL gets to them
+        (it takes up to days, and servers without TTL never do): a parallel scan for items at or
+        before the cutoff, then one conditional DeleteItem each, so an item rewritten meanwhile with
+        a later event time stays."""
+        table = self.table_name(table_id)
+        if not self._table_exists(table):
+            return 0
+        cutoff = {"N": str(expiry_cutoff_us(ttl, now))}
+        segments = self.max_workers
+
+        def delete(pk: dict[str, Any]) -> int:
+            try:
+                self._call(
+                    "delete_item",
+                    f"table {table}, item {pk['S']}",
+                    TableName=table,
+                    Key={PK: pk},
+                    ConditionExpression="#ts <= :cutoff",
+                    ExpressionAttributeNames={"#ts": TS},
+                    ExpressionAttributeValues={":cutoff": cutoff},
+                )
+            except Exception as exc:
+                if error_code(exc) == "ConditionalCheckFailedException":
+                    return 0
+                raise
+            return 1
+
+        def scan(segment: int) -> list[dict[str, Any]]:
+            found: list[dict[str, Any]] = []
+            start: dict[str, Any] | None = None
+            while True:
+                kwargs: dict[str, Any] = {
+                    "TableName": table,
+                    "ProjectionExpression": "#pk",
+                    "FilterExpression": "begins_with(#pk, :prefix) AND #ts <= :cutoff",
+                    "ExpressionAttributeNames": {"#pk": PK, "#ts": TS},
+                    "ExpressionAttributeValues": {":prefix": {"S": table_id + "|["}, ":cutoff": cutoff},
+                    "ConsistentRead": True,
+                    "Segment": segment,
+                    "TotalSegments": segments,
+                }
+                if start:
+                    kwargs["ExclusiveStartKey"] = start
+                page = self._call("scan", f"sweeping {table_id}", **kwargs)
+                found += [item[PK] for item in page.get("Items", [])]
+                start = page.get("LastEvaluatedKey")
+                if not start:
+                    return found
+
+        expired = [pk for part in self._gather(scan, list(range(segments))) for pk in part]
+        deleted = sum(self._gather(delete, expired)) if expired else 0
+        log.info("swept %d expired item(s) of %s from DynamoDB table %s", deleted, table_id, table)
+        return deleted
 
     def prepare(self, table_ids: Iterable[str]) -> None:
         """Create each workspace table that does not exist yet and enable DynamoDB TTL on ``exp``."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
 from functools import lru_cache
 from itertools import islice
 from pathlib import Path
@@ -24,6 +25,7 @@ from featureplane.online_stores.base import (
     encode_key,
     encode_keys,
     encode_values,
+    expiry_cutoff_us,
 )
 from featureplane.util.localdb import ThreadLocalSQLite
 
@@ -157,6 +159,32 @@ class SQLiteOnlineStore(OnlineStore):
             before = con.total_changes
             con.executemany("DELETE FROM online_features WHERE table_id = ? AND entity_key = ?", params)
             return con.total_changes - before
+
+    def sweep_expired(self, table_id: str, ttl: int | timedelta, now: datetime | None = None) -> int:
+        """Expired rows deleted a batch per transaction, so readers and writers never wait long."""
+        cutoff = expiry_cutoff_us(ttl, now)
+        con = self._con()
+        deleted = 0
+        while True:
+            with self.db.transaction():
+                before = con.total_changes
+                con.execute(
+                    "DELETE FROM online_features WHERE table_id = ? AND entity_key IN (SELECT entity_key "
+                    "FROM online_features WHERE table_id = ? AND event_ts <= ? LIMIT ?)",
+                    (table_id, table_id, cutoff, BATCH),
+                )
+                changed = con.total_changes - before
+            deleted += changed
+            if changed < BATCH:
+                return deleted
+
+    def row_count(self, table_id: str) -> int:
+        (count,) = (
+            self._con()
+            .execute("SELECT count(*) FROM online_features WHERE table_id = ?", (table_id,))
+            .fetchone()
+        )
+        return int(count)
 
     def read(self, requests: Sequence[tuple[str, tuple]]) -> list[OnlineValue | None]:
         if not requests:

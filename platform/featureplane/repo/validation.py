@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -152,6 +153,39 @@ def validate(defs: DefinitionSet) -> list[Problem]:
     return problems
 
 
+def _validate_retention(view: FeatureViewSpec, problem: Callable[[str], Problem]) -> list[Problem]:
+    """An aggregate view's retention must keep the tiles its current values are rolled up from (the
+    longest window, a partition and the look-back); lifetime aggregates need the whole history."""
+    retention = view.offline_retention_seconds
+    if retention is None:
+        return []
+    if retention <= 0:
+        return [problem(f"offline_retention must be positive, got {timedelta(seconds=retention)}")]
+    if not view.is_aggregate:
+        return []
+    from featureplane.compute.aggregation.online import lifetime_features
+    from featureplane.compute.base import lookback
+
+    lifetime = [f.name for f in lifetime_features(view)]
+    if lifetime:
+        return [
+            problem(
+                f"offline_retention cannot apply to lifetime aggregates ({', '.join(lifetime)}): they need the "
+                "whole history; give them a time_window or drop offline_retention"
+            )
+        ]
+    longest = max((f.window_seconds or 0) for f in view.features if f.kind == "aggregate")
+    needed = timedelta(seconds=longest + (view.batch_schedule_seconds or 0)) + lookback(view)
+    if timedelta(seconds=retention) < needed:
+        return [
+            problem(
+                f"offline_retention {timedelta(seconds=retention)} is shorter than the longest time_window "
+                f"plus a batch_schedule and the look-back ({needed}): current values could not be rolled up"
+            )
+        ]
+    return []
+
+
 def _validate_view(view: FeatureViewSpec, defs: DefinitionSet) -> list[Problem]:
     label = KIND_LABEL[FEATURE_VIEW]
 
@@ -176,6 +210,7 @@ def _validate_view(view: FeatureViewSpec, defs: DefinitionSet) -> list[Problem]:
         )
     if view.ttl_seconds is not None and view.ttl_seconds <= 0:
         problems.append(problem(f"ttl must be positive, got {timedelta(seconds=view.ttl_seconds)}"))
+    problems += _validate_retention(view, problem)
     if view.is_batch:
         problems += _validate_schedule(view, problem)
         for source in view.sources:

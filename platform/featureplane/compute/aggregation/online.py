@@ -40,6 +40,20 @@ def longest_window(view: FeatureViewSpec) -> int:
     return max((f.window_seconds // step for f in aggregates(view) if f.window_seconds), default=0)
 
 
+def online_expiry_seconds(view: FeatureViewSpec) -> int | None:
+    """How long after its event time a view's online row stops mattering (None: never).
+
+    A plain view's row is served within its ttl. An aggregate view's row is stamped with the end of
+    the partition it was synced at and holds the tiles of the longest window before it, so once that
+    window has passed every finite window is empty and the row rolls up to what a missing row gives;
+    with lifetime features it never expires."""
+    if not view.is_aggregate:
+        return view.ttl_seconds
+    if lifetime_features(view) or not longest_window(view):
+        return None
+    return longest_window(view) * (view.aggregation_interval_seconds or 1)
+
+
 def schedule_intervals(view: FeatureViewSpec) -> int:
     """The batch schedule in intervals: partitions end every this many intervals (1 without one)."""
     step = view.aggregation_interval_seconds or 1
