@@ -8,7 +8,7 @@ values in declared order. A lookup of any number of (table, key) pairs is one ro
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import orjson
@@ -84,6 +84,11 @@ class OnlineStore(ABC):
 
     @abstractmethod
     def delete(self, table_id: str, keys: Iterable[tuple]) -> int: ...
+
+    def entity_keys(self, table_id: str) -> Iterator[str]:
+        """Every entity key (``encode_key`` text) of ``table_id``: a full scan, for removing vanished
+        keys after a full sync."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list its keys")
 
     @abstractmethod
     def read(self, requests: Sequence[tuple[str, tuple]]) -> list[OnlineValue | None]:
