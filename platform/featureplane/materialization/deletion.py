@@ -42,7 +42,12 @@ FAILED_KEYS_SHOWN = 20
 
 
 class DeletionError(FeatureplaneError, ValueError):
-    """The delete was refused before anything was deleted (bad keys, unknown view, busy view)."""
+    """The delete was refused before anything was deleted: ``code`` is ``invalid`` (bad keys or
+    choice of stores), ``not_found`` (no such view) or ``busy`` (the view stayed locked)."""
+
+    def __init__(self, message: str, code: str = "invalid") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class DeletionIncomplete(FeatureplaneError):
@@ -260,7 +265,7 @@ def deletable_view(state: WorkspaceState, view_name: str) -> FeatureViewSpec:
     except KeyError:
         known = ", ".join(sorted(state.definitions.feature_views)) or "none"
         raise DeletionError(
-            f"workspace {state.name!r} has no feature view {view_name!r} (it has: {known})"
+            f"workspace {state.name!r} has no feature view {view_name!r} (it has: {known})", "not_found"
         ) from None
     if view.is_realtime:
         raise DeletionError(f"feature view {view_name!r} is computed per request and stores no rows")
@@ -311,7 +316,8 @@ def delete_keys(
         raise DeletionError(
             f"feature view {view_name!r} of workspace {state.name!r} is being written (a materialization "
             f"or ingest fold holds its lock) and stayed busy for {wait_seconds:g}s; nothing was deleted, "
-            "try again when it finishes"
+            "try again when it finishes",
+            "busy",
         ) from None
     failed = [s for s in (report.offline, report.online) if s and s.failed_keys]
     if failed:
