@@ -91,7 +91,6 @@ def _audit(config, actor: str, report: dict) -> None:
             report["workspace"],
             report["view"],
             f"{report['keys']} key(s); {counts}",
-            "cli",
         )
     finally:
         store.close()
