@@ -54,8 +54,9 @@ def delete_keys(
         keys = CsvKeys(keys_file, spec)
         if isinstance(runtime.registry, RemoteRegistry):
             names = spec.join_key_names
-            for _ in keys:  # the whole file is checked before the first request deletes anything
-                pass
+            # The whole file is checked before the first request deletes anything.
+            if sum(1 for _ in keys) == 0:
+                raise DeletionError(f"no keys to delete from {view!r}: the list of keys is empty")
             rows = (dict(zip(names, key, strict=True)) for key in keys)
             report = runtime.registry.delete_keys(state.name, view, rows, online=online, offline=offline)
         else:
