@@ -302,7 +302,7 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
                 (count,) = client.fetchall(f"SELECT COUNT(*) FROM {target} AS t WHERE {matched}")[0]
                 if not count:
                     return 0
-                client.execute(f"DELETE FROM {target} AS t WHERE {matched}")
+                client.execute(f"DELETE FROM {target} t USING {source} k WHERE {keys_equal(view, 't', 'k')}")
                 (version,) = client.fetchall(
                     f"SELECT COALESCE(MAX({quote('version')}), 0) + 1 FROM {self._versions} "
                     f"WHERE {quote('table_id')} = {this}"
