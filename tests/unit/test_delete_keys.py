@@ -164,6 +164,8 @@ def test_a_keys_file_is_checked_whole_before_anything_is_deleted(tmp_path):
             ),
             ("account_id,region\n", "the list of keys is empty"),
             ("account_id,region\n1\n", r"line 2: expected 2 field\(s\), got 1"),
+            ("account_id,region\n9223372036854775808,eu\n", "must be int64, got '9223372036854775808'"),
+            ("account_id,region\n1,\n", r"line 2: join key 'region' is empty"),
         ]:
             bad.write_text(text)
             with pytest.raises(DeletionError, match=message):

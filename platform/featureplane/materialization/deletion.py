@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from featureplane.runtime import Runtime
 
 CHUNK_KEYS = 100_000
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 FAILED_KEYS_SHOWN = 20
 
 
@@ -112,12 +113,13 @@ def _coerce(key: FieldSpec, value: Any, where: str, from_text: bool) -> Any:
             if isinstance(value, str):
                 return value
         elif kind == "int64":
+            number = None
             if from_text and isinstance(value, str):
-                return int(value.strip())
-            if isinstance(value, int) and not isinstance(value, bool):
-                return int(value)
-            if hasattr(value, "dtype") and getattr(value.dtype, "kind", "") in "iu":  # numpy integers
-                return int(value)
+                number = int(value.strip())
+            elif _is_integer(value):
+                number = int(value)
+            if number is not None and INT64_MIN <= number <= INT64_MAX:
+                return number
         elif kind == "float64":
             if from_text and isinstance(value, str):
                 return float(value)
@@ -141,6 +143,13 @@ def _coerce(key: FieldSpec, value: Any, where: str, from_text: bool) -> Any:
         f"{where}: join key {key.name!r} must be {key.type}, got {value!r:.80}"
         f"{'' if from_text else f' ({type(value).__name__})'}"
     )
+
+
+def _is_integer(value: Any) -> bool:
+    """A Python or numpy integer (not a bool)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or getattr(getattr(value, "dtype", None), "kind", "") in ("i", "u")
 
 
 def coerce_key(view: FeatureViewSpec, values: Sequence[Any], where: str, from_text: bool = False) -> tuple:
