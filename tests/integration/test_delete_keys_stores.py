@@ -5,6 +5,9 @@ text). Vanished keys are removed by a full sync on DynamoDB too."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 from aws_servers import FaultProxy, use_dynamodb
 from helpers import events_repo
@@ -18,6 +21,9 @@ from materialization_scenarios import (
     offline_rows,
     snowflake_backend,
 )
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "unit"))  # the aggregate view of the unit tests
+from test_delete_keys import AGGREGATE_VIEW
 
 from featureplane.materialization.deletion import DeletionIncomplete, delete_keys
 from featureplane.materialization.materialize import materialize
@@ -116,3 +122,28 @@ def test_snowflake_deletes_with_bound_keys_and_the_online_sync_follows(snowflake
     assert result.online_full_sync is False
     assert sorted({r[0] for r in offline_rows(runtime, state)}) == ["u1", "u2", "u3"]
     assert_online_equals_offline(runtime, state)
+
+
+def test_snowflake_aggregate_tiles_go_and_the_partition_markers_stay(tmp_path, snowflake_server):
+    from snowflake_helpers import snowflake_events_repo
+
+    from featureplane.retrieval.workspace import Workspace
+
+    repo = snowflake_events_repo(tmp_path, snowflake_server, AGGREGATE_VIEW, events_sql(EVENTS))
+    with repo.runtime() as runtime:
+        runtime.registry.create_workspace("prod", live=True)
+        apply_plan(runtime, plan_repository(runtime, "prod"))
+        state = runtime.registry.load("prod")
+        materialize(runtime, state, "totals", D1, D1 + 3 * DAY)
+        view = Workspace(runtime, state).get_feature_view("totals")
+        table_id = state.table_id("totals")
+        before = view.get_online_features({"user_id": "u2"})
+        report = view.delete_keys(["u1"])
+        assert report["offline"]["rows"] == 2 and report["online"]["rows"] == 1
+        tiles = runtime.offline_store.read(table_id, state.feature_view("totals"))
+        assert sorted(set(tiles.column("user_id").to_pylist())) == ["u2", "u3"]
+        assert runtime.online_store.read([(table_id, ("u1",))]) == [None]
+        assert view.get_online_features({"user_id": "u2"}) == before
+        result = materialize(runtime, state, "totals", D1 + 3 * DAY, D1 + 4 * DAY)
+        assert result.online_full_sync is False  # the markers stayed and the marker moved on
+        assert runtime.online_store.read([(table_id, ("u1",))]) == [None]
