@@ -293,6 +293,34 @@ def test_a_feature_tables_ingested_rows_go_from_both_stores(tmp_path):
         assert ranges["user_id"].tolist() == ["u2"]
 
 
+def test_records_still_in_the_ingest_log_are_deleted_too(tmp_path):
+    """Records the ingest API acknowledged but has not folded into the offline table yet are folded
+    first, then deleted: a later fold cannot bring them back."""
+    from featureplane.ingest.log import IngestLog, ingest_log_root
+    from featureplane.ingest.offline import flush_ingest_log
+    from featureplane.ingest.records import ingest_endpoints
+    from featureplane.ingest.service import Ingestor
+
+    repo = events_repo(tmp_path, TABLE_VIEW)
+    with repo.runtime() as runtime:
+        runtime.registry.create_workspace("prod", live=True)
+        apply_plan(runtime, plan_repository(runtime, "prod"))
+        state = runtime.registry.load("prod")
+        log = IngestLog(ingest_log_root(runtime.config))
+        records = [
+            {"record": {"user_id": u, "ts": "2024-01-01T01:00:00Z", "score": 1.0}} for u in ("u1", "u2")
+        ]
+        try:
+            Ingestor(runtime.online_store, log).ingest("prod", ingest_endpoints(state), {"scores": records})
+        finally:
+            log.close()
+        view = Workspace(runtime, state).get_feature_view("scores")
+        report = view.delete_keys(["u1"])
+        assert report["offline"]["rows"] == 1 and report["online"]["rows"] == 1
+        assert flush_ingest_log(runtime, state) in ({}, {"scores": 0})
+        assert view.get_features_in_range(D1, D1 + DAY)["user_id"].tolist() == ["u2"]
+
+
 def test_keys_given_in_python_are_typed_like_the_join_keys(backend):
     view = backend.state.feature_view("amounts")
     assert keys_from(view, [{"user_id": "a"}, ("b",), "c"]) == [("a",), ("b",), ("c",)]
