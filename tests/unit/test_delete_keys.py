@@ -356,3 +356,20 @@ def test_removing_vanished_keys_can_be_turned_off(tmp_path):
     finally:
         runtime.close()
         built.runtime.close()
+
+
+def test_the_cli_deletes_locally_and_names_bad_input_in_one_line(backend, tmp_path):
+    backend.runtime.close()
+    keys = tmp_path / "keys.csv"
+    keys.write_text("\ufeffuser_id\nu1\n")  # as spreadsheets save it
+    done = backend.repo.cli(
+        "delete-keys", "--view", "amounts", "--keys-file", str(keys), "-w", "prod", "--no-online"
+    )
+    assert "prod/amounts: offline store: 1 key(s), 2 row(s) removed." in done.stdout
+    assert "online store" not in done.stdout
+    assert users(backend) == ["u2", "u3"] and backend.read_online("u1")[0] is not None
+    missing = backend.repo.cli(
+        "delete-keys", "--view", "nope", "--keys-file", str(keys), "-w", "prod", check=False
+    )
+    assert missing.returncode == 1 and "has no feature view 'nope'" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1

@@ -171,7 +171,7 @@ class CsvKeys:
 
     def __iter__(self) -> Iterator[tuple]:
         try:
-            handle = self.path.open(newline="", encoding="utf-8")
+            handle = self.path.open(newline="", encoding="utf-8-sig")  # spreadsheets write a BOM
         except OSError as exc:
             raise DeletionError(f"{self.path}: cannot read the keys file ({exc.strerror or exc})") from None
         with handle:
