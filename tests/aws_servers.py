@@ -115,6 +115,7 @@ class FaultProxy:
         self.upstream = upstream.rstrip("/")
         self.throttle = throttle
         self.unprocessed = unprocessed
+        self.throttled_operations = ("BatchWriteItem", "BatchGetItem", "PutItem", "GetItem")
         self.random = random.Random(seed)
         self.counts: Counter[str] = Counter()
         self.calls: Counter[str] = Counter()
@@ -159,9 +160,7 @@ class FaultProxy:
         operation = headers.get("X-Amz-Target", "").split(".")[-1]
         with self._lock:
             self.calls[operation] += 1
-        if operation in ("BatchWriteItem", "BatchGetItem", "PutItem", "GetItem") and self._chance(
-            self.throttle
-        ):
+        if operation in self.throttled_operations and self._chance(self.throttle):
             with self._lock:
                 code, message = THROTTLES[self.counts["throttled"] % len(THROTTLES)]
                 self.counts["throttled"] += 1

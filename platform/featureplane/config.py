@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from featureplane.util.alert_settings import AlertSinkSettings, parse_alert_sinks, parse_cron
+from featureplane.util.lifecycle_settings import LifecycleSettings
 from featureplane.util.settings import Section, SettingsError, parse_section, setting
 
 CONFIG_FILE = "featureplane.yaml"
@@ -294,6 +295,7 @@ SECTIONS: dict[str, type[Section]] = {
     "auth": AuthSettings,
     "server": ServerSettings,
     "dbt": DbtSettings,
+    "lifecycle": LifecycleSettings,
 }
 _DEFAULT_TYPES = {
     "registry": "sqlite",
@@ -321,6 +323,7 @@ class Config:
     auth: AuthSettings = field(default_factory=AuthSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     dbt: DbtSettings = field(default_factory=DbtSettings)
+    lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:

@@ -29,7 +29,15 @@ ALLOWED: dict[str, set[str] | None] = {
     "registry": {"definitions"},
     "access": {"registry"},
     "runtime": {"registry", "compute", "offline_stores", "online_stores"},
-    "materialization": {"definitions", "compute", "offline_stores", "online_stores", "registry", "runtime"},
+    "materialization": {
+        "definitions",
+        "compute",
+        "offline_stores",
+        "online_stores",
+        "registry",
+        "runtime",
+        "ingest",
+    },
     "ingest": {"definitions", "offline_stores", "online_stores", "registry", "runtime"},
     "serving": {"definitions", "compute", "online_stores", "registry", "access", "ingest"},
     "retrieval": {

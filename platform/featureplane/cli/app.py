@@ -9,6 +9,7 @@ from featureplane.cli import (
     deploy,
     example,
     ingest,
+    lifecycle,
     materialize,
     planning,
     serve,
@@ -33,6 +34,7 @@ app.command()(planning.apply)
 app.command("export-snapshot")(planning.export_snapshot)
 app.command()(materialize.materialize)
 app.command()(materialize.partitions)
+app.command("delete-keys")(lifecycle.delete_keys)
 app.command()(serve.serve)
 app.command()(status.status)
 app.add_typer(workspaces.workspace_app, name="workspace")

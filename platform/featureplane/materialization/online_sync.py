@@ -1,7 +1,8 @@
 """The online side of a materialization: the offline store's latest rows per key, written online.
 
 The sync marker (the offline version the online store last matched) decides how much to compare; see
-``featureplane.materialization.materialize``.
+``featureplane.materialization.materialize``. A full sync that read every key's latest row also removes
+the keys online that the offline store no longer holds (vanished keys; ``lifecycle.delete_vanished_keys``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import orjson
 
 from featureplane.compute.aggregation.online import lifetime_features, online_expiry_seconds
 from featureplane.compute.aggregation.rollup import online_rows_view
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
     from featureplane.runtime import Runtime
 
 Progress = Callable[[str], None]
+Row = TypeVar("Row")
 # A window holding every row: diffing two versions over it compares every key.
 ALL_TIME = (datetime(1, 1, 1), datetime(9999, 12, 31))
 EPOCH, US = datetime(1970, 1, 1), timedelta(microseconds=1)
@@ -138,6 +142,13 @@ def encoded_rows(view: FeatureViewSpec, batch: pa.RecordBatch, con: Any) -> Iter
         yield EncodedRow(encode_key(key), stamp, blob.encode())
 
 
+def _noting(rows: Iterable[Row], seen: set[str], key: Callable[[Row], str]) -> Iterator[Row]:
+    """The rows, unchanged, each one's entity key added to ``seen`` as it passes."""
+    for row in rows:
+        seen.add(key(row))
+        yield row
+
+
 def sync_online(
     runtime: Runtime,
     state: WorkspaceState,
@@ -167,19 +178,28 @@ def sync_online(
             changes = runtime.offline_store.online_changes(table_id, view, None, None, None)
     import duckdb
 
+    # A full read names every key the offline store holds: any other key online has vanished.
+    sweep = changes.complete and runtime.config.lifecycle.delete_vanished_keys
+    present: set[str] = set()
     if view.is_aggregate:
-        result.written += online.write(
-            table_id, aggregate_online_rows(view, changes.upserts), ttl_seconds=online_expiry_seconds(view)
-        )
+        rows: Iterable[OnlineRow] = aggregate_online_rows(view, changes.upserts)
+        if sweep:
+            rows = _noting(rows, present, lambda row: encode_key(row.key))
+        result.written += online.write(table_id, rows, ttl_seconds=online_expiry_seconds(view))
     else:
         con = duckdb.connect()
         for batch in changes.upserts:
-            result.written += online.write_encoded(
-                table_id, encoded_rows(view, batch, con), ttl_seconds=view.ttl_seconds
-            )
+            encoded: Iterable[EncodedRow] = encoded_rows(view, batch, con)
+            if sweep:
+                encoded = _noting(encoded, present, lambda row: row.entity_key)
+            result.written += online.write_encoded(table_id, encoded, ttl_seconds=view.ttl_seconds)
         con.close()
     if changes.deletes:
         result.deleted = online.delete(table_id, changes.deletes)
+    if sweep:
+        vanished = [tuple(orjson.loads(k)) for k in online.entity_keys(table_id) if k not in present]
+        if vanished:
+            result.deleted += online.delete(table_id, vanished)
     online.set_sync_marker(table_id, offline_version)
     mode = "changed keys" if incremental else "full sync"
     say(

@@ -47,10 +47,12 @@ class OnlineChanges:
     """What the online store must do so it equals the offline store's latest rows again.
 
     ``upserts`` yields Arrow record batches of (join keys..., timestamp, features...) in the view's order;
-    ``deletes`` lists join-key tuples that no longer have any row."""
+    ``deletes`` lists join-key tuples that no longer have any row. ``complete``: ``upserts`` holds
+    every key's latest row (not only changed ones), so any other key online has vanished."""
 
     upserts: Iterator[pa.RecordBatch]
     deletes: list[tuple]
+    complete: bool = False
 
 
 def to_pandas(table: pa.Table) -> pd.DataFrame:
@@ -132,6 +134,12 @@ class OfflineStore(ABC):
         """Delete all data of a workspace (every generation where the backend can list them)."""
         for table_id in table_ids:
             self.drop(table_id)
+
+    def delete_keys(self, table_id: str, view: FeatureViewSpec, keys: pa.Table) -> int:
+        """Delete every row of the entities in ``keys`` (a table of the view's join keys, no duplicates)
+        in one commit; return how many rows went. An aggregate view's partition markers stay. Deleting
+        keys that have no rows changes nothing."""
+        raise NotImplementedError(f"{type(self).__name__} cannot delete keys")
 
     def ingest_watermarks(self, table_id: str, segments: list[str]) -> dict[str, int]:
         """How many bytes of each ingest log segment are already in the table (0 when none are)."""

@@ -155,6 +155,20 @@ class DeltaOfflineStore(OfflineStore):
         )
         return self._table(table_id).version()
 
+    def delete_keys(self, table_id: str, view: FeatureViewSpec, keys: pa.Table) -> int:
+        """One MERGE ... WHEN MATCHED DELETE with the keys as its source: the values travel as Arrow
+        data, never as text in a predicate. Marker rows (null keys) match no key."""
+        table = self._table(table_id)
+        if table is None or keys.num_rows == 0:
+            return 0
+        on = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in view.join_key_names)
+        metrics = (
+            table.merge(keys, on, source_alias="s", target_alias="t", streamed_exec=False)
+            .when_matched_delete()
+            .execute()
+        )
+        return int(metrics.get("num_target_rows_deleted", 0))
+
     # -- maintenance (featureplane.offline_stores.delta_maintenance) -----------------------------
 
     def table_stats(self, table_id: str) -> TableStats | None:
@@ -270,7 +284,7 @@ class DeltaOfflineStore(OfflineStore):
         latest = self._latest_clause(view)
         if before_version is None or start is None or end is None:
             sql = f"SELECT {columns} FROM after_t {latest} ORDER BY {keys}"
-            return OnlineChanges(upserts=_batches(con, sql, batch_size), deletes=[])
+            return OnlineChanges(upserts=_batches(con, sql, batch_size), deletes=[], complete=True)
         self._register(con, "before_t", table_id, view, before_version)
         ts = q(view.timestamp_field)
         first, last = _bucket(view, start), _bucket(view, end - timedelta(microseconds=1))
@@ -336,10 +350,10 @@ class DeltaOfflineStore(OfflineStore):
             before = _latest(con, view, "before_t")
         if after is None:
             con.close()
-            return OnlineChanges(upserts=iter(()), deletes=[])
+            return OnlineChanges(upserts=iter(()), deletes=[], complete=True)
         if before is None:
             sql = online_rows_sql(view, "after_t", None, after)
-            return OnlineChanges(upserts=_batches(con, sql, batch_size), deletes=[])
+            return OnlineChanges(upserts=_batches(con, sql, batch_size), deletes=[], complete=True)
         step = interval_us(view)
         since = None
         if start is not None:

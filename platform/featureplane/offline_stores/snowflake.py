@@ -284,6 +284,42 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
             client.drop_quietly(source)
         return version
 
+    def delete_keys(self, table_id: str, view: FeatureViewSpec, keys: pa.Table) -> int:
+        """One transaction: DELETE the rows joined to the keys (uploaded with write_pandas, so values are
+        bound data, never SQL text), record them as touched by a new version (the online sync then
+        sees them gone). Marker rows have null keys and join nothing."""
+        if keys.num_rows == 0 or self.version(table_id) is None:
+            return 0
+        self._create(table_id, view)
+        client = self.client
+        source = client.upload(
+            conform_arrow(keys, [(k.name, k.type) for k in view.join_keys]), client.temporary_name("DELETE")
+        )
+        target, names, this = self.relation(table_id), key_list(view), literal_string(table_id)
+        matched = f"EXISTS (SELECT 1 FROM {source} AS k WHERE {keys_equal(view, 't', 'k')})"
+        try:
+            with client.transaction():
+                (count,) = client.fetchall(f"SELECT COUNT(*) FROM {target} AS t WHERE {matched}")[0]
+                if not count:
+                    return 0
+                client.execute(f"DELETE FROM {target} t USING {source} k WHERE {keys_equal(view, 't', 'k')}")
+                (version,) = client.fetchall(
+                    f"SELECT COALESCE(MAX({quote('version')}), 0) + 1 FROM {self._versions} "
+                    f"WHERE {quote('table_id')} = {this}"
+                )[0]
+                version = int(version)
+                client.execute(
+                    f"INSERT INTO {self._changes(table_id)} ({names}, {VERSION}) "
+                    f"SELECT {names}, {version} FROM {source}"
+                )
+                client.execute(
+                    f"INSERT INTO {self._versions} SELECT {this}, {version}, NULL, NULL, 0, "
+                    "CAST(CONVERT_TIMEZONE('UTC', CURRENT_TIMESTAMP()) AS TIMESTAMP_NTZ(6))"
+                )
+        finally:
+            client.drop_quietly(source)
+        return int(count)
+
     def drop(self, table_id: str) -> None:
         self._prepare()
         self.client.execute(f"DROP TABLE IF EXISTS {self.relation(table_id)}")
@@ -358,7 +394,7 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
         relation = self.relation(table_id)
         if before_version is None or before_version < current - KEEP_CHANGES:
             sql = f"SELECT {columns} FROM {relation} AS t {latest} ORDER BY {key_list(view, 't.')}"
-            return OnlineChanges(upserts=self._batches(sql, fields, batch_size), deletes=[])
+            return OnlineChanges(upserts=self._batches(sql, fields, batch_size), deletes=[], complete=True)
         touched = (
             f"(SELECT DISTINCT {keys} FROM {self._changes(table_id)} WHERE {VERSION} > {int(before_version)})"
         )
@@ -392,7 +428,9 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
         rows_fields = view_fields(online_rows_view(view))
         if before_version is None or before_version < current - KEEP_CHANGES:
             sql = online_rows_sql(view, relation, None, int(after), dialect)
-            return OnlineChanges(upserts=self._batches(sql, rows_fields, batch_size), deletes=[])
+            return OnlineChanges(
+                upserts=self._batches(sql, rows_fields, batch_size), deletes=[], complete=True
+            )
         (before_end,) = self.client.fetchall(
             f"SELECT MAX({quote('window_end')}) FROM {self._versions} WHERE {quote('table_id')} = "
             f"{literal_string(table_id)} AND {quote('version')} <= {int(before_version)}"

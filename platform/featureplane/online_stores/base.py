@@ -8,7 +8,7 @@ values in declared order. A lookup of any number of (table, key) pairs is one ro
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -98,6 +98,11 @@ class OnlineStore(ABC):
 
     @abstractmethod
     def delete(self, table_id: str, keys: Iterable[tuple]) -> int: ...
+
+    def entity_keys(self, table_id: str) -> Iterator[str]:
+        """Every entity key (``encode_key`` text) of ``table_id``: a full scan, for removing vanished
+        keys after a full sync."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list its keys")
 
     @abstractmethod
     def sweep_expired(self, table_id: str, ttl: int | timedelta, now: datetime | None = None) -> int:

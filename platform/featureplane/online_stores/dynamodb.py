@@ -22,7 +22,7 @@ botocore's own retries are turned off: this module owns retrying, so the backoff
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from itertools import islice
@@ -485,6 +485,41 @@ class DynamoDBOnlineStore(DynamoDBAccess, OnlineStore):
         deleted = sum(self._gather(delete, expired)) if expired else 0
         log.info("swept %d expired item(s) of %s from DynamoDB table %s", deleted, table_id, table)
         return deleted
+
+    def entity_keys(self, table_id: str) -> Iterator[str]:
+        """A parallel scan of the workspace table for ``table_id``'s items (keys only)."""
+        table = self.table_name(table_id)
+        if not self._table_exists(table):
+            return iter(())
+        prefix = table_id + "|"
+        segments = self.max_workers
+
+        def scan(segment: int) -> list[str]:
+            found: list[str] = []
+            start: dict[str, Any] | None = None
+            while True:
+                kwargs: dict[str, Any] = {
+                    "TableName": table,
+                    "ProjectionExpression": "#pk",
+                    "FilterExpression": "begins_with(#pk, :prefix)",
+                    "ExpressionAttributeNames": {"#pk": PK},
+                    "ExpressionAttributeValues": {":prefix": {"S": prefix}},
+                    "ConsistentRead": True,
+                    "Segment": segment,
+                    "TotalSegments": segments,
+                }
+                if start:
+                    kwargs["ExclusiveStartKey"] = start
+                page = self._call("scan", f"listing the keys of {table_id}", **kwargs)
+                for item in page.get("Items", []):
+                    key = item[PK]["S"][len(prefix) :]
+                    if key.startswith("["):  # not the sync marker
+                        found.append(key)
+                start = page.get("LastEvaluatedKey")
+                if not start:
+                    return found
+
+        return (key for keys in self._gather(scan, list(range(segments))) for key in keys)
 
     def prepare(self, table_ids: Iterable[str]) -> None:
         """Create each workspace table that does not exist yet and enable DynamoDB TTL on ``exp``."""

@@ -8,7 +8,7 @@ whose timestamp and values are unchanged.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
 from itertools import islice
@@ -259,6 +259,11 @@ class SQLiteOnlineStore(OnlineStore):
             sql = _read_rows_sql(shape, len(chunk), times)
             rows += con.execute(sql, [*chunk, *cutoffs, *table_ids]).fetchall()
         return rows
+
+    def entity_keys(self, table_id: str) -> Iterator[str]:
+        cursor = self._con().execute("SELECT entity_key FROM online_features WHERE table_id = ?", (table_id,))
+        rows = cursor.fetchall()  # a list: deletes of these keys may follow on the same connection
+        return (key for (key,) in rows)
 
     def sync_marker(self, table_id: str) -> int | None:
         row = (

@@ -7,7 +7,8 @@ sends the same definitions with the version they were planned against. Standard 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from featureplane.definitions.specs import KINDS, DefinitionSet, FeatureViewSpec, from_dict, to_dict
@@ -18,6 +19,19 @@ if TYPE_CHECKING:
     from featureplane.registry.plan import Plan
 
 SUPPRESSED = "recreate suppressed"
+DELETE_BATCH = 10_000  # keys per delete-keys request (the server takes up to 100,000)
+
+
+def _add_reports(total: dict[str, Any] | None, part: dict[str, Any]) -> dict[str, Any]:
+    if total is None:
+        return part
+    total["keys"] += part["keys"]
+    for store in ("offline", "online"):
+        if total.get(store) and part.get(store):
+            for count in ("keys", "rows"):
+                total[store][count] += part[store][count]
+            total[store]["failed_keys"] += part[store]["failed_keys"]
+    return total
 
 
 def workspace_info(data: dict[str, Any]) -> WorkspaceInfo:
@@ -103,6 +117,25 @@ class RemoteRegistry(Registry):
         }
         data = self.client.request("POST", self._workspace_path(plan.workspace, "/apply"), body)
         return int(data["version"])
+
+    def delete_keys(
+        self,
+        workspace: str,
+        view: str,
+        keys: Iterable[dict[str, Any]],
+        *,
+        online: bool = True,
+        offline: bool = True,
+        batch: int = DELETE_BATCH,
+    ) -> dict[str, Any]:
+        """Delete entities' rows on the server, ``batch`` keys per request; the summed report."""
+        path = self._workspace_path(workspace, f"/feature-views/{quote(view)}/delete-keys")
+        total: dict[str, Any] | None = None
+        iterator = iter(keys)
+        while chunk := list(islice(iterator, batch)):
+            body = {"keys": chunk, "online": online, "offline": offline}
+            total = _add_reports(total, self.client.request("POST", path, body))
+        return total or {}
 
     def history(self, name: str) -> list[VersionInfo]:
         return [

@@ -257,6 +257,24 @@ class FeatureViewHandle:
             "offline": counts.offline if counts else 0,
         }
 
+    def delete_keys(self, keys: Any, online: bool = True, offline: bool = True) -> dict[str, Any]:
+        """Delete these entities' rows from the view's offline and/or online store (Tecton's
+        ``FeatureView.delete_keys``). ``keys``: a DataFrame of the join-key columns, dicts, tuples, or
+        plain values for a single join key. Offline goes first, then online; keys without rows are
+        no-ops, so running it again is safe. Returns what each store removed. With a remote registry
+        the server deletes (and audits) it. See docs/data-lifecycle.md."""
+        from featureplane.materialization.deletion import delete_keys, keys_from
+        from featureplane.registry.remote import RemoteRegistry
+
+        checked = keys_from(self.spec, keys)
+        registry = self.workspace.runtime.registry
+        if isinstance(registry, RemoteRegistry):
+            names = self.spec.join_key_names
+            rows = [dict(zip(names, key, strict=True)) for key in checked]
+            return registry.delete_keys(self.workspace.name, self.name, rows, online=online, offline=offline)
+        runtime, state = self.workspace.runtime, self.workspace.state
+        return delete_keys(runtime, state, self.name, checked, online=online, offline=offline).to_json()
+
     def get_online_features(
         self,
         join_keys: dict[str, Any],

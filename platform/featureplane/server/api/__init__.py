@@ -8,9 +8,9 @@ PREFIX = "/api/v1"
 
 
 def api_router() -> APIRouter:
-    from featureplane.server.api import access, audit, planning, session, users, workspaces
+    from featureplane.server.api import access, audit, lifecycle, planning, session, users, workspaces
 
     router = APIRouter(prefix=PREFIX)
-    for module in (session, workspaces, planning, users, access, audit):
+    for module in (session, workspaces, planning, lifecycle, users, access, audit):
         router.include_router(module.router)
     return router
