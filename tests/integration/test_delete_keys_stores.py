@@ -147,3 +147,39 @@ def test_snowflake_aggregate_tiles_go_and_the_partition_markers_stay(tmp_path, s
         result = materialize(runtime, state, "totals", D1 + 3 * DAY, D1 + 4 * DAY)
         assert result.online_full_sync is False  # the markers stayed and the marker moved on
         assert runtime.online_store.read([(table_id, ("u1",))]) == [None]
+
+
+def test_a_feature_tables_ingested_rows_go_from_snowflake_too(tmp_path, snowflake_server):
+    """A feature table's rows, ingested into the Snowflake offline store and the online store, are deleted
+    from both; the other keys stay."""
+    from datetime import datetime
+
+    import pandas as pd
+    from snowflake_helpers import snowflake_events_repo
+    from test_delete_keys import TABLE_VIEW
+
+    from featureplane.retrieval.workspace import Workspace
+
+    repo = snowflake_events_repo(tmp_path, snowflake_server, TABLE_VIEW, events_sql(EVENTS))
+    with repo.runtime() as runtime:
+        runtime.registry.create_workspace("prod", live=True)
+        apply_plan(runtime, plan_repository(runtime, "prod"))
+        view = Workspace(runtime, runtime.registry.load("prod")).get_feature_view("scores")
+        view.ingest(
+            pd.DataFrame(
+                {
+                    "user_id": ["u1", "u1", "o'brien", "u2"],
+                    "ts": [datetime(2024, 1, 1, h) for h in (1, 2, 3, 4)],
+                    "score": [1.0, 2.0, 4.0, 3.0],
+                }
+            )
+        )
+        client = runtime.offline_store.client
+        client.history.clear()
+        report = view.delete_keys(["u1", "o'brien"])
+        assert report["offline"]["rows"] == 3 and report["online"]["rows"] == 2
+        assert not any("brien" in s for s in client.history if not s.startswith("write_pandas"))
+        assert view.get_online_features({"user_id": "u1"}) == {"scores.score": None}
+        assert view.get_online_features({"user_id": "u2"}) == {"scores.score": 3.0}
+        assert view.get_features_in_range(D1, D1 + DAY)["user_id"].tolist() == ["u2"]
+        assert view.delete_keys(["u1"])["offline"]["rows"] == 0
