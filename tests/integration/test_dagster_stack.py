@@ -319,6 +319,16 @@ def test_the_deployed_stack_backfills_reruns_cancels_ticks_and_reloads(stack):
     reloaded = graphql(url, RELOAD, {"name": "featureplane"})["reloadRepositoryLocation"]
     assert reloaded["locationOrLoadError"]["__typename"] == "RepositoryLocation", reloaded
     assert ("staging", "user_daily_spend") in keys()
+    # CI's apply step does both: apply, then reload the location it names.
+    stack.repo.cli("workspace", "create", "canary")
+    ci = subprocess.run(
+        [str(ROOT / "scripts" / "ci" / "apply.sh")],
+        env={**stack.env, "FEATUREPLANE": str(BIN / "featureplane"), "FEATUREPLANE_WORKSPACE": "canary", "DAGSTER_URL": url},
+        cwd=stack.repo.root, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert ci.returncode == 0, ci.stdout + ci.stderr
+    assert "reloaded the Dagster code location featureplane" in ci.stdout
+    assert ("canary", "user_daily_spend") in keys()
     assert stack.webserver.process.poll() is None and stack.daemon.process.poll() is None
     assert os.path.exists(stack.tmp / "server.log")
 
