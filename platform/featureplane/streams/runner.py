@@ -47,9 +47,13 @@ def stream_store(runtime: Runtime) -> StreamStore:
     online = runtime.online_store
     if isinstance(online, SQLiteOnlineStore):
         return SQLiteStreamStore(online)
+    if online.describe().get("type") == "dynamodb":
+        from featureplane.streams.dynamodb import DynamoDBStreamStore
+
+        return DynamoDBStreamStore(online)  # type: ignore[arg-type]
     raise FeatureplaneError(
-        f"stream processing supports the SQLite online store so far; this configuration's online store is "
-        f"{online.describe().get('type', type(online).__name__)}"
+        f"stream processing supports the SQLite and DynamoDB online stores; this configuration's online "
+        f"store is {online.describe().get('type', type(online).__name__)}"
     )
 
 
