@@ -129,3 +129,13 @@ def test_plan_and_apply_show_stream_views_and_a_logic_change_recreates(tmp_path)
     assert again == {"payment_counts": RECREATE}
     out = repo.cli("plan", "-w", "prod").stdout
     assert "payment_counts" in out
+
+
+def test_a_push_stream_source_and_a_feature_table_cannot_share_a_name(tmp_path):
+    views = STREAM_VIEWS + (
+        "\n    from featureplane import FeatureTable\n"
+        '    clash = FeatureTable(name="payments", entities=[user], timestamp_field="ts",\n'
+        '                         features=[Attribute("amount", Float64)])\n'
+    )
+    (problem,) = problems_of(events_repo(tmp_path, views))
+    assert "views.py:7" in problem and "a FeatureTable is also named 'payments'" in problem

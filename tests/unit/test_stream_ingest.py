@@ -102,3 +102,21 @@ def test_a_segment_is_removed_only_once_every_stream_view_consumed_it(repo, serv
         flush_ingest_log(runtime, state)
         assert log.segments("prod") == []
         assert list(log.directory("prod").iterdir()) == []
+
+
+def test_stream_run_names_what_it_cannot_process(repo):
+    from featureplane.errors import FeatureplaneError
+
+    with repo.runtime() as runtime:
+        with pytest.raises(
+            FeatureplaneError, match=r"no stream feature view 'nope'.*last_payment, payment_counts"
+        ):
+            run_stream(runtime, "prod", "nope", once=True)
+        runtime.registry.create_workspace("dev", live=False)
+        from featureplane.repo.planning import apply_plan, plan_repository
+
+        apply_plan(runtime, plan_repository(runtime, "dev"))
+        with pytest.raises(FeatureplaneError, match="'dev' is a development workspace"):
+            run_stream(runtime, "dev", "payment_counts", once=True)
+    out = repo.cli("stream", "run", "-w", "prod", "--view", "nope", "--once", check=False)
+    assert out.returncode == 1 and "no stream feature view 'nope'" in out.stderr

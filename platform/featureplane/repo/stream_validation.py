@@ -30,6 +30,16 @@ def stream_source_problems(source: SourceSpec, defs: DefinitionSet) -> list[Prob
     """A stream source's ``batch_config`` is a batch source of the repository."""
     if source.kind != "stream":
         return []
+    clash = defs.feature_views.get(source.name)
+    if clash is not None and clash.kind == "table" and source.stream.get("type") == "push":
+        return [
+            Problem(
+                "data source",
+                source.name,
+                source.location,
+                f"a FeatureTable is also named {source.name!r}: ingest records could not tell them apart",
+            )
+        ]
     name = source.batch_source
     batch = defs.sources.get(name or "")
     if batch is None:
