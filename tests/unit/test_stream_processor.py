@@ -39,7 +39,7 @@ def test_each_event_counts_at_once_in_the_windows_ending_now(tmp_path):
     # One tile per interval with events, holding each shard's position.
     tiles = proc.store.tiles(proc.table_id, ("u1",))
     assert sorted(tiles) == [us(T0 + m * MINUTE) // 60_000_000 for m in (0, 1, 2, 6)]
-    assert tiles[min(tiles)]["pos"] == {"s1": 0}
+    assert tiles[min(tiles)]["pos"] == {"s1": "0"}
 
 
 def test_time_interval_mode_counts_an_interval_once_it_has_ended(tmp_path):

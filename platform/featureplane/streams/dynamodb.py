@@ -21,7 +21,7 @@ import orjson
 
 from featureplane.online_stores.dynamodb import DynamoDBOnlineStore
 from featureplane.online_stores.dynamodb_access import PK, TS, VALUES, DynamoDBError, error_code
-from featureplane.streams.store import StreamState, StreamStore
+from featureplane.streams.store import StreamState, StreamStore, state_from_json, state_json
 from featureplane.streams.tiles import Event, TileSpec
 
 STATE_SUFFIX = "|#stream"
@@ -46,8 +46,7 @@ class DynamoDBStreamStore(StreamStore):
         item = self._get(table_id, table_id + STATE_SUFFIX)
         if item is None:
             return StreamState()
-        data = orjson.loads(item["s"]["S"])
-        return StreamState(data["watermark_us"], data["late"], data["invalid"], data["positions"])
+        return state_from_json(item["s"]["S"])
 
     def _get(self, table_id: str, pk: str) -> dict[str, Any] | None:
         response = self.online._call(
@@ -56,14 +55,7 @@ class DynamoDBStreamStore(StreamStore):
         return response.get("Item")
 
     def _save_state(self, table_id: str, state: StreamState) -> None:
-        blob = orjson.dumps(
-            {
-                "watermark_us": state.watermark_us,
-                "late": state.late,
-                "invalid": state.invalid,
-                "positions": state.positions,
-            }
-        ).decode()
+        blob = state_json(state).decode()
         self.online._call(
             "put_item",
             f"the stream state of {table_id}",

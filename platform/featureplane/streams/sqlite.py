@@ -11,7 +11,7 @@ import orjson
 
 from featureplane.online_stores.base import encode_key, encode_values
 from featureplane.online_stores.sqlite import UPSERT, UPSERT_IF_NEWER, SQLiteOnlineStore
-from featureplane.streams.store import StreamState, StreamStore
+from featureplane.streams.store import StreamState, StreamStore, state_from_json, state_json
 from featureplane.streams.tiles import Event, TileSpec
 
 SCHEMA = """
@@ -43,18 +43,10 @@ class SQLiteStreamStore(StreamStore):
         )
         if row is None:
             return StreamState()
-        data = orjson.loads(row[0])
-        return StreamState(data["watermark_us"], data["late"], data["invalid"], data["positions"])
+        return state_from_json(row[0])
 
     def _save_state(self, con: Any, table_id: str, state: StreamState) -> None:
-        blob = orjson.dumps(
-            {
-                "watermark_us": state.watermark_us,
-                "late": state.late,
-                "invalid": state.invalid,
-                "positions": state.positions,
-            }
-        )
+        blob = state_json(state)
         con.execute(
             "INSERT INTO stream_state (table_id, state) VALUES (?, ?) "
             "ON CONFLICT (table_id) DO UPDATE SET state = excluded.state",

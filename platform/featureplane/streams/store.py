@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from featureplane.streams.tiles import Event, TileSpec
 
 
@@ -20,6 +22,24 @@ class StreamState:
     late: int = 0
     invalid: int = 0
     positions: dict[str, int] = field(default_factory=dict)
+
+
+def state_json(state: StreamState) -> bytes:
+    """The state as stored (positions as decimal text: Kinesis sequence numbers exceed 64 bits)."""
+    return orjson.dumps(
+        {
+            "watermark_us": state.watermark_us,
+            "late": state.late,
+            "invalid": state.invalid,
+            "positions": {shard: str(n) for shard, n in state.positions.items()},
+        }
+    )
+
+
+def state_from_json(blob: bytes | str) -> StreamState:
+    data = orjson.loads(blob)
+    positions = {shard: int(n) for shard, n in data["positions"].items()}
+    return StreamState(data["watermark_us"], data["late"], data["invalid"], positions)
 
 
 class StreamStore(ABC):

@@ -4,7 +4,8 @@ to date one event at a time, and its projection to the tile rows the online roll
 A tile's state is a JSON-serialisable dict: per input column the partials that
 ``compute.aggregation.tiles.partials`` lists, plus what merging out-of-order events needs and the
 batch tile does not store (the times of the first and last values, the last n values' times), and
-``pos``: per shard, the highest sequence number applied to this tile. A record whose sequence number is
+``pos``: per shard, the highest sequence number applied to this tile (as decimal text: Kinesis
+sequence numbers exceed 64 bits). A record whose sequence number is
 not above its shard's position is already in the tile and is skipped, so applying a batch again (after
 a crash, or a redelivery) changes nothing. Standard library only.
 """
@@ -48,9 +49,9 @@ class TileSpec:
         applied = 0
         for event in events:
             position = tile["pos"].get(event.shard)
-            if position is not None and event.sequence <= position:
+            if position is not None and event.sequence <= int(position):
                 continue
-            tile["pos"][event.shard] = event.sequence
+            tile["pos"][event.shard] = str(event.sequence)
             tile["ts"] = event.ts if tile["ts"] is None else max(tile["ts"], event.ts)
             for column, wanted in self.columns.items():
                 value = event.values.get(column)
