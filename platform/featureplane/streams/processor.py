@@ -193,6 +193,8 @@ class StreamProcessor:
             result.problems.append(f"record {record.shard}:{record.sequence}: {message}")
 
     def _row(self, record: StreamRecord) -> tuple[tuple, int, dict[str, Any]] | None:
+        if not isinstance(record.data, dict):
+            raise ValueError(f"is not a JSON object of the source's fields: {record.data!r:.80}")
         data = dict(record.data)
         if self.source_timestamp not in data or data[self.source_timestamp] is None:
             raise ValueError(f"has no event time {self.source_timestamp!r}")

@@ -1,6 +1,7 @@
 """``featureplane stream run``: a stream feature view's processor over its source, until stopped.
 
-Each round reads a batch of records after the checkpoints, applies it (one transaction with the
+Each round reads a batch of records after the checkpoints (from the ingest log for a push stream
+source, from the shards of a Kinesis stream), applies it (one transaction with the
 checkpoints, ``streams.processor``), and marks the sealed ingest log segments it has consumed so they
 can be removed. Killed at any point, a restart resumes from the last committed checkpoints: nothing
 is lost and nothing is counted twice.
@@ -18,6 +19,7 @@ from featureplane.ingest.log import IngestLog, ingest_log_root
 from featureplane.online_stores.sqlite import SQLiteOnlineStore
 from featureplane.runtime import Runtime
 from featureplane.streams.ingest_source import IngestLogSource
+from featureplane.streams.kinesis import KinesisSource
 from featureplane.streams.processor import BatchResult, StreamProcessor
 from featureplane.streams.sqlite import SQLiteStreamStore
 from featureplane.streams.store import StreamStore
@@ -57,7 +59,9 @@ def stream_store(runtime: Runtime) -> StreamStore:
     )
 
 
-def open_stream(runtime: Runtime, workspace: str, view_name: str) -> tuple[StreamProcessor, IngestLogSource]:
+def open_stream(
+    runtime: Runtime, workspace: str, view_name: str
+) -> tuple[StreamProcessor, IngestLogSource | KinesisSource]:
     """The processor of ``view_name`` in live workspace ``workspace`` and the source it reads."""
     state = runtime.registry.load(workspace)
     views = state.definitions.feature_views
@@ -72,15 +76,14 @@ def open_stream(runtime: Runtime, workspace: str, view_name: str) -> tuple[Strea
             f"workspace {workspace!r} is a development workspace: its views are not processed"
         )
     source = state.definitions.sources[view.sources[0]]
-    if source.stream.get("type") != "push":
-        raise FeatureplaneError(
-            f"stream source {source.name!r} reads {source.stream.get('type')}; `stream run` reads push "
-            "stream sources (the ingest API) so far"
-        )
     transform = load_python_function(view.transformation) if view.transformation else None
     processor = StreamProcessor(
         view, state.table_id(view.name), stream_store(runtime), transform, source.timestamp_field
     )
+    if source.stream.get("type") == "kinesis":
+        from featureplane.streams.kinesis import KinesisSource
+
+        return processor, KinesisSource(source)
     return processor, IngestLogSource(IngestLog(ingest_log_root(runtime.config)), workspace, source)
 
 
@@ -108,7 +111,7 @@ def run_stream(
             if report is not None:
                 report(result)
             positions = processor.state().positions
-        if not records or totals.batches % MARK_EVERY == 0:
+        if isinstance(source, IngestLogSource) and (not records or totals.batches % MARK_EVERY == 0):
             source.mark_consumed(positions, processor.table_id)
         if not records:
             if once:
