@@ -133,3 +133,11 @@ def test_a_plain_stream_view_keeps_the_latest_row_per_key(tmp_path):
     assert [(r.event_ts, r.values) for r in read] == [(us(T0 + MINUTE), [5, "b"]), (us(T0), [3, "c"])]
     proc.process([record("s1", 4, "u1", T0 + 2 * MINUTE, 6, "d")])
     assert proc.store.online.read([(proc.table_id, ("u1",))])[0].values == [6, "d"]
+
+
+def test_dropping_a_views_table_drops_its_tiles_and_checkpoints(tmp_path):
+    proc = processor(tmp_path, aggregate_view())
+    proc.process([record("s1", 1, "u1", T0, 1)])
+    proc.store.online.drop(proc.table_id)
+    assert proc.store.tiles(proc.table_id, ("u1",)) == {} and proc.state().positions == {}
+    assert proc.store.online.read([(proc.table_id, ("u1",))]) == [None]

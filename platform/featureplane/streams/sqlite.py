@@ -1,6 +1,6 @@
-"""Stream state in the SQLite online store's file: tiles and processing state beside the online rows,
-so that a batch's tiles, the entities' rows, the watermark and the checkpoints commit in one
-transaction."""
+"""Stream state in the SQLite online store's file (its ``stream_tiles`` and ``stream_state`` tables):
+tiles and processing state beside the online rows, so that a batch's tiles, the entities' rows, the
+watermark and the checkpoints commit in one transaction."""
 
 from __future__ import annotations
 
@@ -14,26 +14,11 @@ from featureplane.online_stores.sqlite import UPSERT, UPSERT_IF_NEWER, SQLiteOnl
 from featureplane.streams.store import StreamState, StreamStore, state_from_json, state_json
 from featureplane.streams.tiles import Event, TileSpec
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS stream_tiles (
-    table_id TEXT NOT NULL,
-    entity_key TEXT NOT NULL,
-    tile INTEGER NOT NULL,
-    state BLOB NOT NULL,
-    PRIMARY KEY (table_id, entity_key, tile)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS stream_state (
-    table_id TEXT PRIMARY KEY,
-    state BLOB NOT NULL
-);
-"""
-
 
 class SQLiteStreamStore(StreamStore):
     def __init__(self, online: SQLiteOnlineStore) -> None:
         self.online = online
-        self.db = online.db
-        self.db.connection().executescript(SCHEMA)
+        self.db = online.db  # its schema has the stream tables
 
     def state(self, table_id: str) -> StreamState:
         row = (
