@@ -10,14 +10,12 @@ from featureplane import (
     BatchSource,
     Entity,
     Field,
-    Float64,
     Int64,
     StreamFeatureView,
     StreamSource,
     String,
     Timestamp,
 )
-from featureplane.definitions.stream import StreamFeatureView as _View
 from featureplane.online_stores.sqlite import SQLiteOnlineStore
 from featureplane.streams.processor import StreamProcessor, StreamRecord
 from featureplane.streams.sqlite import SQLiteStreamStore
@@ -53,7 +51,7 @@ def aggregate_view(
     lateness: timedelta = timedelta(days=1),
     functions=FUNCTIONS,
     dtype=Int64,
-) -> _View:
+) -> StreamFeatureView:
     features = [Aggregate(Field("amount", dtype), f, w) for w in windows for f in functions]
     return StreamFeatureView(
         name="payment_stats",
@@ -68,7 +66,7 @@ def aggregate_view(
     )
 
 
-def latest_view() -> _View:
+def latest_view() -> StreamFeatureView:
     return StreamFeatureView(
         name="last_payment",
         source=payments,
@@ -78,7 +76,7 @@ def latest_view() -> _View:
     )
 
 
-def processor(tmp_path, view: _View, table_id: str = "prod/payment_stats/g1") -> StreamProcessor:
+def processor(tmp_path, view: StreamFeatureView, table_id: str = "prod/payment_stats/g1") -> StreamProcessor:
     online = SQLiteOnlineStore(tmp_path / "online.db")
     store = SQLiteStreamStore(online)
     return StreamProcessor(view.spec(), table_id, store, transform=view if view.function else None)
@@ -90,6 +88,3 @@ def record(shard: str, sequence: int, user_id: str, ts: datetime, amount, note: 
 
 def us(t: datetime) -> int:
     return (t - EPOCH) // timedelta(microseconds=1)
-
-
-__all__ = ["Float64"]

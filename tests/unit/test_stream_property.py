@@ -146,3 +146,31 @@ def test_late_events_are_exactly_those_behind_the_watermark_and_the_rest_roll_up
     latest = max(s for _, s, _ in accepted)
     times = [T0 + timedelta(seconds=latest + a) for a in after]  # lookups after the latest event
     check(proc, accepted, Int64, times, "continuous")
+
+
+ALL_FUNCTIONS = (
+    "count",
+    "count_distinct",
+    "sum",
+    "mean",
+    "min",
+    "max",
+    "stddev_samp",
+    "stddev_pop",
+    "first",
+    "last",
+    "last_n(3)",
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=deliveries(), offsets=st.lists(st.integers(-60, SPAN_SECONDS + 20 * 60), min_size=1, max_size=4))
+def test_every_aggregation_function_rolls_up_like_brute_force(tmp_path_factory, data, offsets):
+    from featureplane.types import Int64
+
+    events, batches = data
+    view = aggregate_view(windows=(timedelta(minutes=2), timedelta(minutes=20)), functions=ALL_FUNCTIONS)
+    proc = processor(tmp_path_factory.mktemp("stream"), view)
+    for batch in batches:
+        proc.process([record(shard, n, u, T0 + timedelta(seconds=s), a) for shard, n, u, s, a in batch])
+    check(proc, events, Int64, [T0 + timedelta(seconds=o) for o in offsets], "continuous")
