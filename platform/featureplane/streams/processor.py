@@ -15,9 +15,11 @@ processor
    row if it is the latest (plain views).
 
 The store then writes the touched tiles, the entities' online rows, the watermark and the shards'
-checkpoints in one transaction (``streams.store``), so a batch is applied entirely or not at all;
-each tile also remembers the highest sequence number per shard it holds, so a store that cannot
-commit a batch at once (one UpdateItem per tile) stays exact as well.
+checkpoints (``streams.store``): on SQLite in one transaction, so a batch is applied entirely or not
+at all. Each tile also remembers the highest sequence number per shard it holds, so a store that
+cannot commit a batch at once (DynamoDB: one conditional UpdateItem per entity, then the checkpoints)
+stays exact as well. Processing is deterministic given the committed state and the records, so a
+batch applied again after a crash makes the same decisions (late or not) as the first time.
 """
 
 from __future__ import annotations
