@@ -27,6 +27,7 @@ _EXPORTS = {
     "FeatureView": "featureplane.definitions.feature_view",
     "Field": "featureplane.definitions.entity",
     "Float64": "featureplane.types",
+    "KinesisConfig": "featureplane.definitions.stream",
     "InSet": "featureplane.definitions.expectations",
     "Int64": "featureplane.types",
     "LifetimeWindow": "featureplane.definitions.features",
@@ -39,6 +40,8 @@ _EXPORTS = {
     "RealtimeFeatureView": "featureplane.definitions.realtime",
     "RequestSource": "featureplane.definitions.realtime",
     "RowCountBetween": "featureplane.definitions.expectations",
+    "StreamFeatureView": "featureplane.definitions.stream",
+    "StreamSource": "featureplane.definitions.stream",
     "String": "featureplane.types",
     "Timestamp": "featureplane.types",
     "Unique": "featureplane.definitions.expectations",
@@ -46,6 +49,7 @@ _EXPORTS = {
     "dbt_feature_view": "featureplane.definitions.feature_view",
     "last_n": "featureplane.definitions.features",
     "realtime_feature_view": "featureplane.definitions.realtime",
+    "stream_feature_view": "featureplane.definitions.stream",
 }
 
 

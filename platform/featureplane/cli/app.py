@@ -16,6 +16,7 @@ from featureplane.cli import (
     server,
     session,
     status,
+    stream,
     workspaces,
 )
 from featureplane.cli.common import err
@@ -41,6 +42,7 @@ app.add_typer(workspaces.workspace_app, name="workspace")
 app.add_typer(example.example_app, name="example")
 app.add_typer(access.api_key_app, name="api-key")
 app.add_typer(ingest.ingest_app, name="ingest")
+app.add_typer(stream.stream_app, name="stream")
 app.add_typer(access.access_app, name="access")
 app.add_typer(server.server_app, name="server")
 app.command()(session.login)

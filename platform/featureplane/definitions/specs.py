@@ -81,7 +81,10 @@ class EntitySpec:
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """A data source. ``kind`` is ``batch`` (table, Parquet or dbt model), ``push`` or ``request``.
+    """A data source. ``kind`` is ``batch`` (table, Parquet or dbt model), ``push``, ``request`` or
+    ``stream``. A stream source's ``stream`` says where its records come from (``{"type": "push"}``: the
+    ingest API; ``{"type": "kinesis", "stream_name": ..., "region": ...}``) and ``batch_source`` names the
+    batch source holding the same events historically.
 
     ``dbt_sql_hash`` (dbt models) hashes the model's SQL and everything upstream of it in dbt, so a
     changed model recreates the views that read it."""
@@ -93,6 +96,8 @@ class SourceSpec:
     path: str | None = None
     dbt_model: str | None = None
     dbt_sql_hash: str | None = None
+    batch_source: str | None = None
+    stream: dict[str, Any] = field(default_factory=dict)
     schema: list[FieldSpec] = field(default_factory=list)
     description: str = ""
     owner: str = ""
@@ -111,8 +116,10 @@ class SourceSpec:
 
 @dataclass(frozen=True)
 class FeatureViewSpec:
-    """A feature view: ``batch`` (materialized from batch sources), ``realtime`` (computed per request)
-    or ``table`` (a FeatureTable written through ingest). A realtime view's ``sources`` are the feature
+    """A feature view: ``batch`` (materialized from batch sources), ``realtime`` (computed per request),
+    ``table`` (a FeatureTable written through ingest) or ``stream`` (updated per record by the stream
+    processor; ``stream_processing_mode`` is ``continuous`` or ``time_interval`` and events older than
+    the latest seen minus ``allowed_lateness_seconds`` are not applied). A realtime view's ``sources`` are the feature
     views it reads and ``request_schema`` the request-time fields it needs."""
 
     name: str
@@ -141,6 +148,8 @@ class FeatureViewSpec:
     monitor_freshness: bool = True
     expected_freshness_seconds: int | None = None
     offline_retention_seconds: int | None = None
+    stream_processing_mode: str | None = None
+    allowed_lateness_seconds: int | None = None
 
     @property
     def is_batch(self) -> bool:
@@ -149,6 +158,10 @@ class FeatureViewSpec:
     @property
     def is_realtime(self) -> bool:
         return self.kind == "realtime"
+
+    @property
+    def is_stream(self) -> bool:
+        return self.kind == "stream"
 
     @property
     def is_aggregate(self) -> bool:

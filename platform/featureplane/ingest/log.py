@@ -106,6 +106,22 @@ def is_online(segment: Path) -> bool:
     return online_marker(segment).exists()
 
 
+CONSUMED_SUFFIX = ".consumed"
+
+
+def consumed_marker(segment: Path, consumer: str) -> Path:
+    """The file saying that ``consumer`` (a stream view's table id) has processed all of a sealed
+    segment's records; the segment is kept until every current consumer has one."""
+    return segment.with_name(f"{segment.name}.{consumer.replace('/', '__')}{CONSUMED_SUFFIX}")
+
+
+def mark_consumed(segment: Path, consumer: str) -> None:
+    marker = consumed_marker(segment, consumer)
+    if not marker.exists():
+        marker.touch()
+        _fsync_directory(segment.parent)
+
+
 def _fsync_directory(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:

@@ -6,7 +6,8 @@ new watermarks. A fold killed before the commit leaves nothing; one killed after
 Readers fold before they read (``Workspace`` does, for training sets and ranges), so every
 acknowledged record is visible offline. A sealed segment is deleted once every current table that has
 rows in it has folded all of it and, if any of them is online, once its rows are in the online store
-(``featureplane.ingest.replay``).
+(``featureplane.ingest.replay``), and once every current stream feature view reading a push stream
+source with records in it has consumed it (``featureplane.streams``).
 """
 
 from __future__ import annotations
@@ -18,15 +19,18 @@ from typing import TYPE_CHECKING, Any
 
 from featureplane.definitions.specs import FeatureViewSpec
 from featureplane.ingest.log import (
+    CONSUMED_SUFFIX,
     ONLINE_SUFFIX,
     SEGMENT_SUFFIX,
     IngestLog,
+    consumed_marker,
     ingest_log_root,
     is_online,
     is_sealed,
     online_marker,
     read_segment,
 )
+from featureplane.ingest.records import stream_table_id
 from featureplane.util.locks import file_lock
 
 if TYPE_CHECKING:
@@ -87,6 +91,11 @@ def _remove_folded_segments(runtime: Runtime, workspace: str, ingest_log: Ingest
     tables_now = [v for v in state.definitions.feature_views.values() if v.kind == "table"]
     offline = {state.table_id(v.name) for v in tables_now if v.offline}
     online = {state.table_id(v.name) for v in tables_now if v.online}
+    consumers: dict[str, list[str]] = {}  # a push stream's log name -> the stream views reading it
+    for view in state.definitions.feature_views.values():
+        if view.kind == "stream":
+            for source in view.sources:
+                consumers.setdefault(stream_table_id(workspace, source), []).append(state.table_id(view.name))
     with file_lock(_lock_path(runtime, f"{workspace}/segments")):
         for segment in ingest_log.segments(workspace):
             if not is_sealed(segment):
@@ -97,6 +106,9 @@ def _remove_folded_segments(runtime: Runtime, workspace: str, ingest_log: Ingest
                 tables.update(entry["tables"])
             if tables & online and not is_online(segment):
                 continue  # a lookup service replays it into the online store first
+            readers = [c for t in tables for c in consumers.get(t, ())]
+            if any(not consumed_marker(segment, c).exists() for c in readers):
+                continue  # a stream processor has not consumed all of it yet
             pending = [
                 t
                 for t in tables & offline
@@ -105,9 +117,15 @@ def _remove_folded_segments(runtime: Runtime, workspace: str, ingest_log: Ingest
             if not pending:
                 segment.unlink(missing_ok=True)
                 online_marker(segment).unlink(missing_ok=True)
+                for reader in readers:
+                    consumed_marker(segment, reader).unlink(missing_ok=True)
         directory = ingest_log.directory(workspace)
         for marker in directory.glob(f"*{SEGMENT_SUFFIX}{ONLINE_SUFFIX}"):
             if not marker.with_name(marker.name[: -len(ONLINE_SUFFIX)]).exists():
+                marker.unlink(missing_ok=True)
+        for marker in directory.glob(f"*{SEGMENT_SUFFIX}.*{CONSUMED_SUFFIX}"):
+            segment_name = marker.name[: marker.name.index(SEGMENT_SUFFIX) + len(SEGMENT_SUFFIX)]
+            if not marker.with_name(segment_name).exists():
                 marker.unlink(missing_ok=True)
 
 

@@ -54,8 +54,14 @@ class IngestEndpoint:
     targets: tuple[IngestTarget, ...]
 
 
+def stream_table_id(workspace: str, source: str) -> str:
+    """The ingest log's name for the records pushed to a stream source (its rows are
+    ``[event_us, value...]`` in the source's schema order); stream processors read them from the log."""
+    return f"{workspace}/{source}/stream"
+
+
 def ingest_endpoints(state: WorkspaceState) -> dict[str, IngestEndpoint]:
-    """The push sources and feature tables of a workspace, by name."""
+    """The push sources, push stream sources and feature tables of a workspace, by name."""
     tables = [v for v in state.definitions.feature_views.values() if v.kind == "table"]
     endpoints: dict[str, IngestEndpoint] = {}
 
@@ -83,6 +89,35 @@ def ingest_endpoints(state: WorkspaceState) -> dict[str, IngestEndpoint]:
             schema={f.name: f.type for f in source.schema},
             required=tuple(f.name for f in source.schema if f.name in required),
             targets=tuple(target(v) for v in readers),
+        )
+    for source in state.definitions.sources.values():
+        if source.kind != "stream" or source.stream.get("type") != "push":
+            continue
+        readers = [
+            v
+            for v in state.definitions.feature_views.values()
+            if v.kind == "stream" and source.name in v.sources
+        ]
+        # A view without a transformation reads its join keys from the records as they are.
+        required = {source.timestamp_field or ""} | {
+            k for v in readers if v.transformation is None for k in v.join_key_names
+        }
+        endpoints[source.name] = IngestEndpoint(
+            name=source.name,
+            kind="stream_source",
+            schema={f.name: f.type for f in source.schema},
+            required=tuple(f.name for f in source.schema if f.name in required),
+            targets=(
+                IngestTarget(
+                    view=source.name,
+                    table_id=stream_table_id(state.name, source.name),
+                    join_keys=(),
+                    timestamp_field=source.timestamp_field or "",
+                    features=tuple(f.name for f in source.schema),
+                    online=False,
+                    offline=True,
+                ),
+            ),
         )
     for view in tables:
         schema = {k.name: k.type for k in view.join_keys}

@@ -41,7 +41,21 @@ CREATE TABLE IF NOT EXISTS online_sync (
     table_id TEXT PRIMARY KEY,
     offline_version INTEGER
 );
+CREATE TABLE IF NOT EXISTS stream_tiles (
+    table_id TEXT NOT NULL,
+    entity_key TEXT NOT NULL,
+    tile INTEGER NOT NULL,
+    state BLOB NOT NULL,
+    PRIMARY KEY (table_id, entity_key, tile)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS stream_state (
+    table_id TEXT PRIMARY KEY,
+    state BLOB NOT NULL
+);
 """
+# Every table keyed by table_id: dropping a view's table drops its rows in each. ``stream_*`` hold the
+# stream processor's tiles and checkpoints (featureplane.streams.sqlite), beside the rows they feed.
+TABLES = ("online_features", "online_sync", "stream_tiles", "stream_state")
 
 _INSERT = (
     "INSERT INTO online_features (table_id, entity_key, event_ts, features) VALUES (?, ?, ?, ?) "
@@ -286,15 +300,15 @@ class SQLiteOnlineStore(OnlineStore):
 
     def drop(self, table_id: str) -> None:
         with self.db.transaction() as con:
-            con.execute("DELETE FROM online_features WHERE table_id = ?", (table_id,))
-            con.execute("DELETE FROM online_sync WHERE table_id = ?", (table_id,))
+            for table in TABLES:
+                con.execute(f"DELETE FROM {table} WHERE table_id = ?", (table_id,))
 
     def drop_workspace(self, workspace: str, table_ids: Iterable[str]) -> None:
         prefix = workspace + "/"
         con = self._con()
         con.execute("BEGIN IMMEDIATE")
         try:
-            for table in ("online_features", "online_sync"):
+            for table in TABLES:
                 con.execute(f"DELETE FROM {table} WHERE substr(table_id, 1, ?) = ?", (len(prefix), prefix))
             con.execute("COMMIT")
         except BaseException:

@@ -25,6 +25,7 @@ from featureplane.monitoring.expectations import expectation_problems
 from featureplane.monitoring.freshness import freshness_problems
 from featureplane.repo.errors import Problem, RepositoryError
 from featureplane.repo.loader import Repository
+from featureplane.repo.stream_validation import stream_source_problems, stream_view_problems
 from featureplane.types import Timestamp, compatible
 
 if TYPE_CHECKING:
@@ -101,6 +102,8 @@ def compile_repository(repo: Repository) -> DefinitionSet:
 
 def validate(defs: DefinitionSet) -> list[Problem]:
     problems: list[Problem] = []
+    for source in defs.sources.values():
+        problems += stream_source_problems(source, defs)
     for view in defs.feature_views.values():
         problems += _validate_view(view, defs)
     for service in defs.feature_services.values():
@@ -226,6 +229,8 @@ def _validate_view(view: FeatureViewSpec, defs: DefinitionSet) -> list[Problem]:
         problems += _validate_table(view, defs, problem)
     if view.is_realtime:
         problems += _validate_realtime(view, defs, problem)
+    if view.is_stream:
+        problems += stream_view_problems(view, defs, problem)
     problems += [problem(message) for message in expectation_problems(view) + freshness_problems(view)]
     return problems
 

@@ -11,6 +11,12 @@ training set uses (``docs/aggregations.md``):
   partition that wrote it (the batch schedule's grid), so both sides see only what a scheduled run
   had materialized by then.
 
+A stream feature view's tiles are written by the stream processor as events arrive, so a tile counts
+as soon as its events are processed. In ``continuous`` mode a window ending at ``now`` covers the
+interval holding ``now`` and the ones before it (``[T + interval - window, now]``, events processed by
+then), and the values' effective time is ``now``; in ``time_interval`` mode it ends at ``T``, as a
+batch view's with a schedule of one interval.
+
 Sums use ``math.fsum`` and the variance combines tiles by Chan's formula, so a roll-up gives the same
 digits however often it runs. Standard library only: this is on the lookup path.
 """
@@ -91,7 +97,9 @@ class OnlineRollup:
 
     def __init__(self, view: FeatureViewSpec) -> None:
         self.step = interval_us(view)
-        self.schedule = schedule_intervals(view)
+        stream = view.kind == "stream"
+        self.schedule = 1 if stream else schedule_intervals(view)
+        self.current = stream and view.stream_processing_mode == "continuous"
         self.width = len(view.features)
         columns = {(c, p): i + 1 for i, (c, p, _) in enumerate(partials(view))}
         lifetime = [f.name for f in lifetime_features(view)]
@@ -122,7 +130,7 @@ class OnlineRollup:
     def at(self, values: Sequence[Any] | None, now_us: int) -> tuple[int, list[Any]]:
         """(the windows' end in microseconds, every feature's value in view order) at ``now_us`` from
         a stored row's values (None: an entity without events)."""
-        end = now_us // self.step
+        end = now_us // self.step + (1 if self.current else 0)
         cut = end // self.schedule * self.schedule
         out: list[Any] = [None] * self.width
         tiles: list[list[Any]] = []
@@ -137,7 +145,7 @@ class OnlineRollup:
             start = end - feature.window  # type: ignore[operator]
             window = [t for t in tiles if t[0] >= start]
             out[feature.position] = _cast(_value(feature, window), feature) if window else feature.default
-        return end * self.step, out
+        return (now_us if self.current else end * self.step), out
 
 
 def _element(feature: FeatureSpec) -> str:

@@ -1,0 +1,75 @@
+"""The ingest API as a push stream: records pushed to a StreamSource are read back from the ingest log.
+
+Each segment of the workspace's log is a shard. A record's sequence number is the byte offset of its
+request's line in the segment times ``LINE_RECORDS`` plus its index in the line, so it grows within
+a segment and a checkpoint says where to resume: at the start of the line holding the last processed
+record (its earlier records are then skipped as already processed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from featureplane.definitions.specs import SourceSpec
+from featureplane.ingest.log import IngestLog, is_sealed, mark_consumed, read_segment
+from featureplane.ingest.records import stream_table_id
+from featureplane.streams.processor import StreamRecord
+
+LINE_RECORDS = 1 << 20  # more records than one ingest request may hold
+
+
+class IngestLogSource:
+    """The records pushed to ``source`` in ``workspace``'s ingest log, by segment."""
+
+    def __init__(self, ingest_log: IngestLog, workspace: str, source: SourceSpec) -> None:
+        self.log = ingest_log
+        self.workspace = workspace
+        self.source = source
+        self.table_id = stream_table_id(workspace, source.name)
+        self.fields = [f.name for f in source.schema]
+        self.timestamp = source.timestamp_field or ""
+
+    def read(self, positions: Mapping[str, int], limit: int) -> list[StreamRecord]:
+        """Up to about ``limit`` records after the checkpoints ``positions`` (shard -> sequence), oldest
+        segment first; whole lines, so a batch may hold a little more."""
+        out: list[StreamRecord] = []
+        for segment in self.log.segments(self.workspace):
+            done = positions.get(segment.name)
+            start = 0 if done is None else done // LINE_RECORDS
+            line_start = start
+            for end, entry in read_segment(segment, start):
+                rows = entry["tables"].get(self.table_id, ())
+                for index, row in enumerate(rows):
+                    sequence = line_start * LINE_RECORDS + index
+                    if done is not None and sequence <= done:
+                        continue
+                    data = dict(zip(["__event_us", *self.fields], row, strict=True))
+                    del data["__event_us"]
+                    out.append(StreamRecord(segment.name, sequence, data))
+                line_start = end
+                if len(out) >= limit:
+                    return out
+        return out
+
+    def mark_consumed(self, positions: Mapping[str, int], consumer: str) -> list[Path]:
+        """Mark the sealed segments that ``consumer`` has processed to their end; return them."""
+        marked = []
+        for segment in self.log.segments(self.workspace):
+            if not is_sealed(segment):
+                continue
+            if self._pending(segment, positions.get(segment.name)):
+                continue
+            mark_consumed(segment, consumer)
+            marked.append(segment)
+        return marked
+
+    def _pending(self, segment: Path, done: int | None) -> bool:
+        """Whether the segment holds records of this source after the checkpoint ``done``."""
+        line_start = 0 if done is None else done // LINE_RECORDS
+        for end, entry in read_segment(segment, line_start):
+            rows = entry["tables"].get(self.table_id, ())
+            if rows and (done is None or line_start * LINE_RECORDS + len(rows) - 1 > done):
+                return True
+            line_start = end
+        return False

@@ -1,0 +1,90 @@
+"""Stream feature views for the stream processor's tests, built from the SDK as a repository would."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from featureplane import (
+    Aggregate,
+    Attribute,
+    BatchSource,
+    Entity,
+    Field,
+    Int64,
+    StreamFeatureView,
+    StreamSource,
+    String,
+    Timestamp,
+)
+from featureplane.online_stores.sqlite import SQLiteOnlineStore
+from featureplane.streams.processor import StreamProcessor, StreamRecord
+from featureplane.streams.sqlite import SQLiteStreamStore
+
+EPOCH = datetime(1970, 1, 1)
+T0 = datetime(2026, 1, 5, 12, 0)
+FUNCTIONS = ("count", "sum", "mean", "min", "max", "stddev_samp", "first", "last", "last_n(2)")
+
+user = Entity(name="user", join_keys=[Field("user_id", String)])
+history = BatchSource(name="payments_history", table="raw.payments", timestamp_field="ts")
+payments = StreamSource(
+    name="payments",
+    timestamp_field="ts",
+    batch_config=history,
+    push_schema=[
+        Field("user_id", String),
+        Field("ts", Timestamp),
+        Field("amount", Int64),
+        Field("note", String),
+    ],
+)
+
+
+def cents(record):
+    if record.get("note") == "test":
+        return None
+    return {"user_id": record["user_id"], "ts": record["ts"], "amount": record["amount"]}
+
+
+def aggregate_view(
+    windows=(timedelta(minutes=5), timedelta(minutes=15)),
+    mode: str = "continuous",
+    lateness: timedelta = timedelta(days=1),
+    functions=FUNCTIONS,
+    dtype=Int64,
+) -> StreamFeatureView:
+    features = [Aggregate(Field("amount", dtype), f, w) for w in windows for f in functions]
+    return StreamFeatureView(
+        name="payment_stats",
+        source=payments,
+        entities=[user],
+        features=features,
+        function=cents,
+        aggregation_interval=timedelta(minutes=1),
+        stream_processing_mode=mode,
+        allowed_lateness=lateness,
+        online=True,
+    )
+
+
+def latest_view() -> StreamFeatureView:
+    return StreamFeatureView(
+        name="last_payment",
+        source=payments,
+        entities=[user],
+        features=[Attribute("amount", Int64), Attribute("note", String)],
+        online=True,
+    )
+
+
+def processor(tmp_path, view: StreamFeatureView, table_id: str = "prod/payment_stats/g1") -> StreamProcessor:
+    online = SQLiteOnlineStore(tmp_path / "online.db")
+    store = SQLiteStreamStore(online)
+    return StreamProcessor(view.spec(), table_id, store, transform=view if view.function else None)
+
+
+def record(shard: str, sequence: int, user_id: str, ts: datetime, amount, note: str = "") -> StreamRecord:
+    return StreamRecord(shard, sequence, {"user_id": user_id, "ts": ts, "amount": amount, "note": note})
+
+
+def us(t: datetime) -> int:
+    return (t - EPOCH) // timedelta(microseconds=1)
