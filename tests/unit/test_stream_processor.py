@@ -141,3 +141,22 @@ def test_dropping_a_views_table_drops_its_tiles_and_checkpoints(tmp_path):
     proc.store.online.drop(proc.table_id)
     assert proc.store.tiles(proc.table_id, ("u1",)) == {} and proc.state().positions == {}
     assert proc.store.online.read([(proc.table_id, ("u1",))]) == [None]
+
+
+def test_deleting_a_key_removes_its_tiles_and_later_events_start_from_nothing(tmp_path):
+    """delete_keys on a stream view (the online store's delete) takes the key's tiles with its row, so the
+    next event does not bring back what was counted before; other keys keep theirs."""
+    proc = processor(tmp_path, aggregate_view())
+    proc.process(
+        [record("s1", i, u, T0 + timedelta(seconds=i), 10) for i, u in enumerate(["u1", "u1", "u2"])]
+    )
+    assert proc.store.online.delete(proc.table_id, [("u1",)]) == 1
+    assert proc.store.tiles(proc.table_id, ("u1",)) == {}
+    now = T0 + timedelta(seconds=30)
+    assert lookup(proc, "u1", now)[1]["amount_count_5m"] == 0
+    assert lookup(proc, "u2", now)[1]["amount_count_5m"] == 1
+    proc.process([record("s1", 3, "u1", T0 + timedelta(seconds=20), 5)])
+    assert (
+        lookup(proc, "u1", now)[1]["amount_count_5m"] == 1
+        and lookup(proc, "u1", now)[1]["amount_sum_5m"] == 5
+    )

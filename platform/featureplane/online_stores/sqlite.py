@@ -172,7 +172,10 @@ class SQLiteOnlineStore(OnlineStore):
         with self.db.transaction():
             before = con.total_changes
             con.executemany("DELETE FROM online_features WHERE table_id = ? AND entity_key = ?", params)
-            return con.total_changes - before
+            deleted = con.total_changes - before
+            # A stream view's tiles feed its rows: a deleted key loses them too (in the same transaction).
+            con.executemany("DELETE FROM stream_tiles WHERE table_id = ? AND entity_key = ?", params)
+            return deleted
 
     def sweep_expired(self, table_id: str, ttl: int | timedelta, now: datetime | None = None) -> int:
         """Expired rows deleted a batch per transaction, so readers and writers never wait long."""
