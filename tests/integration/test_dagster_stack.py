@@ -22,6 +22,7 @@ import yaml
 from conftest import BIN, ROOT, Server, copy_example_repo, free_port, generate_small_data
 from dagster_graphql import FINISHED, LAUNCH, STATUS, graphql
 
+from featureplane.materialization.materialize import view_lock
 from featureplane.util.local_postgres import server_binaries
 
 pytestmark = [
@@ -269,7 +270,7 @@ def test_the_deployed_stack_backfills_reruns_cancels_ticks_and_reloads(stack):
     # it ends CANCELED and the offline table has no new commit.
     with stack.repo.runtime() as runtime:
         table_id = runtime.registry.load("prod").table_id(VIEW[1])
-        lock_path = runtime.config.data_dir / "locks" / (table_id.replace("/", "__") + ".lock")
+        lock_path = view_lock(runtime, table_id)
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

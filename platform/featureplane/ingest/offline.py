@@ -42,7 +42,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("featureplane.ingest")
 
 
-def _lock_path(runtime: Runtime, name: str) -> Path:
+def ingest_lock(runtime: Runtime, name: str) -> Path:
+    """The file whose lock serialises folds of the ingest log into ``name``'s offline table."""
     return runtime.config.data_dir / "locks" / (name.replace("/", "__") + ".ingest.lock")
 
 
@@ -65,7 +66,7 @@ def flush_ingest_log(
 def _fold(runtime: Runtime, state: WorkspaceState, view: FeatureViewSpec, ingest_log: IngestLog) -> int:
     table_id = state.table_id(view.name)
     store = runtime.offline_store
-    with file_lock(_lock_path(runtime, table_id)):
+    with file_lock(ingest_lock(runtime, table_id)):
         segments = ingest_log.segments(state.name)
         marks = store.ingest_watermarks(table_id, [s.name for s in segments])
         rows: list[list[Any]] = []
@@ -96,7 +97,7 @@ def _remove_folded_segments(runtime: Runtime, workspace: str, ingest_log: Ingest
         if view.kind == "stream":
             for source in view.sources:
                 consumers.setdefault(stream_table_id(workspace, source), []).append(state.table_id(view.name))
-    with file_lock(_lock_path(runtime, f"{workspace}/segments")):
+    with file_lock(ingest_lock(runtime, f"{workspace}/segments")):
         for segment in ingest_log.segments(workspace):
             if not is_sealed(segment):
                 continue

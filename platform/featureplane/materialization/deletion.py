@@ -263,8 +263,11 @@ def _keys_table(view: FeatureViewSpec, chunk: list[tuple]) -> pa.Table:
 
 
 def _lock(runtime: Runtime, view: FeatureViewSpec, table_id: str) -> Path:
-    suffix = ".ingest.lock" if view.kind == "table" else ".lock"
-    return runtime.config.data_dir / "locks" / (table_id.replace("/", "__") + suffix)
+    """The lock its writers hold: the ingest fold's for a feature table, else the materialization's."""
+    from featureplane.ingest.offline import ingest_lock
+    from featureplane.materialization.materialize import view_lock
+
+    return ingest_lock(runtime, table_id) if view.kind == "table" else view_lock(runtime, table_id)
 
 
 def deletable_view(state: WorkspaceState, view_name: str) -> FeatureViewSpec:
