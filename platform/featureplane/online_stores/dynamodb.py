@@ -22,11 +22,11 @@ botocore's own retries are turned off: this module owns retrying, so the backoff
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from itertools import islice
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -51,6 +51,7 @@ from featureplane.online_stores.dynamodb_access import (
     retryable,
 )
 
+T = TypeVar("T")
 log = logging.getLogger("featureplane.online_stores.dynamodb")
 
 _NAMES = {"#pk": PK, "#ts": TS, "#v": VALUES}
@@ -397,38 +398,60 @@ class DynamoDBOnlineStore(DynamoDBAccess, OnlineStore):
 
     # -- tables ----------------------------------------------------------------------------------
 
-    def drop(self, table_id: str) -> None:
-        """Delete every item of ``table_id`` (a parallel scan of its workspace table, then batch deletes)."""
-        table = self.table_name(table_id)
-        if not self._table_exists(table):
-            return
+    def _scan(
+        self,
+        table: str,
+        what: str,
+        where: str,
+        names: dict[str, str],
+        values: dict[str, Any],
+        per_page: Callable[[list[dict[str, Any]]], T],
+    ) -> list[T]:
+        """A parallel, consistent scan of ``table`` for the items matching ``where`` (their keys only):
+        ``per_page`` of each page's items, for every page of every segment."""
         segments = self.max_workers
 
-        def scan(segment: int) -> int:
-            deleted = 0
+        def scan(segment: int) -> list[T]:
+            results: list[T] = []
             start: dict[str, Any] | None = None
             while True:
                 kwargs: dict[str, Any] = {
                     "TableName": table,
                     "ProjectionExpression": "#pk",
-                    "FilterExpression": "begins_with(#pk, :prefix)",
-                    "ExpressionAttributeNames": {"#pk": PK},
-                    "ExpressionAttributeValues": {":prefix": {"S": table_id + "|"}},
+                    "FilterExpression": where,
+                    "ExpressionAttributeNames": {"#pk": PK, **names},
+                    "ExpressionAttributeValues": values,
                     "ConsistentRead": True,
                     "Segment": segment,
                     "TotalSegments": segments,
                 }
                 if start:
                     kwargs["ExclusiveStartKey"] = start
-                page = self._call("scan", f"dropping {table_id}", **kwargs)
-                requests = [{"DeleteRequest": {"Key": {PK: item[PK]}}} for item in page.get("Items", [])]
-                for i in range(0, len(requests), MAX_BATCH_WRITE):
-                    deleted += self._write_batch(table, requests[i : i + MAX_BATCH_WRITE], "deleted")
+                page = self._call("scan", what, **kwargs)
+                results.append(per_page(page.get("Items", [])))
                 start = page.get("LastEvaluatedKey")
                 if not start:
-                    return deleted
+                    return results
 
-        deleted = sum(self._gather(scan, list(range(segments))))
+        return [result for part in self._gather(scan, list(range(segments))) for result in part]
+
+    def drop(self, table_id: str) -> None:
+        """Delete every item of ``table_id`` (a parallel scan of its workspace table, then batch deletes)."""
+        table = self.table_name(table_id)
+        if not self._table_exists(table):
+            return
+
+        def delete(items: list[dict[str, Any]]) -> int:
+            requests = [{"DeleteRequest": {"Key": {PK: item[PK]}}} for item in items]
+            return sum(
+                self._write_batch(table, requests[i : i + MAX_BATCH_WRITE], "deleted")
+                for i in range(0, len(requests), MAX_BATCH_WRITE)
+            )
+
+        prefix = {":prefix": {"S": table_id + "|"}}
+        deleted = sum(
+            self._scan(table, f"dropping {table_id}", "begins_with(#pk, :prefix)", {}, prefix, delete)
+        )
         log.info("dropped %d item(s) of %s from DynamoDB table %s", deleted, table_id, table)
 
     def sweep_expired(self, table_id: str, ttl: int | timedelta, now: datetime | None = None) -> int:
@@ -440,7 +463,6 @@ class DynamoDBOnlineStore(DynamoDBAccess, OnlineStore):
         if not self._table_exists(table):
             return 0
         cutoff = {"N": str(expiry_cutoff_us(ttl, now))}
-        segments = self.max_workers
 
         def delete(pk: dict[str, Any]) -> int:
             try:
@@ -459,29 +481,15 @@ class DynamoDBOnlineStore(DynamoDBAccess, OnlineStore):
                 raise
             return 1
 
-        def scan(segment: int) -> list[dict[str, Any]]:
-            found: list[dict[str, Any]] = []
-            start: dict[str, Any] | None = None
-            while True:
-                kwargs: dict[str, Any] = {
-                    "TableName": table,
-                    "ProjectionExpression": "#pk",
-                    "FilterExpression": "begins_with(#pk, :prefix) AND #ts <= :cutoff",
-                    "ExpressionAttributeNames": {"#pk": PK, "#ts": TS},
-                    "ExpressionAttributeValues": {":prefix": {"S": table_id + "|["}, ":cutoff": cutoff},
-                    "ConsistentRead": True,
-                    "Segment": segment,
-                    "TotalSegments": segments,
-                }
-                if start:
-                    kwargs["ExclusiveStartKey"] = start
-                page = self._call("scan", f"sweeping {table_id}", **kwargs)
-                found += [item[PK] for item in page.get("Items", [])]
-                start = page.get("LastEvaluatedKey")
-                if not start:
-                    return found
-
-        expired = [pk for part in self._gather(scan, list(range(segments))) for pk in part]
+        pages = self._scan(
+            table,
+            f"sweeping {table_id}",
+            "begins_with(#pk, :prefix) AND #ts <= :cutoff",
+            {"#ts": TS},
+            {":prefix": {"S": table_id + "|["}, ":cutoff": cutoff},
+            lambda items: [item[PK] for item in items],
+        )
+        expired = [pk for page in pages for pk in page]
         deleted = sum(self._gather(delete, expired)) if expired else 0
         log.info("swept %d expired item(s) of %s from DynamoDB table %s", deleted, table_id, table)
         return deleted
@@ -492,34 +500,20 @@ class DynamoDBOnlineStore(DynamoDBAccess, OnlineStore):
         if not self._table_exists(table):
             return iter(())
         prefix = table_id + "|"
-        segments = self.max_workers
 
-        def scan(segment: int) -> list[str]:
-            found: list[str] = []
-            start: dict[str, Any] | None = None
-            while True:
-                kwargs: dict[str, Any] = {
-                    "TableName": table,
-                    "ProjectionExpression": "#pk",
-                    "FilterExpression": "begins_with(#pk, :prefix)",
-                    "ExpressionAttributeNames": {"#pk": PK},
-                    "ExpressionAttributeValues": {":prefix": {"S": prefix}},
-                    "ConsistentRead": True,
-                    "Segment": segment,
-                    "TotalSegments": segments,
-                }
-                if start:
-                    kwargs["ExclusiveStartKey"] = start
-                page = self._call("scan", f"listing the keys of {table_id}", **kwargs)
-                for item in page.get("Items", []):
-                    key = item[PK]["S"][len(prefix) :]
-                    if key.startswith("["):  # not the sync marker
-                        found.append(key)
-                start = page.get("LastEvaluatedKey")
-                if not start:
-                    return found
+        def keys(items: list[dict[str, Any]]) -> list[str]:
+            found = (item[PK]["S"][len(prefix) :] for item in items)
+            return [key for key in found if key.startswith("[")]  # not the sync marker
 
-        return (key for keys in self._gather(scan, list(range(segments))) for key in keys)
+        pages = self._scan(
+            table,
+            f"listing the keys of {table_id}",
+            "begins_with(#pk, :prefix)",
+            {},
+            {":prefix": {"S": prefix}},
+            keys,
+        )
+        return (key for page in pages for key in page)
 
     def prepare(self, table_ids: Iterable[str]) -> None:
         """Create each workspace table that does not exist yet and enable DynamoDB TTL on ``exp``."""
