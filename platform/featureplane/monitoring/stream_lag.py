@@ -136,7 +136,7 @@ class StreamLag:
         state = "within" if self.passed else "LAGGING, over"
         return (
             f"{name} is {state} its bound: {self.behind_text()} event(s) wait, the oldest arrived "
-            f"{_age(self.age)} ago (bound {_age(self.bound)})"
+            f"{format_lag(self.age)} ago (bound {format_lag(self.bound)})"
         )
 
     def metadata(self) -> dict[str, Any]:
@@ -173,7 +173,8 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() + "Z" if value is not None else None
 
 
-def _age(value: timedelta) -> str:
+def format_lag(value: timedelta) -> str:
+    """``42 seconds`` below two minutes, else as ``format_age`` does."""
     seconds = value.total_seconds()
     return f"{seconds:.0f} seconds" if seconds < 120 else format_age(value)
 
