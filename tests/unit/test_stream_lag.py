@@ -167,9 +167,9 @@ def test_bounds_per_view_and_their_validation(repo, tmp_path):
 def test_an_unmeasurable_view_fails_with_the_reason(repo, service):
     ingest(service, 1)
     with repo.runtime() as runtime:
-        state = runtime.registry.load("prod")
-        spec = state.feature_view("payment_counts")
-        broken = type(spec)(**{**spec.__dict__, "name": "gone"})
-        measured = measure_stream_lag(runtime, state, broken, BOUND)
+        table_id = runtime.registry.load("prod").table_id("payment_counts")
+        with runtime.online_store.db.transaction() as con:  # a state that cannot be read
+            con.execute("INSERT INTO stream_state (table_id, state) VALUES (?, ?)", (table_id, b"{"))
+    measured = lag(repo)
     assert not measured.passed and measured.verdict == "ERROR"
-    assert "has no stream feature view 'gone'" in measured.message()
+    assert "could not be measured: JSONDecodeError" in measured.message()

@@ -35,11 +35,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from featureplane.definitions.specs import FeatureViewSpec
-from featureplane.ingest.log import consumed_marker, read_segment
+from featureplane.definitions.specs import FeatureViewSpec, SourceSpec
+from featureplane.ingest.log import IngestLog, consumed_marker, ingest_log_root, read_segment
 from featureplane.monitoring.freshness import format_age
 from featureplane.streams.ingest_source import LINE_RECORDS, IngestLogSource
 from featureplane.streams.processor import from_us
+from featureplane.streams.runner import stream_store
 
 if TYPE_CHECKING:
     from featureplane.config import MonitoringSettings
@@ -300,6 +301,21 @@ def _kinesis_shard_lag(source: KinesisSource, shard_id: str, done: int | None, m
 # -- a view, a workspace ----------------------------------------------------------------------------------
 
 
+def _kinesis(source: SourceSpec) -> KinesisSource:
+    """The view's Kinesis source with short timeouts and few retries: a measurement must not hang."""
+    from botocore.config import Config
+
+    from featureplane.streams.kinesis import KinesisSource
+    from featureplane.util.aws import client
+
+    config = source.stream
+    settings = Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 2, "mode": "standard"})
+    kinesis = client(
+        "kinesis", region_name=config["region"], endpoint_url=config.get("endpoint_url"), config=settings
+    )
+    return KinesisSource(source, client=kinesis)
+
+
 def measure_stream_lag(
     runtime: Runtime,
     state: WorkspaceState,
@@ -310,20 +326,20 @@ def measure_stream_lag(
     now: datetime | None = None,
 ) -> StreamLag:
     """The lag of stream view ``view`` of live workspace ``state`` (measured at ``now``, naive UTC)."""
-    from featureplane.streams.runner import open_stream
-
     source_spec = state.definitions.sources[view.sources[0]]
     kind = "kinesis" if source_spec.stream.get("type") == "kinesis" else "push"
     lag = StreamLag(state.name, view.name, kind, bound, now or _utcnow())
+    table_id = state.table_id(view.name)
     try:
-        processor, source = open_stream(runtime, state.name, view.name)
-        committed = processor.state()
+        committed = stream_store(runtime).state(table_id)
         lag.late, lag.invalid = committed.late, committed.invalid
         lag.watermark = from_us(committed.watermark_us) if committed.watermark_us is not None else None
-        if isinstance(source, IngestLogSource):
-            lag.shards = ingest_log_lag(source, committed.positions, processor.table_id, max_records)
+        if kind == "push":
+            log = IngestLog(ingest_log_root(runtime.config))
+            source = IngestLogSource(log, state.name, source_spec)
+            lag.shards = ingest_log_lag(source, committed.positions, table_id, max_records)
         else:
-            lag.shards = kinesis_lag(source, committed.positions, max_records)
+            lag.shards = kinesis_lag(_kinesis(source_spec), committed.positions, max_records)
     except Exception as exc:  # reported as the check's failure, not raised: other views still get measured
         lag.error = f"{type(exc).__name__}: {exc}"
     if now is None:
