@@ -155,7 +155,7 @@ class StreamLag:
             "shards": len(self.shards),
             "shards_behind": sum(1 for s in self.shards if s.behind),
             "source": self.source,
-            "measured_at": self.measured_at.isoformat(),
+            "measured_at": _iso(self.measured_at),
             **({"error": self.error} if self.error else {}),
         }
 

@@ -1,6 +1,7 @@
-"""Stream lag of a view over a Kinesis stream (moto's server): per shard, the records after the
-checkpoint and the ApproximateArrivalTimestamp of the first, while the processor is partly behind,
-caught up, and stopped while records arrive; counting stops at the per-shard budget."""
+"""Stream lag on the AWS path: a view over a Kinesis stream (moto's server): per shard, the records
+after the checkpoint and the ApproximateArrivalTimestamp of the first, while the processor is partly
+behind, caught up, and stopped while records arrive; counting stops at the per-shard budget. And a
+push stream view whose state is in DynamoDB (dynalite)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from aws_servers import use_dynamodb
 from helpers import events_repo
+from stream_repo import payment, stream_repo
 
 from featureplane.monitoring.stream_lag import measure_stream_lag
 from featureplane.repo.planning import apply_plan, plan_repository
@@ -127,3 +130,29 @@ def test_a_missing_stream_fails_the_measurement_with_its_reason(kinesis_repo):
     measured = lag(repo)
     assert measured.verdict == "ERROR" and not measured.passed
     assert "ResourceNotFoundException" in measured.message()
+
+
+def test_push_stream_lag_with_the_state_in_dynamodb(tmp_path, dynalite, table_prefix):
+    from featureplane.serving.app import create_lookup_service
+    from featureplane.serving.protocol import Request
+
+    repo = stream_repo(tmp_path / "repo")
+    use_dynamodb(repo.config_path, dynalite, table_prefix)
+    service = create_lookup_service(repo.config())
+    ts = now().isoformat() + "Z"
+    for count in (3, 4):
+        records = [payment("u1", ts, i) for i in range(count)]
+        body = json.dumps({"workspaceName": "prod", "records": {"payments": records}}).encode()
+        assert service.handle(Request("POST", "/api/v1/ingest", {}, body)).status == 200
+    service.snapshots.close()
+    with repo.runtime() as runtime:
+        state = runtime.registry.load("prod")
+        view = state.feature_view("payment_counts")
+        assert measure_stream_lag(runtime, state, view, BOUND).behind == 7
+        processor, source = open_stream(runtime, "prod", "payment_counts")
+        assert type(processor.store).__name__ == "DynamoDBStreamStore"
+        assert processor.process(source.read(processor.state().positions, 3)).applied == 3
+        partly = measure_stream_lag(runtime, state, view, BOUND)
+        assert partly.behind == 4 and partly.shards[0].last_processed is not None
+        run_stream(runtime, "prod", "payment_counts", once=True)
+        assert measure_stream_lag(runtime, state, view, BOUND).behind == 0
