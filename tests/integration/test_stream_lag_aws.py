@@ -124,6 +124,20 @@ def test_kinesis_lag_per_shard_while_behind_caught_up_and_stopped(kinesis_repo):
     assert (final.behind, final.invalid, final.passed) == (0, 1, True)
 
 
+def test_kinesis_reads_per_shard_stop_after_a_few_calls(kinesis_repo, monkeypatch):
+    from featureplane.monitoring import stream_lag
+
+    repo, kinesis, stream = kinesis_repo
+    per_shard: Counter = Counter()
+    put(kinesis, stream, 40, per_shard)
+    monkeypatch.setattr(stream_lag, "MAX_GET", 4)  # three calls of 4 records read 12 of each shard's
+    measured = lag(repo)
+    assert [s.behind for s in measured.shards] == [12, 12] and not measured.exact
+    assert all(s.millis_behind_latest is not None for s in measured.shards)
+    monkeypatch.setattr(stream_lag, "MAX_GET", 1000)
+    assert {s.shard: s.behind for s in lag(repo).shards} == dict(per_shard)
+
+
 def test_a_missing_stream_fails_the_measurement_with_its_reason(kinesis_repo):
     repo, kinesis, stream = kinesis_repo
     kinesis.delete_stream(StreamName=stream)

@@ -22,8 +22,9 @@ unreachable) fails too, with the reason.
 
 The work per shard is bounded, so a measurement every minute is cheap: the ingest log skips sealed
 segments the view has consumed and reads at most ``MAX_BYTES`` from a checkpoint; a Kinesis shard
-costs one GetShardIterator and at most ``MAX_CALLS`` GetRecords calls (a shard allows five reads a
-second, shared with the processor).
+costs one GetShardIterator and at most ``MAX_CALLS`` GetRecords calls of ``MAX_GET`` records (a shard
+allows five reads and 2 MB a second, shared with the processor), so Kinesis counts stop at 3,000
+records per shard whatever ``max_records`` says.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
 STREAM_LAG = "stream_lag"
 MAX_BYTES = 16 * 1024 * 1024  # of an ingest log segment read per measurement
 MAX_CALLS = 3  # GetRecords calls per Kinesis shard and measurement
-MAX_GET = 10_000  # Kinesis's limit of records per GetRecords call
+MAX_GET = 1_000  # records per GetRecords call: a shard's 2 MB/s of reads is shared with the processor
 
 
 @dataclass
@@ -274,12 +275,12 @@ def _kinesis_shard_lag(source: KinesisSource, shard_id: str, done: int | None, m
         if iterator is None:
             shard.exact = True  # a closed shard, read to its end
             break
-        response = client.get_records(
-            ShardIterator=iterator, Limit=min(MAX_GET, max_records - shard.behind + 1)
-        )
+        limit = min(MAX_GET, max_records - shard.behind + 1)
+        response = client.get_records(ShardIterator=iterator, Limit=limit)
         iterator = response.get("NextShardIterator")
         shard.millis_behind_latest = response.get("MillisBehindLatest")
-        for record in response["Records"]:
+        records = response["Records"]
+        for record in records:
             arrived = _naive_utc(record["ApproximateArrivalTimestamp"])
             sequence = int(record["SequenceNumber"])
             if done is not None and sequence <= done:
@@ -290,8 +291,10 @@ def _kinesis_shard_lag(source: KinesisSource, shard_id: str, done: int | None, m
             shard.behind += 1
         if shard.behind >= max_records:
             break
-        if shard.millis_behind_latest == 0:
-            shard.exact = True  # at the shard's newest record
+        # At the tip: fewer records than asked for and nothing newer (records of the same
+        # millisecond show 0 behind too, so a full answer is no proof).
+        if len(records) < limit and shard.millis_behind_latest == 0:
+            shard.exact = True
             break
     else:
         shard.exact = iterator is None
