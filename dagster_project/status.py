@@ -8,6 +8,7 @@ import dagster as dg
 
 from dagster_project.drift import DRIFT_CHECK, drift_asset_key
 from dagster_project.freshness import FRESHNESS
+from dagster_project.stream_lag import PROGRESS
 from featureplane.config import Config, MonitoringSettings
 from featureplane.monitoring.expectations import resolve_expectations
 from featureplane.monitoring.freshness import evaluate_freshness, expected_freshness
@@ -88,7 +89,15 @@ def collect_status(
                     key = dg.AssetCheckKey(dg.AssetKey([state.name, lag.view]), STREAM_LAG)
                     latest = storage.get_latest_asset_check_execution_by_key([key])
                     check = _check_status(latest[key]) if key in latest else None
-                    report.streams.append(StreamStatus(lag=lag, check=check))
+                    observed = instance.fetch_observations(key.asset_key, limit=1).records
+                    progress = observed[0].asset_observation.metadata.get(PROGRESS) if observed else None
+                    report.streams.append(
+                        StreamStatus(
+                            lag=lag,
+                            check=check,
+                            progress_seen_at=progress.value if progress is not None else None,
+                        )
+                    )
     for state in states:
         name = state.name
         for view in sorted(state.definitions.feature_views.values(), key=lambda v: v.name):

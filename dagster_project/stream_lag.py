@@ -3,7 +3,8 @@ sensor ``featureplane_stream_lag`` measures every view's lag each ``monitoring.s
 interval_seconds`` (60) on the daemon.
 
 Each tick records, per view, an observation of its asset (events behind, the age of the oldest
-unprocessed event, late and invalid counts, per shard details) and an evaluation of its check, which
+unprocessed event, late and invalid counts, per shard details, and ``progress_seen_at``: the tick at
+which the processor's committed state was last seen to change) and an evaluation of its check, which
 fails when that age passes the view's bound (or the lag cannot be measured); the alert sensor turns a
 failed evaluation into one ``stream_lag`` alert per incident. The sensor records these as events of
 the instance rather than launching a run: a run a minute would cost seconds of CPU each time. The
@@ -11,6 +12,7 @@ check can also be executed from the UI or as the job ``<workspace>__stream_lag_c
 measure the same way.
 """
 
+import json
 from typing import Any
 
 import dagster as dg
@@ -27,30 +29,46 @@ from featureplane.registry.base import WorkspaceNotFound, WorkspaceState
 from featureplane.runtime import Runtime
 
 SENSOR_NAME = "featureplane_stream_lag"
+PROGRESS = "progress_seen_at"
 MAX_SHARDS_SHOWN = 50
 
 
-def _metadata(lag: StreamLag) -> dict[str, Any]:
+def _metadata(lag: StreamLag, progress_seen_at: str | None = None) -> dict[str, Any]:
     data: dict[str, Any] = {"featureplane/kind": STREAM_LAG, **lag.metadata()}
+    if progress_seen_at is not None:
+        data[PROGRESS] = progress_seen_at
     shards = [s.to_json() for s in lag.shards[:MAX_SHARDS_SHOWN]]
     if shards:
         data["per_shard"] = shards
     return data
 
 
-def observation(lag: StreamLag) -> dg.AssetObservation:
-    return dg.AssetObservation(asset_key=[lag.workspace, lag.view], metadata=_metadata(lag))
+def observation(lag: StreamLag, progress_seen_at: str | None = None) -> dg.AssetObservation:
+    return dg.AssetObservation(asset_key=[lag.workspace, lag.view], metadata=_metadata(lag, progress_seen_at))
 
 
-def evaluation(lag: StreamLag) -> dg.AssetCheckEvaluation:
+def evaluation(lag: StreamLag, progress_seen_at: str | None = None) -> dg.AssetCheckEvaluation:
     return dg.AssetCheckEvaluation(
         asset_key=dg.AssetKey([lag.workspace, lag.view]),
         check_name=STREAM_LAG,
         passed=lag.passed,
         severity=dg.AssetCheckSeverity.ERROR,
         description=lag.message(),
-        metadata=_metadata(lag),
+        metadata=_metadata(lag, progress_seen_at),
     )
+
+
+def progress(previous: list | None, lag: StreamLag) -> list:
+    """The sensor's memory of a view: ``[committed state digest, when it was first seen to change]``.
+    The stores keep no commit time, so the processor's last progress is known to within a tick,
+    and is ``unknown`` until the sensor has seen the state change once."""
+    if lag.error:
+        return previous or ["", "unknown"]
+    if previous is None:
+        return [lag.committed, "unknown"]
+    if previous[0] != lag.committed:
+        return [lag.committed, lag.measured_at.isoformat() + "Z"]
+    return previous
 
 
 def _measure(config: Config, settings: MonitoringSettings, watched: dict[str, set[str]]) -> list[StreamLag]:
@@ -138,11 +156,14 @@ def stream_lag_definitions(
         description="Measures the lag of every stream feature view and evaluates its stream_lag check.",
     )
     def stream_lag_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        seen = json.loads(context.cursor) if context.cursor else {}
         events: list = []
         for lag in _measure(config, settings, watched):
             if lag.error or not lag.passed:
                 context.log.warning(lag.message())
-            events += [observation(lag), evaluation(lag)]
-        return dg.SensorResult(asset_events=events)
+            name = f"{lag.workspace}/{lag.view}"
+            seen[name] = progress(seen.get(name), lag)
+            events += [observation(lag, seen[name][1]), evaluation(lag, seen[name][1])]
+        return dg.SensorResult(asset_events=events, cursor=json.dumps(seen, sort_keys=True))
 
     return checks, jobs, [stream_lag_sensor]

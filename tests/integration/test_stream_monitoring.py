@@ -102,6 +102,8 @@ def test_the_check_passes_then_fails_when_the_processor_stops_and_alerts_once(
     sensor = dagster.defs.resolve_sensor_def("featureplane_stream_lag")
     assert sensor.minimum_interval_seconds == 60
     dagster.tick("featureplane_alerts")  # the alert sensor starts from now
+    dagster.tick("featureplane_stream_lag")  # nothing processed yet: the processor's progress is unknown
+    assert dagster.latest_observation(VIEW)["progress_seen_at"] == "unknown"
 
     processor = subprocess.Popen(
         [str(BIN / "featureplane"), "stream", "run", "-w", "prod", "--view", "payment_counts"],
@@ -123,6 +125,8 @@ def test_the_check_passes_then_fails_when_the_processor_stops_and_alerts_once(
         observed = dagster.latest_observation(VIEW)
         assert (observed["events_behind"], observed["shards"], observed["late"]) == (0, 1, 0)
         assert observed["last_processed"] != "unknown" and observed["watermark"] != "none"
+        progressed = observed["progress_seen_at"]  # this tick saw the committed state change
+        assert progressed.endswith("Z") and progressed[:19] == observed["measured_at"][:19]
         # last_payment has no processor running: 3 events wait, well within its bound of an hour
         assert dagster.latest_check(OTHER).passed
         assert dagster.latest_observation(OTHER)["events_behind"] == 3
@@ -137,6 +141,7 @@ def test_the_check_passes_then_fails_when_the_processor_stops_and_alerts_once(
         dagster.tick("featureplane_alerts")
     check = dagster.latest_check(VIEW)
     assert not check.passed and "LAGGING" in check.description
+    assert check.metadata["progress_seen_at"].value == progressed  # no commit since: it is stuck
     assert check.metadata["events_behind"].value == 4
     assert check.metadata["oldest_unprocessed_age_seconds"].value > BOUND_SECONDS
     assert check.metadata["per_shard"].value[0]["events_behind"] == 4
@@ -167,6 +172,7 @@ def test_the_check_passes_then_fails_when_the_processor_stops_and_alerts_once(
     assert streams["payment_counts"]["check"]["passed"] is False
     assert streams["last_payment"]["status"] == "OK" and streams["last_payment"]["events_behind"] == 7
     assert len(streams["payment_counts"]["per_shard"]) == 1
+    assert streams["payment_counts"]["progress_seen_at"] == progressed
 
     # Processing again closes the incident; a later lag is a new incident and alerts again.
     with repo.runtime() as runtime:

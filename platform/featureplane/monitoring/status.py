@@ -57,13 +57,20 @@ class ServiceStatus:
 
 @dataclass
 class StreamStatus:
-    """A stream view's lag as measured for the report, and its latest ``stream_lag`` check."""
+    """A stream view's lag as measured for the report, its latest ``stream_lag`` check, and when the
+    stream lag sensor last saw its processor commit (None: never observed; ``unknown``: not seen
+    changing since the sensor started)."""
 
     lag: StreamLag
     check: CheckStatus | None = None
+    progress_seen_at: str | None = None  # when the stream lag sensor last saw the processor commit
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.lag.to_json(), "check": asdict(self.check) if self.check else None}
+        return {
+            **self.lag.to_json(),
+            "progress_seen_at": self.progress_seen_at,
+            "check": asdict(self.check) if self.check else None,
+        }
 
 
 @dataclass
@@ -198,7 +205,8 @@ def render_streams(console: Console, streams: list[StreamStatus]) -> None:
         title="Stream feature views", box=None, pad_edge=False, title_justify="left", title_style="bold"
     )
     table.add_column("view", no_wrap=True)
-    for column in ("shards", "events behind", "oldest unprocessed", "late / invalid", "lag"):
+    columns = ("shards", "events behind", "oldest unprocessed", "late / invalid", "last progress", "lag")
+    for column in columns:
         table.add_column(column, no_wrap=column != "lag", overflow="fold")
     for s in streams:
         lag = s.lag
@@ -214,6 +222,7 @@ def render_streams(console: Console, streams: list[StreamStatus]) -> None:
             lag.behind_text(),
             oldest,
             f"{lag.late:,} / {lag.invalid:,}",
+            (s.progress_seen_at or "-").replace("T", " ")[:16],
             verdict,
         )
     console.print(table)

@@ -29,6 +29,7 @@ records per shard whatever ``max_records`` says.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ from featureplane.monitoring.freshness import format_age
 from featureplane.streams.ingest_source import LINE_RECORDS, IngestLogSource
 from featureplane.streams.processor import from_us
 from featureplane.streams.runner import stream_store
+from featureplane.streams.store import state_json
 
 if TYPE_CHECKING:
     from featureplane.config import MonitoringSettings
@@ -95,6 +97,7 @@ class StreamLag:
     late: int = 0
     invalid: int = 0
     error: str | None = None
+    committed: str = ""  # a digest of the committed state: it changes with every batch committed
 
     @property
     def behind(self) -> int:
@@ -335,6 +338,7 @@ def measure_stream_lag(
     table_id = state.table_id(view.name)
     try:
         committed = stream_store(runtime).state(table_id)
+        lag.committed = hashlib.sha256(state_json(committed)).hexdigest()[:16]
         lag.late, lag.invalid = committed.late, committed.invalid
         lag.watermark = from_us(committed.watermark_us) if committed.watermark_us is not None else None
         if kind == "push":
