@@ -3,8 +3,9 @@
 It reads, after its cursor, failed runs of this code location's feature views and featureplane's
 asset check evaluations, and alerts on: run failures (except those caused by blocking quality checks,
 which alert as quality incidents, with the run's link), failed error-severity quality checks, freshness
-breaches and drift breaches. An incident alerts once: the cursor remembers open incidents (a quality
-check per partition; freshness and drift per asset) until a later evaluation of the same check passes.
+breaches, stream lag breaches and drift breaches. An incident alerts once: the cursor remembers open
+incidents (a quality check per partition; freshness, stream lag and drift per asset) until a later
+evaluation of the same check passes.
 Deliveries that fail are retried on the next ticks, to the failed sinks only.
 """
 
@@ -116,6 +117,10 @@ def check_alert(settings: MonitoringSettings, record: Any, run: Any) -> tuple[st
         incident = f"freshness:{asset}"
         partition = _meta(metadata, "last_materialized_partition")
         wanted = True
+    elif kind == "stream_lag":
+        incident = f"stream_lag:{asset}"
+        partition = None
+        wanted = True
     elif kind == "drift":
         incident = f"drift:{asset}"
         partition = _run_partition(run)
@@ -135,8 +140,8 @@ def check_alert(settings: MonitoringSettings, record: Any, run: Any) -> tuple[st
         incident=incident,
         partition=partition if partition not in ("none", "") else None,
         check=evaluation.check_name,
-        run_id=run_id,
-        run_url=f"{settings.dagster_url}/runs/{run_id}",
+        run_id=run_id or None,  # none for evaluations recorded by a sensor
+        run_url=f"{settings.dagster_url}/runs/{run_id}" if run_id else None,
         details={k: v for k, v in details.items() if isinstance(v, str | int | float | bool | list | dict)},
     )
     return incident, alert, False
@@ -194,7 +199,8 @@ def alerts_sensor(
         name=SENSOR_NAME,
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Alerts on failed runs, failed error-severity quality checks, stale views and drift.",
+        description="Alerts on failed runs, failed error-severity quality checks, stale views, lagging "
+        "stream views and drift.",
     )
     def featureplane_alerts(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         sinks = build_sinks(settings)

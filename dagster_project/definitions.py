@@ -20,6 +20,7 @@ from dagster_project.feature_views import (
 from dagster_project.freshness import freshness_definitions
 from dagster_project.maintenance import maintenance_definitions
 from dagster_project.serving_health import serving_health_sensor
+from dagster_project.stream_lag import stream_lag_definitions
 from featureplane.config import Config, MonitoringSettings, load_config
 from featureplane.registry import open_registry
 
@@ -36,8 +37,10 @@ def build_definitions(config: Config | None = None) -> dg.Definitions:
     served: set[tuple[str, str]] = set()
     view_keys: set[dg.AssetKey] = set()
     sources: dict[tuple[str, ...], dg.AssetSpec] = {}
+    states = []
     for info in registry.list_workspaces():
         state = registry.load(info.name)
+        states.append(state)
         for source in state.definitions.sources.values():
             sources.setdefault(tuple(source.asset_key), source_spec(source))
         by_partitions: dict[tuple, list] = defaultdict(list)
@@ -76,6 +79,9 @@ def build_definitions(config: Config | None = None) -> dg.Definitions:
             schedules.append(
                 dg.build_schedule_from_partitioned_job(job, default_status=dg.DefaultScheduleStatus.RUNNING)
             )
+    stream_checks, stream_jobs, stream_sensors = stream_lag_definitions(config, settings, states)
+    asset_checks += stream_checks
+    jobs += stream_jobs
     for spec in dbt.source_specs:
         sources.setdefault(tuple(spec.key.path), spec)
     known = {tuple(a.key.path) for a in assets if isinstance(a, dg.AssetSpec)} | dbt.keys
@@ -89,6 +95,7 @@ def build_definitions(config: Config | None = None) -> dg.Definitions:
         sensors=[
             alerts_sensor(settings, view_keys, check_keys(assets, asset_checks)),
             serving_health_sensor(settings, served),
+            *stream_sensors,
         ],
         executor=dg.in_process_executor,
     )

@@ -8,12 +8,21 @@ import dagster as dg
 
 from dagster_project.drift import DRIFT_CHECK, drift_asset_key
 from dagster_project.freshness import FRESHNESS
+from dagster_project.stream_lag import PROGRESS
 from featureplane.config import Config, MonitoringSettings
 from featureplane.monitoring.expectations import resolve_expectations
 from featureplane.monitoring.freshness import evaluate_freshness, expected_freshness
 from featureplane.monitoring.profiles import ROW_COUNT as PROFILE_ROWS
-from featureplane.monitoring.status import CheckStatus, ServiceStatus, StatusReport, ViewStatus
+from featureplane.monitoring.status import (
+    CheckStatus,
+    ServiceStatus,
+    StatusReport,
+    StreamStatus,
+    ViewStatus,
+)
+from featureplane.monitoring.stream_lag import STREAM_LAG, measure_workspace, unknown_bounds
 from featureplane.registry import open_registry
+from featureplane.runtime import Runtime
 
 FAILED_RUNS_DAYS = 7
 
@@ -71,8 +80,26 @@ def collect_status(
         limit=1000,
     )
     storage = instance.event_log_storage
-    for name in names:
-        state = registry.load(name)
+    states = [registry.load(name) for name in names]
+    if settings.stream_lag_enabled:
+        report.problems += unknown_bounds(settings, states) if workspace is None else []
+        with Runtime(config) as runtime:
+            for state in states:
+                for lag in measure_workspace(runtime, state, settings):
+                    key = dg.AssetCheckKey(dg.AssetKey([state.name, lag.view]), STREAM_LAG)
+                    latest = storage.get_latest_asset_check_execution_by_key([key])
+                    check = _check_status(latest[key]) if key in latest else None
+                    observed = instance.fetch_observations(key.asset_key, limit=1).records
+                    progress = observed[0].asset_observation.metadata.get(PROGRESS) if observed else None
+                    report.streams.append(
+                        StreamStatus(
+                            lag=lag,
+                            check=check,
+                            progress_seen_at=progress.value if progress is not None else None,
+                        )
+                    )
+    for state in states:
+        name = state.name
         for view in sorted(state.definitions.feature_views.values(), key=lambda v: v.name):
             if not view.is_batch or view.start is None:
                 continue

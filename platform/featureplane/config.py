@@ -17,7 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from featureplane.util.alert_settings import AlertSinkSettings, parse_alert_sinks, parse_cron
+from featureplane.util.alert_settings import (
+    AlertSinkSettings,
+    parse_alert_sinks,
+    parse_cron,
+    parse_lag_bounds,
+)
 from featureplane.util.lifecycle_settings import LifecycleSettings
 from featureplane.util.settings import Section, SettingsError, parse_section, setting
 
@@ -249,6 +254,21 @@ class FreshnessSettings(Section):
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
+class StreamLagSettings(Section):
+    enabled: bool = setting(True, doc="measure and check the lag of every live stream feature view")
+    interval_seconds: int = setting(60, minimum=10, doc="how often the stream lag sensor measures")
+    max_lag_seconds: int = setting(
+        300, minimum=1, doc="a stream view lags when its oldest unprocessed event is older than this"
+    )
+    views: dict[str, int] = setting(
+        {}, parse=parse_lag_bounds, doc="bounds of single views: 'view' or 'workspace/view' to seconds"
+    )
+    max_records_per_shard: int = setting(
+        10_000, minimum=1, doc="records counted per shard and measurement (beyond: 'at least')"
+    )
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
 class ServingLogSettings(Section):
     enabled: bool = setting(True, doc="log sampled served vectors (for drift)")
     sample_rate: float = setting(0.1, minimum=0, maximum=1, doc="share of served vectors logged")
@@ -283,6 +303,7 @@ class MonitoringSection(Section):
     dagster_url: str = setting("http://127.0.0.1:3000", doc="alerts link to runs here")
     quality: QualitySettings = field(default_factory=QualitySettings)
     freshness: FreshnessSettings = field(default_factory=FreshnessSettings)
+    stream_lag: StreamLagSettings = field(default_factory=StreamLagSettings)
     serving_log: ServingLogSettings = field(default_factory=ServingLogSettings)
     serving_stats: ServingStatsSettings = field(default_factory=ServingStatsSettings)
     drift: DriftSettings = field(default_factory=DriftSettings)
@@ -493,6 +514,11 @@ class MonitoringSettings:
     # event on its own: a year's backfill with one per partition spends more on them than on the data).
     profile_observations: int = 31
     freshness_cron: str = "0 * * * *"
+    stream_lag_enabled: bool = True
+    stream_lag_interval_seconds: int = 60
+    stream_lag_seconds: int = 300
+    stream_lag_views: dict[str, int] = field(default_factory=dict)
+    stream_lag_max_records: int = 10_000
     serving_log_enabled: bool = True
     sample_rate: float = 0.1
     serving_log_path: Path = Path(".featureplane/monitoring/served")
@@ -506,6 +532,11 @@ class MonitoringSettings:
     drift_min_samples: int = 100
     drift_bins: int = 10
     alerts: list[AlertSinkSettings] = field(default_factory=list)
+
+    def stream_lag_bound(self, workspace: str, view: str) -> int:
+        """The lag bound of a stream view, in seconds: ``workspace/view``, then ``view``, then the default."""
+        views = self.stream_lag_views
+        return views.get(f"{workspace}/{view}", views.get(view, self.stream_lag_seconds))
 
     @classmethod
     def from_config(cls, config: Config | None) -> MonitoringSettings:
@@ -524,6 +555,11 @@ class MonitoringSettings:
             bad_key_sample=m.quality.bad_key_sample,
             profile_observations=m.quality.profile_observations,
             freshness_cron=m.freshness.cron,
+            stream_lag_enabled=m.stream_lag.enabled,
+            stream_lag_interval_seconds=m.stream_lag.interval_seconds,
+            stream_lag_seconds=m.stream_lag.max_lag_seconds,
+            stream_lag_views=dict(m.stream_lag.views),
+            stream_lag_max_records=m.stream_lag.max_records_per_shard,
             serving_log_enabled=log.enabled,
             sample_rate=log.sample_rate,
             serving_log_path=log.path or data_dir / "monitoring" / "served",

@@ -61,6 +61,8 @@ ALLOWED: dict[str, set[str] | None] = {
         "runtime",
         "materialization",
         "serving",
+        "ingest",
+        "streams",
     },
     "repo": {
         "definitions",

@@ -31,7 +31,8 @@ def status(
         bool, typer.Option("--profiles", help="Also show each view's profile of its last partition.")
     ] = False,
 ) -> None:
-    """Per feature view: last materialized partition, freshness, latest checks and failed runs.
+    """Per feature view: last materialized partition, freshness, latest checks and failed runs; per
+    stream feature view: its lag, measured now.
 
     Without --workspace (and no selected workspace) every live workspace is shown."""
     from featureplane.monitoring.status import StatusError, collect, render_profiles, render_status

@@ -11,8 +11,9 @@ Layout: one directory per workspace, holding segments ``<time>-<pid>-<random>.lo
 (a server process) appends to a segment of its own while holding an exclusive ``flock`` on it, so a
 torn line left by a crash is confined to the tail of a segment that nobody appends to again, and a
 folder can tell a segment still being written (locked) from a sealed one. Each line is one request:
-``<crc32 hex> <json>\\n`` with the json ``{"tables": {table_id: [[key..., event_us, value...], ...]}}``
-(every table the request writes, online-only ones too, so that a replay applies all of it), so a
+``<crc32 hex> <json>\\n`` with the json ``{"tables": {table_id: [[key..., event_us, value...], ...]},
+"received_us": ...}`` (every table the request writes, online-only ones too, so that a replay applies
+all of it; ``received_us`` is when the line was appended, which stream lag is measured from), so a
 request's records are all in the log or none are. Readers use only complete lines whose checksum
 matches, and track how far each table has folded a segment by byte offset.
 
@@ -130,8 +131,11 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def encode_entry(tables: dict[str, list[list[Any]]]) -> bytes:
-    body = orjson.dumps({"tables": tables})
+def encode_entry(tables: dict[str, list[list[Any]]], received_us: int | None = None) -> bytes:
+    entry: dict[str, Any] = {"tables": tables}
+    if received_us is not None:
+        entry["received_us"] = received_us
+    body = orjson.dumps(entry)
     return b"%08x %s\n" % (zlib.crc32(body), body)
 
 
@@ -149,7 +153,7 @@ class IngestLog:
     def append(self, workspace: str, tables: dict[str, list[list[Any]]]) -> Segment:
         """Durably append one request's rows (``{table_id: [row, ...]}``); returns once on disk, with
         the segment it went to. Call ``finished`` with it once the request's online write is done."""
-        line = encode_entry(tables)
+        line = encode_entry(tables, time.time_ns() // 1000)
         with self._lock:
             segment = self._segments.get(workspace)
             if segment is None or segment.size >= MAX_SEGMENT_BYTES:
@@ -194,13 +198,16 @@ class IngestLog:
         return sorted(p for p in directory.iterdir() if p.name.endswith(SEGMENT_SUFFIX))
 
 
-def read_segment(path: Path, start: int = 0) -> Iterator[tuple[int, dict[str, Any]]]:
-    """``(end offset, entry)`` for each complete, intact line from byte ``start``; stops at a torn or
-    damaged line (only the unacknowledged tail of a crashed writer's segment can be one)."""
+def read_segment(
+    path: Path, start: int = 0, max_bytes: int | None = None
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(end offset, entry)`` for each complete, intact line from byte ``start`` (within ``max_bytes``
+    of it, when given); stops at a torn or damaged line (only the unacknowledged tail of a crashed
+    writer's segment can be one)."""
     try:
         with open(path, "rb") as handle:
             handle.seek(start)
-            data = handle.read()
+            data = handle.read() if max_bytes is None else handle.read(max_bytes)
     except FileNotFoundError:
         return
     offset = start

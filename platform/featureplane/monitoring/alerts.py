@@ -2,7 +2,7 @@
 and a log file, as configured under ``monitoring.alerts`` in featureplane.yaml.
 
 The Dagster code location's sensors decide when something is an incident (a failed run, a failed
-error-severity check, a stale view, drift) and make sure each incident alerts once; this module only
+error-severity check, a stale view, a lagging stream view, drift) and make sure each incident alerts once; this module only
 formats and delivers.
 """
 
@@ -29,6 +29,7 @@ EVENT_LABEL = {
     "run_failure": "Run failed",
     "quality": "Data quality check failed",
     "freshness": "Feature view is stale",
+    "stream_lag": "Stream feature view is lagging",
     "drift": "Training/serving drift",
 }
 

@@ -1,5 +1,6 @@
 """``featureplane status``: per feature view, the last materialized partition, freshness, the latest
-check results and failed runs; per feature service, serving health and drift.
+check results and failed runs; per stream feature view, its lag (measured now); per feature service,
+serving health and drift.
 
 What ran lives in the Dagster instance, and only the Dagster code location imports Dagster. It registers
 a *status provider* (the entry point group ``featureplane.status``, see pyproject.toml) that fills these
@@ -12,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from featureplane.monitoring.freshness import FreshnessResult, format_age
+from featureplane.monitoring.stream_lag import StreamLag, format_lag
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -54,10 +56,30 @@ class ServiceStatus:
 
 
 @dataclass
+class StreamStatus:
+    """A stream view's lag as measured for the report, its latest ``stream_lag`` check, and when the
+    stream lag sensor last saw its processor commit (None: never observed; ``unknown``: not seen
+    changing since the sensor started)."""
+
+    lag: StreamLag
+    check: CheckStatus | None = None
+    progress_seen_at: str | None = None  # when the stream lag sensor last saw the processor commit
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.lag.to_json(),
+            "progress_seen_at": self.progress_seen_at,
+            "check": asdict(self.check) if self.check else None,
+        }
+
+
+@dataclass
 class StatusReport:
     views: list[ViewStatus] = field(default_factory=list)
     services: list[ServiceStatus] = field(default_factory=list)
+    streams: list[StreamStatus] = field(default_factory=list)
     failed_runs_window_days: int = 7
+    problems: list[str] = field(default_factory=list)  # of the configuration against the registry
 
     def to_json(self) -> dict[str, Any]:
         def view(v: ViewStatus) -> dict[str, Any]:
@@ -69,7 +91,12 @@ class StatusReport:
             )
             return data
 
-        return {"views": [view(v) for v in self.views], "services": [asdict(s) for s in self.services]}
+        return {
+            "views": [view(v) for v in self.views],
+            "streams": [s.to_json() for s in self.streams],
+            "services": [asdict(s) for s in self.services],
+            "problems": self.problems,
+        }
 
 
 def render_profiles(console: Console, report: StatusReport) -> None:
@@ -109,7 +136,9 @@ def render_status(console: Console, report: StatusReport) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    if not report.views and not report.services:
+    for problem in report.problems:
+        console.print(Text(f"warning: {problem}", style="yellow"))
+    if not report.views and not report.services and not report.streams:
         console.print("No live feature views to report on.")
         return
     table = Table(title="Feature views", box=None, pad_edge=False, title_justify="left", title_style="bold")
@@ -137,7 +166,10 @@ def render_status(console: Console, report: StatusReport) -> None:
         if v.last_failed_run:
             runs.append(f"\nlast {v.last_failed_run[:8]} {v.last_failure_at or ''}", style="dim")
         table.add_row(f"{v.workspace}/{v.view}", v.last_partition or "never", fresh, checks, runs)
-    console.print(table)
+    if report.views:
+        console.print(table)
+    if report.streams:
+        render_streams(console, report.streams)
     if report.services:
         services = Table(
             title="Feature services", box=None, pad_edge=False, title_justify="left", title_style="bold"
@@ -161,6 +193,39 @@ def render_status(console: Console, report: StatusReport) -> None:
                 drift,
             )
         console.print(services)
+
+
+def render_streams(console: Console, streams: list[StreamStatus]) -> None:
+    """One line per stream feature view: shards, events behind, the oldest unprocessed event's age,
+    late and invalid counts, and OK / LAGGING against its bound."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(
+        title="Stream feature views", box=None, pad_edge=False, title_justify="left", title_style="bold"
+    )
+    table.add_column("view", no_wrap=True)
+    columns = ("shards", "events behind", "oldest unprocessed", "late / invalid", "last progress", "lag")
+    for column in columns:
+        table.add_column(column, no_wrap=column != "lag", overflow="fold")
+    for s in streams:
+        lag = s.lag
+        style = {"OK": "green", "LAGGING": "bold red", "ERROR": "bold red"}[lag.verdict]
+        verdict = Text(lag.verdict, style=style)
+        verdict.append(f" (bound {format_lag(lag.bound)})", style="dim")
+        if lag.error:
+            verdict.append(f"\n{lag.error}", style="red")
+        oldest = f"{format_lag(lag.age)} ago" if lag.oldest_unprocessed else "-"
+        table.add_row(
+            f"{lag.workspace}/{lag.view}",
+            str(len(lag.shards)),
+            lag.behind_text(),
+            oldest,
+            f"{lag.late:,} / {lag.invalid:,}",
+            (s.progress_seen_at or "-").replace("T", " ")[:16],
+            verdict,
+        )
+    console.print(table)
 
 
 class StatusError(RuntimeError):

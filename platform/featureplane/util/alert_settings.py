@@ -1,15 +1,16 @@
-"""The alert sinks of ``featureplane.yaml``'s ``monitoring`` section, and its cron expressions: where
-alerts go and which events each sink receives. Standard library only, as config is."""
+"""The alert sinks of ``featureplane.yaml``'s ``monitoring`` section, its cron expressions and stream
+lag bounds: where alerts go and which events each sink receives. Standard library only, as config is."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from featureplane.util.settings import SettingsError
 
-EVENTS = ("run_failure", "quality", "freshness", "drift")
+EVENTS = ("run_failure", "quality", "freshness", "stream_lag", "drift")
 SINK_TYPES = {  # each sink's required options, then its optional ones
     "slack": (("webhook_url",), ()),
     "webhook": (("url",), ("headers",)),
@@ -82,3 +83,31 @@ def parse_cron(value: Any, where: str, context: Any) -> str:
     if not isinstance(value, str) or len(value.split()) != 5:
         raise SettingsError([f"{where} must be a 5-field cron expression, got {value!r:.60}"])
     return value
+
+
+_VIEW_NAME = re.compile(r"^(?:[A-Za-z0-9_.-]+/)?[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def parse_lag_bounds(value: Any, where: str, context: Any) -> dict[str, int]:
+    """``{view or workspace/view: seconds}``, each a positive whole number of seconds."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SettingsError(
+            [f"{where} must be a mapping of stream feature views to seconds, e.g. {{clicks: 60}}"]
+        )
+    problems, bounds = [], {}
+    for name, seconds in value.items():
+        here = f"{where}.{name}"
+        if not isinstance(name, str) or not _VIEW_NAME.match(name):
+            problems.append(f"{here}: expected a feature view name or 'workspace/view', got {name!r:.60}")
+            continue
+        if isinstance(seconds, str) and seconds.strip().isdigit():
+            seconds = int(seconds.strip())
+        if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 1:
+            problems.append(f"{here} must be a whole number of seconds of at least 1, got {seconds!r:.40}")
+            continue
+        bounds[name] = seconds
+    if problems:
+        raise SettingsError(problems)
+    return bounds
