@@ -9,17 +9,21 @@ processor
 1. skips it if its shard's checkpoint is already past it (a record seen twice counts once);
 2. applies the view's transformation (None drops the record);
 3. checks the join keys and the event time, and refuses (counts and reports) records without them;
-4. refuses, counts and reports events older than the watermark (the latest event time processed
-   so far) minus ``allowed_lateness``: they are *late*;
+4. refuses, counts and reports events older than their shard's watermark (the latest event time
+   applied from that shard so far) minus ``allowed_lateness``: they are *late*. A shard's first
+   events, which have no watermark yet, are late only if their interval's tiles are already past
+   retention (see ``retain_from``);
 5. adds the event to its entity's tile of its interval (aggregate views) or keeps it as the entity's
    row if it is the latest (plain views).
 
-The store then writes the touched tiles, the entities' online rows, the watermark and the shards'
-checkpoints (``streams.store``): on SQLite in one transaction, so a batch is applied entirely or not
-at all. Each tile also remembers the highest sequence number per shard it holds, so a store that
-cannot commit a batch at once (DynamoDB: one conditional UpdateItem per entity, then the checkpoints)
-stays exact as well. Processing is deterministic given the committed state and the records, so a
-batch applied again after a crash makes the same decisions (late or not) as the first time.
+The store then writes the touched tiles, the entities' online rows and the states (checkpoint,
+watermark, refused counts) of the batch's shards only (``streams.store``): on SQLite in one
+transaction, so a batch is applied entirely or not at all. Each tile also remembers the highest
+sequence number per shard it holds, so a store that cannot commit a batch at once (DynamoDB: one
+conditional UpdateItem per entity, then the shard states) stays exact as well. Whether a record is
+late depends only on its own shard's committed state and records, not on how far other shards have
+been read, so a batch applied again after a crash makes the same decisions as the first time, and
+processors of different shards can run concurrently (one Lambda per Kinesis shard).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from typing import Any
 from featureplane.compute.aggregation.online import iso_us
 from featureplane.compute.aggregation.tiles import aggregates, input_columns
 from featureplane.definitions.specs import FeatureViewSpec
-from featureplane.streams.store import StreamState, StreamStore
+from featureplane.streams.store import ShardState, StreamState, StreamStore, merged
 from featureplane.streams.tiles import Event, TileSpec
 from featureplane.types import parse_type
 
@@ -126,38 +130,41 @@ class StreamProcessor:
 
     def process(self, records: Sequence[StreamRecord]) -> BatchResult:
         state = self.store.state(self.table_id)
-        positions = dict(state.positions)
-        watermark = state.watermark_us
+        shards = dict(state.shards)
+        floor = self.retain_from(state)  # tiles before it may be dropped already
         result = BatchResult()
         tiles: dict[tuple[tuple, int], list[Event]] = {}
         rows: dict[tuple, tuple[int, list[Any]]] = {}
+        touched: set[str] = set()
         for record in records:
-            done = positions.get(record.shard)
-            if done is not None and record.sequence <= done:
+            shard = shards.get(record.shard)
+            if shard is not None and record.sequence <= shard.position:
                 result.duplicates += 1
                 continue
-            positions[record.shard] = record.sequence
+            watermark = shard.watermark_us if shard is not None else None
+            late = shard.late if shard is not None else 0
+            invalid = shard.invalid if shard is not None else 0
+            touched.add(record.shard)
             try:
                 row = self._row(record)
             except ValueError as exc:
                 result.invalid += 1
+                shards[record.shard] = ShardState(record.sequence, watermark, late, invalid + 1)
                 self._report(result, record, str(exc))
                 continue
             if row is None:
                 result.dropped += 1
+                shards[record.shard] = ShardState(record.sequence, watermark, late, invalid)
                 continue
             key, ts, values = row
-            if watermark is not None and ts < watermark - self.lateness_us:
+            reason = self._lateness(ts, watermark, floor)
+            if reason is not None:
                 result.late += 1
-                self._report(
-                    result,
-                    record,
-                    f"late: event time {from_us(ts).isoformat()} is more than allowed_lateness "
-                    f"{timedelta(microseconds=self.lateness_us)} before the latest event, "
-                    f"{from_us(watermark).isoformat()}",
-                )
+                shards[record.shard] = ShardState(record.sequence, watermark, late + 1, invalid)
+                self._report(result, record, reason)
                 continue
             watermark = ts if watermark is None else max(watermark, ts)
+            shards[record.shard] = ShardState(record.sequence, watermark, late, invalid)
             result.applied += 1
             if self.aggregate:
                 tiles.setdefault((key, ts // self.step), []).append(
@@ -165,25 +172,43 @@ class StreamProcessor:
                 )
             elif key not in rows or ts >= rows[key][0]:
                 rows[key] = (ts, [self._stored(f.column or f.name, values) for f in self.view.features])
-        new_state = StreamState(
-            watermark_us=watermark,
-            late=state.late + result.late,
-            invalid=state.invalid + result.invalid,
-            positions=positions,
-        )
-        if self.aggregate:
-            self.store.commit_tiles(self.table_id, self.tiles, tiles, new_state, self.retain_from(watermark))  # type: ignore[arg-type]
-        else:
-            self.store.commit_rows(self.table_id, rows, new_state, self.view.ttl_seconds)
-        result.watermark_us = watermark
+        mine = {name: shards[name] for name in sorted(touched)}
+        after = merged(shards)
+        if mine:
+            if self.aggregate:
+                self.store.commit_tiles(self.table_id, self.tiles, tiles, mine, self.retain_from(after))  # type: ignore[arg-type]
+            else:
+                self.store.commit_rows(self.table_id, rows, mine, self.view.ttl_seconds)
+        result.watermark_us = after.watermark_us
         return result
 
-    def retain_from(self, watermark: int | None) -> int | None:
-        """The first interval index still needed: earlier tiles can neither be updated (their events
-        would be late) nor fall in a window ending at or after the watermark."""
-        if watermark is None:
+    def _lateness(self, ts: int, watermark: int | None, floor: int | None) -> str | None:
+        """Why an event at ``ts`` is late for its shard (None if it is not)."""
+        if watermark is not None and ts < watermark - self.lateness_us:
+            return (
+                f"late: event time {from_us(ts).isoformat()} is more than allowed_lateness "
+                f"{timedelta(microseconds=self.lateness_us)} before the latest event of its shard, "
+                f"{from_us(watermark).isoformat()}"
+            )
+        if floor is not None and ts // self.step < floor:
+            return (
+                f"late: event time {from_us(ts).isoformat()} is in an interval whose tiles are past "
+                f"retention (before {from_us(floor * self.step).isoformat()}, set by the slowest shard)"
+            )
+        return None
+
+    def retain_from(self, state: StreamState) -> int | None:
+        """The first interval index still needed (aggregate views). Every shard's records are late
+        before its own watermark minus ``allowed_lateness``, and lookups read windows ending at or
+        after that, so tiles before the *slowest* shard's watermark minus the lateness and the longest
+        window can neither be updated by any shard seen so far nor be read. A lagging shard keeps the
+        tiles it can still update."""
+        if not self.aggregate:
             return None
-        return (watermark - self.lateness_us - self.longest) // self.step
+        slowest = state.slowest_watermark_us
+        if slowest is None:
+            return None
+        return (slowest - self.lateness_us - self.longest) // self.step
 
     def _stored(self, column: str, values: dict[str, Any]) -> Any:
         """A plain view's value as the online store keeps it (times as ISO-8601 text)."""
