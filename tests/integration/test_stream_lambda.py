@@ -12,11 +12,13 @@ import random
 import subprocess
 import sys
 import threading
+import zipfile
 from collections import Counter
 from datetime import datetime, timedelta
 
 import pytest
-from aws_servers import FaultProxy, use_dynamodb
+from aws_servers import AWS_ENV, FaultProxy, use_dynamodb
+from conftest import ROOT
 from helpers import events_repo
 
 from featureplane.repo.planning import apply_plan, plan_repository
@@ -351,3 +353,81 @@ def test_the_stream_handler_imports_nothing_heavy():
     }
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert result.stdout.strip() == ""
+
+
+INVOKE = """
+import json, sys
+from featureplane.streams.aws_lambda import handler, init
+answer = handler(json.load(open(sys.argv[1])), None)
+state = init().store.state(init().processors(json.load(open(sys.argv[1]))["Records"][0]["eventSourceARN"])[0].table_id)
+heavy = sorted(m for m in ("pandas", "pyarrow", "numpy", "duckdb", "dagster") if m in sys.modules)
+files = sorted(m.__file__ for n, m in list(sys.modules.items()) if n.startswith("featureplane"))
+print(json.dumps({"answer": answer, "positions": state.positions, "invalid": state.invalid, "heavy": heavy,
+                  "featureplane": files}))
+"""
+
+
+def test_the_built_stream_zip_processes_a_batch_in_a_boto3_only_virtualenv(
+    setup, tmp_path, table_prefix, moto_server
+):
+    kinesis, stream, _ = setup
+    out = tmp_path / "featureplane-stream.zip"
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "deploy" / "lambda" / "build.py"),
+            "--function",
+            "stream",
+            "--out",
+            str(out),
+        ],
+        check=True,
+    )
+    with zipfile.ZipFile(out) as archive:
+        names = set(archive.namelist())
+        task = tmp_path / "task"
+        archive.extractall(task)
+    assert {
+        "featureplane/streams/aws_lambda.py",
+        "featureplane/streams/dynamodb.py",
+        "orjson/__init__.py",
+    } <= names
+    for absent in ("featureplane/compute/duckdb.py", "featureplane/offline_stores/", "featureplane/runtime/",
+                   "featureplane/serving/", "boto3/", "pandas/"):  # fmt: skip
+        assert not any(n.startswith(absent) for n in names), absent
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "--quiet",
+         "--disable-pip-version-check", "-c", str(ROOT / "constraints.txt"), "boto3"],
+        check=True,
+    )  # fmt: skip
+    expected: Counter = Counter()
+    put(kinesis, stream, random.Random(8), 30, expected)
+    kinesis.put_record(StreamName=stream, Data=b"not json", PartitionKey="bad")
+    arn, by_shard = shard_records(kinesis, stream)
+    shard, records = max(by_shard.items(), key=lambda item: len(item[1]))
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps(esm_event(arn, shard, records)))
+    env = {
+        **AWS_ENV,
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(task),
+        "AWS_LAMBDA_FUNCTION_NAME": "featureplane-stream",
+        "FEATUREPLANE_REGISTRY_SNAPSHOT": str(tmp_path / "snapshot.json"),
+        "FEATUREPLANE_DYNAMODB_TABLE_PREFIX": table_prefix,
+        "FEATUREPLANE_DYNAMODB_ENDPOINT_URL": moto_server,
+    }
+    result = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", INVOKE, str(event)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["answer"] == {"batchItemFailures": []}
+    assert answer["positions"] == {shard: int(records[-1]["SequenceNumber"])}
+    assert answer["invalid"] == sum(1 for r in records if r["Data"] == b"not json")
+    assert answer["heavy"] == [] and all(f.startswith(str(task)) for f in answer["featureplane"])
