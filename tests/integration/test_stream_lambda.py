@@ -431,3 +431,29 @@ def test_the_built_stream_zip_processes_a_batch_in_a_boto3_only_virtualenv(
     assert answer["positions"] == {shard: int(records[-1]["SequenceNumber"])}
     assert answer["invalid"] == sum(1 for r in records if r["Data"] == b"not json")
     assert answer["heavy"] == [] and all(f.startswith(str(task)) for f in answer["featureplane"])
+
+
+def test_the_sam_template_runs_this_handler_one_batch_per_shard_at_a_time():
+    import yaml
+
+    class CloudFormationLoader(yaml.SafeLoader):
+        pass
+
+    CloudFormationLoader.add_multi_constructor(
+        "!", lambda loader, tag, node: f"{tag} {getattr(node, 'value', '')}"
+    )
+    template = yaml.load(
+        (ROOT / "deploy" / "lambda" / "stream-template.yaml").read_text(), Loader=CloudFormationLoader
+    )
+    function = template["Resources"]["StreamFunction"]["Properties"]
+    module, _, name = function["Handler"].rpartition(".")
+    assert module == aws_lambda.__name__ and callable(getattr(aws_lambda, name))
+    assert function["CodeUri"] == "../../build/lambda/featureplane-stream.zip"
+    assert set(function["Environment"]["Variables"]) <= set(aws_lambda.__doc__.split("``")[1::2]) | {
+        "FEATUREPLANE_REGISTRY_SNAPSHOT",
+        "FEATUREPLANE_DYNAMODB_TABLE_PREFIX",
+    }
+    mapping = function["Events"]["Records"]["Properties"]
+    assert mapping["ParallelizationFactor"] == 1
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["MaximumRetryAttempts"] == -1

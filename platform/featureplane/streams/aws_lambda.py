@@ -43,9 +43,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from featureplane.config import Config, ConfigError, config_from_lambda_environment, load_config
+from featureplane.streams.backend import stream_store_for
 from featureplane.streams.kinesis import decode_data
 from featureplane.streams.processor import StreamProcessor, StreamRecord
-from featureplane.streams.store import StreamStore, stream_store_for
+from featureplane.streams.store import StreamStore
 
 log = logging.getLogger("featureplane.streams")
 

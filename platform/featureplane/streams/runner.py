@@ -17,10 +17,11 @@ from featureplane.definitions.transformation import load_python_function
 from featureplane.errors import FeatureplaneError
 from featureplane.ingest.log import IngestLog, ingest_log_root
 from featureplane.runtime import Runtime
+from featureplane.streams.backend import stream_store_for
 from featureplane.streams.ingest_source import IngestLogSource
 from featureplane.streams.kinesis import KinesisSource
 from featureplane.streams.processor import BatchResult, StreamProcessor
-from featureplane.streams.store import StreamStore, stream_store_for
+from featureplane.streams.store import StreamStore
 
 MARK_EVERY = 100  # batches between looking for consumed segments while records keep coming
 

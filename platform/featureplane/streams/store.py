@@ -11,14 +11,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from featureplane.streams.tiles import Event, TileSpec
-
-if TYPE_CHECKING:
-    from featureplane.online_stores.base import OnlineStore
 
 
 @dataclass(frozen=True)
@@ -113,20 +110,3 @@ class StreamStore(ABC):
     @abstractmethod
     def tiles(self, table_id: str, key: tuple) -> dict[int, dict[str, Any]]:
         """An entity's stored tiles by interval index (for inspection and tests)."""
-
-
-def stream_store_for(online: OnlineStore) -> StreamStore:
-    """The stream store beside ``online`` (SQLite or DynamoDB); ValueError for any other."""
-    kind = online.describe().get("type", type(online).__name__)
-    if kind == "sqlite":
-        from featureplane.streams.sqlite import SQLiteStreamStore
-
-        return SQLiteStreamStore(online)  # type: ignore[arg-type]
-    if kind == "dynamodb":
-        from featureplane.streams.dynamodb import DynamoDBStreamStore
-
-        return DynamoDBStreamStore(online)  # type: ignore[arg-type]
-    raise ValueError(
-        f"stream processing supports the SQLite and DynamoDB online stores; this configuration's online "
-        f"store is {kind}"
-    )
