@@ -7,7 +7,8 @@ sequence order; a redelivery repeats records from some earlier position on. For 
 processor
 
 1. skips it if its shard's checkpoint is already past it (a record seen twice counts once);
-2. applies the view's transformation (None drops the record);
+2. applies the view's transformation (None drops the record; ``mode="pandas"``: to the batch's
+   records as one DataFrame, ``streams.pandas_mode``);
 3. checks the join keys and the event time, and refuses (counts and reports) records without them;
 4. refuses, counts and reports events older than their shard's watermark (the latest event time
    applied from that shard so far) minus ``allowed_lateness``: they are *late*. A shard's first
@@ -96,7 +97,8 @@ def from_us(us: int) -> datetime:
 class StreamProcessor:
     """Applies batches of records to one stream feature view's online state in ``store``.
 
-    ``transform`` is the view's row-level transformation (None: records are used as they are);
+    ``transform`` is the view's transformation (None: records are used as they are): a function of one
+    record's dict (``mode="python"``) or of the batch's DataFrame (``mode="pandas"``);
     ``source_timestamp`` the source's event-time field, given to the transformation as a datetime."""
 
     def __init__(
@@ -104,7 +106,7 @@ class StreamProcessor:
         view: FeatureViewSpec,
         table_id: str,
         store: StreamStore,
-        transform: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+        transform: Callable[[Any], Any] | None = None,
         source_timestamp: str | None = None,
     ) -> None:
         if not view.is_stream:
@@ -113,6 +115,8 @@ class StreamProcessor:
         self.table_id = table_id
         self.store = store
         self.transform = transform
+        # mode="pandas": the transformation takes the batch's records as a DataFrame (streams.pandas_mode)
+        self.pandas = view.transformation is not None and view.transformation.mode == "pandas"
         self.source_timestamp = source_timestamp or view.timestamp_field
         self.lateness_us = (view.allowed_lateness_seconds or 0) * 1_000_000
         self.aggregate = view.is_aggregate
@@ -136,21 +140,24 @@ class StreamProcessor:
         tiles: dict[tuple[tuple, int], list[Event]] = {}
         rows: dict[tuple, tuple[int, list[Any]]] = {}
         touched: set[str] = set()
+        fresh = []
+        done = {name: shard.position for name, shard in shards.items()}
         for record in records:
-            shard = shards.get(record.shard)
-            if shard is not None and record.sequence <= shard.position:
+            if record.shard in done and record.sequence <= done[record.shard]:
                 result.duplicates += 1
                 continue
+            done[record.shard] = record.sequence
+            fresh.append(record)
+        for record, row in zip(fresh, self._rows(fresh), strict=True):
+            shard = shards.get(record.shard)
             watermark = shard.watermark_us if shard is not None else None
             late = shard.late if shard is not None else 0
             invalid = shard.invalid if shard is not None else 0
             touched.add(record.shard)
-            try:
-                row = self._row(record)
-            except ValueError as exc:
+            if isinstance(row, ValueError):
                 result.invalid += 1
                 shards[record.shard] = ShardState(record.sequence, watermark, late, invalid + 1)
-                self._report(result, record, str(exc))
+                self._report(result, record, str(row))
                 continue
             if row is None:
                 result.dropped += 1
@@ -219,23 +226,62 @@ class StreamProcessor:
         if len(result.problems) < MAX_REPORTED:
             result.problems.append(f"record {record.shard}:{record.sequence}: {message}")
 
-    def _row(self, record: StreamRecord) -> tuple[tuple, int, dict[str, Any]] | None:
+    def _rows(
+        self, records: Sequence[StreamRecord]
+    ) -> list[tuple[tuple, int, dict[str, Any]] | ValueError | None]:
+        """Each record's row (entity key, event time, input column values), None if the
+        transformation dropped it, or the ValueError that refuses it."""
+        out: list[Any] = [None] * len(records)
+        inputs = []
+        for i, record in enumerate(records):
+            try:
+                inputs.append((i, self._input(record)))
+            except ValueError as exc:
+                out[i] = exc
+        if self.transform is None:
+            transformed: dict[int, Any] = dict(inputs)
+        elif self.pandas:
+            from featureplane.streams.pandas_mode import transform_batch
+
+            # Rows are labelled by their record's identity, so rows renumbered by the function are
+            # recognised as not being its input's.
+            labels = {f"{records[i].shard}:{records[i].sequence}": i for i, _ in inputs}
+            frame_rows = transform_batch(
+                self.transform, [(label, data) for label, (_, data) in zip(labels, inputs, strict=True)]
+            )
+            transformed = {labels[label]: row for label, row in frame_rows.items()}
+        else:
+            transformed = {i: self._transformed(data) for i, data in inputs}
+        for i, data in transformed.items():
+            if data is None or isinstance(data, ValueError):
+                out[i] = data
+                continue
+            try:
+                out[i] = self._output(data)
+            except ValueError as exc:
+                out[i] = exc
+        return out
+
+    def _input(self, record: StreamRecord) -> dict[str, Any]:
+        """The record as the transformation takes it (its event time as a naive UTC datetime)."""
         if not isinstance(record.data, dict):
             raise ValueError(f"is not a JSON object of the source's fields: {record.data!r:.80}")
         data = dict(record.data)
         if self.source_timestamp not in data or data[self.source_timestamp] is None:
             raise ValueError(f"has no event time {self.source_timestamp!r}")
         data[self.source_timestamp] = from_us(to_us(data[self.source_timestamp], self.source_timestamp))
-        if self.transform is not None:
-            try:
-                out = self.transform(data)
-            except Exception as exc:
-                raise ValueError(f"the transformation failed: {exc!r}") from exc
-            if out is None:
-                return None
-            if not isinstance(out, dict):
-                raise ValueError(f"the transformation returned {type(out).__name__}, not a dict or None")
-            data = out
+        return data
+
+    def _transformed(self, data: dict[str, Any]) -> dict[str, Any] | ValueError | None:
+        try:
+            out = self.transform(data)  # type: ignore[misc]
+        except Exception as exc:
+            return ValueError(f"the transformation failed: {exc!r}")
+        if out is not None and not isinstance(out, dict):
+            return ValueError(f"the transformation returned {type(out).__name__}, not a dict or None")
+        return out
+
+    def _output(self, data: dict[str, Any]) -> tuple[tuple, int, dict[str, Any]]:
         ts_field = self.view.timestamp_field
         if data.get(ts_field) is None:
             raise ValueError(f"the row has no event time {ts_field!r}")
@@ -258,6 +304,8 @@ def _checked(value: Any, dtype: str, what: str) -> Any:
     if dtype == "int64":
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"{what} must be an integer, got {value!r}")
+        if not -(2**63) <= value < 2**63:
+            raise ValueError(f"{what} is out of the int64 range: {value}")
         return value
     if dtype == "float64":
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
