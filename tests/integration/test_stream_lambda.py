@@ -417,6 +417,7 @@ def test_the_built_stream_zip_processes_a_batch_in_a_boto3_only_virtualenv(
         "FEATUREPLANE_REGISTRY_SNAPSHOT": str(tmp_path / "snapshot.json"),
         "FEATUREPLANE_DYNAMODB_TABLE_PREFIX": table_prefix,
         "FEATUREPLANE_DYNAMODB_ENDPOINT_URL": moto_server,
+        "AWS_ENDPOINT_URL_LAMBDA": moto_server,  # where it checks its event source mappings
     }
     result = subprocess.run(
         [str(venv / "bin" / "python"), "-c", INVOKE, str(event)],
@@ -457,3 +458,41 @@ def test_the_sam_template_runs_this_handler_one_batch_per_shard_at_a_time():
     assert mapping["ParallelizationFactor"] == 1
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping["MaximumRetryAttempts"] == -1
+
+
+def test_a_mapping_with_a_parallelization_factor_above_one_is_refused(setup, moto_server, monkeypatch):
+    import io
+
+    kinesis, stream, _ = setup
+    arn = kinesis.describe_stream(StreamName=stream)["StreamDescription"]["StreamARN"]
+    iam = client("iam", region_name=REGION, endpoint_url=moto_server)
+    role = iam.create_role(
+        RoleName=f"stream-{stream}",
+        AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}),
+    )["Role"]["Arn"]  # fmt: skip
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("index.py", "def handler(event, context):\n    return {}\n")
+    functions = client("lambda", region_name=REGION, endpoint_url=moto_server)
+    name = f"featureplane-stream-{stream}"
+    functions.create_function(FunctionName=name, Runtime="python3.11", Role=role, Handler="index.handler",
+                              Code={"ZipFile": code.getvalue()})  # fmt: skip
+    mapping = functions.create_event_source_mapping(
+        EventSourceArn=arn, FunctionName=name, StartingPosition="TRIM_HORIZON", ParallelizationFactor=3
+    )
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", name)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", moto_server)
+    put(kinesis, stream, random.Random(6), 10, Counter())
+    _, by_shard = shard_records(kinesis, stream)
+    shard, records = max(by_shard.items(), key=lambda item: len(item[1]))
+    with pytest.raises(ValueError, match=r"has ParallelizationFactor 3; it must be 1"):
+        aws_lambda.handler(esm_event(arn, shard, records))
+    # Nothing was processed: the shard has no state.
+    assert aws_lambda.init().store.state("prod/click_counts/g1").positions == {}
+    functions.update_event_source_mapping(UUID=mapping["UUID"], ParallelizationFactor=1)
+    aws_lambda.reset()
+    assert aws_lambda.handler(esm_event(arn, shard, records)) == {"batchItemFailures": []}
+    assert aws_lambda.init().store.state("prod/click_counts/g1").positions == {
+        shard: int(records[-1]["SequenceNumber"])
+    }

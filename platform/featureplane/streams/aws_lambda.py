@@ -18,7 +18,10 @@ key or the event time) is counted as invalid in the shard's state and logged, no
 not stop the shard. An event that is not a Kinesis batch at all raises (the function is misconfigured).
 
 Records of a shard must arrive in sequence order: the event source mapping's ``ParallelizationFactor``
-must be 1 (docs/streams.md explains why).
+must be 1 (docs/streams.md explains why). Inside Lambda the function checks its mappings
+(``lambda:ListEventSourceMappings``) when it first sees a stream and every few minutes after, and
+refuses to process a stream whose mapping has a higher factor (the invocation fails, so nothing is
+skipped; set ``FEATUREPLANE_STREAM_CHECK_MAPPINGS=false`` to not check).
 
 Configuration, as for the lookup function (``serving.aws_lambda``): ``FEATUREPLANE_CONFIG`` (a bundled
 featureplane.yaml; its registry, or its ``serving.registry_snapshot`` when set) or the
@@ -52,6 +55,7 @@ log = logging.getLogger("featureplane.streams")
 
 CHUNK_RECORDS = 500
 TIME_MARGIN_MS = 5_000  # no chunk is started with less time left than this
+MAPPING_CHECK_SECONDS = 300.0  # how often a warm function re-checks its event source mappings
 _function: StreamFunction | None = None
 
 
@@ -180,6 +184,12 @@ class StreamFunction:
         self._versions: dict[str, int] = {}
         self._checked = 0.0
         self._processors: dict[str, list[StreamProcessor]] = {}
+        self.function_name = env.get("AWS_LAMBDA_FUNCTION_NAME") or ""
+        self.region = env.get("AWS_REGION") or None
+        checking = env.get("FEATUREPLANE_STREAM_CHECK_MAPPINGS", "true").strip().lower()
+        self.check_mappings = bool(self.function_name) and checking not in ("false", "0", "no", "off")
+        self._mappings_checked: dict[str, float] = {}
+        self._lambda: Any = None
 
     def _live(self) -> list[str]:
         listing = getattr(self.source, "list_workspaces", None)
@@ -201,9 +211,52 @@ class StreamFunction:
     def processors(self, stream_arn: str) -> list[StreamProcessor]:
         """The processors of the views the stream feeds, in workspace and view order."""
         self._refresh()
+        if self.check_mappings:
+            self._check_mappings(stream_arn)
         if stream_arn not in self._processors:
             self._processors[stream_arn] = self._build(stream_arn)
         return self._processors[stream_arn]
+
+    def _check_mappings(self, stream_arn: str) -> None:
+        """ConfigError if an event source mapping of this function for the stream has a
+        ParallelizationFactor above 1 (a warning if the mappings cannot be read)."""
+        checked = self._mappings_checked.get(stream_arn)
+        if checked is not None and time.monotonic() - checked < MAPPING_CHECK_SECONDS:
+            return
+        try:
+            if self._lambda is None:
+                from featureplane.util.aws import client
+
+                self._lambda = client("lambda", region_name=self.region)
+            mappings, marker = [], None
+            while True:
+                kwargs: dict[str, Any] = {"FunctionName": self.function_name, "EventSourceArn": stream_arn}
+                if marker:
+                    kwargs["Marker"] = marker
+                response = self._lambda.list_event_source_mappings(**kwargs)
+                mappings += response.get("EventSourceMappings", [])
+                marker = response.get("NextMarker")
+                if not marker:
+                    break
+        except Exception as exc:
+            log.warning(
+                "could not read the event source mappings of %s to check their ParallelizationFactor (%s); "
+                "it must be 1",
+                self.function_name,
+                exc,
+            )
+            self._mappings_checked[stream_arn] = time.monotonic()
+            return
+        for mapping in mappings:
+            factor = mapping.get("ParallelizationFactor") or 1
+            if factor > 1:
+                raise ConfigError(
+                    f"the event source mapping {mapping.get('UUID')} of {self.function_name} for {stream_arn} has "
+                    f"ParallelizationFactor {factor}; it must be 1: a shard's checkpoint is the sequence number of "
+                    "its last record processed, and concurrent batches of one shard would skip each other's "
+                    "records as processed"
+                )
+        self._mappings_checked[stream_arn] = time.monotonic()
 
     def _build(self, stream_arn: str) -> list[StreamProcessor]:
         from featureplane.definitions.transformation import load_python_function
