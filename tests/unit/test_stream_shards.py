@@ -76,3 +76,28 @@ def test_a_new_shards_records_before_retention_are_late_not_half_tiles(tmp_path)
     assert list(proc.store.tiles(proc.table_id, ("u1",))) == [tile_index(T0 + 60 * MINUTE)]
     # Within retention, a new shard's first record is applied.
     assert proc.process([record("s2", 2, "u1", T0 + 50 * MINUTE, 1)]).applied == 1
+
+
+def test_a_file_with_per_view_states_is_upgraded_to_per_shard_states(tmp_path):
+    import orjson
+
+    online = SQLiteOnlineStore(tmp_path / "online.db")
+    old = {"watermark_us": us(T0), "late": 2, "invalid": 3, "positions": {"s2": "9", "s1": "40"}}
+    with online.db.transaction() as con:
+        con.execute("CREATE TABLE stream_state (table_id TEXT PRIMARY KEY, state BLOB NOT NULL)")
+        con.execute("INSERT INTO stream_state VALUES (?, ?)", ("prod/payment_stats/g1", orjson.dumps(old)))
+    store = SQLiteStreamStore(online)
+    state = store.state("prod/payment_stats/g1")
+    assert (state.positions, state.watermark_us, state.late, state.invalid) == (
+        {"s1": 40, "s2": 9},
+        us(T0),
+        2,
+        3,
+    )
+    assert state.shards["s2"] == ShardState(9, us(T0), 0, 0)
+    tables = {
+        r[0] for r in online.db.connection().execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    }
+    assert "stream_state" not in tables
+    proc = StreamProcessor(aggregate_view().spec(), "prod/payment_stats/g1", SQLiteStreamStore(online))
+    assert proc.process([record("s1", 40, "u1", T0, 1), record("s1", 41, "u1", T0, 1)]).duplicates == 1

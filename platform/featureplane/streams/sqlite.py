@@ -26,6 +26,33 @@ class SQLiteStreamStore(StreamStore):
     def __init__(self, online: SQLiteOnlineStore) -> None:
         self.online = online
         self.db = online.db  # its schema has the stream tables
+        self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Move a file's per-view states (the earlier ``stream_state`` table) to per-shard states:
+        each shard keeps its checkpoint and gets the view's watermark (what its events were judged
+        against so far); the counts go to the view's first shard, so the merged view is unchanged."""
+        con = self.db.connection()
+        if not con.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'stream_state'"
+        ).fetchone():
+            return
+        with self.db.transaction() as con:
+            if not con.execute("SELECT 1 FROM sqlite_master WHERE name = 'stream_state'").fetchone():
+                return  # upgraded meanwhile by another process
+            for table_id, blob in con.execute("SELECT table_id, state FROM stream_state").fetchall():
+                old = orjson.loads(blob)
+                shards = {}
+                for i, (shard, position) in enumerate(sorted(old["positions"].items())):
+                    first = i == 0
+                    shards[shard] = ShardState(
+                        int(position),
+                        old["watermark_us"],
+                        old["late"] if first else 0,
+                        old["invalid"] if first else 0,
+                    )
+                self._save_shards(con, table_id, shards)
+            con.execute("DROP TABLE stream_state")
 
     def state(self, table_id: str) -> StreamState:
         rows = (
