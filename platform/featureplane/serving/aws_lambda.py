@@ -30,8 +30,9 @@ import os
 from typing import Any
 from urllib.parse import urlencode
 
-from featureplane.config import Config, ConfigError, config_from_lambda_environment, load_config
+from featureplane.config import Config, ConfigError, load_config
 from featureplane.errors import describe_value
+from featureplane.registry.snapshot import config_from_lambda_environment
 from featureplane.serving.protocol import Request, Response, error_response
 from featureplane.serving.service import LookupService
 

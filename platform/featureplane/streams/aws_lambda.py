@@ -45,7 +45,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from featureplane.config import Config, ConfigError, config_from_lambda_environment, load_config
+from featureplane.config import Config, ConfigError, load_config
+from featureplane.registry.snapshot import config_from_lambda_environment
 from featureplane.streams.backend import stream_store_for
 from featureplane.streams.kinesis import decode_data
 from featureplane.streams.processor import StreamProcessor, StreamRecord
