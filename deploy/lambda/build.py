@@ -1,6 +1,10 @@
-"""Build the lookup service's AWS Lambda package: a slim zip with only what the lookup path imports.
+"""Build an AWS Lambda package: a slim zip with only what the function's handler imports.
 
-    python deploy/lambda/build.py [--out build/lambda/featureplane-lookup.zip] [--arch x86_64|arm64]
+    python deploy/lambda/build.py [--function lookup|stream] [--out build/lambda/featureplane-<function>.zip]
+                                  [--arch x86_64|arm64]
+
+``lookup`` (the default) is the lookup API (``featureplane.serving.aws_lambda.handler``); ``stream`` the
+stream processor for Kinesis event-source mappings (``featureplane.streams.aws_lambda.handler``).
 
 The zip holds the featureplane modules that the handler imports (found by importing the handler's entry
 modules in a child process, which also fails the build if anything heavy such as pandas or DuckDB is
@@ -41,6 +45,15 @@ ENTRY_MODULES = [
     "featureplane.serving.realtime",
     "featureplane.definitions.transformation",  # realtime views' context, when the snapshot has one
 ]
+STREAM_ENTRY_MODULES = [
+    "featureplane.streams.aws_lambda",
+    "featureplane.registry.snapshot",
+    "featureplane.online_stores.dynamodb",
+    "featureplane.streams.dynamodb",
+    "featureplane.util.aws",
+    "featureplane.definitions.transformation",  # the views' stored transformations
+]
+FUNCTIONS = {"lookup": ENTRY_MODULES, "stream": STREAM_ENTRY_MODULES}
 BUNDLED = ["orjson", "PyYAML"]  # distribution names, pinned in constraints.txt
 HEAVY = ["pandas", "pyarrow", "numpy", "duckdb", "dagster", "dbt", "great_expectations", "snowflake",
          "deltalake", "sqlglot", "typer", "rich"]  # fmt: skip
@@ -58,15 +71,15 @@ print(json.dumps({{"heavy": heavy, "files": files}}))
 """
 
 
-def lookup_modules(python: str) -> list[Path]:
+def lookup_modules(python: str, entries: list[str] = ENTRY_MODULES) -> list[Path]:
     """The featureplane source files that the handler's entry modules import."""
-    code = PROBE.format(entries=ENTRY_MODULES, heavy=HEAVY)
+    code = PROBE.format(entries=entries, heavy=HEAVY)
     result = subprocess.run([python, "-c", code], capture_output=True, text=True, cwd=ROOT)
     if result.returncode != 0:
         raise SystemExit(f"importing the handler failed:\n{result.stderr}")
     probe = json.loads(result.stdout.strip().splitlines()[-1])
     if probe["heavy"]:
-        raise SystemExit(f"the lookup path imports heavy modules: {', '.join(probe['heavy'])}")
+        raise SystemExit(f"the handler imports heavy modules: {', '.join(probe['heavy'])}")
     files = [Path(f).resolve() for f in probe["files"]]
     outside = [f for f in files if PACKAGE.resolve() not in f.parents]
     if outside:
@@ -95,10 +108,10 @@ def install_dependencies(target: Path, arch: str, python_version: str) -> None:
     subprocess.run(command, check=True)
 
 
-def build(out: Path, arch: str = "x86_64", python_version: str = "3.11") -> Path:
+def build(out: Path, arch: str = "x86_64", python_version: str = "3.11", function: str = "lookup") -> Path:
     stage = Path(tempfile.mkdtemp(prefix="featureplane-lambda-"))
     try:
-        for source in lookup_modules(sys.executable):
+        for source in lookup_modules(sys.executable, FUNCTIONS[function]):
             target = stage / "featureplane" / source.relative_to(PACKAGE)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
@@ -130,11 +143,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--out", type=Path, default=ROOT / "build" / "lambda" / "featureplane-lookup.zip")
+    parser.add_argument("--function", choices=sorted(FUNCTIONS), default="lookup")
+    parser.add_argument("--out", type=Path, help="default: build/lambda/featureplane-<function>.zip")
     parser.add_argument("--arch", choices=sorted(PLATFORMS), default="x86_64")
     parser.add_argument("--python-version", default="3.11")
     args = parser.parse_args()
-    out = build(args.out.resolve(), args.arch, args.python_version)
+    out = args.out or ROOT / "build" / "lambda" / f"featureplane-{args.function}.zip"
+    out = build(out.resolve(), args.arch, args.python_version, args.function)
     with zipfile.ZipFile(out) as archive:
         names = archive.namelist()
     ours = sum(1 for n in names if n.startswith("featureplane/") and n.endswith(".py"))

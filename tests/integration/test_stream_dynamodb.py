@@ -1,6 +1,6 @@
 """The stream processor on the DynamoDB online store (dynalite): tiles in the entities' items, one
-conditional UpdateItem per entity, exact under redelivery and under processors of several shards
-writing the same entities at once."""
+conditional UpdateItem per entity, a state item per shard, exact under redelivery and under
+processors of several shards writing the same entities at once."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def test_tiles_roll_up_like_sqlite_and_a_redelivery_counts_once(online):
     assert proc.process(batch[:3]).applied == 3
     assert proc.process(batch).applied == 1  # redelivered from the start
     online._call("delete_item", "state", TableName=online.table_name(proc.table_id),
-                 Key={"pk": {"S": proc.table_id + "|#stream"}})  # fmt: skip
+                 Key={"pk": {"S": proc.table_id + "|#stream|s1"}})  # fmt: skip
     assert proc.process(batch).applied == 4  # checkpoint lost: the tiles still skip what they hold
     now = T0 + timedelta(seconds=401)
     got = values(proc, "u1", now)
@@ -89,6 +89,9 @@ def test_processors_of_several_shards_writing_the_same_entities_at_once_lose_not
     assert not errors
     assert sum(conflicts) > 0  # the processors did write the same entities at the same time
     proc = processor(online, view)
+    state = proc.state()  # each shard's processor committed its own state
+    assert state.positions == {shard: 59 for shard in shards}
+    assert set(state.shards) == set(shards) and state.late == 0
     everything = [r for records in shards.values() for r in records]
     for user in ("u0", "u1", "u2"):
         mine = [r for r in everything if r.data["user_id"] == user]
@@ -104,3 +107,27 @@ def test_a_plain_view_keeps_the_latest_row(online):
     (row,) = online.read([(proc.table_id, ("u1",))])
     assert (row.event_ts, row.values) == (us(T0 + MINUTE), [5, "b"])
     assert proc.state().positions == {"s1": 2}
+
+
+def test_each_shard_has_its_own_state_item_and_lateness(online):
+    view = aggregate_view(lateness=timedelta(minutes=2))
+    first, second = processor(online, view), processor(online, view)
+    first.process([record("s1", 1, "u1", T0 + 10 * MINUTE, 1)])
+    result = second.process([record("s2", 5, "u1", T0, 2), record("s2", 6, "u1", T0 - 3 * MINUTE, 4)])
+    assert (result.applied, result.late) == (1, 1)  # s2's own watermark, not s1's
+    state = first.state()
+    assert state.positions == {"s1": 1, "s2": 6}
+    assert (state.shards["s1"].watermark_us, state.shards["s2"].watermark_us) == (
+        us(T0 + 10 * MINUTE),
+        us(T0),
+    )
+    assert (state.watermark_us, state.late) == (us(T0 + 10 * MINUTE), 1)
+    table = online.table_name(first.table_id)
+    items = online.client.scan(TableName=table)["Items"]
+    assert sorted(i["pk"]["S"] for i in items if "#stream" in i["pk"]["S"]) == [
+        first.table_id + "|#stream",
+        first.table_id + "|#stream|s1",
+        first.table_id + "|#stream|s2",
+    ]
+    tiles = first.store.tiles(first.table_id, ("u1",))
+    assert sum(t["cols"]["amount"]["n"] for t in tiles.values()) == 2

@@ -97,7 +97,8 @@ def test_kinesis_shards_are_processed_from_their_checkpoints_across_kill_9(tmp_p
     with repo.runtime() as runtime:
         processor, source = open_stream(runtime, "prod", "click_counts")
         state = processor.state()
-        assert state.invalid == 1  # the record that is not JSON, reported once
+        assert state.invalid == 1  # the record that is not JSON, reported once, by its own shard
+        assert sorted(s.invalid for s in state.shards.values()) == [0, 0, 1]
         assert set(state.positions) == set(source.shards()) and len(state.positions) == 3
         got: Counter = Counter()
         for user in {u for u, _ in expected}:

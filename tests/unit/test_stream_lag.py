@@ -169,7 +169,9 @@ def test_an_unmeasurable_view_fails_with_the_reason(repo, service):
     with repo.runtime() as runtime:
         table_id = runtime.registry.load("prod").table_id("payment_counts")
         with runtime.online_store.db.transaction() as con:  # a state that cannot be read
-            con.execute("INSERT INTO stream_state (table_id, state) VALUES (?, ?)", (table_id, b"{"))
+            con.execute(
+                "INSERT INTO stream_shards (table_id, shard, state) VALUES (?, ?, ?)", (table_id, "x", b"{")
+            )
     measured = lag(repo)
     assert not measured.passed and measured.verdict == "ERROR"
     assert "could not be measured: JSONDecodeError" in measured.message()

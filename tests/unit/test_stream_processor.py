@@ -68,7 +68,7 @@ def test_a_tile_skips_records_it_already_holds_even_without_the_checkpoint(tmp_p
     # A store that commits tile by tile (DynamoDB) can hold a record whose checkpoint was not saved.
     proc = processor(tmp_path, aggregate_view())
     proc.process([record("s1", 1, "u1", T0, 4), record("s1", 2, "u1", T0 + MINUTE, 6)])
-    proc.store.db.connection().execute("DELETE FROM stream_state")
+    proc.store.db.connection().execute("DELETE FROM stream_shards")
     assert proc.process([record("s1", 1, "u1", T0, 4), record("s1", 2, "u1", T0 + MINUTE, 6)]).applied == 2
     got = lookup(proc, "u1", T0 + 2 * MINUTE)[1]
     assert got["amount_count_5m"] == 2 and got["amount_sum_5m"] == 10

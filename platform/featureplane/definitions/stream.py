@@ -4,8 +4,9 @@ A ``StreamSource`` is either the ingest API used as a push stream (``push_schema
 pushed to ``POST /api/v1/ingest`` under the source's name) or a Kinesis stream (``kinesis=
 KinesisConfig(...)``); its ``batch_config`` is the batch source that holds the same events historically.
 
-A ``@stream_feature_view`` applies its optional row-level transformation to each record (the function
-takes one record as a dict and returns a dict, or None to drop it) and either aggregates the result
+A ``@stream_feature_view`` applies its optional transformation to each record (``mode="python"``: the
+function takes one record as a dict and returns a dict, or None to drop it; ``mode="pandas"``: it
+takes a batch's records as a DataFrame and returns a DataFrame of the rows to use) and either aggregates the result
 into tiles of ``aggregation_interval`` (``features=[Aggregate(...)]``) or keeps the latest row per key
 (``features=[Attribute(...)]``). ``docs/streams.md`` describes the semantics.
 """
@@ -31,7 +32,7 @@ from featureplane.definitions.specs import FeatureViewSpec, TransformationSpec, 
 from featureplane.definitions.transformation import function_source, load_python_function
 from featureplane.types import Timestamp
 
-STREAM_MODES = ("python",)
+STREAM_MODES = ("python", "pandas")
 PROCESSING_MODES = ("continuous", "time_interval")
 INITIAL_POSITIONS = ("TRIM_HORIZON", "LATEST")
 DEFAULT_ALLOWED_LATENESS = timedelta(minutes=5)
@@ -251,12 +252,12 @@ class StreamFeatureView(FeatureView):
             python=function_source(self.function, where, self.mode),
         )
 
-    def __call__(self, record: dict[str, Any]) -> dict[str, Any] | None:
-        """The transformation applied to one record, as the stream processor runs it (from its
-        stored source)."""
+    def __call__(self, records: Any) -> Any:
+        """The transformation, as the stream processor runs it (from its stored source): of one
+        record's dict (``mode="python"``), or of a batch's DataFrame (``mode="pandas"``)."""
         if self._transformation is None:
-            return dict(record)
-        return load_python_function(self._transformation)(dict(record))
+            return records.copy()
+        return load_python_function(self._transformation)(records.copy())
 
     def spec(self) -> FeatureViewSpec:
         return self._view_spec(
@@ -293,12 +294,14 @@ def stream_feature_view(
     options: dict[str, Any] | None = None,
     name: str | None = None,
 ) -> Callable[[Callable[[dict[str, Any]], dict[str, Any] | None]], StreamFeatureView]:
-    """Declare a stream feature view whose function transforms each record of ``source``.
+    """Declare a stream feature view whose function transforms the records of ``source``.
 
-    The function takes one record (a dict of the source's fields, the timestamp as a naive UTC
-    datetime) and returns the row to use (a dict with the join keys, the timestamp field and the
-    aggregated or stored columns) or None to drop the record; it runs on its own, so it imports what it
-    uses inside its body. ``stream_processing_mode="continuous"`` counts each processed event at once:
+    With ``mode="python"`` the function takes one record (a dict of the source's fields, the timestamp
+    as a naive UTC datetime) and returns the row to use (a dict with the join keys, the timestamp field
+    and the aggregated or stored columns) or None to drop the record. With ``mode="pandas"`` it takes
+    a batch's records as a DataFrame (``pd`` is provided) and returns a DataFrame of the rows to use,
+    each under its input row's index label (a row left out is dropped). It runs on its own, so it
+    imports what it uses inside its body. ``stream_processing_mode="continuous"`` counts each processed event at once:
     a window ending at ``t`` covers the interval holding ``t`` and the ones before it;
     ``"time_interval"`` counts an interval's events once it has ended, as batch views do. Events older
     than the latest event seen minus ``allowed_lateness`` are counted and reported, not applied.

@@ -48,14 +48,16 @@ CREATE TABLE IF NOT EXISTS stream_tiles (
     state BLOB NOT NULL,
     PRIMARY KEY (table_id, entity_key, tile)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS stream_state (
-    table_id TEXT PRIMARY KEY,
-    state BLOB NOT NULL
-);
+CREATE TABLE IF NOT EXISTS stream_shards (
+    table_id TEXT NOT NULL,
+    shard TEXT NOT NULL,
+    state BLOB NOT NULL,
+    PRIMARY KEY (table_id, shard)
+) WITHOUT ROWID;
 """
 # Every table keyed by table_id: dropping a view's table drops its rows in each. ``stream_*`` hold the
-# stream processor's tiles and checkpoints (featureplane.streams.sqlite), beside the rows they feed.
-TABLES = ("online_features", "online_sync", "stream_tiles", "stream_state")
+# stream processor's tiles and per-shard checkpoints (featureplane.streams.sqlite), beside the rows they feed.
+TABLES = ("online_features", "online_sync", "stream_tiles", "stream_shards")
 
 _INSERT = (
     "INSERT INTO online_features (table_id, entity_key, event_ts, features) VALUES (?, ?, ?, ?) "

@@ -15,11 +15,13 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from featureplane.config import CONFIG_FILE, Config, ConfigError, config_from_mapping
 from featureplane.definitions.specs import DefinitionSet, from_dict, kind_of, to_dict
 from featureplane.registry.base import WorkspaceInfo, WorkspaceNotFound, WorkspaceState
 
@@ -272,3 +274,53 @@ class SnapshotDocumentSource:
 
     def close(self) -> None:
         pass
+
+
+# -- a Lambda function's configuration ------------------------------------------------------------
+
+_LAMBDA_PREFIX = "FEATUREPLANE_"
+
+
+def config_from_lambda_environment(env: Mapping[str, str]) -> Config:
+    """The configuration of a featureplane AWS Lambda function (lookup or stream) without a bundled
+    featureplane.yaml: the serving snapshot (this module's document), the DynamoDB online store and
+    the serving settings from ``FEATUREPLANE_*`` variables (docs/lambda.md lists them)."""
+    import tempfile
+
+    snapshot = env.get("FEATUREPLANE_REGISTRY_SNAPSHOT")
+    if not snapshot:
+        raise ConfigError(
+            "no configuration: set FEATUREPLANE_CONFIG to a bundled featureplane.yaml, or "
+            "FEATUREPLANE_REGISTRY_SNAPSHOT (s3://bucket/key of the serving snapshot) and "
+            "FEATUREPLANE_DYNAMODB_TABLE_PREFIX"
+        )
+    online: dict[str, Any] = {
+        "type": "dynamodb",
+        "region": env.get("FEATUREPLANE_DYNAMODB_REGION") or env.get("AWS_REGION"),
+        "table_prefix": env.get("FEATUREPLANE_DYNAMODB_TABLE_PREFIX", "featureplane_"),
+    }
+    if env.get("FEATUREPLANE_DYNAMODB_ENDPOINT_URL"):
+        online["endpoint_url"] = env["FEATUREPLANE_DYNAMODB_ENDPOINT_URL"]
+    serving: dict[str, Any] = {"registry_snapshot": snapshot}
+    for name, key, cast in (
+        ("REGISTRY_REFRESH_SECONDS", "registry_refresh_seconds", float),
+        ("MAX_BODY_BYTES", "max_body_bytes", int),
+    ):
+        value = env.get(_LAMBDA_PREFIX + name)
+        if value:
+            try:
+                serving[key] = cast(value)
+            except ValueError:
+                raise ConfigError(f"{_LAMBDA_PREFIX}{name} must be a number, got {value!r}") from None
+    serving.setdefault("registry_refresh_seconds", 30.0)
+    # API keys are required unless this says false (e.g. behind IAM auth)
+    if env.get(_LAMBDA_PREFIX + "AUTH"):
+        serving["auth"] = env[_LAMBDA_PREFIX + "AUTH"]
+    data_dir = Path(tempfile.gettempdir()) / "featureplane"
+    raw = {
+        "project": env.get("FEATUREPLANE_PROJECT", "featureplane"),
+        "data_dir": str(data_dir),
+        "online_store": online,
+        "serving": serving,
+    }
+    return config_from_mapping(raw, Path.cwd() / CONFIG_FILE)

@@ -27,19 +27,17 @@ import base64
 import binascii
 import logging
 import os
-import tempfile
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from featureplane.config import Config, ConfigError, config_from_mapping, load_config
+from featureplane.config import Config, ConfigError, load_config
 from featureplane.errors import describe_value
+from featureplane.registry.snapshot import config_from_lambda_environment
 from featureplane.serving.protocol import Request, Response, error_response
 from featureplane.serving.service import LookupService
 
 log = logging.getLogger("featureplane.serving")
 
-ENV_PREFIX = "FEATUREPLANE_"
 _service: LookupService | None = None
 _init_error: str | None = None
 
@@ -61,42 +59,7 @@ def config_from_environment(environ: dict[str, str] | None = None) -> Config:
                 "serving snapshot that `featureplane apply` exports (s3://bucket/key or a path)"
             )
         return config
-    snapshot = env.get("FEATUREPLANE_REGISTRY_SNAPSHOT")
-    if not snapshot:
-        raise ConfigError(
-            "no configuration: set FEATUREPLANE_CONFIG to a bundled featureplane.yaml, or "
-            "FEATUREPLANE_REGISTRY_SNAPSHOT (s3://bucket/key of the serving snapshot) and "
-            "FEATUREPLANE_DYNAMODB_TABLE_PREFIX"
-        )
-    online: dict[str, Any] = {
-        "type": "dynamodb",
-        "region": env.get("FEATUREPLANE_DYNAMODB_REGION") or env.get("AWS_REGION"),
-        "table_prefix": env.get("FEATUREPLANE_DYNAMODB_TABLE_PREFIX", "featureplane_"),
-    }
-    if env.get("FEATUREPLANE_DYNAMODB_ENDPOINT_URL"):
-        online["endpoint_url"] = env["FEATUREPLANE_DYNAMODB_ENDPOINT_URL"]
-    serving: dict[str, Any] = {"registry_snapshot": snapshot}
-    for name, key, cast in (
-        ("REGISTRY_REFRESH_SECONDS", "registry_refresh_seconds", float),
-        ("MAX_BODY_BYTES", "max_body_bytes", int),
-    ):
-        value = env.get(ENV_PREFIX + name)
-        if value:
-            try:
-                serving[key] = cast(value)
-            except ValueError:
-                raise ConfigError(f"{ENV_PREFIX}{name} must be a number, got {value!r}") from None
-    serving.setdefault("registry_refresh_seconds", 30.0)
-    if env.get(ENV_PREFIX + "AUTH"):  # API keys are required unless this says false (e.g. behind IAM auth)
-        serving["auth"] = env[ENV_PREFIX + "AUTH"]
-    data_dir = Path(tempfile.gettempdir()) / "featureplane"
-    raw = {
-        "project": env.get("FEATUREPLANE_PROJECT", "featureplane"),
-        "data_dir": str(data_dir),
-        "online_store": online,
-        "serving": serving,
-    }
-    return config_from_mapping(raw, Path.cwd() / "featureplane.yaml")
+    return config_from_lambda_environment(env)
 
 
 def init(environ: dict[str, str] | None = None) -> LookupService:

@@ -5,11 +5,13 @@ them, the tiles' full states (``tiles``, JSON by interval index, with each tile'
 and a version number (``ver``). Applying a batch to an entity is one conditional ``UpdateItem``: read
 the item, apply the events its tiles do not hold yet, write it back if ``ver`` is unchanged (else read
 again and retry). So updates are atomic per entity (and so per tile), processors of different shards
-can write the same entities concurrently, and a redelivered record changes nothing. The processing
-state (watermark, counts, checkpoints) is the item ``<table_id>|#stream``, written after the tiles: a
-processor killed in between applies the batch again and its tiles skip what they hold. That item is
-one per view: processors of several shards share the tiles safely, but not yet the state (a
-per-shard state, for a Lambda per shard, is not built).
+can write the same entities concurrently, and a redelivered record changes nothing.
+
+Each shard's processing state (checkpoint, watermark, refused counts) is its own item,
+``<table_id>|#stream|<shard>``, written (a PutItem) after the tiles by the processor of that shard
+only: a processor killed in between applies the batch again and its tiles skip what they hold.
+The item ``<table_id>|#stream`` lists the shards (a string set, extended with ``ADD``, which never
+conflicts), so that the merged state is one GetItem and one BatchGetItem, without a scan.
 """
 
 from __future__ import annotations
@@ -21,18 +23,28 @@ import orjson
 
 from featureplane.online_stores.dynamodb import DynamoDBOnlineStore
 from featureplane.online_stores.dynamodb_access import PK, TS, VALUES, DynamoDBError, error_code
-from featureplane.streams.store import StreamState, StreamStore, state_from_json, state_json
+from featureplane.streams.store import (
+    ShardState,
+    StreamState,
+    StreamStore,
+    merged,
+    shard_from_json,
+    shard_json,
+)
 from featureplane.streams.tiles import Event, TileSpec
 
 STATE_SUFFIX = "|#stream"
 TILES, VERSION = "tiles", "ver"
+SHARDS = "shards"
 MAX_CONFLICTS = 50
+MAX_BATCH_GET = 100
 
 
 class DynamoDBStreamStore(StreamStore):
     def __init__(self, online: DynamoDBOnlineStore) -> None:
         self.online = online
         self._ready: set[str] = set()
+        self._listed: dict[str, set[str]] = {}  # per view, the shards its index item is known to hold
         self.conflicts = 0  # updates retried because another writer changed the entity meanwhile
 
     def _table(self, table_id: str) -> str:
@@ -43,10 +55,28 @@ class DynamoDBStreamStore(StreamStore):
         return table
 
     def state(self, table_id: str) -> StreamState:
-        item = self._get(table_id, table_id + STATE_SUFFIX)
-        if item is None:
-            return StreamState()
-        return state_from_json(item["s"]["S"])
+        index = self._get(table_id, table_id + STATE_SUFFIX)
+        names = sorted(index[SHARDS]["SS"]) if index and SHARDS in index else []
+        self._listed[table_id] = set(names)
+        table = self._table(table_id)
+        shards: dict[str, ShardState] = {}
+        for first in range(0, len(names), MAX_BATCH_GET):
+            keys = [{PK: {"S": self._shard_pk(table_id, n)}} for n in names[first : first + MAX_BATCH_GET]]
+            wanted: dict[str, Any] = {table: {"Keys": keys, "ConsistentRead": True}}
+            while wanted:
+                response = self.online._call(
+                    "batch_get_item", f"the stream state of {table_id}", RequestItems=wanted
+                )
+                for item in response.get("Responses", {}).get(table, []):
+                    shards[item[PK]["S"][len(table_id + STATE_SUFFIX) + 1 :]] = shard_from_json(
+                        item["s"]["S"]
+                    )
+                wanted = response.get("UnprocessedKeys") or {}
+        return merged(dict(sorted(shards.items())))
+
+    @staticmethod
+    def _shard_pk(table_id: str, shard: str) -> str:
+        return f"{table_id}{STATE_SUFFIX}|{shard}"
 
     def _get(self, table_id: str, pk: str) -> dict[str, Any] | None:
         response = self.online._call(
@@ -54,21 +84,34 @@ class DynamoDBStreamStore(StreamStore):
         )
         return response.get("Item")
 
-    def _save_state(self, table_id: str, state: StreamState) -> None:
-        blob = state_json(state).decode()
-        self.online._call(
-            "put_item",
-            f"the stream state of {table_id}",
-            TableName=self._table(table_id),
-            Item={PK: {"S": table_id + STATE_SUFFIX}, "s": {"S": blob}},
-        )
+    def _save_shards(self, table_id: str, shards: Mapping[str, ShardState]) -> None:
+        table = self._table(table_id)
+        new = sorted(set(shards) - self._listed.get(table_id, set()))
+        if new:
+            self.online._call(
+                "update_item",
+                f"the stream shards of {table_id}",
+                TableName=table,
+                Key={PK: {"S": table_id + STATE_SUFFIX}},
+                UpdateExpression="ADD #shards :new",
+                ExpressionAttributeNames={"#shards": SHARDS},
+                ExpressionAttributeValues={":new": {"SS": new}},
+            )
+            self._listed.setdefault(table_id, set()).update(new)
+        for shard, state in shards.items():
+            self.online._call(
+                "put_item",
+                f"the stream state of {table_id} shard {shard}",
+                TableName=table,
+                Item={PK: {"S": self._shard_pk(table_id, shard)}, "s": {"S": shard_json(state).decode()}},
+            )
 
     def commit_tiles(
         self,
         table_id: str,
         spec: TileSpec,
         events: Mapping[tuple[tuple, int], list[Event]],
-        state: StreamState,
+        shards: Mapping[str, ShardState],
         retain_from: int | None,
     ) -> int:
         by_entity: dict[tuple, dict[int, list[Event]]] = {}
@@ -77,7 +120,7 @@ class DynamoDBStreamStore(StreamStore):
         applied = sum(
             self._update_entity(table_id, spec, key, tiles, retain_from) for key, tiles in by_entity.items()
         )
-        self._save_state(table_id, state)
+        self._save_shards(table_id, shards)
         return applied
 
     def _update_entity(
@@ -136,7 +179,7 @@ class DynamoDBStreamStore(StreamStore):
         self,
         table_id: str,
         rows: Mapping[tuple, tuple[int, list[Any]]],
-        state: StreamState,
+        shards: Mapping[str, ShardState],
         ttl_seconds: int | None,
     ) -> int:
         from featureplane.online_stores.base import OnlineRow
@@ -148,7 +191,7 @@ class DynamoDBStreamStore(StreamStore):
             only_if_newer=True,
             ttl_seconds=ttl_seconds,
         )
-        self._save_state(table_id, state)
+        self._save_shards(table_id, shards)
         return written
 
     def tiles(self, table_id: str, key: tuple) -> dict[int, dict[str, Any]]:

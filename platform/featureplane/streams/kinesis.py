@@ -67,13 +67,14 @@ class KinesisSource:
             )
             self._iterators[shard] = response.get("NextShardIterator")
             for item in response["Records"]:
-                out.append(StreamRecord(shard, int(item["SequenceNumber"]), _decode(item["Data"])))
+                out.append(StreamRecord(shard, int(item["SequenceNumber"]), decode_data(item["Data"])))
             if len(out) >= limit:
                 break
         return out
 
 
-def _decode(data: bytes) -> Any:
+def decode_data(data: bytes) -> Any:
+    """A record's data: its JSON value, or (not JSON) its first bytes, which the processor reports."""
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:

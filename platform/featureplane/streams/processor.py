@@ -7,19 +7,24 @@ sequence order; a redelivery repeats records from some earlier position on. For 
 processor
 
 1. skips it if its shard's checkpoint is already past it (a record seen twice counts once);
-2. applies the view's transformation (None drops the record);
+2. applies the view's transformation (None drops the record; ``mode="pandas"``: to the batch's
+   records as one DataFrame, ``streams.pandas_mode``);
 3. checks the join keys and the event time, and refuses (counts and reports) records without them;
-4. refuses, counts and reports events older than the watermark (the latest event time processed
-   so far) minus ``allowed_lateness``: they are *late*;
+4. refuses, counts and reports events older than their shard's watermark (the latest event time
+   applied from that shard so far) minus ``allowed_lateness``: they are *late*. A shard's first
+   events, which have no watermark yet, are late only if their interval's tiles are already past
+   retention (see ``retain_from``);
 5. adds the event to its entity's tile of its interval (aggregate views) or keeps it as the entity's
    row if it is the latest (plain views).
 
-The store then writes the touched tiles, the entities' online rows, the watermark and the shards'
-checkpoints (``streams.store``): on SQLite in one transaction, so a batch is applied entirely or not
-at all. Each tile also remembers the highest sequence number per shard it holds, so a store that
-cannot commit a batch at once (DynamoDB: one conditional UpdateItem per entity, then the checkpoints)
-stays exact as well. Processing is deterministic given the committed state and the records, so a
-batch applied again after a crash makes the same decisions (late or not) as the first time.
+The store then writes the touched tiles, the entities' online rows and the states (checkpoint,
+watermark, refused counts) of the batch's shards only (``streams.store``): on SQLite in one
+transaction, so a batch is applied entirely or not at all. Each tile also remembers the highest
+sequence number per shard it holds, so a store that cannot commit a batch at once (DynamoDB: one
+conditional UpdateItem per entity, then the shard states) stays exact as well. Whether a record is
+late depends only on its own shard's committed state and records, not on how far other shards have
+been read, so a batch applied again after a crash makes the same decisions as the first time, and
+processors of different shards can run concurrently (one Lambda per Kinesis shard).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from typing import Any
 from featureplane.compute.aggregation.online import iso_us
 from featureplane.compute.aggregation.tiles import aggregates, input_columns
 from featureplane.definitions.specs import FeatureViewSpec
-from featureplane.streams.store import StreamState, StreamStore
+from featureplane.streams.store import ShardState, StreamState, StreamStore, merged
 from featureplane.streams.tiles import Event, TileSpec
 from featureplane.types import parse_type
 
@@ -92,7 +97,8 @@ def from_us(us: int) -> datetime:
 class StreamProcessor:
     """Applies batches of records to one stream feature view's online state in ``store``.
 
-    ``transform`` is the view's row-level transformation (None: records are used as they are);
+    ``transform`` is the view's transformation (None: records are used as they are): a function of one
+    record's dict (``mode="python"``) or of the batch's DataFrame (``mode="pandas"``);
     ``source_timestamp`` the source's event-time field, given to the transformation as a datetime."""
 
     def __init__(
@@ -100,7 +106,7 @@ class StreamProcessor:
         view: FeatureViewSpec,
         table_id: str,
         store: StreamStore,
-        transform: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+        transform: Callable[[Any], Any] | None = None,
         source_timestamp: str | None = None,
     ) -> None:
         if not view.is_stream:
@@ -109,6 +115,8 @@ class StreamProcessor:
         self.table_id = table_id
         self.store = store
         self.transform = transform
+        # mode="pandas": the transformation takes the batch's records as a DataFrame (streams.pandas_mode)
+        self.pandas = view.transformation is not None and view.transformation.mode == "pandas"
         self.source_timestamp = source_timestamp or view.timestamp_field
         self.lateness_us = (view.allowed_lateness_seconds or 0) * 1_000_000
         self.aggregate = view.is_aggregate
@@ -126,38 +134,44 @@ class StreamProcessor:
 
     def process(self, records: Sequence[StreamRecord]) -> BatchResult:
         state = self.store.state(self.table_id)
-        positions = dict(state.positions)
-        watermark = state.watermark_us
+        shards = dict(state.shards)
+        floor = self.retain_from(state)  # tiles before it may be dropped already
         result = BatchResult()
         tiles: dict[tuple[tuple, int], list[Event]] = {}
         rows: dict[tuple, tuple[int, list[Any]]] = {}
+        touched: set[str] = set()
+        fresh = []
+        done = {name: shard.position for name, shard in shards.items()}
         for record in records:
-            done = positions.get(record.shard)
-            if done is not None and record.sequence <= done:
+            if record.shard in done and record.sequence <= done[record.shard]:
                 result.duplicates += 1
                 continue
-            positions[record.shard] = record.sequence
-            try:
-                row = self._row(record)
-            except ValueError as exc:
+            done[record.shard] = record.sequence
+            fresh.append(record)
+        for record, row in zip(fresh, self._rows(fresh), strict=True):
+            shard = shards.get(record.shard)
+            watermark = shard.watermark_us if shard is not None else None
+            late = shard.late if shard is not None else 0
+            invalid = shard.invalid if shard is not None else 0
+            touched.add(record.shard)
+            if isinstance(row, ValueError):
                 result.invalid += 1
-                self._report(result, record, str(exc))
+                shards[record.shard] = ShardState(record.sequence, watermark, late, invalid + 1)
+                self._report(result, record, str(row))
                 continue
             if row is None:
                 result.dropped += 1
+                shards[record.shard] = ShardState(record.sequence, watermark, late, invalid)
                 continue
             key, ts, values = row
-            if watermark is not None and ts < watermark - self.lateness_us:
+            reason = self._lateness(ts, watermark, floor)
+            if reason is not None:
                 result.late += 1
-                self._report(
-                    result,
-                    record,
-                    f"late: event time {from_us(ts).isoformat()} is more than allowed_lateness "
-                    f"{timedelta(microseconds=self.lateness_us)} before the latest event, "
-                    f"{from_us(watermark).isoformat()}",
-                )
+                shards[record.shard] = ShardState(record.sequence, watermark, late + 1, invalid)
+                self._report(result, record, reason)
                 continue
             watermark = ts if watermark is None else max(watermark, ts)
+            shards[record.shard] = ShardState(record.sequence, watermark, late, invalid)
             result.applied += 1
             if self.aggregate:
                 tiles.setdefault((key, ts // self.step), []).append(
@@ -165,25 +179,43 @@ class StreamProcessor:
                 )
             elif key not in rows or ts >= rows[key][0]:
                 rows[key] = (ts, [self._stored(f.column or f.name, values) for f in self.view.features])
-        new_state = StreamState(
-            watermark_us=watermark,
-            late=state.late + result.late,
-            invalid=state.invalid + result.invalid,
-            positions=positions,
-        )
-        if self.aggregate:
-            self.store.commit_tiles(self.table_id, self.tiles, tiles, new_state, self.retain_from(watermark))  # type: ignore[arg-type]
-        else:
-            self.store.commit_rows(self.table_id, rows, new_state, self.view.ttl_seconds)
-        result.watermark_us = watermark
+        mine = {name: shards[name] for name in sorted(touched)}
+        after = merged(shards)
+        if mine:
+            if self.aggregate:
+                self.store.commit_tiles(self.table_id, self.tiles, tiles, mine, self.retain_from(after))  # type: ignore[arg-type]
+            else:
+                self.store.commit_rows(self.table_id, rows, mine, self.view.ttl_seconds)
+        result.watermark_us = after.watermark_us
         return result
 
-    def retain_from(self, watermark: int | None) -> int | None:
-        """The first interval index still needed: earlier tiles can neither be updated (their events
-        would be late) nor fall in a window ending at or after the watermark."""
-        if watermark is None:
+    def _lateness(self, ts: int, watermark: int | None, floor: int | None) -> str | None:
+        """Why an event at ``ts`` is late for its shard (None if it is not)."""
+        if watermark is not None and ts < watermark - self.lateness_us:
+            return (
+                f"late: event time {from_us(ts).isoformat()} is more than allowed_lateness "
+                f"{timedelta(microseconds=self.lateness_us)} before the latest event of its shard, "
+                f"{from_us(watermark).isoformat()}"
+            )
+        if floor is not None and ts // self.step < floor:
+            return (
+                f"late: event time {from_us(ts).isoformat()} is in an interval whose tiles are past "
+                f"retention (before {from_us(floor * self.step).isoformat()}, set by the slowest shard)"
+            )
+        return None
+
+    def retain_from(self, state: StreamState) -> int | None:
+        """The first interval index still needed (aggregate views). Every shard's records are late
+        before its own watermark minus ``allowed_lateness``, and lookups read windows ending at or
+        after that, so tiles before the *slowest* shard's watermark minus the lateness and the longest
+        window can neither be updated by any shard seen so far nor be read. A lagging shard keeps the
+        tiles it can still update."""
+        if not self.aggregate:
             return None
-        return (watermark - self.lateness_us - self.longest) // self.step
+        slowest = state.slowest_watermark_us
+        if slowest is None:
+            return None
+        return (slowest - self.lateness_us - self.longest) // self.step
 
     def _stored(self, column: str, values: dict[str, Any]) -> Any:
         """A plain view's value as the online store keeps it (times as ISO-8601 text)."""
@@ -194,23 +226,62 @@ class StreamProcessor:
         if len(result.problems) < MAX_REPORTED:
             result.problems.append(f"record {record.shard}:{record.sequence}: {message}")
 
-    def _row(self, record: StreamRecord) -> tuple[tuple, int, dict[str, Any]] | None:
+    def _rows(
+        self, records: Sequence[StreamRecord]
+    ) -> list[tuple[tuple, int, dict[str, Any]] | ValueError | None]:
+        """Each record's row (entity key, event time, input column values), None if the
+        transformation dropped it, or the ValueError that refuses it."""
+        out: list[Any] = [None] * len(records)
+        inputs = []
+        for i, record in enumerate(records):
+            try:
+                inputs.append((i, self._input(record)))
+            except ValueError as exc:
+                out[i] = exc
+        if self.transform is None:
+            transformed: dict[int, Any] = dict(inputs)
+        elif self.pandas:
+            from featureplane.streams.pandas_mode import transform_batch
+
+            # Rows are labelled by their record's identity, so rows renumbered by the function are
+            # recognised as not being its input's.
+            labels = {f"{records[i].shard}:{records[i].sequence}": i for i, _ in inputs}
+            frame_rows = transform_batch(
+                self.transform, [(label, data) for label, (_, data) in zip(labels, inputs, strict=True)]
+            )
+            transformed = {labels[label]: row for label, row in frame_rows.items()}
+        else:
+            transformed = {i: self._transformed(data) for i, data in inputs}
+        for i, data in transformed.items():
+            if data is None or isinstance(data, ValueError):
+                out[i] = data
+                continue
+            try:
+                out[i] = self._output(data)
+            except ValueError as exc:
+                out[i] = exc
+        return out
+
+    def _input(self, record: StreamRecord) -> dict[str, Any]:
+        """The record as the transformation takes it (its event time as a naive UTC datetime)."""
         if not isinstance(record.data, dict):
             raise ValueError(f"is not a JSON object of the source's fields: {record.data!r:.80}")
         data = dict(record.data)
         if self.source_timestamp not in data or data[self.source_timestamp] is None:
             raise ValueError(f"has no event time {self.source_timestamp!r}")
         data[self.source_timestamp] = from_us(to_us(data[self.source_timestamp], self.source_timestamp))
-        if self.transform is not None:
-            try:
-                out = self.transform(data)
-            except Exception as exc:
-                raise ValueError(f"the transformation failed: {exc!r}") from exc
-            if out is None:
-                return None
-            if not isinstance(out, dict):
-                raise ValueError(f"the transformation returned {type(out).__name__}, not a dict or None")
-            data = out
+        return data
+
+    def _transformed(self, data: dict[str, Any]) -> dict[str, Any] | ValueError | None:
+        try:
+            out = self.transform(data)  # type: ignore[misc]
+        except Exception as exc:
+            return ValueError(f"the transformation failed: {exc!r}")
+        if out is not None and not isinstance(out, dict):
+            return ValueError(f"the transformation returned {type(out).__name__}, not a dict or None")
+        return out
+
+    def _output(self, data: dict[str, Any]) -> tuple[tuple, int, dict[str, Any]]:
         ts_field = self.view.timestamp_field
         if data.get(ts_field) is None:
             raise ValueError(f"the row has no event time {ts_field!r}")
@@ -233,6 +304,8 @@ def _checked(value: Any, dtype: str, what: str) -> Any:
     if dtype == "int64":
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"{what} must be an integer, got {value!r}")
+        if not -(2**63) <= value < 2**63:
+            raise ValueError(f"{what} is out of the int64 range: {value}")
         return value
     if dtype == "float64":
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):

@@ -16,12 +16,11 @@ from dataclasses import dataclass
 from featureplane.definitions.transformation import load_python_function
 from featureplane.errors import FeatureplaneError
 from featureplane.ingest.log import IngestLog, ingest_log_root
-from featureplane.online_stores.sqlite import SQLiteOnlineStore
 from featureplane.runtime import Runtime
+from featureplane.streams.backend import stream_store_for
 from featureplane.streams.ingest_source import IngestLogSource
 from featureplane.streams.kinesis import KinesisSource
 from featureplane.streams.processor import BatchResult, StreamProcessor
-from featureplane.streams.sqlite import SQLiteStreamStore
 from featureplane.streams.store import StreamStore
 
 MARK_EVERY = 100  # batches between looking for consumed segments while records keep coming
@@ -46,17 +45,10 @@ class RunTotals:
 
 
 def stream_store(runtime: Runtime) -> StreamStore:
-    online = runtime.online_store
-    if isinstance(online, SQLiteOnlineStore):
-        return SQLiteStreamStore(online)
-    if online.describe().get("type") == "dynamodb":
-        from featureplane.streams.dynamodb import DynamoDBStreamStore
-
-        return DynamoDBStreamStore(online)  # type: ignore[arg-type]
-    raise FeatureplaneError(
-        f"stream processing supports the SQLite and DynamoDB online stores; this configuration's online "
-        f"store is {online.describe().get('type', type(online).__name__)}"
-    )
+    try:
+        return stream_store_for(runtime.online_store)
+    except ValueError as exc:
+        raise FeatureplaneError(str(exc)) from None
 
 
 def open_stream(

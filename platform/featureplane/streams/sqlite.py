@@ -1,6 +1,6 @@
-"""Stream state in the SQLite online store's file (its ``stream_tiles`` and ``stream_state`` tables):
-tiles and processing state beside the online rows, so that a batch's tiles, the entities' rows, the
-watermark and the checkpoints commit in one transaction."""
+"""Stream state in the SQLite online store's file (its ``stream_tiles`` and ``stream_shards`` tables):
+tiles and per-shard processing state beside the online rows, so that a batch's tiles, the entities'
+rows and its shards' checkpoints and watermarks commit in one transaction."""
 
 from __future__ import annotations
 
@@ -11,7 +11,14 @@ import orjson
 
 from featureplane.online_stores.base import encode_key, encode_values
 from featureplane.online_stores.sqlite import UPSERT, UPSERT_IF_NEWER, SQLiteOnlineStore
-from featureplane.streams.store import StreamState, StreamStore, state_from_json, state_json
+from featureplane.streams.store import (
+    ShardState,
+    StreamState,
+    StreamStore,
+    merged,
+    shard_from_json,
+    shard_json,
+)
 from featureplane.streams.tiles import Event, TileSpec
 
 
@@ -19,23 +26,47 @@ class SQLiteStreamStore(StreamStore):
     def __init__(self, online: SQLiteOnlineStore) -> None:
         self.online = online
         self.db = online.db  # its schema has the stream tables
+        self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Move a file's per-view states (the earlier ``stream_state`` table) to per-shard states:
+        each shard keeps its checkpoint and gets the view's watermark (what its events were judged
+        against so far); the counts go to the view's first shard, so the merged view is unchanged."""
+        con = self.db.connection()
+        if not con.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'stream_state'"
+        ).fetchone():
+            return
+        with self.db.transaction() as con:
+            if not con.execute("SELECT 1 FROM sqlite_master WHERE name = 'stream_state'").fetchone():
+                return  # upgraded meanwhile by another process
+            for table_id, blob in con.execute("SELECT table_id, state FROM stream_state").fetchall():
+                old = orjson.loads(blob)
+                shards = {}
+                for i, (shard, position) in enumerate(sorted(old["positions"].items())):
+                    first = i == 0
+                    shards[shard] = ShardState(
+                        int(position),
+                        old["watermark_us"],
+                        old["late"] if first else 0,
+                        old["invalid"] if first else 0,
+                    )
+                self._save_shards(con, table_id, shards)
+            con.execute("DROP TABLE stream_state")
 
     def state(self, table_id: str) -> StreamState:
-        row = (
+        rows = (
             self.db.connection()
-            .execute("SELECT state FROM stream_state WHERE table_id = ?", (table_id,))
-            .fetchone()
+            .execute("SELECT shard, state FROM stream_shards WHERE table_id = ?", (table_id,))
+            .fetchall()
         )
-        if row is None:
-            return StreamState()
-        return state_from_json(row[0])
+        return merged({shard: shard_from_json(blob) for shard, blob in rows})
 
-    def _save_state(self, con: Any, table_id: str, state: StreamState) -> None:
-        blob = state_json(state)
-        con.execute(
-            "INSERT INTO stream_state (table_id, state) VALUES (?, ?) "
-            "ON CONFLICT (table_id) DO UPDATE SET state = excluded.state",
-            (table_id, blob),
+    def _save_shards(self, con: Any, table_id: str, shards: Mapping[str, ShardState]) -> None:
+        con.executemany(
+            "INSERT INTO stream_shards (table_id, shard, state) VALUES (?, ?, ?) "
+            "ON CONFLICT (table_id, shard) DO UPDATE SET state = excluded.state",
+            [(table_id, shard, shard_json(state)) for shard, state in shards.items()],
         )
 
     def commit_tiles(
@@ -43,7 +74,7 @@ class SQLiteStreamStore(StreamStore):
         table_id: str,
         spec: TileSpec,
         events: Mapping[tuple[tuple, int], list[Event]],
-        state: StreamState,
+        shards: Mapping[str, ShardState],
         retain_from: int | None,
     ) -> int:
         applied = 0
@@ -78,14 +109,14 @@ class SQLiteStreamStore(StreamStore):
                 rows = [spec.row(index, tile) for index, tile in tiles]
                 latest = max((tile["ts"] for _, tile in tiles), default=0)
                 con.execute(UPSERT, (table_id, entity, latest, encode_values([rows])))
-            self._save_state(con, table_id, state)
+            self._save_shards(con, table_id, shards)
         return applied
 
     def commit_rows(
         self,
         table_id: str,
         rows: Mapping[tuple, tuple[int, list[Any]]],
-        state: StreamState,
+        shards: Mapping[str, ShardState],
         ttl_seconds: int | None,
     ) -> int:
         with self.db.transaction() as con:
@@ -98,7 +129,7 @@ class SQLiteStreamStore(StreamStore):
                 ],
             )
             written = con.total_changes - before
-            self._save_state(con, table_id, state)
+            self._save_shards(con, table_id, shards)
         return written
 
     def tiles(self, table_id: str, key: tuple) -> dict[int, dict[str, Any]]:

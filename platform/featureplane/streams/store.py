@@ -1,5 +1,10 @@
-"""Where the stream processor keeps a view's state: tiles (or latest rows), online rows, watermark
-and checkpoints. One interface; one module per backend (``streams.sqlite``)."""
+"""Where the stream processor keeps a view's state: tiles (or latest rows), online rows, and per shard
+its processing state (checkpoint, watermark, refused counts). One interface; one module per backend
+(``streams.sqlite``, ``streams.dynamodb``).
+
+The processing state is kept per shard, and a batch commits only the states of the shards its records
+came from: processors of different shards (a Lambda per Kinesis shard) never write the same state.
+"""
 
 from __future__ import annotations
 
@@ -14,38 +19,68 @@ from featureplane.streams.tiles import Event, TileSpec
 
 
 @dataclass(frozen=True)
+class ShardState:
+    """One shard's processing state: the sequence number of its last record processed, the latest
+    event time applied from it (µs, its watermark), and how many of its records were refused."""
+
+    position: int
+    watermark_us: int | None = None
+    late: int = 0
+    invalid: int = 0
+
+
+@dataclass(frozen=True)
 class StreamState:
-    """A view's processing state: the latest event time applied (µs), how many records were refused
-    as late or invalid so far, and per shard the sequence number of the last record processed."""
+    """A view's processing state merged over its shards: the latest event time applied from any shard
+    (µs), the refused counts summed, per shard the sequence number of the last record processed
+    (``positions``), and each shard's own state (``shards``)."""
 
     watermark_us: int | None = None
     late: int = 0
     invalid: int = 0
     positions: dict[str, int] = field(default_factory=dict)
+    shards: dict[str, ShardState] = field(default_factory=dict)
+
+    @property
+    def slowest_watermark_us(self) -> int | None:
+        """The lowest watermark of the shards that have applied a record (None when none has)."""
+        marks = [s.watermark_us for s in self.shards.values() if s.watermark_us is not None]
+        return min(marks) if marks else None
 
 
-def state_json(state: StreamState) -> bytes:
-    """The state as stored (positions as decimal text: Kinesis sequence numbers exceed 64 bits)."""
+def merged(shards: Mapping[str, ShardState]) -> StreamState:
+    marks = [s.watermark_us for s in shards.values() if s.watermark_us is not None]
+    return StreamState(
+        watermark_us=max(marks) if marks else None,
+        late=sum(s.late for s in shards.values()),
+        invalid=sum(s.invalid for s in shards.values()),
+        positions={name: s.position for name, s in shards.items()},
+        shards=dict(shards),
+    )
+
+
+def shard_json(state: ShardState) -> bytes:
+    """A shard's state as stored (the position as decimal text: Kinesis sequence numbers exceed 64 bits)."""
     return orjson.dumps(
         {
+            "position": str(state.position),
             "watermark_us": state.watermark_us,
             "late": state.late,
             "invalid": state.invalid,
-            "positions": {shard: str(n) for shard, n in state.positions.items()},
         }
     )
 
 
-def state_from_json(blob: bytes | str) -> StreamState:
+def shard_from_json(blob: bytes | str) -> ShardState:
     data = orjson.loads(blob)
-    positions = {shard: int(n) for shard, n in data["positions"].items()}
-    return StreamState(data["watermark_us"], data["late"], data["invalid"], positions)
+    return ShardState(int(data["position"]), data["watermark_us"], data["late"], data["invalid"])
 
 
 class StreamStore(ABC):
     @abstractmethod
     def state(self, table_id: str) -> StreamState:
-        """The committed state of the view stored as ``table_id`` (empty when never processed)."""
+        """The committed state of the view stored as ``table_id``, merged over its shards (empty when
+        never processed)."""
 
     @abstractmethod
     def commit_tiles(
@@ -53,22 +88,24 @@ class StreamStore(ABC):
         table_id: str,
         spec: TileSpec,
         events: Mapping[tuple[tuple, int], list[Event]],
-        state: StreamState,
+        shards: Mapping[str, ShardState],
         retain_from: int | None,
     ) -> int:
         """Apply ``events`` (by entity key and interval index) to their tiles, rewrite the touched
         entities' online rows from their tiles from ``retain_from`` on (dropping older ones), and save
-        ``state``, all at once. Returns the number of events the tiles did not hold yet."""
+        the states of the batch's ``shards`` (only those), all at once. Returns the number of events the
+        tiles did not hold yet."""
 
     @abstractmethod
     def commit_rows(
         self,
         table_id: str,
         rows: Mapping[tuple, tuple[int, list[Any]]],
-        state: StreamState,
+        shards: Mapping[str, ShardState],
         ttl_seconds: int | None,
     ) -> int:
-        """Write each entity's latest row unless the stored one is newer, and save ``state``, at once."""
+        """Write each entity's latest row unless the stored one is newer, and save the states of the
+        batch's ``shards``, at once."""
 
     @abstractmethod
     def tiles(self, table_id: str, key: tuple) -> dict[int, dict[str, Any]]:
