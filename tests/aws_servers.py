@@ -54,7 +54,7 @@ class Process(Server):
 def start_dynalite(log_dir: Path) -> Process:
     if not DYNALITE.exists():
         raise AssertionError(
-            f"dynalite is not installed ({DYNALITE} is missing): run `make setup` (it runs npm ci in tests/servers)"
+            f"dynalite is not installed ({DYNALITE} is missing): run `make test` (it runs npm ci in tests/servers)"
         )
     port = free_port()
     return Process(
