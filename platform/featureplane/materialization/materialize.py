@@ -155,7 +155,7 @@ def materialize(
         if runtime.offline_store.accepts_staged_from(engine):
             table = engine.stage_transformation(view, sources, start, end)
         else:
-            table = engine.run_transformation(view, sources, start, end)
+            table = engine.materialization_rows(view, sources, start, end)
         result.rows = table.num_rows
         if not isinstance(table, StagedResult):
             runtime.engine.release_memory()  # the rows are in Arrow now: validation needs the memory
