@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from featureplane.compute.base import StagedResult, as_arrow, null_count
 from featureplane.definitions.specs import FeatureViewSpec
-from featureplane.materialization.online_sync import Progress, sync_online
+from featureplane.materialization.online_sync import Progress, staged_latest_rows, sync_online
 from featureplane.materialization.partitions import windows
 from featureplane.util.locks import file_lock
 
@@ -184,14 +184,26 @@ def materialize(
             _release_arrow_memory()
         result.seconds["validate"] = time.perf_counter() - clock
 
+        before = runtime.offline_store.version(table_id)
+        staged_latest = None
+        if (
+            view.online
+            and not view.is_aggregate
+            and before is None
+            and not isinstance(table, StagedResult)
+            and runtime.online_store.sync_marker(table_id) is None
+        ):
+            # A first backfill: the online rows are the latest of these rows; no read-back needed.
+            clock = time.perf_counter()
+            staged_latest = staged_latest_rows(runtime, view, table)
+            result.seconds["online_write"] = time.perf_counter() - clock
         if view.is_aggregate:
             from featureplane.compute.aggregation.tiles import with_markers
 
             table = with_markers(view, table, parts)
         clock = time.perf_counter()
-        before = runtime.offline_store.version(table_id)
         result.offline_version = runtime.offline_store.write_window(table_id, view, start, end, table)
-        del table  # the online update reads the offline store: free the window's rows first
+        del table  # the online update may read the offline store: free the window's rows first
         _release_arrow_memory()
         result.seconds["offline_write"] = time.perf_counter() - clock
         say(
@@ -200,8 +212,12 @@ def materialize(
 
         if view.online:
             clock = time.perf_counter()
-            synced = sync_online(runtime, state, view, before, start, end, result.offline_version, say)
+            synced = sync_online(
+                runtime, state, view, before, start, end, result.offline_version, say, staged_latest
+            )
             result.online_written, result.online_deleted = synced.written, synced.deleted
             result.online_full_sync = synced.full_sync
-            result.seconds["online_write"] = time.perf_counter() - clock
+            result.seconds["online_write"] = (
+                result.seconds.get("online_write", 0.0) + time.perf_counter() - clock
+            )
     return result

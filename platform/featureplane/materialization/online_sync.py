@@ -149,6 +149,29 @@ def _noting(rows: Iterable[Row], seen: set[str], key: Callable[[Row], str]) -> I
         yield row
 
 
+def staged_latest_rows(runtime: Runtime, view: FeatureViewSpec, rows: pa.Table) -> pa.Table:
+    """Each key's latest row of a plain view's rows about to be written, as the offline store's full
+    sync would read them back (same columns, same tie-break), computed from the rows in memory."""
+    import duckdb
+
+    from featureplane.compute.duckdb import apply_duckdb_settings, duckdb_settings, quote
+    from featureplane.offline_stores.base import latest_row_clause
+
+    con = duckdb.connect()
+    try:
+        apply_duckdb_settings(con, duckdb_settings(runtime.config))
+        con.register("__fp_written", rows)
+        columns = ", ".join(
+            quote(c) for c in [*view.join_key_names, view.timestamp_field, *view.feature_names]
+        )
+        keys = ", ".join(quote(k) for k in view.join_key_names)
+        return con.sql(
+            f"SELECT {columns} FROM __fp_written {latest_row_clause(view, quote)} ORDER BY {keys}"
+        ).to_arrow_table()
+    finally:
+        con.close()
+
+
 def sync_online(
     runtime: Runtime,
     state: WorkspaceState,
@@ -158,15 +181,23 @@ def sync_online(
     end: datetime | None,
     offline_version: int | None,
     say: Progress,
+    staged_latest: pa.Table | None = None,
 ) -> OnlineSync:
     """Bring the online store to the offline store's latest rows: only keys changed since ``before``
-    when the online store's sync marker says it matched ``before``, otherwise every key."""
+    when the online store's sync marker says it matched ``before``, otherwise every key.
+
+    ``staged_latest``: on a first backfill (no offline table before it, no sync marker), every key's
+    latest row of the rows just written (``staged_latest_rows``), so the table is not read back."""
     online = runtime.online_store
     table_id = state.table_id(view.name)
     marker = online.sync_marker(table_id)
     incremental = before is not None and marker == before
     result = OnlineSync(full_sync=not incremental)
-    if incremental:
+    if staged_latest is not None and before is None and marker is None:
+        from featureplane.offline_stores.base import OnlineChanges
+
+        changes = OnlineChanges(upserts=iter(staged_latest.to_batches(50_000)), deletes=[], complete=True)
+    elif incremental:
         changes = runtime.offline_store.online_changes(table_id, view, before, start, end)
     else:
         # Compare every key with the version the online store last matched (the marker), if readable.
