@@ -184,23 +184,22 @@ def materialize(
             _release_arrow_memory()
         result.seconds["validate"] = time.perf_counter() - clock
 
-        before = runtime.offline_store.version(table_id)
-        staged_latest = None
-        if (
-            view.online
-            and not view.is_aggregate
-            and before is None
-            and not isinstance(table, StagedResult)
-            and runtime.online_store.sync_marker(table_id) is None
-        ):
-            # A first backfill: the online rows are the latest of these rows; no read-back needed.
-            clock = time.perf_counter()
-            staged_latest = staged_latest_rows(runtime, view, table)
-            result.seconds["online_write"] = time.perf_counter() - clock
         if view.is_aggregate:
             from featureplane.compute.aggregation.tiles import with_markers
 
             table = with_markers(view, table, parts)
+        before = runtime.offline_store.version(table_id)
+        staged_latest = None
+        if (
+            view.online
+            and before is None
+            and not isinstance(table, StagedResult)
+            and runtime.online_store.sync_marker(table_id) is None
+        ):
+            # A first backfill: the online rows follow from these rows alone; no read-back needed.
+            clock = time.perf_counter()
+            staged_latest = staged_latest_rows(runtime, view, table)
+            result.seconds["online_write"] = time.perf_counter() - clock
         clock = time.perf_counter()
         result.offline_version = runtime.offline_store.write_window(table_id, view, start, end, table)
         del table  # the online update may read the offline store: free the window's rows first

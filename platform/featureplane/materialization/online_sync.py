@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 
 from featureplane.compute.aggregation.online import lifetime_features, online_expiry_seconds
-from featureplane.compute.aggregation.rollup import online_rows_view
+from featureplane.compute.aggregation.rollup import online_rows_sql, online_rows_view
 from featureplane.definitions.specs import FeatureViewSpec
 from featureplane.online_stores.base import EncodedRow, OnlineRow, encode_key
 
@@ -150,17 +150,23 @@ def _noting(rows: Iterable[Row], seen: set[str], key: Callable[[Row], str]) -> I
 
 
 def staged_latest_rows(runtime: Runtime, view: FeatureViewSpec, rows: pa.Table) -> pa.Table:
-    """Each key's latest row of a plain view's rows about to be written, as the offline store's full
-    sync would read them back (same columns, same tie-break), computed from the rows in memory."""
+    """What a full sync would read back from the offline store once ``rows`` are its only rows (each
+    key's latest row, same columns and tie-break; for an aggregate view, ``online_rows_sql``'s rows
+    from the tiles and their partition markers), computed from the rows in memory."""
     import duckdb
 
+    from featureplane.compute.aggregation.tiles import latest_materialized_sql
     from featureplane.compute.duckdb import apply_duckdb_settings, duckdb_settings, quote
     from featureplane.offline_stores.base import latest_row_clause
 
     con = duckdb.connect()
     try:
         apply_duckdb_settings(con, duckdb_settings(runtime.config))
+        con.execute("SET TimeZone='UTC'").fetchall()
         con.register("__fp_written", rows)
+        if view.is_aggregate:
+            after = con.sql(latest_materialized_sql(view, "__fp_written")).fetchall()[0][0]
+            return con.sql(online_rows_sql(view, "__fp_written", None, after)).to_arrow_table()
         columns = ", ".join(
             quote(c) for c in [*view.join_key_names, view.timestamp_field, *view.feature_names]
         )
