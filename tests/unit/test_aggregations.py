@@ -439,3 +439,34 @@ def test_tiles_are_identical_however_threads_and_files_order_the_rows(stats_setu
         con.close()
     assert all(r == results[0] for r in results[1:])
     assert len(results[0]) > 500
+
+
+def test_a_first_backfill_writes_online_from_its_tiles_as_a_full_sync_would(tmp_path, monkeypatch):
+    """No offline table and no sync marker: the online rows come from the tiles just computed (the
+    offline store is not read back), and equal what a full sync from the offline store writes."""
+    from featureplane.materialization.online_sync import sync_online
+
+    rng = random.Random(7)
+    _, runtime, state = applied(tmp_path, SEVEN_DAYS, random_events(7, 300, D1, 12, users=5))
+    users = [f"u{i}" for i in range(6)]
+
+    def no_read_back(*args, **kwargs):
+        raise AssertionError("the first backfill read the offline store back")
+
+    monkeypatch.setattr(runtime.offline_store, "online_changes", no_read_back)
+    result = materialize(runtime, state, "spend", D1, D1 + 12 * DAY)
+    monkeypatch.undo()
+    assert result.online_full_sync is True and result.online_written == 5
+    staged = runtime.online_store.read([(state.table_id("spend"), (u,)) for u in users])
+    at = D1 + 12 * DAY - timedelta(hours=rng.randrange(1, 48))
+    looked_up = online_values(runtime, state, "spend", users, at)
+    # The same rows as a full sync that reads every key back from the offline store.
+    table_id = state.table_id("spend")
+    runtime.online_store.delete(table_id, [(u,) for u in users])
+    runtime.online_store.set_sync_marker(table_id, None)
+    view = state.feature_view("spend")
+    version = runtime.offline_store.version(table_id)
+    synced = sync_online(runtime, state, view, None, None, None, version, lambda message: None)
+    assert synced.full_sync is True and synced.written == 5
+    assert runtime.online_store.read([(table_id, (u,)) for u in users]) == staged
+    assert online_values(runtime, state, "spend", users, at) == looked_up

@@ -142,3 +142,23 @@ def test_partial_partitions_and_development_workspaces_are_refused(backend):
 def test_online_keys_are_canonical():
     assert encode_key(("u1",)) == '["u1"]'
     assert encode_key((5, "a")) == '[5,"a"]'
+
+
+def test_first_backfill_updates_online_from_the_rows_written(tmp_path, monkeypatch) -> None:
+    """With no offline table and no sync marker, the online rows come from the rows just written: the
+    offline store is not read back, and online still equals the offline store's latest rows."""
+    backend = duckdb_backend(tmp_path)
+    store = backend.runtime.offline_store
+
+    def no_read_back(*args, **kwargs):
+        raise AssertionError("the first backfill read the offline store back")
+
+    monkeypatch.setattr(store, "online_changes", no_read_back)
+    result = backend.materialize(D1, D1 + 3 * DAY)
+    assert result.online_full_sync is True and result.online_written == 3
+    monkeypatch.undo()
+    assert_online_equals_offline(backend.runtime, backend.state)
+    # Later runs have a marker: they compare versions in the store as before.
+    assert backend.materialize(D1 + DAY, D1 + 2 * DAY).online_full_sync is False
+    assert_online_equals_offline(backend.runtime, backend.state)
+    backend.runtime.close()

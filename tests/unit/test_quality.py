@@ -220,7 +220,7 @@ def test_a_blocked_partition_leaves_both_stores_unchanged(tmp_path, validator):
 def test_warn_only_failures_still_write(tmp_path, validator):
     runtime, state = live_repo(tmp_path, "warn")
     bad = pa.table({"user_id": ["u2"], "ts": pa.array([D1 + DAY], pa.timestamp("us")), "amount": [500.0]})
-    runtime.engine.run_transformation = lambda *a: bad  # type: ignore[method-assign]  # no null key this time
+    runtime.engine.materialization_rows = lambda *a: bad  # type: ignore[method-assign]  # no null key this time
     result = materialize(runtime, state, "amounts", D1 + DAY, D1 + 2 * DAY, validators=[validator])
     warned = [r for r in result.checks if not r.passed]
     assert [(r.name, r.blocking) for r in warned] == [("amount_between", False)]

@@ -206,6 +206,18 @@ class Engine(ABC):
         """Rows of the view for events in ``[start, end)``: join keys, timestamp, then features, cast to
         the declared types, sorted by join keys and timestamp."""
 
+    def materialization_rows(
+        self,
+        view: FeatureViewSpec,
+        sources: dict[str, SourceSpec],
+        start: datetime,
+        end: datetime,
+    ) -> pa.Table:
+        """``run_transformation``'s rows for materialization, in whatever order the engine produces most
+        cheaply; an engine that can sort by the timestamp alone should (per-partition validation and
+        profiles then slice the rows instead of sorting a copy, and the store gets time-clustered files)."""
+        return self.run_transformation(view, sources, start, end)
+
     def stage_transformation(
         self,
         view: FeatureViewSpec,

@@ -295,7 +295,13 @@ class DuckDBEngine(Engine):
         return [(name, duckdb_type(dtype)) for name, dtype in self._describe_sql(sql)]
 
     def run_transformation(
-        self, view: FeatureViewSpec, sources: dict[str, SourceSpec], start: datetime, end: datetime
+        self,
+        view: FeatureViewSpec,
+        sources: dict[str, SourceSpec],
+        start: datetime,
+        end: datetime,
+        *,
+        time_order: bool = False,
     ) -> pa.Table:
         import duckdb
 
@@ -313,11 +319,17 @@ class DuckDBEngine(Engine):
                 raise TransformationError(
                     f"feature view {view.name!r}: mode {transformation.mode!r} does not run on the DuckDB engine"
                 )
-            return self._conform(view, inner, start, end)
+            return self._conform(view, inner, start, end, time_order)
         except duckdb.Error as exc:
             raise TransformationError(
                 f"feature view {view.name!r}: the transformation failed on DuckDB: {_first_line(exc)}"
             ) from exc
+
+    def materialization_rows(
+        self, view: FeatureViewSpec, sources: dict[str, SourceSpec], start: datetime, end: datetime
+    ) -> pa.Table:
+        """The rows sorted by the timestamp alone (cheaper than by keys and timestamp)."""
+        return self.run_transformation(view, sources, start, end, time_order=True)
 
     def _run_pandas(
         self, view: FeatureViewSpec, sources: dict[str, SourceSpec], start: datetime, end: datetime
@@ -354,9 +366,12 @@ class DuckDBEngine(Engine):
         self.con.register(name, table)
         return f"SELECT * FROM {quote(name)}"
 
-    def _conform(self, view: FeatureViewSpec, inner: str, start: datetime, end: datetime) -> pa.Table:
+    def _conform(
+        self, view: FeatureViewSpec, inner: str, start: datetime, end: datetime, time_order: bool = False
+    ) -> pa.Table:
         """Select the declared columns, check and cast their types, keep rows inside the window; for an
-        aggregate view, fold the rows into tiles in the same query."""
+        aggregate view, fold the rows into tiles in the same query. Sorted by join keys and timestamp, or
+        with ``time_order`` by the timestamp alone."""
         actual = {
             name.lower(): OutputColumn(name, raw, lambda _, raw=raw: duckdb_type(raw))
             for name, raw in self._describe_sql(inner)
@@ -377,8 +392,10 @@ class DuckDBEngine(Engine):
         if view.is_aggregate:
             from featureplane.compute.aggregation.tiles import tile_sql
 
-            return self.con.sql(tile_sql(view, sql)).to_arrow_table()
+            return self.con.sql(tile_sql(view, sql, time_order=time_order)).to_arrow_table()
         order = ", ".join(quote(k.name) for k in view.join_keys) + f", {quote(view.timestamp_field)}"
+        if time_order:
+            order = quote(view.timestamp_field)
         sql = one_row_per_key_and_time(view, sql, quote)
         return self.con.sql(f"{sql} ORDER BY {order}").to_arrow_table()
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from featureplane.compute.base import StagedResult, as_arrow, null_count
 from featureplane.definitions.specs import FeatureViewSpec
-from featureplane.materialization.online_sync import Progress, sync_online
+from featureplane.materialization.online_sync import Progress, staged_latest_rows, sync_online
 from featureplane.materialization.partitions import windows
 from featureplane.util.locks import file_lock
 
@@ -155,7 +155,7 @@ def materialize(
         if runtime.offline_store.accepts_staged_from(engine):
             table = engine.stage_transformation(view, sources, start, end)
         else:
-            table = engine.run_transformation(view, sources, start, end)
+            table = engine.materialization_rows(view, sources, start, end)
         result.rows = table.num_rows
         if not isinstance(table, StagedResult):
             runtime.engine.release_memory()  # the rows are in Arrow now: validation needs the memory
@@ -188,10 +188,21 @@ def materialize(
             from featureplane.compute.aggregation.tiles import with_markers
 
             table = with_markers(view, table, parts)
-        clock = time.perf_counter()
         before = runtime.offline_store.version(table_id)
+        staged_latest = None
+        if (
+            view.online
+            and before is None
+            and not isinstance(table, StagedResult)
+            and runtime.online_store.sync_marker(table_id) is None
+        ):
+            # A first backfill: the online rows follow from these rows alone; no read-back needed.
+            clock = time.perf_counter()
+            staged_latest = staged_latest_rows(runtime, view, table)
+            result.seconds["online_write"] = time.perf_counter() - clock
+        clock = time.perf_counter()
         result.offline_version = runtime.offline_store.write_window(table_id, view, start, end, table)
-        del table  # the online update reads the offline store: free the window's rows first
+        del table  # the online update may read the offline store: free the window's rows first
         _release_arrow_memory()
         result.seconds["offline_write"] = time.perf_counter() - clock
         say(
@@ -200,8 +211,12 @@ def materialize(
 
         if view.online:
             clock = time.perf_counter()
-            synced = sync_online(runtime, state, view, before, start, end, result.offline_version, say)
+            synced = sync_online(
+                runtime, state, view, before, start, end, result.offline_version, say, staged_latest
+            )
             result.online_written, result.online_deleted = synced.written, synced.deleted
             result.online_full_sync = synced.full_sync
-            result.seconds["online_write"] = time.perf_counter() - clock
+            result.seconds["online_write"] = (
+                result.seconds.get("online_write", 0.0) + time.perf_counter() - clock
+            )
     return result

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 
 from featureplane.compute.aggregation.online import lifetime_features, online_expiry_seconds
-from featureplane.compute.aggregation.rollup import online_rows_view
+from featureplane.compute.aggregation.rollup import online_rows_sql, online_rows_view
 from featureplane.definitions.specs import FeatureViewSpec
 from featureplane.online_stores.base import EncodedRow, OnlineRow, encode_key
 
@@ -149,6 +149,35 @@ def _noting(rows: Iterable[Row], seen: set[str], key: Callable[[Row], str]) -> I
         yield row
 
 
+def staged_latest_rows(runtime: Runtime, view: FeatureViewSpec, rows: pa.Table) -> pa.Table:
+    """What a full sync would read back from the offline store once ``rows`` are its only rows (each
+    key's latest row, same columns and tie-break; for an aggregate view, ``online_rows_sql``'s rows
+    from the tiles and their partition markers), computed from the rows in memory."""
+    import duckdb
+
+    from featureplane.compute.aggregation.tiles import latest_materialized_sql
+    from featureplane.compute.duckdb import apply_duckdb_settings, duckdb_settings, quote
+    from featureplane.offline_stores.base import latest_row_clause
+
+    con = duckdb.connect()
+    try:
+        apply_duckdb_settings(con, duckdb_settings(runtime.config))
+        con.execute("SET TimeZone='UTC'").fetchall()
+        con.register("__fp_written", rows)
+        if view.is_aggregate:
+            after = con.sql(latest_materialized_sql(view, "__fp_written")).fetchall()[0][0]
+            return con.sql(online_rows_sql(view, "__fp_written", None, after)).to_arrow_table()
+        columns = ", ".join(
+            quote(c) for c in [*view.join_key_names, view.timestamp_field, *view.feature_names]
+        )
+        keys = ", ".join(quote(k) for k in view.join_key_names)
+        return con.sql(
+            f"SELECT {columns} FROM __fp_written {latest_row_clause(view, quote)} ORDER BY {keys}"
+        ).to_arrow_table()
+    finally:
+        con.close()
+
+
 def sync_online(
     runtime: Runtime,
     state: WorkspaceState,
@@ -158,15 +187,23 @@ def sync_online(
     end: datetime | None,
     offline_version: int | None,
     say: Progress,
+    staged_latest: pa.Table | None = None,
 ) -> OnlineSync:
     """Bring the online store to the offline store's latest rows: only keys changed since ``before``
-    when the online store's sync marker says it matched ``before``, otherwise every key."""
+    when the online store's sync marker says it matched ``before``, otherwise every key.
+
+    ``staged_latest``: on a first backfill (no offline table before it, no sync marker), every key's
+    latest row of the rows just written (``staged_latest_rows``), so the table is not read back."""
     online = runtime.online_store
     table_id = state.table_id(view.name)
     marker = online.sync_marker(table_id)
     incremental = before is not None and marker == before
     result = OnlineSync(full_sync=not incremental)
-    if incremental:
+    if staged_latest is not None and before is None and marker is None:
+        from featureplane.offline_stores.base import OnlineChanges
+
+        changes = OnlineChanges(upserts=iter(staged_latest.to_batches(50_000)), deletes=[], complete=True)
+    elif incremental:
         changes = runtime.offline_store.online_changes(table_id, view, before, start, end)
     else:
         # Compare every key with the version the online store last matched (the marker), if readable.

@@ -26,7 +26,8 @@ def split_partitions(
     view: FeatureViewSpec, table: pa.Table, start: datetime, end: datetime
 ) -> Iterator[PartitionSlice]:
     """The rows of each of the view's partitions in ``[start, end)``, as zero-copy slices of the rows
-    sorted by time. Rows outside the window (there should be none) belong to no partition."""
+    sorted by time (sorted here only if they are not already). Rows outside the window (there should be
+    none) belong to no partition."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -36,9 +37,10 @@ def split_partitions(
     if len(parts) == 1:
         yield PartitionSlice(partition_key(view, parts[0][0]), parts[0][0], parts[0][1], table)
         return
-    if table.num_rows:
-        table = table.take(pc.sort_indices(table, [(ts, "ascending")]))
     stamps = table.column(ts).cast(pa.timestamp("us")).cast(pa.int64()).to_numpy(zero_copy_only=False)
+    if len(stamps) > 1 and not (stamps[1:] >= stamps[:-1]).all():  # out of order, or nulls (NaN here)
+        order = pc.sort_indices(table, [(ts, "ascending")])
+        table, stamps = table.take(order), stamps[order.to_numpy()]
     epoch = datetime(1970, 1, 1)
     bounds = np.array(
         [int((s - epoch).total_seconds() * 1_000_000) for s, _ in parts]

@@ -8,7 +8,7 @@ the previous state readable. The point-in-time join runs inside the store, where
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -53,6 +53,14 @@ class OnlineChanges:
     upserts: Iterator[pa.RecordBatch]
     deletes: list[tuple]
     complete: bool = False
+
+
+def latest_row_clause(view: FeatureViewSpec, quote: Callable[[str], str]) -> str:
+    """DuckDB's ``QUALIFY`` keeping each key's latest row of a plain view's rows (ties broken by the
+    feature values, so the choice is deterministic)."""
+    keys = ", ".join(quote(k) for k in view.join_key_names)
+    order = "".join(f", {quote(f.name)} DESC NULLS LAST" for f in view.features if not f.type.is_array)
+    return f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {quote(view.timestamp_field)} DESC{order}) = 1"
 
 
 def to_pandas(table: pa.Table) -> pd.DataFrame:

@@ -34,6 +34,7 @@ from featureplane.offline_stores.base import (
     OnlineChanges,
     RetrievalPart,
     TableStats,
+    latest_row_clause,
     to_pandas,
 )
 
@@ -323,11 +324,7 @@ class DeltaOfflineStore(OfflineStore):
 
     @staticmethod
     def _latest_clause(view: FeatureViewSpec) -> str:
-        """Keep each key's latest row (ties broken by the feature values, so the choice is deterministic)."""
-        keys = ", ".join(q(k) for k in view.join_key_names)
-        order = ", ".join(f"{q(f)} DESC NULLS LAST" for f in view.feature_names if not _is_array(view, f))
-        more = (", " + order) if order else ""
-        return f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {q(view.timestamp_field)} DESC{more}) = 1"
+        return latest_row_clause(view, q)
 
     def _aggregate_online_changes(
         self,

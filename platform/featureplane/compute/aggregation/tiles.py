@@ -151,9 +151,12 @@ def windows_in_intervals(view: FeatureViewSpec) -> list[int | None]:
 # -- tiles ---------------------------------------------------------------------------------------
 
 
-def tile_sql(view: FeatureViewSpec, rows_sql: str, dialect: Dialect = DUCKDB) -> str:
+def tile_sql(
+    view: FeatureViewSpec, rows_sql: str, dialect: Dialect = DUCKDB, *, time_order: bool = False
+) -> str:
     """Tiles from the view's conformed rows (join keys, timestamp, input columns): one row per entity
-    and interval that has events, stamped with the interval's start.
+    and interval that has events, stamped with the interval's start, sorted by entity and time (with
+    ``time_order``, by time alone; only with structs).
 
     Floating-point sums are compensated (``fsum``) and squared deviations are taken from the tile's
     mean (two passes), so a tile's partials do not depend on how threads split its rows or on the
@@ -208,7 +211,7 @@ def tile_sql(view: FeatureViewSpec, rows_sql: str, dialect: Dialect = DUCKDB) ->
         f"FROM (SELECT {', '.join(keys)}, {IDX}, {', '.join(inner)} "
         f"FROM ({indexed}) AS __fp_indexed "
         f"GROUP BY {', '.join(keys)}, {IDX}) AS __fp_tiles "
-        f"ORDER BY {', '.join(keys)}, {ts}"
+        f"ORDER BY {ts if time_order else ', '.join([*keys, ts])}"
     )
 
 
