@@ -105,7 +105,7 @@ class DeltaOfflineStore(OfflineStore):
         from deltalake import write_deltalake
 
         ts = view.timestamp_field
-        data = _with_partition(data, view)
+        data = with_partition(data, view)
         path = self.path(table_id)
         if self._table(table_id) is None:
             path.mkdir(parents=True, exist_ok=True)
@@ -146,7 +146,7 @@ class DeltaOfflineStore(OfflineStore):
         path.mkdir(parents=True, exist_ok=True)
         write_deltalake(
             str(path),
-            _with_partition(data, view),
+            with_partition(data, view),
             mode="append",
             partition_by=[PARTITION_COLUMN],
             commit_properties=CommitProperties(
@@ -202,7 +202,12 @@ class DeltaOfflineStore(OfflineStore):
     def drop(self, table_id: str) -> None:
         import shutil
 
+        from featureplane.offline_stores.event_log import handover_path
+
         shutil.rmtree(self.path(table_id), ignore_errors=True)
+        handover = handover_path(self.path(table_id))  # a stream view's hand-over state
+        handover.unlink(missing_ok=True)
+        handover.with_suffix(".lock").unlink(missing_ok=True)
 
     def drop_workspace(self, workspace: str, table_ids: list[str]) -> None:
         import shutil
@@ -463,7 +468,7 @@ class DeltaOfflineStore(OfflineStore):
         return to_pandas(con.sql(sql).to_arrow_table())
 
 
-def _with_partition(data: pa.Table, view: FeatureViewSpec) -> pa.Table:
+def with_partition(data: pa.Table, view: FeatureViewSpec) -> pa.Table:
     """The table with its ``_partition`` column, computed arithmetically (strftime is slow)."""
     import pyarrow as pa
     import pyarrow.compute as pc

@@ -33,6 +33,7 @@ from typing import Any
 from featureplane.compute.aggregation.online import iso_us
 from featureplane.compute.aggregation.tiles import aggregates, input_columns
 from featureplane.definitions.specs import FeatureViewSpec
+from featureplane.offline_stores.event_log import LoggedEvent, StreamEventLog
 from featureplane.streams.store import StreamState, StreamStore
 from featureplane.streams.tiles import Event, TileSpec
 from featureplane.types import parse_type
@@ -102,6 +103,7 @@ class StreamProcessor:
         store: StreamStore,
         transform: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
         source_timestamp: str | None = None,
+        event_log: StreamEventLog | None = None,
     ) -> None:
         if not view.is_stream:
             raise ValueError(f"feature view {view.name!r} is a {view.kind} view, not a stream feature view")
@@ -120,6 +122,8 @@ class StreamProcessor:
         )
         self.columns = {c: t.name for c, t in columns.items()}
         self.keys = [(k.name, parse_type(k.dtype).name) for k in view.join_keys]
+        self.event_log = event_log
+        self._boundary: int | None = None  # the hand-over boundary, once known (event_log)
 
     def state(self) -> StreamState:
         return self.store.state(self.table_id)
@@ -129,6 +133,7 @@ class StreamProcessor:
         positions = dict(state.positions)
         watermark = state.watermark_us
         result = BatchResult()
+        logged: list[LoggedEvent] = []
         tiles: dict[tuple[tuple, int], list[Event]] = {}
         rows: dict[tuple, tuple[int, list[Any]]] = {}
         for record in records:
@@ -157,8 +162,18 @@ class StreamProcessor:
                     f"{from_us(watermark).isoformat()}",
                 )
                 continue
+            if self.event_log is not None and ts < self._handover(ts):
+                result.late += 1
+                self._report(
+                    result,
+                    record,
+                    f"before the hand-over: event time {from_us(ts).isoformat()} is before "
+                    f"{from_us(self._handover(ts)).isoformat()}, which the batch backfill covers",
+                )
+                continue
             watermark = ts if watermark is None else max(watermark, ts)
             result.applied += 1
+            logged.append(LoggedEvent(key, ts, values, record.shard, record.sequence))
             if self.aggregate:
                 tiles.setdefault((key, ts // self.step), []).append(
                     Event(ts, values, record.shard, record.sequence)
@@ -171,12 +186,24 @@ class StreamProcessor:
             invalid=state.invalid + result.invalid,
             positions=positions,
         )
+        if self.event_log is not None:  # before the online commit: see offline_stores.event_log
+            self.event_log.append(logged, to_us(datetime.now(UTC), "processing time"))
         if self.aggregate:
             self.store.commit_tiles(self.table_id, self.tiles, tiles, new_state, self.retain_from(watermark))  # type: ignore[arg-type]
         else:
             self.store.commit_rows(self.table_id, rows, new_state, self.view.ttl_seconds)
         result.watermark_us = watermark
         return result
+
+    def _handover(self, ts: int) -> int:
+        """The hand-over boundary; the first event applied without one fixes it at its time minus
+        ``allowed_lateness``, aligned down (earlier stream events would be late anyway)."""
+        if self._boundary is None:
+            assert self.event_log is not None
+            known = self.event_log.handover().boundary_us
+            proposed = (ts - self.lateness_us) // self.step * self.step
+            self._boundary = known if known is not None else self.event_log.claim_boundary(proposed)
+        return self._boundary
 
     def retain_from(self, watermark: int | None) -> int | None:
         """The first interval index still needed: earlier tiles can neither be updated (their events
