@@ -78,6 +78,23 @@ def event_view(view: FeatureViewSpec) -> FeatureViewSpec:
     return dataclasses.replace(view, kind="stream", features=features, ttl_seconds=None)
 
 
+def event_schema(view: FeatureViewSpec) -> pa.Schema:
+    """The log table's Arrow schema: join keys, event time, logged columns, identity, processing time."""
+    import pyarrow as pa
+
+    from featureplane.types import Timestamp, parse_type, to_arrow
+
+    fields = [pa.field(k.name, to_arrow(k.type)) for k in view.join_keys]
+    fields.append(pa.field(view.timestamp_field, to_arrow(Timestamp)))
+    fields += [pa.field(c, to_arrow(parse_type(t))) for c, t in logged_columns(view).items()]
+    fields += [
+        pa.field(SHARD, pa.string()),
+        pa.field(SEQUENCE, pa.string()),
+        pa.field(PROCESSED_AT, to_arrow(Timestamp)),
+    ]
+    return pa.schema(fields)
+
+
 def deduped_events_sql(view: FeatureViewSpec, relation: str) -> str:
     """The log's events once each: one row per stream identity (the earliest processed), every
     backfilled row. Columns: join keys, event time, logged columns."""

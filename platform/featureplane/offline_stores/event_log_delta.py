@@ -24,10 +24,10 @@ from featureplane.offline_stores.event_log import (
     LoggedEvent,
     StreamEventLog,
     deduped_events_sql,
+    event_schema,
     handover_path,
     logged_columns,
 )
-from featureplane.types import parse_type
 from featureplane.util.locks import file_lock
 
 if TYPE_CHECKING:
@@ -50,19 +50,7 @@ class DeltaEventLog(StreamEventLog):
         self._handover_file = handover_path(self.path)
 
     def schema(self) -> pa.Schema:
-        import pyarrow as pa
-
-        from featureplane.types import Timestamp, to_arrow
-
-        fields = [pa.field(k.name, to_arrow(k.type)) for k in self.view.join_keys]
-        fields.append(pa.field(self.view.timestamp_field, to_arrow(Timestamp)))
-        fields += [pa.field(c, to_arrow(parse_type(t))) for c, t in self.columns.items()]
-        fields += [
-            pa.field(SHARD, pa.string()),
-            pa.field(SEQUENCE, pa.string()),
-            pa.field(PROCESSED_AT, to_arrow(Timestamp)),
-        ]
-        return pa.schema(fields)
+        return event_schema(self.view)
 
     def _write(self, data: pa.Table, predicate: str | None = None) -> int:
         from deltalake import write_deltalake
