@@ -94,13 +94,13 @@ def test_the_first_applied_event_fixes_the_hand_over_and_the_backfill_then_stops
     view = aggregate_view(lateness=timedelta(minutes=5))
     proc = processor(tmp_path, view, offline=True)
     proc.process([record("s1", 1, "u1", T0 + timedelta(minutes=10, seconds=30), 5)])
-    boundary = us(T0 + timedelta(minutes=5))  # 12:10:30 minus 5 minutes of lateness, aligned down
+    boundary = us(T0 + timedelta(minutes=10))  # 12:10:30 aligned down to the interval
     assert proc.event_log.handover().boundary_us == boundary
     assert proc.event_log.claim_boundary(0) == boundary  # fixed once
     assert proc.event_log.reserve_backfill(0, boundary + 60_000_000) == boundary
 
 
-def test_a_backfill_first_moves_the_boundary_to_its_end_and_the_stream_refuses_what_it_covers(tmp_path):
+def test_the_boundary_is_never_before_the_backfilled_history_and_the_stream_refuses_what_is_before(tmp_path):
     view = aggregate_view(lateness=timedelta(hours=1))
     proc = processor(tmp_path, view, offline=True)
     end = us(T0 + timedelta(minutes=30))
@@ -112,10 +112,18 @@ def test_a_backfill_first_moves_the_boundary_to_its_end_and_the_stream_refuses_w
             record("s1", 3, "u1", T0 + timedelta(minutes=30), 7),
         ]
     )
-    assert (result.applied, result.late) == (2, 1)
-    assert "before the hand-over" in result.problems[0]
-    assert proc.event_log.handover().boundary_us == end
-    assert [a for _, _, a in amounts(proc.event_log)] == [7, 5]
+    assert (result.applied, result.late) == (1, 2)
+    assert all("before the hand-over" in p for p in result.problems)
+    # The first event's interval, after the backfill's end: a later backfill fills 12:30 to 12:40.
+    boundary = us(T0 + timedelta(minutes=40))
+    assert proc.event_log.handover().boundary_us == boundary
+    assert proc.event_log.reserve_backfill(end, end + 3600 * 10**6) == boundary
+    assert [a for _, _, a in amounts(proc.event_log)] == [5]
+
+    other = processor(tmp_path / "other", view, offline=True)
+    assert other.event_log.reserve_backfill(0, end) == end
+    other.process([record("s1", 1, "u1", T0 + timedelta(minutes=10), 5)])  # before the backfill's end
+    assert other.event_log.handover().boundary_us == end
 
 
 def test_maintenance_compacts_the_small_appends(tmp_path):

@@ -15,9 +15,9 @@ stream record's identity is unique, so the log read equals the applied events ex
 The hand-over boundary (an interval-aligned time, ``Handover``) splits the log between the two
 writers: the backfill writes only events before it, the stream processor applies only events at or
 after it, so no interval is counted twice or missed. Whichever writer comes first fixes it: the
-backfill, at the end of the history it wrote; otherwise the processor, at its first applied event's
-time minus ``allowed_lateness`` aligned down to the interval (every stream event before that is late
-anyway). Standard library only: the processor imports this module.
+backfill, at the end of the history it wrote; otherwise the processor, at the start of the interval
+of its first applied event. Stream events before the boundary are refused (counted as late, with
+their reason): the backfill holds them. Standard library only: the processor imports this module.
 """
 
 from __future__ import annotations

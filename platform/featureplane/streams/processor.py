@@ -196,12 +196,12 @@ class StreamProcessor:
         return result
 
     def _handover(self, ts: int) -> int:
-        """The hand-over boundary; the first event applied without one fixes it at its time minus
-        ``allowed_lateness``, aligned down (earlier stream events would be late anyway)."""
+        """The hand-over boundary; the first event applied without one fixes it at the start of its
+        interval (earlier events are the backfill's)."""
         if self._boundary is None:
             assert self.event_log is not None
             known = self.event_log.handover().boundary_us
-            proposed = (ts - self.lateness_us) // self.step * self.step
+            proposed = ts // self.step * self.step
             self._boundary = known if known is not None else self.event_log.claim_boundary(proposed)
         return self._boundary
 
