@@ -178,3 +178,32 @@ def test_an_invalid_history_row_fails_the_window_and_writes_nothing(tmp_path):
         ):
             backfill_stream_view(runtime, state, "payment_sums", datetime(2024, 1, 1), DAY)
         assert runtime.offline_store.version(state.table_id("payment_sums")) is None
+
+
+def test_a_stream_view_is_a_partitioned_dagster_asset_whose_runs_backfill_it(repo):
+    import dagster as dg
+
+    from dagster_project.definitions import build_definitions
+
+    defs = build_definitions(repo.config())
+    asset = defs.resolve_assets_def(dg.AssetKey(["prod", "payment_sums"]))
+    assert asset.partitions_def is not None and "2024-01-01" in asset.partitions_def.get_partition_keys()
+    deps = {k.to_user_string() for k in asset.asset_deps[dg.AssetKey(["prod", "payment_sums"])]}
+    assert any("events" in d for d in deps)  # the batch_config is upstream
+    result = dg.materialize(
+        [asset],
+        instance=dg.DagsterInstance.ephemeral(),
+        tags={
+            "dagster/asset_partition_range_start": "2024-01-01",
+            "dagster/asset_partition_range_end": "2024-01-02",
+        },
+    )
+    assert result.success
+    events = result.get_asset_materialization_events()
+    assert len(events) == 2  # one run, both partitions
+    metadata = events[0].materialization.metadata
+    assert metadata["events"].value == 6 and metadata["written_until"].value == "2024-01-03T00:00:00"
+    with repo.runtime() as runtime:
+        processor, batch = stream(runtime, "payment_sums")
+        assert batch.applied == 0 and batch.late == len(STREAM)  # all inside the backfilled history
+        assert sorted(processor.event_log.events()["amount"].to_pylist()) == [1, 40, 45, 50, 55, 100]
