@@ -94,7 +94,7 @@ def test_the_first_applied_event_fixes_the_hand_over_and_the_backfill_then_stops
     view = aggregate_view(lateness=timedelta(minutes=5))
     proc = processor(tmp_path, view, offline=True)
     proc.process([record("s1", 1, "u1", T0 + timedelta(minutes=10, seconds=30), 5)])
-    boundary = us(T0 + timedelta(minutes=10))  # 12:10:30 aligned down to the interval
+    boundary = us(T0 + timedelta(minutes=5))  # 12:10:30 minus 5 minutes of lateness, aligned down
     assert proc.event_log.handover().boundary_us == boundary
     assert proc.event_log.claim_boundary(0) == boundary  # fixed once
     assert proc.event_log.reserve_backfill(0, boundary + 60_000_000) == boundary
@@ -112,18 +112,15 @@ def test_the_boundary_is_never_before_the_backfilled_history_and_the_stream_refu
             record("s1", 3, "u1", T0 + timedelta(minutes=30), 7),
         ]
     )
-    assert (result.applied, result.late) == (1, 2)
-    assert all("before the hand-over" in p for p in result.problems)
-    # The first event's interval, after the backfill's end: a later backfill fills 12:30 to 12:40.
-    boundary = us(T0 + timedelta(minutes=40))
-    assert proc.event_log.handover().boundary_us == boundary
-    assert proc.event_log.reserve_backfill(end, end + 3600 * 10**6) == boundary
-    assert [a for _, _, a in amounts(proc.event_log)] == [5]
+    assert (result.applied, result.late) == (2, 1)
+    assert "before the hand-over" in result.problems[0]
+    assert proc.event_log.handover().boundary_us == end  # after the first event minus the lateness
+    assert [a for _, _, a in amounts(proc.event_log)] == [7, 5]
 
     other = processor(tmp_path / "other", view, offline=True)
     assert other.event_log.reserve_backfill(0, end) == end
-    other.process([record("s1", 1, "u1", T0 + timedelta(minutes=10), 5)])  # before the backfill's end
-    assert other.event_log.handover().boundary_us == end
+    other.process([record("s1", 1, "u1", T0 + timedelta(hours=2), 5)])  # long after the backfill's end
+    assert other.event_log.handover().boundary_us == us(T0 + timedelta(hours=1))
 
 
 def test_maintenance_compacts_the_small_appends(tmp_path):
@@ -137,3 +134,28 @@ def test_maintenance_compacts_the_small_appends(tmp_path):
     store.compact(proc.table_id, proc.view, z_order=True)
     assert store.table_stats(proc.table_id).files == 1
     assert [a for _, _, a in amounts(proc.event_log)] == [1, 2, 3, 4, 5]
+
+
+def test_an_event_logged_by_a_dead_attempt_is_applied_even_if_the_redelivery_makes_it_late(tmp_path):
+    view = aggregate_view(lateness=timedelta(minutes=5))
+    table_id = "prod/payment_stats/g1"
+    early = record("a", 1, "u1", T0, 1)
+    later = record("b", 1, "u1", T0 + timedelta(minutes=10), 2)
+    proc = processor(tmp_path, view, table_id, offline=True)
+    proc.store = CrashingCommit(proc.store)
+    with pytest.raises(SystemExit):
+        proc.process([early, later])  # both applied, logged, then the process dies
+    restarted = StreamProcessor(
+        proc.view,
+        table_id,
+        proc.store.store,
+        transform=proc.transform,
+        event_log=event_log(tmp_path, proc.view, table_id),
+    )
+    result = restarted.process([later, early])  # shards interleaved the other way: 12:00 looks late now
+    assert (result.applied, result.late) == (2, 0)
+    assert [a for _, _, a in amounts(restarted.event_log)] == [1, 2]
+    tiles = restarted.store.tiles(table_id, ("u1",))
+    assert sum(t["cols"]["amount"]["n"] for t in tiles.values()) == 2
+    again = restarted.process([record("a", 2, "u1", T0, 3)])  # in sync again: late as usual
+    assert again.late == 1

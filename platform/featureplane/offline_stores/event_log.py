@@ -15,9 +15,13 @@ stream record's identity is unique, so the log read equals the applied events ex
 The hand-over boundary (an interval-aligned time, ``Handover``) splits the log between the two
 writers: the backfill writes only events before it, the stream processor applies only events at or
 after it, so no interval is counted twice or missed. Whichever writer comes first fixes it: the
-backfill, at the end of the history it wrote; otherwise the processor, at the start of the interval
-of its first applied event. Stream events before the boundary are refused (counted as late, with
-their reason): the backfill holds them. Standard library only: the processor imports this module.
+backfill, at the end of the history it wrote (a later first stream event moves it there); otherwise
+the processor, at its first applied event's time minus ``allowed_lateness``, aligned down to the
+interval, so that it never refuses an event it would otherwise apply. Stream events before the
+boundary are refused (counted as late, with their reason): the backfill holds them. When the stream
+starts first, events of ``[boundary, first event)`` that its source never delivers (they happened
+before it started) are in neither side: run the first backfill before the stream, or start the
+stream's source early enough. Standard library only: the processor imports this module.
 """
 
 from __future__ import annotations
@@ -123,6 +127,11 @@ class StreamEventLog(ABC):
     @abstractmethod
     def append(self, events: Sequence[LoggedEvent], processed_at_us: int) -> None:
         """Append a batch's applied events in one commit (an empty batch writes nothing)."""
+
+    @abstractmethod
+    def logged_after(self, positions: dict[str, int]) -> set[tuple[str, int]]:
+        """The identities of logged stream events whose sequence is after ``positions`` (per shard;
+        every event of a shard not in it)."""
 
     @abstractmethod
     def handover(self) -> Handover:

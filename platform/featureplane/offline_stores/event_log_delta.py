@@ -113,6 +113,26 @@ class DeltaEventLog(StreamEventLog):
             f"SELECT * FROM ({deduped_events_sql(self.view, 'log')}) ORDER BY {order}"
         ).to_arrow_table()
 
+    def logged_after(self, positions: dict[str, int]) -> set[tuple[str, int]]:
+        """Reads only the identity columns (sequences compare as integers here: they exceed 64 bits)."""
+        import pyarrow.compute as pc
+
+        table = self.store._table(self.table_id)
+        if table is None:
+            return set()
+        identities = table.to_pyarrow_dataset().to_table(
+            columns=[SHARD, SEQUENCE], filter=pc.field(SEQUENCE).is_valid()
+        )
+        found = set()
+        for shard, sequence in zip(
+            identities[SHARD].to_pylist(), identities[SEQUENCE].to_pylist(), strict=True
+        ):
+            n = int(sequence)
+            done = positions.get(shard)
+            if done is None or n > done:
+                found.add((shard, n))
+        return found
+
     def event_columns(self) -> list[str]:
         return [*self.view.join_key_names, self.view.timestamp_field, *self.columns]
 

@@ -124,6 +124,7 @@ class StreamProcessor:
         self.keys = [(k.name, parse_type(k.dtype).name) for k in view.join_keys]
         self.event_log = event_log
         self._boundary: int | None = None  # the hand-over boundary, once known (event_log)
+        self._in_sync = False  # whether the event log holds nothing after the online checkpoints
 
     def state(self) -> StreamState:
         return self.store.state(self.table_id)
@@ -134,6 +135,7 @@ class StreamProcessor:
         watermark = state.watermark_us
         result = BatchResult()
         logged: list[LoggedEvent] = []
+        logged_before = self._logged_after(state.positions)
         tiles: dict[tuple[tuple, int], list[Event]] = {}
         rows: dict[tuple, tuple[int, list[Any]]] = {}
         for record in records:
@@ -152,7 +154,9 @@ class StreamProcessor:
                 result.dropped += 1
                 continue
             key, ts, values = row
-            if watermark is not None and ts < watermark - self.lateness_us:
+            if (record.shard, record.sequence) in logged_before:
+                pass  # applied by an attempt that died before its online commit: apply it again
+            elif watermark is not None and ts < watermark - self.lateness_us:
                 result.late += 1
                 self._report(
                     result,
@@ -162,7 +166,7 @@ class StreamProcessor:
                     f"{from_us(watermark).isoformat()}",
                 )
                 continue
-            if self.event_log is not None and ts < self._handover(ts):
+            elif self.event_log is not None and ts < self._handover(ts):
                 result.late += 1
                 self._report(
                     result,
@@ -188,20 +192,32 @@ class StreamProcessor:
         )
         if self.event_log is not None:  # before the online commit: see offline_stores.event_log
             self.event_log.append(logged, to_us(datetime.now(UTC), "processing time"))
+            self._in_sync = False
         if self.aggregate:
             self.store.commit_tiles(self.table_id, self.tiles, tiles, new_state, self.retain_from(watermark))  # type: ignore[arg-type]
         else:
             self.store.commit_rows(self.table_id, rows, new_state, self.view.ttl_seconds)
+        self._in_sync = True
         result.watermark_us = watermark
         return result
 
+    def _logged_after(self, positions: dict[str, int]) -> set[tuple[str, int]]:
+        """The logged records after the online checkpoints: those an attempt appended offline and
+        died before committing online. Redelivered, they are applied whatever the watermark says
+        now (a redelivery may interleave shards otherwise), so both sides hold the same events."""
+        if self.event_log is None or self._in_sync:
+            return set()
+        found = self.event_log.logged_after(positions)
+        self._in_sync = not found
+        return found
+
     def _handover(self, ts: int) -> int:
-        """The hand-over boundary; the first event applied without one fixes it at the start of its
-        interval (earlier events are the backfill's)."""
+        """The hand-over boundary; the first event applied without one fixes it at its time minus
+        ``allowed_lateness``, aligned down to the interval (every earlier event is late anyway)."""
         if self._boundary is None:
             assert self.event_log is not None
             known = self.event_log.handover().boundary_us
-            proposed = ts // self.step * self.step
+            proposed = (ts - self.lateness_us) // self.step * self.step
             self._boundary = known if known is not None else self.event_log.claim_boundary(proposed)
         return self._boundary
 
