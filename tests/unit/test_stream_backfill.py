@@ -208,3 +208,18 @@ def test_a_stream_view_is_a_partitioned_dagster_asset_whose_runs_backfill_it(rep
         processor, batch = stream(runtime, "payment_sums")
         assert batch.applied == 0 and batch.late == len(STREAM)  # all inside the backfilled history
         assert sorted(processor.event_log.events()["amount"].to_pylist()) == [1, 40, 45, 50, 55, 100]
+
+
+def test_delete_keys_removes_a_keys_events_from_the_event_log(repo):
+    from featureplane.materialization.deletion import delete_keys, keys_from
+
+    with repo.runtime() as runtime:
+        state = runtime.registry.load("prod")
+        backfill_stream_view(runtime, state, "payment_sums", datetime(2024, 1, 1), DAY)
+        processor, _ = stream(runtime, "payment_sums")
+        report = delete_keys(
+            runtime, state, "payment_sums", keys_from(state.feature_view("payment_sums"), ["u1"])
+        )
+        assert report.offline.rows == 7  # five backfilled events, two from the stream
+        assert processor.event_log.events().num_rows == 0
+        assert training(runtime, "payment_sums", TIMES)["payment_sums__amount_count_1h"].tolist() == [0] * 4
