@@ -175,7 +175,7 @@ def test_an_invalid_history_row_fails_the_window_and_writes_nothing(tmp_path):
         apply_plan(runtime, plan_repository(runtime, "prod"))
         state = runtime.registry.load("prod")
         with pytest.raises(
-            FeatureplaneError, match=r"row 1 of 'events'.*no join key 'user_id'.*nothing was written"
+            FeatureplaneError, match=r"'events': row 1 .*no join key 'user_id'.*nothing was written"
         ):
             backfill_stream_view(runtime, state, "payment_sums", datetime(2024, 1, 1), DAY)
         assert runtime.offline_store.version(state.table_id("payment_sums")) is None

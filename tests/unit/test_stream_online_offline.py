@@ -234,3 +234,105 @@ def test_a_plain_stream_views_lookup_equals_its_latest_row_at_or_before_t(
     assert proc.event_log.events().num_rows == applied
     if seen:
         assert_online_equals_offline(proc, seen)
+
+
+WINDOW_SECONDS = 600  # the backfill's partitions in these tests
+
+
+@st.composite
+def interleavings(draw):
+    """A complete history of events; the stream delivers those from a random start on, in random
+    order and batches; backfills of random partitions (some twice) run before, between and after
+    the stream's batches."""
+    events = draw(
+        st.lists(
+            st.tuples(st.sampled_from(USERS), st.integers(0, 3599), st.integers(-20, 20)),
+            min_size=1,
+            max_size=30,
+            unique_by=lambda e: e[:2],
+        )
+    )
+    stream_start = draw(st.integers(0, 3600))
+    delivered = [e for e in events if e[1] >= stream_start]
+    order = draw(st.permutations(delivered))
+    cuts = sorted(draw(st.lists(st.integers(0, len(order)), max_size=4)))
+    batches = [
+        [("shard-0", n + 1, *order[n]) for n in range(a, b)]
+        for a, b in zip([0, *cuts], [*cuts, len(order)], strict=True)
+        if b > a
+    ]
+    windows = draw(st.lists(st.integers(0, 5), max_size=8))
+    ops: list = [("stream", b) for b in batches]  # in delivery order; backfills anywhere between
+    for w in windows:
+        ops.insert(draw(st.integers(0, len(ops))), ("backfill", w))
+    return events, stream_start, ops
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=interleavings(), mode=st.sampled_from(["continuous", "time_interval"]))
+def test_backfills_interleaved_with_the_stream_count_each_event_once_online_and_offline(
+    tmp_path_factory, data, mode
+):
+    from featureplane.streams.backfill import backfill_window
+
+    events, stream_start, ops = data
+    view = aggregate_view(
+        windows=(timedelta(minutes=1), timedelta(minutes=10)),
+        mode=mode,
+        functions=("count", "sum", "last", "count_distinct"),
+    )
+    proc = processor(tmp_path_factory.mktemp("stream"), view, offline=True)
+
+    def history(start, end):
+        return [
+            {"user_id": u, "ts": T0 + timedelta(seconds=s), "amount": a, "note": ""}
+            for u, s, a in events
+            if start <= T0 + timedelta(seconds=s) < end
+        ]
+
+    for kind, op in ops:
+        if kind == "stream":
+            result = proc.process([record(sh, n, u, T0 + timedelta(seconds=s), a) for sh, n, u, s, a in op])
+            assert result.invalid == 0
+        else:
+            start = T0 + timedelta(seconds=op * WINDOW_SECONDS)
+            backfill_window(
+                proc, proc.event_log, history, start, start + timedelta(seconds=WINDOW_SECONDS), "h"
+            )
+    boundary = proc.event_log.handover().boundary_us
+    logged = sorted(proc.event_log.events().to_pylist(), key=lambda r: (r["user_id"], r["ts"]))
+    # Exactly once: the history before the boundary (where a backfill covered it) and the stream's
+    # events from the boundary on, nothing else, nothing twice.
+    backfilled = {
+        w
+        for kind, w in ops
+        if kind == "backfill" and (boundary is None or us(T0) + w * WINDOW_SECONDS * 10**6 < boundary)
+    }
+    expected = [
+        {"user_id": u, "ts": T0 + timedelta(seconds=s), "amount": a}
+        for u, s, a in events
+        if (
+            (boundary is None or us(T0 + timedelta(seconds=s)) < boundary)
+            and s // WINDOW_SECONDS in backfilled
+        )
+        or (boundary is not None and us(T0 + timedelta(seconds=s)) >= boundary and s >= stream_start)
+    ]
+    assert logged == sorted(expected, key=lambda r: (r["user_id"], r["ts"]))
+    if boundary is None:
+        return
+    # Online == offline after the hand-over, where the tiles of both sides meet in the windows.
+    times = [T0 + timedelta(microseconds=boundary - us(T0) + k * 60_000_000 - 1) for k in range(1, 15)]
+    seen = {int((t - T0).total_seconds()): online_values(proc, t) for t in times}
+    spine = pd.DataFrame([{"user_id": u, "ts": t} for t in times for u in USERS])
+    part = RetrievalPart(view=proc.view, table_id=proc.table_id, features=proc.view.feature_names)
+    frame = proc.event_log.store.get_historical_features(spine, "ts", [part], prefix_features=False)
+    for _, row in frame.iterrows():
+        online = seen[int((row["ts"] - T0).total_seconds())][row["user_id"]]
+        for name in proc.view.feature_names:
+            assert same(online[name], plain(row[name])), (
+                row["user_id"],
+                row["ts"],
+                name,
+                online[name],
+                row[name],
+            )

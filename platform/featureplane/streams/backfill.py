@@ -15,12 +15,14 @@ ones cannot change a value at or after it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from featureplane.definitions.transformation import load_python_function
 from featureplane.errors import FeatureplaneError
+from featureplane.offline_stores.event_log import StreamEventLog
 from featureplane.streams.offline import event_log_for
 from featureplane.streams.processor import StreamProcessor, StreamRecord, from_us, to_us
 from featureplane.streams.runner import stream_store
@@ -77,13 +79,30 @@ def backfill_stream_view(
         raise FeatureplaneError(f"{where} has offline=False: the backfill writes its event log")
     transform = load_python_function(view.transformation) if view.transformation else None
     processor = StreamProcessor(view, table_id, stream_store(runtime), transform, source.timestamp_field)
+
+    def read(first: datetime, until: datetime) -> list[dict[str, Any]]:
+        return _plain_rows(runtime.engine.source_rows(history, first, until))
+
+    return backfill_window(processor, log, read, start, end, f"{where}: {history.name!r}")
+
+
+def backfill_window(
+    processor: StreamProcessor,
+    log: StreamEventLog,
+    read: Callable[[datetime, datetime], list[dict[str, Any]]],
+    start: datetime,
+    end: datetime,
+    what: str,
+) -> BackfillResult:
+    """The backfill of ``[start, end)`` from the batch rows ``read(start, until)`` returns (``until``:
+    the end or the hand-over boundary) into ``log`` and ``processor``'s online store."""
+    view = processor.view
     start_us, end_us = to_us(start, "start"), to_us(end, "end")
     until = log.reserve_backfill(start_us, end_us)
-    result = BackfillResult(view_name, start, end, from_us(max(until, start_us)))
+    result = BackfillResult(view.name, start, end, from_us(max(until, start_us)))
     if until <= start_us:
         return result  # the stream owns this window
-    frame = runtime.engine.source_rows(history, start, from_us(until))
-    rows = _plain_rows(frame)
+    rows = read(start, from_us(until))
     result.rows = len(rows)
     shard = f"batch:{start.isoformat()}"
     events = []
@@ -92,7 +111,7 @@ def backfill_stream_view(
             row = processor._row(StreamRecord(shard, n, data))
         except ValueError as exc:
             raise FeatureplaneError(
-                f"{where}: row {n} of {history.name!r} in [{start}, {from_us(until)}) {exc}; nothing was written"
+                f"{what}: row {n} in [{start}, {from_us(until)}) {exc}; nothing was written"
             ) from None
         if row is None:
             result.dropped += 1
@@ -100,8 +119,8 @@ def backfill_stream_view(
             events.append(row)
         else:
             raise FeatureplaneError(
-                f"{where}: row {n} of {history.name!r}: the transformation moved its event time to "
-                f"{from_us(row[1])}, outside the window [{start}, {from_us(until)}); nothing was written"
+                f"{what}: row {n}: the transformation moved its event time to {from_us(row[1])}, "
+                f"outside the window [{start}, {from_us(until)}); nothing was written"
             )
     events.sort(key=lambda e: (e[0], e[1], repr(sorted(e[2].items()))))
     result.events = len(events)
