@@ -52,19 +52,24 @@ class DeltaEventLog(StreamEventLog):
     def schema(self) -> pa.Schema:
         return event_schema(self.view)
 
-    def _write(self, data: pa.Table, predicate: str | None = None) -> int:
+    def _write(self, data: pa.Table, predicate: str | None = None) -> None:
+        """One commit: an append (creating the table if needed), or with ``predicate`` a replace of
+        the rows it matches."""
         from deltalake import write_deltalake
 
-        exists = self.store.version(self.table_id) is not None
+        if predicate is not None and self.store.version(self.table_id) is None:
+            predicate = None  # nothing to replace yet
+            mode = "append"
+        else:
+            mode = "overwrite" if predicate else "append"
         self.path.mkdir(parents=True, exist_ok=True)
         write_deltalake(
             str(self.path),
             with_partition(data, self.view),
-            mode="overwrite" if predicate or not exists else "append",
-            predicate=predicate if exists else None,
+            mode=mode,
+            predicate=predicate,
             partition_by=[PARTITION_COLUMN],
         )
-        return self.store.version(self.table_id)  # type: ignore[return-value]
 
     def append(self, events: Sequence[LoggedEvent], processed_at_us: int) -> None:
         import pyarrow as pa
@@ -101,7 +106,8 @@ class DeltaEventLog(StreamEventLog):
             f"{SHARD} = '{BATCH_SHARD}' AND {ts} >= '{_time(start_us).isoformat()}' "
             f"AND {ts} < '{_time(end_us).isoformat()}'"
         )
-        return self._write(data, predicate)
+        self._write(data, predicate)
+        return self.store.version(self.table_id)  # type: ignore[return-value]
 
     def events(self) -> pa.Table:
         con = _duck(self.store.duckdb_settings)
