@@ -223,3 +223,29 @@ def test_delete_keys_removes_a_keys_events_from_the_event_log(repo):
         assert report.offline.rows == 7  # five backfilled events, two from the stream
         assert processor.event_log.events().num_rows == 0
         assert training(runtime, "payment_sums", TIMES)["payment_sums__amount_count_1h"].tolist() == [0] * 4
+
+
+def test_the_maintenance_job_compacts_a_stream_views_event_log(repo):
+    from featureplane.materialization.maintenance import MaintenanceOptions, maintain_workspace
+
+    with repo.runtime() as runtime:
+        state = runtime.registry.load("prod")
+        backfill_stream_view(runtime, state, "payment_sums", datetime(2024, 1, 1), DAY)
+        processor, _ = stream(runtime, "payment_sums")
+        processor.process(
+            [
+                StreamRecord(
+                    "shard-1",
+                    99,
+                    {"user_id": "u2", "ts": "2024-01-02 00:20:00", "amount": 3, "merchant": "m1"},
+                )
+            ]
+        )
+        before = processor.event_log.events()
+        reports = {
+            r.view: r
+            for r in maintain_workspace(runtime, state, MaintenanceOptions(vacuum_retention_hours=0))
+        }
+        report = reports["payment_sums"]
+        assert report.files_before == 3 and report.files_after == 1
+        assert processor.event_log.events().equals(before)
