@@ -82,6 +82,20 @@ def event_view(view: FeatureViewSpec) -> FeatureViewSpec:
     return dataclasses.replace(view, kind="stream", features=features, ttl_seconds=None)
 
 
+def log_table_view(view: FeatureViewSpec) -> FeatureViewSpec:
+    """The log as a plain table spec, identity and processing time included (for stores that write
+    any plain table, e.g. Snowflake)."""
+    import dataclasses
+
+    extra = [
+        FeatureSpec(name=SHARD, dtype="string"),
+        FeatureSpec(name=SEQUENCE, dtype="string"),
+        FeatureSpec(name=PROCESSED_AT, dtype="timestamp"),
+    ]
+    logged = event_view(view)
+    return dataclasses.replace(logged, features=[*logged.features, *extra])
+
+
 def event_schema(view: FeatureViewSpec) -> pa.Schema:
     """The log table's Arrow schema: join keys, event time, logged columns, identity, processing time."""
     import pyarrow as pa

@@ -23,8 +23,14 @@ def event_log_for(runtime: Runtime, table_id: str, view: FeatureViewSpec) -> Str
         from featureplane.offline_stores.event_log_delta import DeltaEventLog
 
         return DeltaEventLog(store, table_id, view)
+    from featureplane.offline_stores.snowflake import SnowflakeOfflineStore
+
+    if isinstance(store, SnowflakeOfflineStore):
+        from featureplane.offline_stores.event_log_snowflake import SnowflakeEventLog
+
+        return SnowflakeEventLog(store, table_id, view)
     raise ValueError(
-        f"stream feature view {view.name!r}: the offline event log supports the Delta offline store; this "
+        f"stream feature view {view.name!r}: the offline event log supports the Delta and Snowflake offline stores; this "
         f"configuration's offline store is {store.describe().get('type', type(store).__name__)} "
         "(set offline=False on the view to process it without one)"
     )
