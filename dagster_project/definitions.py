@@ -15,6 +15,7 @@ from dagster_project.feature_views import (
     partitions_for,
     service_spec,
     source_spec,
+    stream_backfill_view,
     view_spec,
 )
 from dagster_project.freshness import freshness_definitions
@@ -49,6 +50,9 @@ def build_definitions(config: Config | None = None) -> dg.Definitions:
                 assets.append(materializable_view(config, state, view))
                 view_keys.add(dg.AssetKey([info.name, view.name]))
                 by_partitions[(view.batch_schedule_seconds, view.feature_start_time)].append(view)
+            elif info.live and view.is_stream and view.offline and view.start is not None:
+                assets.append(stream_backfill_view(config, state, view))  # launched as a backfill
+                view_keys.add(dg.AssetKey([info.name, view.name]))
             else:
                 assets.append(view_spec(state, view))
         for service in state.definitions.feature_services.values():

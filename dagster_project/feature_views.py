@@ -193,6 +193,71 @@ def materializable_view(config: Config, state: WorkspaceState, view: FeatureView
     return feature_view_asset
 
 
+def stream_backfill_view(config: Config, state: WorkspaceState, view: FeatureViewSpec) -> dg.AssetsDefinition:
+    """A live workspace's stream view as a partitioned asset: a partition's run backfills its window
+    from the source's ``batch_config`` up to the hand-over boundary (``streams.backfill``); the
+    stream processor owns the intervals from there on."""
+    workspace, name = state.name, view.name
+    expected_hash = spec_hash(view)
+    generation = state.generations.get(name, 0)
+    sources = state.definitions.sources
+    history = sources[view.sources[0]].batch_source if view.sources[0] in sources else None
+
+    @dg.asset(
+        key=[workspace, name],
+        deps=[sources[s].asset_key for s in [*view.sources, history] if s in sources],
+        partitions_def=partitions_for(view),
+        backfill_policy=backfill_policy_for(view),
+        description=(view.description or f"Feature view {name}")
+        + "\n\nStream: partitions backfill history from the batch source up to the hand-over; "
+        "the stream processor applies the rest.",
+        group_name=workspace,
+        metadata=view_metadata(state, view),
+        code_version=f"g{generation}-{expected_hash}",
+        kinds={"featureview", "stream", config.offline_store.get("type", "delta")},
+        owners=_owners(view.owner),
+        tags=_tags(view.tags),
+        pool=engine_pool(config.engine.get("type", "duckdb")),
+    )
+    def stream_view_asset(context: dg.AssetExecutionContext):
+        from featureplane.access.authorize import AccessDenied, authorize
+        from featureplane.errors import FeatureplaneError
+        from featureplane.materialization.materialize import view_lock
+        from featureplane.runtime import Runtime
+        from featureplane.streams.backfill import backfill_stream_view
+        from featureplane.util.locks import file_lock
+
+        try:
+            authorize(config, workspace, "materialize", f"materialize {workspace}/{name}")
+        except AccessDenied as exc:
+            raise dg.Failure(str(exc)) from None
+        window = context.partition_time_window
+        start, end = _naive_utc(window.start), _naive_utc(window.end)
+        with Runtime(config) as runtime:
+            current = runtime.registry.load(workspace)
+            spec = current.definitions.feature_views.get(name)
+            if (
+                spec is None
+                or spec_hash(spec) != expected_hash
+                or current.generations.get(name) != generation
+            ):
+                raise dg.Failure(
+                    f"feature view {workspace}/{name} changed in the registry (now at version {current.version}) "
+                    "since this code location was loaded; reload the code location and run again"
+                )
+            try:
+                with file_lock(view_lock(runtime, current.table_id(name))):
+                    result = backfill_stream_view(runtime, current, name, start, end)
+            except FeatureplaneError as exc:
+                raise dg.Failure(str(exc)) from None
+            context.log.info(
+                f"backfilled {workspace}/{name} [{start} .. {result.written_until}): {result.events} event(s)"
+            )
+            return dg.MaterializeResult(metadata=result.metadata())
+
+    return stream_view_asset
+
+
 def _naive_utc(value: datetime) -> datetime:
     from datetime import UTC
 

@@ -30,7 +30,9 @@ def maintenance_job_name(workspace: str) -> str:
 
 def maintenance_definitions(project: Config, state: WorkspaceState) -> tuple[list, list]:
     """The workspace's maintenance job and its daily schedule (none for development workspaces)."""
-    views = [v.name for v in state.definitions.feature_views.values() if v.kind in ("batch", "table")]
+    views = [
+        v.name for v in state.definitions.feature_views.values() if v.kind in ("batch", "table", "stream")
+    ]
     if not state.live or not views:
         return [], []
     workspace = state.name

@@ -18,7 +18,7 @@ STREAM_REPO_VIEWS = """
                          features=[Aggregate(Field("amount", Int64), "count", timedelta(minutes=5)),
                                    Aggregate(Field("amount", Int64), "sum", timedelta(hours=1)),
                                    Aggregate(Field("merchant", String), "count_distinct", timedelta(hours=1))],
-                         online=True, allowed_lateness=timedelta(hours=2))
+                         online=True, offline=True, allowed_lateness=timedelta(hours=2))
     def payment_counts(record):
         if record["merchant"] == "test":
             return None
@@ -26,7 +26,7 @@ STREAM_REPO_VIEWS = """
 
     last_payment = StreamFeatureView(name="last_payment", source=payments, entities=[user],
                                      features=[Attribute("amount", Int64), Attribute("merchant", String)],
-                                     online=True)
+                                     online=True, offline=True)
 
     fraud = FeatureService(name="fraud", features=[payment_counts, last_payment])
 """

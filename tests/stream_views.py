@@ -76,10 +76,23 @@ def latest_view() -> StreamFeatureView:
     )
 
 
-def processor(tmp_path, view: StreamFeatureView, table_id: str = "prod/payment_stats/g1") -> StreamProcessor:
+def processor(
+    tmp_path, view: StreamFeatureView, table_id: str = "prod/payment_stats/g1", *, offline: bool = False
+) -> StreamProcessor:
+    """The view's processor on a SQLite online store in ``tmp_path`` (and, with ``offline``, its event
+    log in a Delta offline store there)."""
     online = SQLiteOnlineStore(tmp_path / "online.db")
     store = SQLiteStreamStore(online)
-    return StreamProcessor(view.spec(), table_id, store, transform=view if view.function else None)
+    spec = view.spec()
+    log = event_log(tmp_path, spec, table_id) if offline else None
+    return StreamProcessor(spec, table_id, store, transform=view if view.function else None, event_log=log)
+
+
+def event_log(tmp_path, spec, table_id: str = "prod/payment_stats/g1"):
+    from featureplane.offline_stores.delta import DeltaOfflineStore
+    from featureplane.offline_stores.event_log_delta import DeltaEventLog
+
+    return DeltaEventLog(DeltaOfflineStore(path=tmp_path / "offline"), table_id, spec)
 
 
 def record(shard: str, sequence: int, user_id: str, ts: datetime, amount, note: str = "") -> StreamRecord:

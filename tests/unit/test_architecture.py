@@ -40,7 +40,7 @@ ALLOWED: dict[str, set[str] | None] = {
     },
     "ingest": {"definitions", "offline_stores", "online_stores", "registry", "runtime"},
     "serving": {"definitions", "compute", "online_stores", "registry", "access", "ingest"},
-    "streams": {"definitions", "compute", "online_stores", "registry", "runtime", "ingest"},
+    "streams": {"definitions", "compute", "offline_stores", "online_stores", "registry", "runtime", "ingest"},
     "retrieval": {
         "definitions",
         "compute",

@@ -120,3 +120,32 @@ def test_stream_run_names_what_it_cannot_process(repo):
             run_stream(runtime, "dev", "payment_counts", once=True)
     out = repo.cli("stream", "run", "-w", "prod", "--view", "nope", "--once", check=False)
     assert out.returncode == 1 and "no stream feature view 'nope'" in out.stderr
+
+
+def test_a_feature_services_training_set_reads_its_stream_views_event_logs(repo, service):
+    import pandas as pd
+
+    from featureplane.retrieval.workspace import Workspace
+
+    records = [payment("u1", ago(30), 5, "m1"), payment("u1", ago(20), 7, "m2"), payment("u2", ago(5), 3)]
+    assert ingest(service, records)[0] == 200
+    with repo.runtime() as runtime:
+        for view in ("payment_counts", "last_payment"):
+            run_stream(runtime, "prod", view, once=True)
+        now = datetime.now(UTC).replace(tzinfo=None)
+        online = {user: lookup(service, user) for user in ("u1", "u2", "u3")}
+        spine = pd.DataFrame(
+            {"user_id": ["u1", "u2", "u3", "u1"], "ts": [now, now, now, now - timedelta(hours=2)]}
+        )
+        workspace = Workspace(runtime, runtime.registry.load("prod"))
+        training = workspace.get_feature_service("fraud").get_historical_features(spine, "ts")
+    for i, user in enumerate(("u1", "u2", "u3")):
+        row = training.iloc[i]
+        for name, value in online[user].items():
+            column = name.replace(".", "__")
+            expected = None if value is None else value
+            got = row[column]
+            got = None if pd.isna(got) else str(got)
+            assert got == expected, (user, name, got, expected)
+    before = training.iloc[3]  # two hours ago: before every event
+    assert before["payment_counts__amount_count_5m"] == 0 and pd.isna(before["last_payment__amount"])

@@ -169,7 +169,7 @@ def maintain_workspace(
     """``maintain_view`` for each materialized view and feature table of the workspace, by name."""
     reports = []
     for _, view in sorted(state.definitions.feature_views.items()):
-        if view.kind not in ("batch", "table"):
+        if view.kind not in ("batch", "table", "stream"):  # a stream view's table is its event log
             continue
         report = maintain_view(runtime, state, view, options, now)
         say(report.summary())

@@ -106,7 +106,7 @@ class DeltaOfflineStore(OfflineStore):
         from deltalake import write_deltalake
 
         ts = view.timestamp_field
-        data = _with_partition(data, view)
+        data = with_partition(data, view)
         path = self.path(table_id)
         if self._table(table_id) is None:
             path.mkdir(parents=True, exist_ok=True)
@@ -147,7 +147,7 @@ class DeltaOfflineStore(OfflineStore):
         path.mkdir(parents=True, exist_ok=True)
         write_deltalake(
             str(path),
-            _with_partition(data, view),
+            with_partition(data, view),
             mode="append",
             partition_by=[PARTITION_COLUMN],
             commit_properties=CommitProperties(
@@ -203,7 +203,12 @@ class DeltaOfflineStore(OfflineStore):
     def drop(self, table_id: str) -> None:
         import shutil
 
+        from featureplane.offline_stores.event_log import handover_path
+
         shutil.rmtree(self.path(table_id), ignore_errors=True)
+        handover = handover_path(self.path(table_id))  # a stream view's hand-over state
+        handover.unlink(missing_ok=True)
+        handover.with_suffix(".lock").unlink(missing_ok=True)
 
     def drop_workspace(self, workspace: str, table_ids: list[str]) -> None:
         import shutil
@@ -402,11 +407,20 @@ class DeltaOfflineStore(OfflineStore):
         selects, joins = [], []
         for i, part in enumerate(parts):
             alias, relation = f"p{i}", f"view_{i}"
-            if part.data is not None:
+            view = part.view
+            if view.is_stream:
+                relation = self._register_events(con, relation, part)
+            elif part.data is not None:
                 con.register(relation, part.data)
             else:
                 self._register(con, relation, part.table_id, part.view)
-            view = part.view
+            if view.is_stream and view.is_aggregate:
+                joins.append(_stream_aggregate_join(con, part, relation, alias))
+                selects += [
+                    f"{alias}.{q(f)} AS {q(f'{view.name}__{f}' if prefix_features else f)}"
+                    for f in part.features
+                ]
+                continue
             if view.is_aggregate:
                 joins.append(_aggregate_join(con, part, relation, alias))
                 selects += [
@@ -415,7 +429,8 @@ class DeltaOfflineStore(OfflineStore):
                 ]
                 continue
             fts = q(view.timestamp_field)
-            cols = ", ".join(q(c) for c in [*view.join_key_names, *part.features])
+            cols = ", ".join(q(c) for c in view.join_key_names)
+            cols += "".join(f", {_column_of(view, f)} AS {q(f)}" for f in part.features)
             on = " AND ".join(f"s.{q(k)} = {alias}.{q(k)}" for k in view.join_key_names)
             joins.append(
                 f"ASOF LEFT JOIN (SELECT {cols}, {fts} AS __fp_ts FROM {relation}) AS {alias} "
@@ -435,6 +450,18 @@ class DeltaOfflineStore(OfflineStore):
         result = pd.concat([spine.reset_index(drop=True), features], axis=1)
         result.index = spine.index
         return result
+
+    def _register_events(self, con: duckdb.DuckDBPyConnection, name: str, part: RetrievalPart) -> str:
+        """A stream view's logged events, once each, as relation ``<name>_events``."""
+        from featureplane.offline_stores.event_log import deduped_events_sql, event_schema
+
+        table = self._table(part.table_id)
+        if table is None:
+            con.register(name, event_schema(part.view).empty_table())
+        else:
+            con.register(name, table.to_pyarrow_dataset())
+        con.execute(f"CREATE TEMP VIEW {name}_events AS {deduped_events_sql(part.view, name)}").fetchall()
+        return f"{name}_events"
 
     def features_in_range(
         self, table_id: str, view: FeatureViewSpec, start: datetime, end: datetime
@@ -460,7 +487,7 @@ class DeltaOfflineStore(OfflineStore):
         return to_pandas(con.sql(sql).to_arrow_table())
 
 
-def _with_partition(data: pa.Table, view: FeatureViewSpec) -> pa.Table:
+def with_partition(data: pa.Table, view: FeatureViewSpec) -> pa.Table:
     """The table with its ``_partition`` column, computed arithmetically (strftime is slow)."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -527,6 +554,31 @@ def _aggregate_join(con: duckdb.DuckDBPyConnection, part: RetrievalPart, relatio
     ).fetchall()
     on = " AND ".join(f"s.{q(k)} = {alias}.{q(k)}" for k in view.join_key_names)
     return f"LEFT JOIN {alias}_values AS {alias} ON {on} AND {alias}.{IDX} = {index}"
+
+
+def _stream_aggregate_join(
+    con: duckdb.DuckDBPyConnection, part: RetrievalPart, events: str, alias: str
+) -> str:
+    """Roll a stream view's logged events up at every distinct (entity, time) of the spine
+    (``stream_rollup``); the join clause."""
+    from featureplane.compute.aggregation.stream_rollup import AT, stream_rollup_sql
+
+    view = part.view
+    at = DUCKDB.epoch_us(f"s.{SPINE_TS}")
+    keys = ", ".join(f"s.{q(k)}" for k in view.join_key_names)
+    points = f"(SELECT {keys}, {at} AS {AT} FROM spine AS s)"
+    con.execute(
+        f"CREATE TEMP TABLE {alias}_values AS {stream_rollup_sql(view, events, points, part.features)}"
+    ).fetchall()
+    on = " AND ".join(f"s.{q(k)} = {alias}.{q(k)}" for k in view.join_key_names)
+    return f"LEFT JOIN {alias}_values AS {alias} ON {on} AND {alias}.{AT} = {at}"
+
+
+def _column_of(view: FeatureViewSpec, feature: str) -> str:
+    """Where a plain view's feature is in its stored rows: its own column, or for a stream view the
+    logged column it reads."""
+    spec = view.feature(feature)
+    return q(spec.column or spec.name) if view.is_stream else q(feature)
 
 
 def _is_array(view: FeatureViewSpec, feature: str) -> bool:

@@ -489,6 +489,12 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
     ) -> pd.DataFrame:
         import pandas as pd
 
+        streams = [p.view.name for p in parts if p.view.is_stream]
+        if streams:
+            raise ValueError(
+                f"stream feature view(s) {', '.join(streams)}: training sets over stream views read their "
+                "event log, which is built on the Delta offline store only"
+            )
         relation = self._upload_spine(spine, timestamp_key, parts)
         uploaded: list[str] = []
         try:

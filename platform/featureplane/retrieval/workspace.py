@@ -216,6 +216,11 @@ class FeatureViewHandle:
                 f"feature view {self.name!r} is computed per request and stores no values; use "
                 "get_historical_features with a spine that carries its request fields"
             )
+        if self.spec.is_stream:
+            raise RetrievalError(
+                f"feature view {self.name!r} is a stream view: its training values come from "
+                "get_historical_features (get_features_in_range is not built for stream views)"
+            )
         (part,) = self.workspace._parts([(self.spec, self.spec.feature_names)])
         return self.workspace.runtime.offline_store.features_in_range(
             part.table_id, self.spec, _as_datetime(start), _as_datetime(end)

@@ -276,6 +276,13 @@ class StreamFunction:
                 if config.get("type") != "kinesis" or config.get("stream_name") not in (name, stream_arn):
                     continue
                 transform = load_python_function(view.transformation) if view.transformation else None
+                if view.offline:
+                    log.warning(
+                        "stream feature view %s/%s has offline=True, but this function writes its online "
+                        "tiles only: its offline event log is not appended to (docs/streams.md, On AWS Lambda)",
+                        workspace,
+                        view.name,
+                    )
                 out.append(
                     StreamProcessor(
                         view, state.table_id(view.name), self.store, transform, source.timestamp_field

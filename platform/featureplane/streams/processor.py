@@ -38,6 +38,7 @@ from typing import Any
 from featureplane.compute.aggregation.online import iso_us
 from featureplane.compute.aggregation.tiles import aggregates, input_columns
 from featureplane.definitions.specs import FeatureViewSpec
+from featureplane.offline_stores.event_log import LoggedEvent, StreamEventLog
 from featureplane.streams.store import ShardState, StreamState, StreamStore, merged
 from featureplane.streams.tiles import Event, TileSpec
 from featureplane.types import parse_type
@@ -108,6 +109,7 @@ class StreamProcessor:
         store: StreamStore,
         transform: Callable[[Any], Any] | None = None,
         source_timestamp: str | None = None,
+        event_log: StreamEventLog | None = None,
     ) -> None:
         if not view.is_stream:
             raise ValueError(f"feature view {view.name!r} is a {view.kind} view, not a stream feature view")
@@ -128,6 +130,9 @@ class StreamProcessor:
         )
         self.columns = {c: t.name for c, t in columns.items()}
         self.keys = [(k.name, parse_type(k.dtype).name) for k in view.join_keys]
+        self.event_log = event_log
+        self._boundary: int | None = None  # the hand-over boundary, once known (event_log)
+        self._in_sync = False  # whether the event log holds nothing after the online checkpoints
 
     def state(self) -> StreamState:
         return self.store.state(self.table_id)
@@ -137,6 +142,8 @@ class StreamProcessor:
         shards = dict(state.shards)
         floor = self.retain_from(state)  # tiles before it may be dropped already
         result = BatchResult()
+        logged: list[LoggedEvent] = []
+        logged_before = self._logged_after(state.positions)
         tiles: dict[tuple[tuple, int], list[Event]] = {}
         rows: dict[tuple, tuple[int, list[Any]]] = {}
         touched: set[str] = set()
@@ -164,7 +171,15 @@ class StreamProcessor:
                 shards[record.shard] = ShardState(record.sequence, watermark, late, invalid)
                 continue
             key, ts, values = row
-            reason = self._lateness(ts, watermark, floor)
+            if (record.shard, record.sequence) in logged_before:
+                reason = None  # applied by an attempt that died before its online commit: apply it again
+            else:
+                reason = self._lateness(ts, watermark, floor)
+            if reason is None and self.event_log is not None and ts < self._handover(ts):
+                reason = (
+                    f"before the hand-over: event time {from_us(ts).isoformat()} is before "
+                    f"{from_us(self._handover(ts)).isoformat()}, which the batch backfill covers"
+                )
             if reason is not None:
                 result.late += 1
                 shards[record.shard] = ShardState(record.sequence, watermark, late + 1, invalid)
@@ -173,6 +188,7 @@ class StreamProcessor:
             watermark = ts if watermark is None else max(watermark, ts)
             shards[record.shard] = ShardState(record.sequence, watermark, late, invalid)
             result.applied += 1
+            logged.append(LoggedEvent(key, ts, values, record.shard, record.sequence))
             if self.aggregate:
                 tiles.setdefault((key, ts // self.step), []).append(
                     Event(ts, values, record.shard, record.sequence)
@@ -181,13 +197,37 @@ class StreamProcessor:
                 rows[key] = (ts, [self._stored(f.column or f.name, values) for f in self.view.features])
         mine = {name: shards[name] for name in sorted(touched)}
         after = merged(shards)
+        if self.event_log is not None and logged:  # before the online commit: see offline_stores.event_log
+            self.event_log.append(logged, to_us(datetime.now(UTC), "processing time"))
+            self._in_sync = False
         if mine:
             if self.aggregate:
                 self.store.commit_tiles(self.table_id, self.tiles, tiles, mine, self.retain_from(after))  # type: ignore[arg-type]
             else:
                 self.store.commit_rows(self.table_id, rows, mine, self.view.ttl_seconds)
+        self._in_sync = True
         result.watermark_us = after.watermark_us
         return result
+
+    def _logged_after(self, positions: dict[str, int]) -> set[tuple[str, int]]:
+        """The logged records after the online checkpoints: those an attempt appended offline and
+        died before committing online. Redelivered, they are applied whatever the watermark says
+        now (a redelivery may interleave shards otherwise), so both sides hold the same events."""
+        if self.event_log is None or self._in_sync:
+            return set()
+        found = self.event_log.logged_after(positions)
+        self._in_sync = not found
+        return found
+
+    def _handover(self, ts: int) -> int:
+        """The hand-over boundary; the first event applied without one fixes it at its time minus
+        ``allowed_lateness``, aligned down to the interval (every earlier event is late anyway)."""
+        if self._boundary is None:
+            assert self.event_log is not None
+            known = self.event_log.handover().boundary_us
+            proposed = (ts - self.lateness_us) // self.step * self.step
+            self._boundary = known if known is not None else self.event_log.claim_boundary(proposed)
+        return self._boundary
 
     def _lateness(self, ts: int, watermark: int | None, floor: int | None) -> str | None:
         """Why an event at ``ts`` is late for its shard (None if it is not)."""

@@ -20,6 +20,7 @@ from featureplane.runtime import Runtime
 from featureplane.streams.backend import stream_store_for
 from featureplane.streams.ingest_source import IngestLogSource
 from featureplane.streams.kinesis import KinesisSource
+from featureplane.streams.offline import event_log_for
 from featureplane.streams.processor import BatchResult, StreamProcessor
 from featureplane.streams.store import StreamStore
 
@@ -69,8 +70,13 @@ def open_stream(
         )
     source = state.definitions.sources[view.sources[0]]
     transform = load_python_function(view.transformation) if view.transformation else None
+    table_id = state.table_id(view.name)
+    try:
+        event_log = event_log_for(runtime, table_id, view)
+    except ValueError as exc:
+        raise FeatureplaneError(str(exc)) from None
     processor = StreamProcessor(
-        view, state.table_id(view.name), stream_store(runtime), transform, source.timestamp_field
+        view, table_id, stream_store(runtime), transform, source.timestamp_field, event_log
     )
     if source.stream.get("type") == "kinesis":
         from featureplane.streams.kinesis import KinesisSource
