@@ -3,8 +3,9 @@
 Generates the example data, creates the live workspace `prod`, applies `feature_repo/`, backfills every
 partition (dbt models, plain and aggregate views) through the real `dagster asset materialize` CLI, shows
 the quality checks, creates an API key, starts the lookup API, queries it (with a realtime feature computed
-from the request), and prints a point-in-time training set. Each step's output is kept quiet unless it
-fails.
+from the request), runs the stream processor in the background while payments are pushed through the
+ingest API (the stream view's value moves within a second), and prints a point-in-time training set. Each
+step's output is kept quiet unless it fails.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import defaultdict
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -34,6 +36,12 @@ DBT_SERVICE = "fraud_detection_v2"  # fraud_detection plus the views built on db
 DBT_VIEWS = ("user_daily_activity", "user_spend_7d")
 # Each demo user with the amount of the card payment being authorised (the realtime view's request input).
 DEMO_REQUESTS = [("user_0", 42.0), ("user_1", 1250.0), ("user_42", 9.99)]
+STREAM_SERVICE = "fraud_detection_streaming"  # fraud_detection plus the stream view
+STREAM_VIEW = "user_transaction_counts_5m"
+STREAM_SOURCE = "transactions_stream"
+# The card holder whose payments are pushed, and the payments (amount, merchant), one request each.
+STREAM_USER = "user_7"
+STREAM_PAYMENTS = [(12.5, "merchant_3"), (80.0, "merchant_3"), (640.0, "merchant_977")]
 
 # Piped or captured output gets a width that fits the tables, not rich's 80-column default.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
@@ -143,6 +151,10 @@ def main() -> None:
         f"Creating an API key for {WORKSPACE} (role consumer)",
         featureplane("api-key", "create", "--workspace", WORKSPACE, "--role", "consumer", "--quiet"),
     ).stdout.strip()
+    ingest_key = run(
+        f"Creating an API key for {WORKSPACE} (role ingest) to push payments",
+        featureplane("api-key", "create", "--workspace", WORKSPACE, "--role", "ingest", "--quiet"),
+    ).stdout.strip()
 
     port = free_port()
     log = open(ROOT / ".dagster" / "demo-serve.log", "wb")  # noqa: SIM115 - closed below
@@ -166,6 +178,7 @@ def main() -> None:
                 time.sleep(0.2)
         console.print(f"[green]✓[/] Lookup API listening on {base}")
         show_lookups(base, api_key)
+        show_stream(base, api_key, ingest_key, REPO)
     finally:
         os.kill(server.pid, signal.SIGTERM)
         server.wait(timeout=10)
@@ -273,6 +286,136 @@ def show_service(
     if note:
         console.print(note)
     console.print(f"[dim]round trips: {', '.join(f'{t:.1f} ms' for t in timings)}[/]")
+
+
+def show_stream(base: str, api_key: str, ingest_key: str, repo: Path) -> list[dict]:
+    """Start `featureplane stream run` for the stream view in the background, push payments of one card
+    holder through the ingest API one request at a time, and after each read the view through the lookup
+    API until it counts the payment; stop the processor by its pid. Returns one row per payment."""
+    log_path = repo / ".featureplane" / "demo-stream.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = open(log_path, "wb")  # noqa: SIM115 - closed below
+    processor = subprocess.Popen(
+        [
+            str(BIN / "featureplane"),
+            "stream",
+            "run",
+            "-w",
+            WORKSPACE,
+            "--view",
+            STREAM_VIEW,
+            "--config",
+            str(repo),
+        ],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    rows: list[dict] = []
+    try:
+        console.print(
+            f"[green]✓[/] Stream processor for {STREAM_VIEW} running in the background (pid {processor.pid})"
+        )
+        before = stream_values(base, api_key)
+        for number, (amount, merchant) in enumerate(STREAM_PAYMENTS, start=1):
+            record = {
+                "transaction_id": f"demo_{time.time_ns()}",
+                "user_id": STREAM_USER,
+                "merchant_id": merchant,
+                "amount": amount,
+                "ts": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            }
+            status, body = post(
+                base + "/api/v1/ingest",
+                {"workspaceName": WORKSPACE, "records": {STREAM_SOURCE: [{"record": record}]}},
+                headers={"Authorization": f"Tecton-key {ingest_key}"},
+            )
+            if status != 200:
+                console.print(f"[red]ingest failed ({status}): {body}[/]")
+                sys.exit(1)
+            acknowledged = time.perf_counter()
+            deadline = acknowledged + 10
+            while True:
+                values = stream_values(base, api_key)
+                if int(values["amount_count_5m"]) >= int(before["amount_count_5m"]) + number:
+                    break
+                if time.perf_counter() > deadline or processor.poll() is not None:
+                    console.print(f"[red]the stream view did not count payment {number}: see {log_path}[/]")
+                    sys.exit(1)
+                time.sleep(0.01)
+            rows.append(
+                {
+                    "amount": amount,
+                    "merchant": merchant,
+                    **values,
+                    "ms": (time.perf_counter() - acknowledged) * 1000,
+                }
+            )
+    finally:
+        os.kill(processor.pid, signal.SIGTERM)
+        processor.wait(timeout=30)
+        log.close()
+    table = Table(title=f"{STREAM_VIEW} for {STREAM_USER}: payments pushed through POST /api/v1/ingest")
+    for column in (
+        "payment",
+        "amount_count_5m",
+        "amount_sum_5m",
+        "merchant_id_count_distinct_5m",
+        "visible after",
+    ):
+        table.add_column(column, justify="right")
+    table.add_row(
+        "before",
+        *(
+            wire_value(before[c])
+            for c in ("amount_count_5m", "amount_sum_5m", "merchant_id_count_distinct_5m")
+        ),
+        "",
+    )
+    for row in rows:
+        table.add_row(
+            f"{row['amount']:g} at {row['merchant']}",
+            *(
+                wire_value(row[c])
+                for c in ("amount_count_5m", "amount_sum_5m", "merchant_id_count_distinct_5m")
+            ),
+            f"{row['ms']:.0f} ms",
+        )
+    console.print(table)
+    slowest = max(row["ms"] for row in rows)
+    verdict = "[green]within a second[/]" if slowest < 1000 else "[yellow]over a second on this machine[/]"
+    console.print(
+        f"Each payment counted {verdict} of its ingest acknowledgement (slowest {slowest:.0f} ms), by "
+        f"`featureplane stream run` (stopped, pid {processor.pid}); {STREAM_SERVICE} serves it beside "
+        "fraud_detection's features"
+    )
+    return rows
+
+
+def stream_values(base: str, api_key: str) -> dict:
+    """The stream view's features for STREAM_USER, by name, from the lookup API."""
+    status, body = post(
+        base + "/api/v1/feature-service/get-features",
+        {
+            "params": {
+                "workspaceName": WORKSPACE,
+                "featureServiceName": STREAM_SERVICE,
+                "joinKeyMap": {"user_id": STREAM_USER},
+                "requestContextMap": {"amount": 1.0},
+                "metadataOptions": {"includeNames": True},
+            }
+        },
+        headers={"Authorization": f"Tecton-key {api_key}"},
+    )
+    if status != 200:
+        console.print(f"[red]lookup failed ({status}): {body}[/]")
+        sys.exit(1)
+    names = [m["name"] for m in body["metadata"]["features"]]
+    return {
+        name.split(".", 1)[1]: value
+        for name, value in zip(names, body["result"]["features"], strict=True)
+        if name.startswith(STREAM_VIEW + ".")
+    }
 
 
 def wire_value(value: object) -> str:
