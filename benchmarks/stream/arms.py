@@ -212,6 +212,27 @@ def throughput(config_path: Path, view: str, batch_size: int) -> dict:
     }
 
 
+def profile_shares(run) -> dict:
+    """Run ``run()`` under cProfile; the shares of its own time (tottime) by where it is spent."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.runcall(run)
+    groups = {"SQLite statements": 0.0, "JSON (orjson)": 0.0, "tiles (merge, rows)": 0.0, "other": 0.0}
+    for (filename, _, function), (_, _, own, _, _) in pstats.Stats(profiler).stats.items():  # type: ignore[attr-defined]
+        if "sqlite3" in function:
+            groups["SQLite statements"] += own
+        elif "orjson" in function:
+            groups["JSON (orjson)"] += own
+        elif filename.endswith(("streams/tiles.py", "aggregation/tiles.py")):
+            groups["tiles (merge, rows)"] += own
+        else:
+            groups["other"] += own
+    total = sum(groups.values())
+    return {name: seconds / total for name, seconds in groups.items()}
+
+
 def feast_push(events: list[dict], batch_sizes: list[int]) -> dict:
     """Feast's push of the same events, in its own virtualenv, at each batch size: {size: result}."""
     import pandas as pd
@@ -266,19 +287,22 @@ def lookup_latency(port: int, key: str, users: list[str], seconds: float, rounds
     return out
 
 
-def tiles_per_entity(config_path: Path, users: list[str]) -> dict:
-    """How many tiles the lookups roll up per user, for each view (the work a lookup does)."""
+def tiles_per_entity(config_path: Path, users: list[str]) -> tuple[dict, list[str]]:
+    """How many tiles the lookups roll up per user, for each view (the work a lookup does), over the
+    users both views hold a row for; and those users."""
     from featureplane.config import load_config
     from featureplane.runtime import Runtime
 
     with Runtime(load_config(config_path)) as runtime:
         state = runtime.registry.load("prod")
-        out = {}
-        for view in ("stream_counts_1d", "batch_counts_1d"):
-            rows = runtime.online_store.read([(state.table_id(view), (u,)) for u in users])
-            counts = [len(r.values[-1]) if r is not None else 0 for r in rows]
-            out[view] = {
-                "users_with_a_row": sum(r is not None for r in rows),
-                "mean_tiles": sum(counts) / len(users),
+        views = ("stream_counts_1d", "batch_counts_1d")
+        rows = {v: runtime.online_store.read([(state.table_id(v), (u,)) for u in users]) for v in views}
+        both = [i for i in range(len(users)) if all(rows[v][i] is not None for v in views)]
+        out = {
+            v: {
+                "users_with_a_row": sum(r is not None for r in rows[v]),
+                "mean_tiles": sum(len(rows[v][i].values[-1]) for i in both) / len(both),
             }
-    return out
+            for v in views
+        }
+    return out, [users[i] for i in both]

@@ -50,12 +50,21 @@ def report(results: dict) -> str:
             f"windows) | {run['events']:,} | {run['seconds']:.1f} | {run['events_per_second']:,.0f} | 1.0x "
             "| | | | | |"
         )
+    profile = results.get("sqlite_profile")
+    if profile:
+        shares = ", ".join(f"{name} {share:.0%}" for name, share in profile.items())
+        lines += [
+            "",
+            f"Where the SQLite processor's time goes (cProfile, own time, {meta['profile_events']:,} events in "
+            f"batches of {meta['batch_sizes'][0]:,}): {shares}.",
+        ]
     latency = results["lookup"]
     tiles = results["tiles"]
     lines += [
         "",
         f"Lookup latency: get-features, 1 key, 1 client, {meta['lookup_rounds']} rounds of "
-        f"{meta['lookup_seconds']:g} s per view, same server and users",
+        f"{meta['lookup_seconds']:g} s per view, same server, the {results['lookup_users']:,} users both "
+        "views hold a row for",
         "",
         "| view | mean tiles per user | p50 ms | p99 ms | requests/s | p50 vs batch |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",

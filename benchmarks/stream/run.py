@@ -40,6 +40,7 @@ from arms import (
     freshness,
     lookup,
     lookup_latency,
+    profile_shares,
     push_http,
     say,
     throughput,
@@ -153,6 +154,9 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--events", type=int, default=100_000, help="events processed into the SQLite store")
     parser.add_argument("--dynamodb-events", type=int, default=20_000, help="events processed into dynalite")
+    parser.add_argument(
+        "--profile-events", type=int, default=20_000, help="events of the profiled SQLite run"
+    )
     parser.add_argument("--batch-sizes", default="1000,10000", help="comma-separated processor batch sizes")
     parser.add_argument("--samples", type=int, default=300, help="freshness samples per poll interval")
     parser.add_argument("--lookup-seconds", type=float, default=3.0)
@@ -205,9 +209,12 @@ def main() -> None:
         pushed = push_http(server.port, key, events, 1000)
         results["ingest_events_per_second"] = len(events) / pushed
         throughput(config_path, "stream_counts_1d", batch_sizes[0])
-        results["tiles"] = tiles_per_entity(config_path, users)
-        say(f"lookups: stream_counts_1d against batch_counts_1d {results['tiles']} ...")
-        results["lookup"] = lookup_latency(server.port, key, users, args.lookup_seconds, args.lookup_rounds)
+        results["tiles"], both = tiles_per_entity(config_path, users)
+        results["lookup_users"] = len(both)
+        say(
+            f"lookups: stream_counts_1d against batch_counts_1d for {len(both):,} users {results['tiles']} ..."
+        )
+        results["lookup"] = lookup_latency(server.port, key, both, args.lookup_seconds, args.lookup_rounds)
         say(f"  {results['lookup']}")
     finally:
         server.stop()
@@ -216,6 +223,12 @@ def main() -> None:
     for batch_size in batch_sizes:
         name = f"SQLite, batches of {batch_size:,}"
         results["throughput"][name] = backlog_arm(f"sqlite_{batch_size}", sqlite, events, start, batch_size)
+    say(f"profiling the processor over {args.profile_events:,} events in batches of {batch_sizes[0]:,} ...")
+    profiled = backlog_arm(
+        "sqlite_profiled", sqlite, events[: args.profile_events], start, batch_sizes[0], profile=True
+    )
+    results["sqlite_profile"] = profiled["profile"]
+    say(f"  {results['sqlite_profile']}")
     if not args.skip_dynamodb:
         results["throughput"][f"DynamoDB (dynalite), batches of {batch_sizes[0]:,}"] = dynamodb_arm(
             events[: args.dynamodb_events], start, batch_sizes[0]
@@ -233,6 +246,7 @@ def main() -> None:
         "events": args.events,
         "batch_sizes": batch_sizes,
         "samples": args.samples,
+        "profile_events": args.profile_events,
         "lookup_seconds": args.lookup_seconds,
         "lookup_rounds": args.lookup_rounds,
         "feast_version": lookup.FEAST_VERSION,
@@ -246,8 +260,11 @@ def main() -> None:
         say(f"wrote the tables into {README.relative_to(ROOT)}")
 
 
-def backlog_arm(name: str, online: str, events: list[dict], start: datetime, batch_size: int) -> dict:
-    """A fresh repository on ``online``: the events pushed through the ingest API, then processed."""
+def backlog_arm(
+    name: str, online: str, events: list[dict], start: datetime, batch_size: int, profile: bool = False
+) -> dict:
+    """A fresh repository on ``online``: the events pushed through the ingest API, then processed (with
+    ``profile``, under cProfile, adding the shares of the time by where it goes)."""
     from featureplane.config import load_config
 
     config_path = write_repo(WORK / f"repo_{name}", start, online, auth=False)
@@ -257,6 +274,10 @@ def backlog_arm(name: str, online: str, events: list[dict], start: datetime, bat
     apply(config_path)
     say(f"{name}: pushing {len(events):,} events, then processing them in batches of {batch_size:,} ...")
     push_in_process(config_path, events, 1000)
+    if profile:
+        out: dict = {}
+        shares = profile_shares(lambda: out.update(throughput(config_path, FRESH_VIEW, batch_size)))
+        return {**out, "profile": shares}
     result = throughput(config_path, FRESH_VIEW, batch_size)
     say(f"  {result}")
     return result
