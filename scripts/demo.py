@@ -190,6 +190,8 @@ def main() -> None:
             "Dagster UI:   [bold]make ui[/]  then open http://127.0.0.1:3000 (assets prod/user_daily_spend, ...; "
             "partitions, lineage, backfills; Checks and Plots tabs: data quality, freshness, profiles)\n"
             "Monitoring:   [bold].venv/bin/featureplane status --config feature_repo --profiles[/]  (docs/monitoring.md)\n"
+            f"Streams:      [bold].venv/bin/featureplane stream run -w prod --view {STREAM_VIEW} --config feature_repo[/]"
+            "  while payments are pushed to POST /api/v1/ingest (docs/streams.md)\n"
             "Lookup API:   [bold]make serve[/]  then, in another terminal\n"
             "  KEY=$(.venv/bin/featureplane api-key create -w prod -q -c feature_repo)\n"
             "  curl -s http://127.0.0.1:8080/api/v1/feature-service/get-features \\\n"
