@@ -291,60 +291,67 @@ def show_service(
 
 
 def show_stream(base: str, api_key: str, ingest_key: str, repo: Path) -> list[dict]:
-    """Start `featureplane stream run` for the stream view in the background, push payments of one card
-    holder through the ingest API one request at a time, and after each read the view through the lookup
-    API until it counts the payment; stop the processor by its pid. Returns one row per payment."""
+    """Start `featureplane stream run` for the stream view in the background; push a refund of one card
+    holder (the view's transformation drops it: once the processor's log says so, it is running), then
+    that holder's payments one request at a time, reading the view through the lookup API after each until
+    it counts the payment; stop the processor by its pid. Returns one row per payment."""
     log_path = repo / ".featureplane" / "demo-stream.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "wb")  # noqa: SIM115 - closed below
+    args = ["stream", "run", "-w", WORKSPACE, "--view", STREAM_VIEW, "--config", str(repo)]
     processor = subprocess.Popen(
-        [
-            str(BIN / "featureplane"),
-            "stream",
-            "run",
-            "-w",
-            WORKSPACE,
-            "--view",
-            STREAM_VIEW,
-            "--config",
-            str(repo),
-        ],
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+        [str(BIN / "featureplane"), *args], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
     )
     rows: list[dict] = []
-    try:
-        console.print(
-            f"[green]✓[/] Stream processor for {STREAM_VIEW} running in the background (pid {processor.pid})"
+
+    def push(amount: float, merchant: str) -> float:
+        record = {
+            "transaction_id": f"demo_{time.time_ns()}",
+            "user_id": STREAM_USER,
+            "merchant_id": merchant,
+            "amount": amount,
+            "ts": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        }
+        status, body = post(
+            base + "/api/v1/ingest",
+            {"workspaceName": WORKSPACE, "records": {STREAM_SOURCE: [{"record": record}]}},
+            headers={"Authorization": f"Tecton-key {ingest_key}"},
         )
-        before = stream_values(base, api_key)
-        for number, (amount, merchant) in enumerate(STREAM_PAYMENTS, start=1):
-            record = {
-                "transaction_id": f"demo_{time.time_ns()}",
-                "user_id": STREAM_USER,
-                "merchant_id": merchant,
-                "amount": amount,
-                "ts": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-            }
-            status, body = post(
-                base + "/api/v1/ingest",
-                {"workspaceName": WORKSPACE, "records": {STREAM_SOURCE: [{"record": record}]}},
-                headers={"Authorization": f"Tecton-key {ingest_key}"},
-            )
-            if status != 200:
-                console.print(f"[red]ingest failed ({status}): {body}[/]")
+        if status != 200:
+            console.print(f"[red]ingest failed ({status}): {body}[/]")
+            sys.exit(1)
+        return time.perf_counter()
+
+    def wait(done, what: str, seconds: float) -> None:
+        deadline = time.perf_counter() + seconds
+        while not done():
+            if time.perf_counter() > deadline or processor.poll() is not None:
+                console.print(f"[red]{what}: see {log_path}[/]")
                 sys.exit(1)
-            acknowledged = time.perf_counter()
-            deadline = acknowledged + 10
-            while True:
-                values = stream_values(base, api_key)
-                if int(values["amount_count_5m"]) >= int(before["amount_count_5m"]) + number:
-                    break
-                if time.perf_counter() > deadline or processor.poll() is not None:
-                    console.print(f"[red]the stream view did not count payment {number}: see {log_path}[/]")
-                    sys.exit(1)
-                time.sleep(0.01)
+            time.sleep(0.01)
+
+    try:
+        before = stream_values(base, api_key)
+        with console.status(f"Starting `featureplane stream run --view {STREAM_VIEW}` in the background..."):
+            push(-12.5, "merchant_3")
+            wait(
+                lambda: "1 dropped by the transformation" in log_path.read_text(),
+                "the processor did not start",
+                120,
+            )
+        console.print(
+            f"[green]✓[/] Stream processor for {STREAM_VIEW} running in the background (pid {processor.pid}); "
+            f"it dropped a refund of {STREAM_USER} (the view's transformation counts payments only)"
+        )
+        for number, (amount, merchant) in enumerate(STREAM_PAYMENTS, start=1):
+            acknowledged = push(amount, merchant)
+            values: dict = {}
+
+            def counted(number: int = number, values: dict = values) -> bool:
+                values.update(stream_values(base, api_key))
+                return int(values["amount_count_5m"]) >= int(before["amount_count_5m"]) + number
+
+            wait(counted, f"the stream view did not count payment {number}", 10)
             rows.append(
                 {
                     "amount": amount,
@@ -357,30 +364,15 @@ def show_stream(base: str, api_key: str, ingest_key: str, repo: Path) -> list[di
         os.kill(processor.pid, signal.SIGTERM)
         processor.wait(timeout=30)
         log.close()
+    columns = ("amount_count_5m", "amount_sum_5m", "merchant_id_count_distinct_5m")
     table = Table(title=f"{STREAM_VIEW} for {STREAM_USER}: payments pushed through POST /api/v1/ingest")
-    for column in (
-        "payment",
-        "amount_count_5m",
-        "amount_sum_5m",
-        "merchant_id_count_distinct_5m",
-        "visible after",
-    ):
+    for column in ("payment", *columns, "visible after"):
         table.add_column(column, justify="right")
-    table.add_row(
-        "before",
-        *(
-            wire_value(before[c])
-            for c in ("amount_count_5m", "amount_sum_5m", "merchant_id_count_distinct_5m")
-        ),
-        "",
-    )
+    table.add_row("before", *(wire_value(before[c]) for c in columns), "")
     for row in rows:
         table.add_row(
             f"{row['amount']:g} at {row['merchant']}",
-            *(
-                wire_value(row[c])
-                for c in ("amount_count_5m", "amount_sum_5m", "merchant_id_count_distinct_5m")
-            ),
+            *(wire_value(row[c]) for c in columns),
             f"{row['ms']:.0f} ms",
         )
     console.print(table)
