@@ -1,4 +1,5 @@
 from feature_views.realtime import transaction_amount_vs_history
+from feature_views.streams import user_transaction_counts_5m
 from feature_views.transactions import user_daily_spend, user_transaction_metrics
 from feature_views.users import user_profile
 
@@ -18,4 +19,13 @@ fraud_detection = FeatureService(
         "transaction counts and amounts over sliding windows, and how the amount being authorised "
         "compares with their last 30 days (sent as requestContextMap.amount)."
     ),
+)
+
+
+
+fraud_detection_streaming = FeatureService(
+    name="fraud_detection_streaming",
+    features=[*fraud_detection.features, user_transaction_counts_5m],
+    owner="fraud-team@example.com",
+    description="fraud_detection and each card holder's payments of the last five minutes (a stream view).",
 )

@@ -3,8 +3,9 @@
 Generates the example data, creates the live workspace `prod`, applies `feature_repo/`, backfills every
 partition (dbt models, plain and aggregate views) through the real `dagster asset materialize` CLI, shows
 the quality checks, creates an API key, starts the lookup API, queries it (with a realtime feature computed
-from the request), and prints a point-in-time training set. Each step's output is kept quiet unless it
-fails.
+from the request), runs the stream processor in the background while payments are pushed through the
+ingest API (the stream view's value moves within a second), and prints a point-in-time training set. Each
+step's output is kept quiet unless it fails.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import defaultdict
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -34,6 +36,12 @@ DBT_SERVICE = "fraud_detection_v2"  # fraud_detection plus the views built on db
 DBT_VIEWS = ("user_daily_activity", "user_spend_7d")
 # Each demo user with the amount of the card payment being authorised (the realtime view's request input).
 DEMO_REQUESTS = [("user_0", 42.0), ("user_1", 1250.0), ("user_42", 9.99)]
+STREAM_SERVICE = "fraud_detection_streaming"  # fraud_detection plus the stream view
+STREAM_VIEW = "user_transaction_counts_5m"
+STREAM_SOURCE = "transactions_stream"
+# The card holder whose payments are pushed, and the payments (amount, merchant), one request each.
+STREAM_USER = "user_7"
+STREAM_PAYMENTS = [(12.5, "merchant_3"), (80.0, "merchant_3"), (640.0, "merchant_977")]
 
 # Piped or captured output gets a width that fits the tables, not rich's 80-column default.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
@@ -143,6 +151,10 @@ def main() -> None:
         f"Creating an API key for {WORKSPACE} (role consumer)",
         featureplane("api-key", "create", "--workspace", WORKSPACE, "--role", "consumer", "--quiet"),
     ).stdout.strip()
+    ingest_key = run(
+        f"Creating an API key for {WORKSPACE} (role ingest) to push payments",
+        featureplane("api-key", "create", "--workspace", WORKSPACE, "--role", "ingest", "--quiet"),
+    ).stdout.strip()
 
     port = free_port()
     log = open(ROOT / ".dagster" / "demo-serve.log", "wb")  # noqa: SIM115 - closed below
@@ -166,6 +178,7 @@ def main() -> None:
                 time.sleep(0.2)
         console.print(f"[green]✓[/] Lookup API listening on {base}")
         show_lookups(base, api_key)
+        show_stream(base, api_key, ingest_key, REPO)
     finally:
         os.kill(server.pid, signal.SIGTERM)
         server.wait(timeout=10)
@@ -177,6 +190,8 @@ def main() -> None:
             "Dagster UI:   [bold]make ui[/]  then open http://127.0.0.1:3000 (assets prod/user_daily_spend, ...; "
             "partitions, lineage, backfills; Checks and Plots tabs: data quality, freshness, profiles)\n"
             "Monitoring:   [bold].venv/bin/featureplane status --config feature_repo --profiles[/]  (docs/monitoring.md)\n"
+            f"Streams:      [bold].venv/bin/featureplane stream run -w prod --view {STREAM_VIEW} --config feature_repo[/]"
+            "  while payments are pushed to POST /api/v1/ingest (docs/streams.md)\n"
             "Lookup API:   [bold]make serve[/]  then, in another terminal\n"
             "  KEY=$(.venv/bin/featureplane api-key create -w prod -q -c feature_repo)\n"
             "  curl -s http://127.0.0.1:8080/api/v1/feature-service/get-features \\\n"
@@ -273,6 +288,128 @@ def show_service(
     if note:
         console.print(note)
     console.print(f"[dim]round trips: {', '.join(f'{t:.1f} ms' for t in timings)}[/]")
+
+
+def show_stream(base: str, api_key: str, ingest_key: str, repo: Path) -> list[dict]:
+    """Start `featureplane stream run` for the stream view in the background; push a refund of one card
+    holder (the view's transformation drops it: once the processor's log says so, it is running), then
+    that holder's payments one request at a time, reading the view through the lookup API after each until
+    it counts the payment; stop the processor by its pid. Returns one row per payment."""
+    log_path = repo / ".featureplane" / "demo-stream.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = open(log_path, "wb")  # noqa: SIM115 - closed below
+    args = ["stream", "run", "-w", WORKSPACE, "--view", STREAM_VIEW, "--config", str(repo)]
+    processor = subprocess.Popen(
+        [str(BIN / "featureplane"), *args], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+    )
+    rows: list[dict] = []
+
+    def push(amount: float, merchant: str) -> float:
+        record = {
+            "transaction_id": f"demo_{time.time_ns()}",
+            "user_id": STREAM_USER,
+            "merchant_id": merchant,
+            "amount": amount,
+            "ts": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        }
+        status, body = post(
+            base + "/api/v1/ingest",
+            {"workspaceName": WORKSPACE, "records": {STREAM_SOURCE: [{"record": record}]}},
+            headers={"Authorization": f"Tecton-key {ingest_key}"},
+        )
+        if status != 200:
+            console.print(f"[red]ingest failed ({status}): {body}[/]")
+            sys.exit(1)
+        return time.perf_counter()
+
+    def wait(done, what: str, seconds: float) -> None:
+        deadline = time.perf_counter() + seconds
+        while not done():
+            if time.perf_counter() > deadline or processor.poll() is not None:
+                console.print(f"[red]{what}: see {log_path}[/]")
+                sys.exit(1)
+            time.sleep(0.01)
+
+    try:
+        before = stream_values(base, api_key)
+        with console.status(f"Starting `featureplane stream run --view {STREAM_VIEW}` in the background..."):
+            push(-12.5, "merchant_3")
+            wait(
+                lambda: "1 dropped by the transformation" in log_path.read_text(),
+                "the processor did not start",
+                120,
+            )
+        console.print(
+            f"[green]✓[/] Stream processor for {STREAM_VIEW} running in the background (pid {processor.pid}); "
+            f"it dropped a refund of {STREAM_USER} (the view's transformation counts payments only)"
+        )
+        for number, (amount, merchant) in enumerate(STREAM_PAYMENTS, start=1):
+            acknowledged = push(amount, merchant)
+            values: dict = {}
+
+            def counted(number: int = number, values: dict = values) -> bool:
+                values.update(stream_values(base, api_key))
+                return int(values["amount_count_5m"]) >= int(before["amount_count_5m"]) + number
+
+            wait(counted, f"the stream view did not count payment {number}", 10)
+            rows.append(
+                {
+                    "amount": amount,
+                    "merchant": merchant,
+                    **values,
+                    "ms": (time.perf_counter() - acknowledged) * 1000,
+                }
+            )
+    finally:
+        os.kill(processor.pid, signal.SIGTERM)
+        processor.wait(timeout=30)
+        log.close()
+    columns = ("amount_count_5m", "amount_sum_5m", "merchant_id_count_distinct_5m")
+    table = Table(title=f"{STREAM_VIEW} for {STREAM_USER}: payments pushed through POST /api/v1/ingest")
+    for column in ("payment", *columns, "visible after"):
+        table.add_column(column, justify="right")
+    table.add_row("before", *(wire_value(before[c]) for c in columns), "")
+    for row in rows:
+        table.add_row(
+            f"{row['amount']:g} at {row['merchant']}",
+            *(wire_value(row[c]) for c in columns),
+            f"{row['ms']:.0f} ms",
+        )
+    console.print(table)
+    slowest = max(row["ms"] for row in rows)
+    verdict = "[green]within a second[/]" if slowest < 1000 else "[yellow]over a second on this machine[/]"
+    console.print(
+        f"Each payment counted {verdict} of its ingest acknowledgement (slowest {slowest:.0f} ms), by "
+        f"`featureplane stream run` (stopped, pid {processor.pid}); {STREAM_SERVICE} serves it beside "
+        "fraud_detection's features"
+    )
+    return rows
+
+
+def stream_values(base: str, api_key: str) -> dict:
+    """The stream view's features for STREAM_USER, by name, from the lookup API."""
+    status, body = post(
+        base + "/api/v1/feature-service/get-features",
+        {
+            "params": {
+                "workspaceName": WORKSPACE,
+                "featureServiceName": STREAM_SERVICE,
+                "joinKeyMap": {"user_id": STREAM_USER},
+                "requestContextMap": {"amount": 1.0},
+                "metadataOptions": {"includeNames": True},
+            }
+        },
+        headers={"Authorization": f"Tecton-key {api_key}"},
+    )
+    if status != 200:
+        console.print(f"[red]lookup failed ({status}): {body}[/]")
+        sys.exit(1)
+    names = [m["name"] for m in body["metadata"]["features"]]
+    return {
+        name.split(".", 1)[1]: value
+        for name, value in zip(names, body["result"]["features"], strict=True)
+        if name.startswith(STREAM_VIEW + ".")
+    }
 
 
 def wire_value(value: object) -> str:
