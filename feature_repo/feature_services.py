@@ -21,8 +21,8 @@ fraud_detection = FeatureService(
     ),
 )
 
-
-
+# fraud_detection plus the payments of the last five minutes, counted as they are pushed. A separate
+# service while the stream view has no backfilled history (docs/streams.md, In the example repository).
 fraud_detection_streaming = FeatureService(
     name="fraud_detection_streaming",
     features=[*fraud_detection.features, user_transaction_counts_5m],
