@@ -29,6 +29,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -170,3 +171,32 @@ class StreamEventLog(ABC):
     @abstractmethod
     def events(self) -> pa.Table:
         """Every logged event once (``deduped_events_sql``), sorted by keys and time."""
+
+
+EPOCH = datetime(1970, 1, 1)
+
+
+def event_time(us: int) -> datetime:
+    """A time in microseconds since the epoch as the log stores it (a naive UTC datetime)."""
+    return EPOCH + timedelta(microseconds=us)
+
+
+def logged_rows(
+    view: FeatureViewSpec, columns: dict[str, str], events: Sequence[LoggedEvent], processed_at_us: int
+) -> list[dict[str, Any]]:
+    """The event log's rows for ``events`` (both backends write these)."""
+    names = [k.name for k in view.join_keys]
+    times = {c for c, t in columns.items() if t == "timestamp"}
+    processed = event_time(processed_at_us)
+    rows = []
+    for event in events:
+        row: dict[str, Any] = dict(zip(names, event.key, strict=True))
+        row[view.timestamp_field] = event_time(event.ts)
+        for column in columns:
+            value = event.values.get(column)
+            row[column] = event_time(value) if column in times and value is not None else value
+        row[SHARD] = event.shard
+        row[SEQUENCE] = str(event.sequence)
+        row[PROCESSED_AT] = processed
+        rows.append(row)
+    return rows

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,19 +24,15 @@ from featureplane.offline_stores.event_log import (
     StreamEventLog,
     deduped_events_sql,
     event_schema,
+    event_time,
     handover_path,
     logged_columns,
+    logged_rows,
 )
 from featureplane.util.locks import file_lock
 
 if TYPE_CHECKING:
     import pyarrow as pa
-
-EPOCH = datetime(1970, 1, 1)
-
-
-def _time(us: int) -> datetime:
-    return EPOCH + timedelta(microseconds=us)
 
 
 class DeltaEventLog(StreamEventLog):
@@ -76,20 +71,7 @@ class DeltaEventLog(StreamEventLog):
 
         if not events:
             return
-        names = [k.name for k in self.view.join_keys]
-        times = {c for c, t in self.columns.items() if t == "timestamp"}
-        processed = _time(processed_at_us)
-        rows = []
-        for event in events:
-            row = dict(zip(names, event.key, strict=True))
-            row[self.view.timestamp_field] = _time(event.ts)
-            for column in self.columns:
-                value = event.values.get(column)
-                row[column] = _time(value) if column in times and value is not None else value
-            row[SHARD] = event.shard
-            row[SEQUENCE] = str(event.sequence)
-            row[PROCESSED_AT] = processed
-            rows.append(row)
+        rows = logged_rows(self.view, self.columns, events, processed_at_us)
         self._write(pa.Table.from_pylist(rows, schema=self.schema()))
 
     def write_backfill(self, start_us: int, end_us: int, rows: pa.Table) -> int:
@@ -103,8 +85,8 @@ class DeltaEventLog(StreamEventLog):
         data = data.append_column(PROCESSED_AT, pa.nulls(n, pa.timestamp("us")))
         ts = self.view.timestamp_field
         predicate = (
-            f"{SHARD} = '{BATCH_SHARD}' AND {ts} >= '{_time(start_us).isoformat()}' "
-            f"AND {ts} < '{_time(end_us).isoformat()}'"
+            f"{SHARD} = '{BATCH_SHARD}' AND {ts} >= '{event_time(start_us).isoformat()}' "
+            f"AND {ts} < '{event_time(end_us).isoformat()}'"
         )
         self._write(data, predicate)
         return self.store.version(self.table_id)  # type: ignore[return-value]

@@ -9,7 +9,6 @@ this store yet (``docs/streams.md``)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from featureplane.compute.snowflake.client import literal_string, quote
@@ -24,19 +23,15 @@ from featureplane.offline_stores.event_log import (
     StreamEventLog,
     deduped_events_sql,
     event_schema,
+    event_time,
     log_table_view,
     logged_columns,
+    logged_rows,
 )
 from featureplane.offline_stores.snowflake import SnowflakeOfflineStore
 
 if TYPE_CHECKING:
     import pyarrow as pa
-
-EPOCH = datetime(1970, 1, 1)
-
-
-def _time(us: int) -> datetime:
-    return EPOCH + timedelta(microseconds=us)
 
 
 class SnowflakeEventLog(StreamEventLog):
@@ -56,19 +51,7 @@ class SnowflakeEventLog(StreamEventLog):
 
         if not events:
             return
-        names = [k.name for k in self.view.join_keys]
-        times = {c for c, t in self.columns.items() if t == "timestamp"}
-        rows = []
-        for event in events:
-            row = dict(zip(names, event.key, strict=True))
-            row[self.view.timestamp_field] = _time(event.ts)
-            for column in self.columns:
-                value = event.values.get(column)
-                row[column] = _time(value) if column in times and value is not None else value
-            row.update(
-                {SHARD: event.shard, SEQUENCE: str(event.sequence), PROCESSED_AT: _time(processed_at_us)}
-            )
-            rows.append(row)
+        rows = logged_rows(self.view, self.columns, events, processed_at_us)
         self.store._commit(
             self.table_id,
             self.table_view,
@@ -85,7 +68,9 @@ class SnowflakeEventLog(StreamEventLog):
         data = rows.append_column(SHARD, pa.array([BATCH_SHARD] * n, pa.string()))
         data = data.append_column(SEQUENCE, pa.nulls(n, pa.string()))
         data = data.append_column(PROCESSED_AT, pa.nulls(n, pa.timestamp("us")))
-        return self.store.write_window(self.table_id, self.table_view, _time(start_us), _time(end_us), data)
+        return self.store.write_window(
+            self.table_id, self.table_view, event_time(start_us), event_time(end_us), data
+        )
 
     def events(self) -> pa.Table:
         if self.store.version(self.table_id) is None:
