@@ -18,9 +18,9 @@ import pytest
 from aws_servers import AWS_ENV, use_dynamodb
 from conftest import ROOT
 from helpers import events_repo
+from test_monitoring import Dagster
 from test_stream_lambda import RETRIES, StormProxy, esm_event, put, run_shard, shard_records
 
-from featureplane.materialization.maintenance import maintain_view
 from featureplane.offline_stores.event_log import Handover
 from featureplane.repo.planning import apply_plan, plan_repository
 from featureplane.streams import aws_lambda
@@ -158,7 +158,7 @@ def test_staged_events_loaded_give_the_training_set_of_stream_run_over_the_same_
 
 
 def test_a_crash_before_the_online_commit_a_retry_over_other_chunks_and_a_redelivery_count_once(
-    world, proxy, monkeypatch
+    world, proxy, monkeypatch, dagster_home
 ):
     kinesis, stream, lam, _, area, table_id = world
     expected: Counter = Counter()
@@ -205,11 +205,10 @@ def test_a_crash_before_the_online_commit_a_retry_over_other_chunks_and_a_redeli
             online[(user, "sum")] += tile["cols"]["amount"]["sum"]
     assert online == expected
 
-    # The load dies after its commit, before it removed the objects; the next load (the maintenance
-    # job's) appends them again.
+    # The load dies after its commit, before it removed the objects; the next load (the daily
+    # maintenance job's) appends them again.
     with lam.runtime() as runtime:
-        state = runtime.registry.load("prod")
-        view = state.definitions.feature_views["click_counts"]
+        view = runtime.registry.load("prod").definitions.feature_views["click_counts"]
 
         def lost(self, keys):
             raise OSError("connection reset while removing the loaded objects")
@@ -218,8 +217,14 @@ def test_a_crash_before_the_online_commit_a_retry_over_other_chunks_and_a_redeli
             patch.setattr(StagingArea, "delete", lost)
             with pytest.raises(OSError, match="connection reset"):
                 load_staged(runtime, table_id, view)
-        again = maintain_view(runtime, state, view)
-    assert (again.staged_events_loaded, again.staged_objects_pending) == (70, 0)
+    dagster = Dagster(lam, dagster_home)
+    result = dagster.defs.resolve_job_def("offline_maintenance_prod").execute_in_process(
+        instance=dagster.instance, run_config={"ops": {"maintain_prod": {"config": {}}}}
+    )
+    (observed,) = [e.event_specific_data.asset_observation for e in result.get_asset_observation_events()]
+    metadata = {k: v.value for k, v in observed.metadata.items()}
+    assert (metadata["staged_events_loaded"], metadata["staged_objects_pending"]) == (70, 0)
+    assert observed.description.startswith("click_counts: 70 staged event(s) loaded from")
     assert area.list_events(table_id) == []
     events, raw = offline_events(lam, table_id)
     assert totals(events) == expected

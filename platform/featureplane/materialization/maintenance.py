@@ -1,8 +1,7 @@
 """Maintenance of a workspace's stored data: what the daily maintenance job runs for each view.
 
 For a view with an offline table: enforce ``offline_retention`` (delete rows older than it), compact
-the table (optionally Z-ordered by the join keys) and vacuum files past the vacuum retention (a
-stream view's event log first loads what the stream Lambda staged, ``streams.staging_load``); for a
+the table (optionally Z-ordered by the join keys) and vacuum files past the vacuum retention; for a
 view online: sweep the rows that reads no longer serve (past the ttl, past the offline retention,
 or, for windowed aggregates, past the longest window). Files and bytes before and after are reported
 (the Dagster job records them as asset observations). ``docs/data-lifecycle.md`` explains the choices.
@@ -57,8 +56,6 @@ class ViewMaintenance:
     vacuumed_files: list[str] = field(default_factory=list)
     online_expiry: timedelta | None = None
     online_rows_expired: int | None = None
-    staged_events_loaded: int | None = None
-    staged_objects_pending: int | None = None
     dry_run: bool = False
 
     def metadata(self) -> dict[str, Any]:
@@ -75,8 +72,6 @@ class ViewMaintenance:
             "files_written_by_compaction": self.compaction.get("numFilesAdded"),
             "vacuumed_files": len(self.vacuumed_files) if self.files_before is not None else None,
             "online_rows_expired": self.online_rows_expired,
-            "staged_events_loaded": self.staged_events_loaded,
-            "staged_objects_pending": self.staged_objects_pending,
             "online_expiry_hours": self.online_expiry.total_seconds() / 3600 if self.online_expiry else None,
             "dry_run": self.dry_run,
         }
@@ -84,10 +79,6 @@ class ViewMaintenance:
 
     def summary(self) -> str:
         parts = []
-        if self.staged_events_loaded is not None:
-            parts.append(f"{self.staged_events_loaded:,} staged stream event(s) loaded")
-            if self.staged_objects_pending:
-                parts.append(f"{self.staged_objects_pending} staged object(s) wait for their online commit")
         if self.files_before is not None:
             parts.append(
                 f"{self.files_before} file(s), {self.bytes_before:,} bytes -> "
@@ -142,12 +133,6 @@ def _maintain(
 ) -> ViewMaintenance:
     report = ViewMaintenance(view.name, table_id, dry_run=options.dry_run)
     offline, online = runtime.offline_store, runtime.online_store
-    if view.kind == "stream" and view.offline and runtime.config.streams.staging and not options.dry_run:
-        from featureplane.streams.staging_load import load_staged
-
-        loaded = load_staged(runtime, table_id, view)
-        report.staged_events_loaded = loaded.events_loaded
-        report.staged_objects_pending = loaded.objects_pending
     before = offline.version(table_id) if view.offline else None
     if before is not None:
         stats = offline.table_stats(table_id)
