@@ -181,6 +181,12 @@ def test_a_crash_before_the_online_commit_a_retry_over_other_chunks_and_a_redeli
         (int(records[0]["SequenceNumber"]), int(records[6]["SequenceNumber"])),
         (int(records[7]["SequenceNumber"]), int(records[13]["SequenceNumber"])),
     ]
+    # What a retry re-applies: the crashed chunk's events, found by listing after the checkpoint.
+    crashed = {(shard, int(r["SequenceNumber"])) for r in records[7:14]}
+    assert processor.event_log.logged_after(processor.state().positions) == crashed
+    assert processor.event_log.logged_after({}) == crashed | {
+        (shard, int(r["SequenceNumber"])) for r in records[:7]
+    }
     with lam.runtime() as runtime:  # only what is committed online is loaded
         view = runtime.registry.load("prod").definitions.feature_views["click_counts"]
         first = load_staged(runtime, table_id, view)

@@ -45,7 +45,7 @@ def test_keys_sort_in_sequence_order_and_parse_back():
     assert area.prefix == "stage" and str(area) == "s3://bucket/stage"
     keys = [area.events_key("prod/v/g0", "shardId-0", first, first + 3) for first in (9, 10, 100, BIG)]
     assert keys == sorted(keys)
-    assert keys[0] == f"stage/prod/v/g0/events/shardId-0/{9:040d}-{12:040d}.ndjson"
+    assert keys[0] == f"stage/prod/v/g0/events/shardId-0/{12:040d}-{9:040d}.ndjson"
     parsed = area._parse_key(keys[-1], area.events_prefix("prod/v/g0"))
     assert (parsed.shard, parsed.first, parsed.last) == ("shardId-0", BIG, BIG + 3)
     odd = area.events_key("prod/v/g0", "a/b", 1, 2)  # a shard name with a slash stays one path segment

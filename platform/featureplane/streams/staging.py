@@ -5,13 +5,15 @@ store's client (``streams.aws_lambda``); the platform loads it into the view's e
 Layout under the staging location (``streams.staging``, ``s3://bucket/prefix``), per view table
 (``<workspace>/<view>/g<generation>``)::
 
-    <prefix>/<table_id>/events/<shard>/<first>-<last>.ndjson   a chunk's applied events
+    <prefix>/<table_id>/events/<shard>/<last>-<first>.ndjson   a chunk's applied events
     <prefix>/<table_id>/handover.json                           the hand-over state
 
 An events object is newline-delimited JSON: a header line (table, shard, processing time, number of
 events), then one line per event (sequence as decimal text, event time and timestamp values in µs,
-entity key, logged column values). ``first`` and ``last`` are the sequence numbers of its first and
-last event, zero-padded to 40 digits so that a shard's keys sort in sequence order. The processor's
+entity key, logged column values). ``last`` and ``first`` are the sequence numbers of its last and
+first event, zero-padded to 40 digits, so a shard's keys sort by last event and a listing that starts
+after its checkpoint finds exactly the objects holding events after it (what a retry re-applies,
+``logged_after``: a cold start lists each shard's pending objects only). The processor's
 decisions for a chunk depend only on the shard's committed state, so a chunk retried with the same
 records stages the same events under the same key: it overwrites its object. A retry over other
 records (a longer batch) stages some events twice; the load keeps each once (readers of the event log
@@ -94,8 +96,11 @@ class StagingArea:
     def events_prefix(self, table_id: str) -> str:
         return self.table_prefix(table_id) + "events/"
 
+    def shard_prefix(self, table_id: str, shard: str) -> str:
+        return f"{self.events_prefix(table_id)}{quote(shard, safe='')}/"
+
     def events_key(self, table_id: str, shard: str, first: int, last: int) -> str:
-        return f"{self.events_prefix(table_id)}{quote(shard, safe='')}/{first:0{DIGITS}d}-{last:0{DIGITS}d}.ndjson"
+        return f"{self.shard_prefix(table_id, shard)}{last:0{DIGITS}d}-{first:0{DIGITS}d}.ndjson"
 
     def handover_key(self, table_id: str) -> str:
         return self.table_prefix(table_id) + "handover.json"
@@ -126,14 +131,35 @@ class StagingArea:
             raise StagingError(f"cannot read s3://{self.bucket}/{key}: {exc}") from exc
         return response["Body"].read(), response.get("ETag", "")
 
-    def list_events(self, table_id: str) -> list[StagedObject]:
-        """The view table's staged events objects, by shard and sequence."""
+    def list_events(
+        self, table_id: str, shard: str | None = None, after: int | None = None
+    ) -> list[StagedObject]:
+        """The view table's staged events objects by shard and sequence: every one, or ``shard`` 's,
+        or (with ``after``) those of ``shard`` holding an event after sequence number ``after``."""
         prefix = self.events_prefix(table_id)
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        if shard is not None:
+            kwargs["Prefix"] = self.shard_prefix(table_id, shard)
+            if after is not None:  # every key of a last event at or before it sorts before this one
+                kwargs["StartAfter"] = f"{kwargs['Prefix']}{after:0{DIGITS}d}-{'9' * DIGITS}.ndjson"
         found = []
-        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+        for page in self.client.get_paginator("list_objects_v2").paginate(**kwargs):
             for item in page.get("Contents", []):
                 found.append(self._parse_key(item["Key"], prefix))
-        return sorted(found, key=lambda o: (o.shard, o.first, o.last))
+        return sorted(found, key=lambda o: (o.shard, o.last, o.first))
+
+    def staged_shards(self, table_id: str) -> list[str]:
+        """The shards with staged events objects of the view table."""
+        prefix = self.events_prefix(table_id)
+        shards = []
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix, Delimiter="/"
+        )
+        for page in pages:
+            shards += [
+                unquote(p["Prefix"][len(prefix) :].rstrip("/")) for p in page.get("CommonPrefixes", [])
+            ]
+        return sorted(shards)
 
     def delete(self, keys: Sequence[str]) -> None:
         for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1000 keys
@@ -151,10 +177,10 @@ class StagingArea:
 
     def _parse_key(self, key: str, prefix: str) -> StagedObject:
         shard, _, name = key[len(prefix) :].partition("/")
-        first, _, last = name.removesuffix(".ndjson").partition("-")
+        last, _, first = name.removesuffix(".ndjson").partition("-")
         if not shard or not name.endswith(".ndjson") or not first.isdigit() or not last.isdigit():
             raise StagingError(
-                f"s3://{self.bucket}/{key} is not a staged events object (<shard>/<first>-<last>.ndjson)"
+                f"s3://{self.bucket}/{key} is not a staged events object (<shard>/<last>-<first>.ndjson)"
             )
         return StagedObject(key, unquote(shard), int(first), int(last))
 
@@ -317,13 +343,13 @@ class StagedEventLog(StreamEventLog):
             self.area.write_events(self.table_id, events, processed_at_us)
 
     def logged_after(self, positions: dict[str, int]) -> set[tuple[str, int]]:
+        """Lists only each shard's objects holding events after its checkpoint (keys sort by last)."""
         found = set()
-        for staged in self.area.list_events(self.table_id):
-            done = positions.get(staged.shard)
-            if done is not None and staged.last <= done:
-                continue
-            events, _ = self.area.read_events(self.table_id, staged)
-            found |= {(e.shard, e.sequence) for e in events if done is None or e.sequence > done}
+        for shard in self.area.staged_shards(self.table_id):
+            done = positions.get(shard)
+            for staged in self.area.list_events(self.table_id, shard, done):
+                events, _ = self.area.read_events(self.table_id, staged)
+                found |= {(e.shard, e.sequence) for e in events if done is None or e.sequence > done}
         return found
 
     def handover(self) -> Handover:
