@@ -350,3 +350,64 @@ def test_a_view_without_staging_is_processed_online_with_a_warning(world, monkey
         (processor,) = aws_lambda.init().processors(arn)
     assert processor.event_log is None
     assert "no staging location is set (FEATUREPLANE_STREAM_STAGING or streams.staging)" in caplog.text
+
+
+SNOWFLAKE_VIEWS = """
+    from datetime import timedelta
+    from base import events, user
+    from featureplane import Aggregate, Field, Int64, KinesisConfig, StreamSource, stream_feature_view
+
+    clicks = StreamSource(name="clicks", timestamp_field="ts", batch_config=events,
+                          kinesis=KinesisConfig(stream_name="clicks", region="us-east-1"))
+
+    @stream_feature_view(source=clicks, entities=[user], aggregation_interval=timedelta(minutes=1),
+                         features=[Aggregate(Field("amount", Int64), "sum", timedelta(hours=1))],
+                         online=True, offline=True, allowed_lateness=timedelta(hours=1))
+    def click_sums(record):
+        return record
+"""
+
+
+def test_staged_events_load_into_the_snowflake_event_log_in_one_transaction(
+    tmp_path, snowflake_server, moto_server, table_prefix
+):
+    from snowflake_helpers import snowflake_events_repo
+
+    from featureplane.streams.processor import StreamProcessor, StreamRecord
+
+    bucket = f"staging-sf-{table_prefix.rstrip('_')}"
+    client("s3", region_name=REGION, endpoint_url=moto_server).create_bucket(Bucket=bucket)
+    history = "SELECT * FROM (VALUES ('u1', TIMESTAMP '2024-01-01 10:00:00', 1)) AS t(user_id, ts, amount)"
+    repo = snowflake_events_repo(
+        tmp_path / "repo", snowflake_server, SNOWFLAKE_VIEWS, {"raw.events": history}
+    )
+    repo.set_config("streams", staging=f"s3://{bucket}/stage", staging_endpoint_url=moto_server)
+    with repo.runtime() as runtime:
+        runtime.registry.create_workspace("prod", live=True)
+        apply_plan(runtime, plan_repository(runtime, "prod"))
+        state = runtime.registry.load("prod")
+        view, table_id = state.definitions.feature_views["click_sums"], state.table_id("click_sums")
+        area = staging_area(runtime.config.streams)
+        from featureplane.streams.runner import stream_store
+
+        # The Lambda's processor: the view's events staged, its tiles in the runtime's online store.
+        staged_log = StagedEventLog(area, table_id, view)
+        processor = StreamProcessor(view, table_id, stream_store(runtime), event_log=staged_log)
+        records = [
+            StreamRecord(shard, n, {"user_id": user, "ts": f"2024-01-02T00:{n:02d}:00", "amount": n})
+            for shard, user in (("shardId-0", "u1"), ("shardId-1", "u2"))
+            for n in range(1, 7)
+        ]
+        for start in range(0, len(records), 3):
+            processor.process(records[start : start + 3])
+        assert len(area.list_events(table_id)) == 4
+        loaded = load_staged(runtime, table_id, view)
+        assert (loaded.objects_loaded, loaded.events_loaded) == (4, 12)
+        log = offline_event_log(runtime, table_id, view)
+        assert type(log).__name__ == "SnowflakeEventLog"
+        events = log.events().to_pylist()
+        versions = runtime.offline_store.version(table_id)
+    assert sorted((e["user_id"], e["amount"]) for e in events) == sorted(
+        (r.data["user_id"], r.data["amount"]) for r in records
+    )
+    assert versions == 1  # the four objects in one commit

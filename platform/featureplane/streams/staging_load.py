@@ -5,13 +5,15 @@ load-staged``.
 A staged object is loaded once its last event is at or before its shard's checkpoint in the online
 store, so the offline log never holds an event the online tiles do not; an object staged by an attempt
 that died before its online commit waits for the retry that commits it (and is counted as pending
-meanwhile). The ready objects of a view are appended in one commit, then removed from the staging
-area: a load interrupted between the two appends them again, and the log's readers keep one row per
-record identity, so every event counts once.
+meanwhile). The ready objects of a view are read in parallel and appended in commits of up to
+``OBJECTS_PER_COMMIT`` objects, each group removed from the staging area after its commit: a load
+interrupted between the two appends that group again, and the log's readers keep one row per record
+identity, so every event counts once.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -21,6 +23,9 @@ from featureplane.streams.staging import StagingArea, staging_area
 if TYPE_CHECKING:
     from featureplane.registry.base import WorkspaceState
     from featureplane.runtime import Runtime
+
+OBJECTS_PER_COMMIT = 2_000  # a day of one shard's invocations is tens of thousands of objects
+READERS = 16  # objects read at once
 
 
 @dataclass
@@ -61,11 +66,14 @@ def load_staged(
     positions = stream_store(runtime).state(table_id).positions
     ready = [s for s in staged if s.shard in positions and s.last <= positions[s.shard]]
     report.objects_pending = len(staged) - len(ready)
-    batches = [area.read_events(table_id, s) for s in ready]
-    log.append_batches(batches)
-    area.delete([s.key for s in ready])
-    report.objects_loaded = len(ready)
-    report.events_loaded = sum(len(events) for events, _ in batches)
+    with ThreadPoolExecutor(READERS) as pool:
+        for start in range(0, len(ready), OBJECTS_PER_COMMIT):
+            group = ready[start : start + OBJECTS_PER_COMMIT]
+            batches = list(pool.map(lambda s: area.read_events(table_id, s), group))
+            log.append_batches(batches)
+            area.delete([s.key for s in group])
+            report.objects_loaded += len(group)
+            report.events_loaded += sum(len(events) for events, _ in batches)
     return report
 
 
