@@ -328,7 +328,22 @@ class StagedHandover:
 # -- the logs ----------------------------------------------------------------------------------------
 
 
-class StagedEventLog(StreamEventLog):
+class _HandoverInStagingArea(StreamEventLog):
+    """An event log whose hand-over state is ``staged_handover``."""
+
+    staged_handover: StagedHandover
+
+    def handover(self) -> Handover:
+        return self.staged_handover.handover()
+
+    def claim_boundary(self, proposed_us: int) -> int:
+        return self.staged_handover.claim_boundary(proposed_us)
+
+    def reserve_backfill(self, start_us: int, end_us: int) -> int:
+        return self.staged_handover.reserve_backfill(start_us, end_us)
+
+
+class StagedEventLog(_HandoverInStagingArea):
     """The event log as the stream Lambda writes it: appends staged in S3, the hand-over state beside
     them. The backfill and readers use the view's offline event log, into which the staging is loaded."""
 
@@ -352,15 +367,6 @@ class StagedEventLog(StreamEventLog):
                 found |= {(e.shard, e.sequence) for e in events if done is None or e.sequence > done}
         return found
 
-    def handover(self) -> Handover:
-        return self.staged_handover.handover()
-
-    def claim_boundary(self, proposed_us: int) -> int:
-        return self.staged_handover.claim_boundary(proposed_us)
-
-    def reserve_backfill(self, start_us: int, end_us: int) -> int:
-        return self.staged_handover.reserve_backfill(start_us, end_us)
-
     def write_backfill(self, start_us: int, end_us: int, rows: Any) -> int:
         raise NotImplementedError(
             f"{self.table_id}: the staged event log in {self.area} takes the stream's events only; the backfill "
@@ -374,7 +380,7 @@ class StagedEventLog(StreamEventLog):
         )
 
 
-class HandoverInStaging(StreamEventLog):
+class HandoverInStaging(_HandoverInStagingArea):
     """A view's offline event log whose hand-over state lives in the staging area, shared with the
     stream Lambda; everything else is the log's own. The log's own hand-over state seeds it."""
 
@@ -393,15 +399,6 @@ class HandoverInStaging(StreamEventLog):
 
     def logged_after(self, positions: dict[str, int]) -> set[tuple[str, int]]:
         return self.log.logged_after(positions)
-
-    def handover(self) -> Handover:
-        return self.staged_handover.handover()
-
-    def claim_boundary(self, proposed_us: int) -> int:
-        return self.staged_handover.claim_boundary(proposed_us)
-
-    def reserve_backfill(self, start_us: int, end_us: int) -> int:
-        return self.staged_handover.reserve_backfill(start_us, end_us)
 
     def write_backfill(self, start_us: int, end_us: int, rows: Any) -> int:
         return self.log.write_backfill(start_us, end_us, rows)
