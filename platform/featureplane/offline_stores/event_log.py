@@ -143,6 +143,12 @@ class StreamEventLog(ABC):
     def append(self, events: Sequence[LoggedEvent], processed_at_us: int) -> None:
         """Append a batch's applied events in one commit (an empty batch writes nothing)."""
 
+    def append_batches(self, batches: Sequence[tuple[Sequence[LoggedEvent], int]]) -> None:
+        """Append batches of events, each with its processing time (a staged log being loaded: see
+        ``streams.staging``); one commit where the backend can, else one per batch."""
+        for events, processed_at_us in batches:
+            self.append(events, processed_at_us)
+
     @abstractmethod
     def logged_after(self, positions: dict[str, int]) -> set[tuple[str, int]]:
         """The identities of logged stream events whose sequence is after ``positions`` (per shard;
