@@ -205,7 +205,9 @@ class StreamProcessor:
                 self.store.commit_tiles(self.table_id, self.tiles, tiles, mine, self.retain_from(after))  # type: ignore[arg-type]
             else:
                 self.store.commit_rows(self.table_id, rows, mine, self.view.ttl_seconds)
-        self._in_sync = True
+        # In sync once no logged record is left after the new checkpoints: a dead attempt may have
+        # logged a longer batch than this one, and its tail must be applied again too.
+        self._in_sync = not any(seq > done.get(shard, -1) for shard, seq in logged_before)
         result.watermark_us = after.watermark_us
         return result
 
