@@ -247,7 +247,7 @@ def stream_backfill_view(config: Config, state: WorkspaceState, view: FeatureVie
                 )
             try:
                 with file_lock(view_lock(runtime, current.table_id(name))):
-                    result = backfill_stream_view(runtime, current, name, start, end)
+                    result = backfill_stream_view(runtime, current, name, start, end, context.log.info)
             except FeatureplaneError as exc:
                 raise dg.Failure(str(exc)) from None
             context.log.info(
