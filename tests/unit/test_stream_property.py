@@ -10,7 +10,7 @@ from datetime import timedelta
 from aggregation_oracle import aggregate, mismatches
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from stream_views import T0, aggregate_view, processor, record, us
+from stream_views import ALL_FUNCTIONS, T0, aggregate_view, processor, record, us
 
 from featureplane.compute.aggregation.online import OnlineRollup
 from featureplane.types import Float64
@@ -175,21 +175,6 @@ def test_late_events_are_exactly_those_behind_the_watermark_and_the_rest_roll_up
     slowest = max(slowest, dropped * 60 + longest)
     times += [T0 + timedelta(seconds=slowest + a) for a in after]
     check(proc, accepted, Int64, times, "continuous")
-
-
-ALL_FUNCTIONS = (
-    "count",
-    "count_distinct",
-    "sum",
-    "mean",
-    "min",
-    "max",
-    "stddev_samp",
-    "stddev_pop",
-    "first",
-    "last",
-    "last_n(3)",
-)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
