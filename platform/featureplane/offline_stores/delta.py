@@ -35,6 +35,7 @@ from featureplane.offline_stores.base import (
     RetrievalPart,
     TableStats,
     latest_row_clause,
+    ties_order,
     to_pandas,
 )
 
@@ -415,7 +416,9 @@ class DeltaOfflineStore(OfflineStore):
             else:
                 self._register(con, relation, part.table_id, part.view)
             if view.is_stream and view.is_aggregate:
-                joins.append(_stream_aggregate_join(con, part, relation, alias))
+                from featureplane.offline_stores.event_log_delta import stream_aggregate_join
+
+                joins.append(stream_aggregate_join(con, part, relation, alias))
                 selects += [
                     f"{alias}.{q(f)} AS {q(f'{view.name}__{f}' if prefix_features else f)}"
                     for f in part.features
@@ -467,12 +470,23 @@ class DeltaOfflineStore(OfflineStore):
         self, table_id: str, view: FeatureViewSpec, start: datetime, end: datetime
     ) -> pd.DataFrame:
         con = _duck(self.duckdb_settings)
+        if view.is_stream:  # from its event log
+            from featureplane.offline_stores.event_log_delta import stream_features_in_range
+
+            return stream_features_in_range(self, con, table_id, view, start, end)
         self._register(con, "t", table_id, view)
         if view.is_aggregate:
             return to_pandas(con.sql(features_in_range_sql(view, "t", start, end)).to_arrow_table())
+        return self._plain_ranges(con, "t", view, start, end)
+
+    def _plain_ranges(
+        self, con: duckdb.DuckDBPyConnection, rows: str, view: FeatureViewSpec, start: datetime, end: datetime
+    ) -> pd.DataFrame:
+        """A plain view's ``features_in_range`` over ``rows`` (join keys, timestamp, features)."""
         keys = ", ".join(q(k) for k in view.join_key_names)
         ts = q(view.timestamp_field)
-        next_ts = f"lead({ts}) OVER (PARTITION BY {keys} ORDER BY {ts})"
+        ties = ties_order(view, q)
+        next_ts = f"lead({ts}) OVER (PARTITION BY {keys} ORDER BY {ts}{ties})"
         if view.ttl_seconds:
             expiry = f"{ts} + INTERVAL {int(view.ttl_seconds)} SECOND"
             valid_to = f"CASE WHEN {next_ts} IS NULL OR {next_ts} > {expiry} THEN {expiry} ELSE {next_ts} END"
@@ -480,9 +494,9 @@ class DeltaOfflineStore(OfflineStore):
             valid_to = next_ts
         columns = ", ".join(q(c) for c in self.columns(view))
         sql = (
-            f"SELECT * FROM (SELECT {columns}, {ts} AS _valid_from, {valid_to} AS _valid_to FROM t) "
+            f"SELECT * FROM (SELECT {columns}, {ts} AS _valid_from, {valid_to} AS _valid_to FROM {rows}) "
             f"WHERE _valid_from < {ts_literal(end)} AND (_valid_to IS NULL OR _valid_to > {ts_literal(start)}) "
-            f"ORDER BY {keys}, _valid_from"
+            f"ORDER BY {keys}, _valid_from{ties}"
         )
         return to_pandas(con.sql(sql).to_arrow_table())
 
@@ -554,24 +568,6 @@ def _aggregate_join(con: duckdb.DuckDBPyConnection, part: RetrievalPart, relatio
     ).fetchall()
     on = " AND ".join(f"s.{q(k)} = {alias}.{q(k)}" for k in view.join_key_names)
     return f"LEFT JOIN {alias}_values AS {alias} ON {on} AND {alias}.{IDX} = {index}"
-
-
-def _stream_aggregate_join(
-    con: duckdb.DuckDBPyConnection, part: RetrievalPart, events: str, alias: str
-) -> str:
-    """Roll a stream view's logged events up at every distinct (entity, time) of the spine
-    (``stream_rollup``); the join clause."""
-    from featureplane.compute.aggregation.stream_rollup import AT, stream_rollup_sql
-
-    view = part.view
-    at = DUCKDB.epoch_us(f"s.{SPINE_TS}")
-    keys = ", ".join(f"s.{q(k)}" for k in view.join_key_names)
-    points = f"(SELECT {keys}, {at} AS {AT} FROM spine AS s)"
-    con.execute(
-        f"CREATE TEMP TABLE {alias}_values AS {stream_rollup_sql(view, events, points, part.features)}"
-    ).fetchall()
-    on = " AND ".join(f"s.{q(k)} = {alias}.{q(k)}" for k in view.join_key_names)
-    return f"LEFT JOIN {alias}_values AS {alias} ON {on} AND {alias}.{AT} = {at}"
 
 
 def _column_of(view: FeatureViewSpec, feature: str) -> str:

@@ -126,6 +126,14 @@ def deduped_events_sql(view: FeatureViewSpec, relation: str) -> str:
     )
 
 
+def plain_rows_sql(view: FeatureViewSpec, events: str) -> str:
+    """A plain stream view's rows from its events (``deduped_events_sql``): join keys, event time and
+    each feature under its own name (read from the logged column it names)."""
+    columns = [*(_q(k) for k in view.join_key_names), _q(view.timestamp_field)]
+    columns += [f"{_q(f.column or f.name)} AS {_q(f.name)}" for f in view.features]
+    return f"SELECT {', '.join(columns)} FROM {events}"
+
+
 def handover_path(table: Path) -> Path:
     """Where a file-based backend keeps the hand-over state: beside the table directory (not in it:
     Delta's vacuum removes files a table does not know)."""
