@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 import pytest
-from helpers import events_repo, rows_sql
+from helpers import events_repo, floats_close, rows_sql
 from snowflake_helpers import not_snowflake_sql, snowflake_events_repo
 
 from featureplane.materialization.materialize import materialize
@@ -138,6 +138,15 @@ def spine() -> pd.DataFrame:
     times += events + [t - timedelta(microseconds=1) for t in events]  # at an event, and just before it
     rows = [(u, t) for u in [*USERS, "nobody"] for t in times]
     return pd.DataFrame(rows, columns=["user_id", "ts"]).sample(frac=1.0, random_state=2)
+
+
+def plain(value):
+    """A training or range value as a comparable Python value (arrays as lists, missing as None)."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, list | tuple | str):
+        return list(value) if not isinstance(value, str) else value
+    return None if value is None or value is pd.NA or value != value else value
 
 
 def logged(records: list[StreamRecord]) -> list[tuple[str, datetime]]:
@@ -296,3 +305,38 @@ def test_an_event_after_the_spine_time_never_counts(tmp_path, snowflake_server):
                 assert made <= row.ts.to_pydatetime(), row
         finally:
             side.runtime.close()
+
+
+@pytest.mark.parametrize("name", STREAM_VIEWS)
+def test_a_stream_views_range_holds_the_training_value_at_every_time_in_it(sides, name):
+    """``get_features_in_range`` means what it means for batch views: the value of the range holding
+    ``t`` is the training value at ``t`` (no range: the value of an empty window, or none)."""
+    duck, _ = sides
+    view = duck.workspace.get_feature_view(name)
+    window = (DAY - timedelta(minutes=7, seconds=30), DAY + timedelta(minutes=33))
+    ranges = view.get_features_in_range(*window)
+    rng = random.Random(17)
+    times = [
+        window[0]
+        + timedelta(microseconds=rng.randrange(int((window[1] - window[0]) / timedelta(microseconds=1))))
+        for _ in range(150)
+    ]
+    times += list(ranges["_valid_from"][ranges["_valid_from"] >= window[0]][:60])  # where values change
+    times += [
+        t - timedelta(microseconds=1) for t in times[-60:] if t - timedelta(microseconds=1) >= window[0]
+    ]
+    frame = pd.DataFrame([(u, t) for u in USERS for t in times], columns=["user_id", "ts"])
+    training = view.get_historical_features(frame, "ts")
+    features = [f for f in ranges.columns if f not in ("user_id", "ts", "_valid_from", "_valid_to")]
+    found = 0
+    for row in training.itertuples(index=False):
+        mine = ranges[(ranges.user_id == row.user_id) & (ranges._valid_from <= row.ts)]
+        mine = mine[mine._valid_to.isna() | (mine._valid_to > row.ts)]
+        assert len(mine) <= 1, (row, mine)
+        values = [getattr(row, f"{name}__{f}") for f in features]
+        if len(mine) == 0:
+            assert all(plain(v) in (None, 0, []) for v in values), row
+            continue
+        found += 1
+        assert floats_close([plain(v) for v in values], [plain(mine.iloc[0][f]) for f in features], RTOL), row
+    assert found > 300

@@ -38,6 +38,13 @@ from featureplane.offline_stores.base import (
     ties_order,
     to_pandas,
 )
+from featureplane.offline_stores.delta_streams import stream_aggregate_join, stream_ranges
+from featureplane.offline_stores.event_log import (
+    deduped_events_sql,
+    event_schema,
+    handover_path,
+    plain_rows_sql,
+)
 
 if TYPE_CHECKING:
     import duckdb
@@ -203,8 +210,6 @@ class DeltaOfflineStore(OfflineStore):
 
     def drop(self, table_id: str) -> None:
         import shutil
-
-        from featureplane.offline_stores.event_log import handover_path
 
         shutil.rmtree(self.path(table_id), ignore_errors=True)
         handover = handover_path(self.path(table_id))  # a stream view's hand-over state
@@ -416,9 +421,7 @@ class DeltaOfflineStore(OfflineStore):
             else:
                 self._register(con, relation, part.table_id, part.view)
             if view.is_stream and view.is_aggregate:
-                from featureplane.offline_stores.event_log_delta import stream_aggregate_join
-
-                joins.append(stream_aggregate_join(con, part, relation, alias))
+                joins.append(stream_aggregate_join(con, part, relation, alias, SPINE_TS))
                 selects += [
                     f"{alias}.{q(f)} AS {q(f'{view.name}__{f}' if prefix_features else f)}"
                     for f in part.features
@@ -456,8 +459,6 @@ class DeltaOfflineStore(OfflineStore):
 
     def _register_events(self, con: duckdb.DuckDBPyConnection, name: str, part: RetrievalPart) -> str:
         """A stream view's logged events, once each, as relation ``<name>_events``."""
-        from featureplane.offline_stores.event_log import deduped_events_sql, event_schema
-
         table = self._table(part.table_id)
         if table is None:
             con.register(name, event_schema(part.view).empty_table())
@@ -471,9 +472,11 @@ class DeltaOfflineStore(OfflineStore):
     ) -> pd.DataFrame:
         con = _duck(self.duckdb_settings)
         if view.is_stream:  # from its event log
-            from featureplane.offline_stores.event_log_delta import stream_features_in_range
-
-            return stream_features_in_range(self, con, table_id, view, start, end)
+            events = self._register_events(con, "log", RetrievalPart(view, table_id, view.feature_names))
+            if view.is_aggregate:
+                return stream_ranges(con, events, view, start, end)
+            con.execute(f"CREATE TEMP VIEW t AS {plain_rows_sql(view, events)}").fetchall()
+            return self._plain_ranges(con, "t", view, start, end)
         self._register(con, "t", table_id, view)
         if view.is_aggregate:
             return to_pandas(con.sql(features_in_range_sql(view, "t", start, end)).to_arrow_table())

@@ -12,17 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from featureplane.compute.aggregation.dialects import DUCKDB, q
-from featureplane.compute.aggregation.stream_rollup import AT, stream_ranges_steps, stream_rollup_steps
 from featureplane.definitions.specs import FeatureViewSpec
-from featureplane.offline_stores.base import RetrievalPart, to_pandas
-from featureplane.offline_stores.delta import (
-    PARTITION_COLUMN,
-    SPINE_TS,
-    DeltaOfflineStore,
-    _duck,
-    with_partition,
-)
+from featureplane.offline_stores.delta import PARTITION_COLUMN, DeltaOfflineStore, _duck, with_partition
 from featureplane.offline_stores.event_log import (
     BATCH_SHARD,
     PROCESSED_AT,
@@ -37,15 +28,10 @@ from featureplane.offline_stores.event_log import (
     handover_path,
     logged_columns,
     logged_rows,
-    plain_rows_sql,
 )
 from featureplane.util.locks import file_lock
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
-    import duckdb
-    import pandas as pd
     import pyarrow as pa
 
 
@@ -177,39 +163,3 @@ class DeltaEventLog(StreamEventLog):
             through = max(end_us, current.backfilled_through_us or end_us)
             self._save(Handover(None, through))
             return end_us
-
-
-def stream_features_in_range(
-    store: DeltaOfflineStore,
-    con: duckdb.DuckDBPyConnection,
-    table_id: str,
-    view: FeatureViewSpec,
-    start: datetime,
-    end: datetime,
-) -> pd.DataFrame:
-    """``features_in_range`` of a stream view from its logged events: an aggregate view's values
-    rolled up where they change (``stream_rollup.stream_ranges_steps``), a plain view's rows as a
-    plain view's."""
-    events = store._register_events(con, "log", RetrievalPart(view, table_id, view.feature_names))
-    if not view.is_aggregate:
-        con.execute(f"CREATE TEMP VIEW t AS {plain_rows_sql(view, events)}").fetchall()
-        return store._plain_ranges(con, "t", view, start, end)
-    *steps, (_, ranges) = stream_ranges_steps(view, events, start, end, "__fp_r")
-    for name, sql in steps:
-        con.execute(f"CREATE TEMP TABLE {name} AS {sql}").fetchall()
-    return to_pandas(con.sql(ranges).to_arrow_table())
-
-
-def stream_aggregate_join(
-    con: duckdb.DuckDBPyConnection, part: RetrievalPart, events: str, alias: str
-) -> str:
-    """Roll a stream view's logged events up at every distinct (entity, time) of the spine
-    (``stream_rollup``, each step a temporary table); the join clause."""
-    view = part.view
-    at = DUCKDB.epoch_us(f"s.{SPINE_TS}")
-    keys = ", ".join(f"s.{q(k)}" for k in view.join_key_names)
-    points = f"(SELECT {keys}, {at} AS {q(AT)} FROM spine AS s)"
-    for name, sql in stream_rollup_steps(view, events, points, part.features, alias):
-        con.execute(f"CREATE TEMP TABLE {name} AS {sql}").fetchall()
-    on = " AND ".join(f"s.{q(k)} = {alias}.{q(k)}" for k in view.join_key_names)
-    return f"LEFT JOIN {alias}_values AS {alias} ON {on} AND {alias}.{q(AT)} = {at}"

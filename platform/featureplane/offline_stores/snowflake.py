@@ -63,6 +63,7 @@ from featureplane.compute.snowflake.engine import SnowflakeStagedResult
 from featureplane.config import ConfigError
 from featureplane.definitions.specs import FeatureViewSpec
 from featureplane.offline_stores.base import OfflineStore, OnlineChanges, RetrievalPart, ties_order, to_pandas
+from featureplane.offline_stores.event_log import log_table_view, plain_rows_sql
 from featureplane.offline_stores.snowflake_sql import (
     JOIN_METHODS,
     KEEP_CHANGES,
@@ -79,7 +80,7 @@ from featureplane.offline_stores.snowflake_sql import (
     where_clause,
     window_conditions,
 )
-from featureplane.offline_stores.snowflake_streams import stream_features_in_range, stream_training_rows
+from featureplane.offline_stores.snowflake_streams import logged_events, stream_ranges, stream_training_rows
 from featureplane.types import DataType, Int64, Timestamp
 
 if TYPE_CHECKING:
@@ -496,7 +497,8 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
             sources = []
             for part in parts:
                 if part.view.is_stream:
-                    sources.append((part, stream_training_rows(self, part, relation, uploaded)))
+                    log = self._rows(part.table_id, log_table_view(part.view))
+                    sources.append((part, stream_training_rows(self.client, log, part, relation, uploaded)))
                     continue
                 if part.data is None:
                     rows = self._rows(part.table_id, part.view)
@@ -532,8 +534,16 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
     def features_in_range(
         self, table_id: str, view: FeatureViewSpec, start: datetime, end: datetime
     ) -> pd.DataFrame:
-        if view.is_stream:
-            return stream_features_in_range(self, table_id, view, start, end)
+        if view.is_stream:  # from its event log
+            temps: list[str] = []
+            try:
+                events = logged_events(self.client, self._rows(table_id, log_table_view(view)), view, temps)
+                if not view.is_aggregate:
+                    return self._plain_ranges(f"({plain_rows_sql(view, events)})", view, start, end)
+                return to_pandas(stream_ranges(self.client, events, view, start, end, temps))
+            finally:
+                for name in temps:
+                    self.client.drop_quietly(name)
         if view.is_aggregate:
             sql = features_in_range_sql(view, self._rows(table_id, view), start, end, SNOWFLAKE)
             fields = [*view_fields(view), ("_valid_from", Timestamp), ("_valid_to", Timestamp)]

@@ -56,7 +56,7 @@ def stream_rollup_steps(
             f"SELECT DISTINCT {key_list}, p.{at} FROM {points} AS p WHERE "
             + " AND ".join(f"p.{q(k)} IS NOT NULL" for k in [*keys, AT]),
         ),
-        (tiles, tile_sql(view, f"SELECT * FROM {events}", dialect)),
+        (tiles, tile_sql(view, _events_needed(view, events, distinct, dialect), dialect)),
     ]
     index = dialect.floor_div(f"p.{at}", step)
     select = ", ".join(f"r.{q(f)}" for f in features)
@@ -101,6 +101,19 @@ def stream_rollup_steps(
         )
     )
     return steps
+
+
+def _events_needed(view: FeatureViewSpec, events: str, points: str, dialect: Dialect) -> str:
+    """The events of the points' entities that any of their windows can hold: from the start of the
+    longest window before the earliest point up to the latest point."""
+    step, span = interval_us(view), longest_window(view)
+    stamp = dialect.epoch_us(f"e.{q(view.timestamp_field)}")
+    bounds = f"(SELECT min({q(AT)}) AS __fp_lo, max({q(AT)}) AS __fp_hi FROM {points})"
+    return (
+        f"SELECT e.* FROM {events} AS e{dialect.semi_join(points, 'k', 'e', view.join_key_names)} "
+        f"JOIN {bounds} AS b ON {stamp} >= ({dialect.floor_div('b.__fp_lo', step)} - {span}) * {step} "
+        f"AND {stamp} <= b.__fp_hi"
+    )
 
 
 def stream_ranges_steps(
