@@ -171,7 +171,7 @@ class Crash(BaseException):
 
 
 class Side:
-    def __init__(self, repo) -> None:
+    def __init__(self, repo, *, events: bool = True) -> None:
         self.runtime = repo.runtime()
         self.runtime.registry.create_workspace("prod", live=True)
         apply_plan(self.runtime, plan_repository(self.runtime, "prod"))
@@ -180,7 +180,7 @@ class Side:
         materialize(
             self.runtime, self.state, "daily_amounts", DAY - timedelta(days=1), DAY + timedelta(days=1)
         )
-        for name in STREAM_VIEWS:
+        for name in STREAM_VIEWS if events else ():
             backfill_stream_view(self.runtime, self.state, name, DAY - timedelta(days=1), DAY)
             self.process(name, stream_records(), crash_after=30)
 
@@ -340,3 +340,31 @@ def test_a_stream_views_range_holds_the_training_value_at_every_time_in_it(sides
         found += 1
         assert floats_close([plain(v) for v in values], [plain(mine.iloc[0][f]) for f in features], RTOL), row
     assert found > 300
+
+
+def test_stream_views_without_events_give_empty_windows_on_both_paths(tmp_path, snowflake_server):
+    """Before anything was processed or backfilled (no event log table yet), a training set and a
+    range are those of empty windows on both paths."""
+    tables = {"raw.events": rows_sql(COLUMNS, history())}
+    frame = spine().head(30)
+    results = []
+    for side in (
+        Side(events_repo(tmp_path / "duck", VIEWS, tables=tables), events=False),
+        Side(snowflake_events_repo(tmp_path / "snow", snowflake_server, VIEWS, tables), events=False),
+    ):
+        try:
+            training = side.training(frame)
+            assert (training.live_stats__amount_count_10m == 0).all()
+            assert training.interval_stats__amount_max_10m.isna().all()
+            assert training.last_payment__amount.isna().all()
+            assert training.daily_amounts__amount_sum_1d.notna().any()  # the batch view has its values
+            for name in STREAM_VIEWS:
+                assert (
+                    side.workspace.get_feature_view(name)
+                    .get_features_in_range(DAY, DAY + timedelta(hours=1))
+                    .empty
+                )
+            results.append(training)
+        finally:
+            side.runtime.close()
+    pd.testing.assert_frame_equal(results[1], results[0])
