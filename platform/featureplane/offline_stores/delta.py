@@ -416,6 +416,11 @@ class DeltaOfflineStore(OfflineStore):
             view = part.view
             if view.is_stream:
                 relation = self._register_events(con, relation, part)
+                if not view.is_aggregate:
+                    con.execute(
+                        f"CREATE TEMP VIEW {alias}_rows AS {plain_rows_sql(view, relation)}"
+                    ).fetchall()
+                    relation = f"{alias}_rows"
             elif part.data is not None:
                 con.register(relation, part.data)
             else:
@@ -436,7 +441,7 @@ class DeltaOfflineStore(OfflineStore):
                 continue
             fts = q(view.timestamp_field)
             cols = ", ".join(q(c) for c in view.join_key_names)
-            cols += "".join(f", {_column_of(view, f)} AS {q(f)}" for f in part.features)
+            cols += "".join(f", {q(f)}" for f in part.features)
             on = " AND ".join(f"s.{q(k)} = {alias}.{q(k)}" for k in view.join_key_names)
             joins.append(
                 f"ASOF LEFT JOIN (SELECT {cols}, {fts} AS __fp_ts FROM {relation}) AS {alias} "
@@ -571,13 +576,6 @@ def _aggregate_join(con: duckdb.DuckDBPyConnection, part: RetrievalPart, relatio
     ).fetchall()
     on = " AND ".join(f"s.{q(k)} = {alias}.{q(k)}" for k in view.join_key_names)
     return f"LEFT JOIN {alias}_values AS {alias} ON {on} AND {alias}.{IDX} = {index}"
-
-
-def _column_of(view: FeatureViewSpec, feature: str) -> str:
-    """Where a plain view's feature is in its stored rows: its own column, or for a stream view the
-    logged column it reads."""
-    spec = view.feature(feature)
-    return q(spec.column or spec.name) if view.is_stream else q(feature)
 
 
 def _is_array(view: FeatureViewSpec, feature: str) -> bool:
