@@ -39,7 +39,7 @@ def test_the_example_plans_and_applies_its_stream_view_in_fraud_detection(applie
         assert source.stream.get("type") != "kinesis" and source.batch_source == "transactions"
         services = state.definitions.feature_services
         assert [part.view for part in services[demo.SERVICE].features][-1] == demo.STREAM_VIEW
-        assert not [name for name in services if name.endswith("_streaming")]
+        assert "fraud_detection_streaming" not in services  # the separate service is gone
 
 
 def test_the_demo_backfills_the_stream_view_and_lists_it_with_its_own_step(applied_example, monkeypatch):
