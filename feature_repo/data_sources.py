@@ -1,4 +1,9 @@
+from datetime import datetime
+
 from featureplane import BatchSource, Field, Float64, StreamSource, String, Timestamp
+
+# The first day the example's feature views are built from (their feature_start_time).
+FEATURE_START = datetime(2026, 8, 1)
 
 transactions = BatchSource(
     name="transactions",

@@ -12,20 +12,13 @@ fraud_detection = FeatureService(
         user_profile[["age", "country", "credit_limit"]],
         user_transaction_metrics,
         transaction_amount_vs_history,
+        user_transaction_counts_5m,
     ],
     owner="fraud-team@example.com",
     description=(
         "Features of the card-fraud model: yesterday's spending, the card holder's profile, their "
-        "transaction counts and amounts over sliding windows, and how the amount being authorised "
-        "compares with their last 30 days (sent as requestContextMap.amount)."
+        "transaction counts and amounts over sliding windows, how the amount being authorised "
+        "compares with their last 30 days (sent as requestContextMap.amount), and their payments of "
+        "the last five minutes as they are pushed (a stream view)."
     ),
-)
-
-# fraud_detection plus the payments of the last five minutes, counted as they are pushed. A separate
-# service while the stream view has no backfilled history (docs/streams.md, In the example repository).
-fraud_detection_streaming = FeatureService(
-    name="fraud_detection_streaming",
-    features=[*fraud_detection.features, user_transaction_counts_5m],
-    owner="fraud-team@example.com",
-    description="fraud_detection and each card holder's payments of the last five minutes (a stream view).",
 )

@@ -1,11 +1,12 @@
 """`make demo`: the whole platform, end to end, on the embedded defaults.
 
 Generates the example data, creates the live workspace `prod`, applies `feature_repo/`, backfills every
-partition (dbt models, plain and aggregate views) through the real `dagster asset materialize` CLI, shows
-the quality checks, creates an API key, starts the lookup API, queries it (with a realtime feature computed
-from the request), runs the stream processor in the background while payments are pushed through the
-ingest API (the stream view's value moves within a second), and prints a point-in-time training set. Each
-step's output is kept quiet unless it fails.
+partition (dbt models, plain and aggregate views, and the stream view's history from its batch source)
+through the real `dagster asset materialize` CLI, shows the quality checks, creates an API key, starts the
+lookup API, queries it (with a realtime feature computed from the request), runs the stream processor in
+the background while payments are pushed through the ingest API (the stream view's value in
+fraud_detection moves within a second), and prints a point-in-time training set of fraud_detection with
+the stream features. Each step's output is kept quiet unless it fails.
 """
 
 from __future__ import annotations
@@ -22,10 +23,14 @@ import urllib.request
 from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 REPO = ROOT / "feature_repo"
@@ -36,7 +41,6 @@ DBT_SERVICE = "fraud_detection_v2"  # fraud_detection plus the views built on db
 DBT_VIEWS = ("user_daily_activity", "user_spend_7d")
 # Each demo user with the amount of the card payment being authorised (the realtime view's request input).
 DEMO_REQUESTS = [("user_0", 42.0), ("user_1", 1250.0), ("user_42", 9.99)]
-STREAM_SERVICE = "fraud_detection_streaming"  # fraud_detection plus the stream view
 STREAM_VIEW = "user_transaction_counts_5m"
 STREAM_SOURCE = "transactions_stream"
 # The card holder whose payments are pushed, and the payments (amount, merchant), one request each.
@@ -85,7 +89,8 @@ def post(url: str, payload: dict, headers: dict | None = None) -> tuple[int, dic
 
 
 def materialization_groups() -> dict[tuple, list[str]]:
-    """Live batch views grouped by partitions (one `dagster asset materialize` call per group)."""
+    """Live views with partitions, grouped by kind and partitions (one `dagster asset materialize` call per
+    group): the batch views, and the offline stream views, whose partitions backfill their history."""
     from featureplane.config import load_config
     from featureplane.materialization.partitions import align_down, partition_key, utcnow, windows
     from featureplane.registry import open_registry
@@ -93,11 +98,12 @@ def materialization_groups() -> dict[tuple, list[str]]:
     state = open_registry(load_config(REPO)).load(WORKSPACE)
     groups: dict[tuple, list[str]] = defaultdict(list)
     for view in state.definitions.feature_views.values():
-        if not view.is_batch or view.start is None:
+        if view.start is None or not (view.is_batch or (view.is_stream and view.offline)):
             continue
         parts = list(windows(view, view.start, align_down(utcnow(), view.schedule)))
         if parts:
-            groups[(partition_key(view, parts[0][0]), partition_key(view, parts[-1][0]))].append(view.name)
+            first, last = partition_key(view, parts[0][0]), partition_key(view, parts[-1][0])
+            groups[(view.kind, first, last)].append(view.name)
     return groups
 
 
@@ -126,11 +132,20 @@ def main() -> None:
     run("Applying feature_repo/ to prod", featureplane("apply", "--workspace", WORKSPACE, "--yes"))
 
     env = {**os.environ, "FEATUREPLANE_CONFIG": str(REPO / "featureplane.yaml")}
-    for (first, last), views in materialization_groups().items():
+    # Batch views first, then the stream views' history: before their processor first runs, so the
+    # hand-over from the backfilled history to the stream leaves no gap (docs/streams.md).
+    for (kind, first, last), views in sorted(
+        materialization_groups().items(), key=lambda g: g[0][0] == "stream"
+    ):
         # "*view" selects the view and everything upstream that Dagster builds: the dbt models it reads.
         selection = ",".join(f"*{WORKSPACE}/{v}" for v in views)
+        what = (
+            f"the history of the stream view {', '.join(views)} from its batch source"
+            if kind == "stream"
+            else f"the dbt models and {', '.join(views)}"
+        )
         run(
-            f"Backfilling the dbt models and {', '.join(views)} for {first} .. {last} with `dagster asset materialize`",
+            f"Backfilling {what} for {first} .. {last} with `dagster asset materialize`",
             [
                 str(BIN / "dagster"),
                 "asset",
@@ -178,13 +193,13 @@ def main() -> None:
                 time.sleep(0.2)
         console.print(f"[green]✓[/] Lookup API listening on {base}")
         show_lookups(base, api_key)
-        show_stream(base, api_key, ingest_key, REPO)
+        stream_rows = show_stream(base, api_key, ingest_key, REPO)
     finally:
         os.kill(server.pid, signal.SIGTERM)
         server.wait(timeout=10)
         log.close()
 
-    show_training_set()
+    show_training_set(stream_rows[-1])
     console.print(
         Panel(
             "Dagster UI:   [bold]make ui[/]  then open http://127.0.0.1:3000 (assets prod/user_daily_spend, ...; "
@@ -293,8 +308,9 @@ def show_service(
 def show_stream(base: str, api_key: str, ingest_key: str, repo: Path) -> list[dict]:
     """Start `featureplane stream run` for the stream view in the background; push a refund of one card
     holder (the view's transformation drops it: once the processor's log says so, it is running), then
-    that holder's payments one request at a time, reading the view through the lookup API after each until
-    it counts the payment; stop the processor by its pid. Returns one row per payment."""
+    that holder's payments one request at a time, reading fraud_detection through the lookup API after
+    each until it counts the payment; stop the processor by its pid. Returns one row per payment, with
+    the event time it was pushed with (``ts``)."""
     log_path = repo / ".featureplane" / "demo-stream.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "wb")  # noqa: SIM115 - closed below
@@ -304,13 +320,14 @@ def show_stream(base: str, api_key: str, ingest_key: str, repo: Path) -> list[di
     )
     rows: list[dict] = []
 
-    def push(amount: float, merchant: str) -> float:
+    def push(amount: float, merchant: str) -> tuple[float, datetime]:
+        ts = datetime.now(UTC)
         record = {
             "transaction_id": f"demo_{time.time_ns()}",
             "user_id": STREAM_USER,
             "merchant_id": merchant,
             "amount": amount,
-            "ts": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "ts": ts.isoformat().replace("+00:00", "Z"),
         }
         status, body = post(
             base + "/api/v1/ingest",
@@ -320,7 +337,7 @@ def show_stream(base: str, api_key: str, ingest_key: str, repo: Path) -> list[di
         if status != 200:
             console.print(f"[red]ingest failed ({status}): {body}[/]")
             sys.exit(1)
-        return time.perf_counter()
+        return time.perf_counter(), ts.replace(tzinfo=None)
 
     def wait(done, what: str, seconds: float) -> None:
         deadline = time.perf_counter() + seconds
@@ -344,7 +361,7 @@ def show_stream(base: str, api_key: str, ingest_key: str, repo: Path) -> list[di
             f"it dropped a refund of {STREAM_USER} (the view's transformation counts payments only)"
         )
         for number, (amount, merchant) in enumerate(STREAM_PAYMENTS, start=1):
-            acknowledged = push(amount, merchant)
+            acknowledged, ts = push(amount, merchant)
             values: dict = {}
 
             def counted(number: int = number, values: dict = values) -> bool:
@@ -358,6 +375,7 @@ def show_stream(base: str, api_key: str, ingest_key: str, repo: Path) -> list[di
                     "merchant": merchant,
                     **values,
                     "ms": (time.perf_counter() - acknowledged) * 1000,
+                    "ts": ts,
                 }
             )
     finally:
@@ -379,21 +397,26 @@ def show_stream(base: str, api_key: str, ingest_key: str, repo: Path) -> list[di
     slowest = max(row["ms"] for row in rows)
     verdict = "[green]within a second[/]" if slowest < 1000 else "[yellow]over a second on this machine[/]"
     console.print(
+        f"[bold]{SERVICE} {STREAM_VIEW}.amount_count_5m for {STREAM_USER}: "
+        f"{wire_value(before['amount_count_5m'])} before → {wire_value(rows[-1]['amount_count_5m'])} after "
+        f"{len(rows)} payments pushed[/]"
+    )
+    console.print(
         f"Each payment counted {verdict} of its ingest acknowledgement (slowest {slowest:.0f} ms), by "
-        f"`featureplane stream run` (stopped, pid {processor.pid}); {STREAM_SERVICE} serves it beside "
-        "fraud_detection's features"
+        f"`featureplane stream run` (stopped, pid {processor.pid}); {SERVICE} serves it beside its batch "
+        "and realtime features"
     )
     return rows
 
 
 def stream_values(base: str, api_key: str) -> dict:
-    """The stream view's features for STREAM_USER, by name, from the lookup API."""
+    """The stream view's features for STREAM_USER, by name, from fraud_detection through the lookup API."""
     status, body = post(
         base + "/api/v1/feature-service/get-features",
         {
             "params": {
                 "workspaceName": WORKSPACE,
-                "featureServiceName": STREAM_SERVICE,
+                "featureServiceName": SERVICE,
                 "joinKeyMap": {"user_id": STREAM_USER},
                 "requestContextMap": {"amount": 1.0},
                 "metadataOptions": {"includeNames": True},
@@ -427,30 +450,59 @@ def add_rows_by_view(table: Table, names: list[list[str]], columns: list[list[st
         table.add_row(f"  {name[-1]}" if len(name) == 2 else name[0], *(c[i] for c in columns))
 
 
-def show_training_set() -> None:
+def busiest_payment(repo: Path) -> tuple[str, datetime, float, int]:
+    """The card payment in raw.transactions with the most payments of its holder in the five minutes up
+    to it (the latest such): a spine row at which the stream view's backfilled history counts."""
+    from featureplane.compute.duckdb import connect_warehouse
+    from featureplane.config import load_config
+
+    con = connect_warehouse(load_config(repo).warehouse_path)
+    try:
+        return con.execute(
+            """
+            SELECT user_id, ts, amount, is_fraud::INT FROM (
+                SELECT *, COUNT(*) OVER (
+                    PARTITION BY user_id ORDER BY ts RANGE BETWEEN INTERVAL 4 MINUTE PRECEDING AND CURRENT ROW
+                ) AS recent
+                FROM raw.transactions WHERE amount > 0
+            )
+            ORDER BY recent DESC, ts DESC LIMIT 1
+            """
+        ).fetchone()
+    finally:
+        con.close()
+
+
+def show_training_set(pushed: dict, repo: Path = REPO) -> pd.DataFrame:
+    """A point-in-time training set of fraud_detection: a few users at past times, the busiest payment of
+    the backfilled history, and STREAM_USER at the event time of the last payment pushed (``pushed``, a
+    row of show_stream), where the stream view's training value is the one the lookup API served."""
     import pandas as pd
 
     import featureplane
     from featureplane.materialization.partitions import utcnow
 
     now = pd.Timestamp(utcnow()).floor("D")
+    busy_user, busy_ts, busy_amount, busy_label = busiest_payment(repo)
     spine = pd.DataFrame(
         {
-            "user_id": ["user_0", "user_0", "user_1", "user_42"],
+            "user_id": ["user_0", "user_0", "user_1", "user_42", busy_user, STREAM_USER],
             "ts": [
                 now - pd.Timedelta(days=30, hours=12),
                 now - pd.Timedelta(hours=12),
                 now - pd.Timedelta(days=3, hours=2),
                 now - pd.Timedelta(hours=1),
+                pd.Timestamp(busy_ts),
+                pd.Timestamp(pushed["ts"]),
             ],
-            "amount": [25.0, 1250.0, 8.5, 60.0],
-            "label": [0, 1, 0, 0],
+            "amount": [25.0, 1250.0, 8.5, 60.0, busy_amount, pushed["amount"]],
+            "label": [0, 1, 0, 0, busy_label, 0],
         }
     )
     with console.status("Building a point-in-time training set..."):
-        service = featureplane.get_workspace(WORKSPACE, config=REPO).get_feature_service(SERVICE)
+        service = featureplane.get_workspace(WORKSPACE, config=repo).get_feature_service(SERVICE)
         training = service.get_historical_features(spine, timestamp_key="ts")
-    table = Table(title="get_historical_features(spine): point-in-time correct training rows")
+    table = Table(title=f"get_historical_features(spine) of {SERVICE}: point-in-time correct training rows")
     table.add_column("column", no_wrap=True)
     for i in range(len(training)):
         table.add_column(f"row {i}", justify="right", overflow="fold")
@@ -467,6 +519,14 @@ def show_training_set() -> None:
                 columns[i].append(str(value))
     add_rows_by_view(table, [column.split("__", 1) for column in training.columns], columns)
     console.print(table)
+    count = f"{STREAM_VIEW}__amount_count_5m"
+    console.print(
+        f"{count}: row {len(training) - 2} ({busy_user}'s busiest five minutes in raw.transactions) counts "
+        f"{training[count].iloc[-2]} payment(s) from the backfilled history;\n"
+        f"row {len(training) - 1} ({STREAM_USER} at the last payment pushed) counts {training[count].iloc[-1]} "
+        f"from the stream's event log, as the lookup API served ({wire_value(pushed['amount_count_5m'])})"
+    )
+    return training
 
 
 if __name__ == "__main__":

@@ -1,11 +1,9 @@
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from data_sources import transactions
+from data_sources import FEATURE_START, transactions
 from entities import user
 
 from featureplane import Aggregate, Attribute, Between, Float64, Int64, MeanBetween, batch_feature_view
-
-FEATURE_START = datetime(2026, 8, 1)
 
 
 @batch_feature_view(

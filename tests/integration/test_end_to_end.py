@@ -168,11 +168,16 @@ def test_code_location_builds_assets_for_live_and_development_workspaces(applied
         dg.AssetKey(["prod", "user_profile"]),
         dg.AssetKey(["prod", "user_transaction_metrics"]),
         dg.AssetKey(["prod", "transaction_amount_vs_history"]),
+        dg.AssetKey(["prod", "user_transaction_counts_5m"]),
     }
     # The realtime view is computed per request: visible with lineage, never materialized.
     realtime = graph.get(dg.AssetKey(["prod", "transaction_amount_vs_history"]))
     assert not realtime.is_materializable
     assert set(realtime.parent_keys) == {dg.AssetKey(["prod", "user_transaction_metrics"])}
+    # The stream view's history is a partitioned asset too, launched as a backfill (no schedule below).
+    stream = graph.get(dg.AssetKey(["prod", "user_transaction_counts_5m"]))
+    assert stream.is_materializable and stream.partitions_def == live.partitions_def
+    assert dg.AssetKey(["raw", "transactions"]) in stream.parent_keys
     assert live.metadata["owner"] == "fraud-team@example.com"
     assert sorted(s.name for s in defs.schedules) == [
         "offline_maintenance_prod_daily",

@@ -6,7 +6,8 @@ materialized on both: DuckDB engine + Delta offline store (the snowpark view in 
 mode), and Snowflake engine + Snowflake offline store (the snowpark view compiled by Snowpark to SQL that
 runs in the stand-in), and the aggregate view ``user_transaction_metrics`` (hourly tiles, rolled up in
 Snowflake). The offline tables, the online stores, the training sets (of the views and of the services,
-including ``fraud_detection`` with its aggregate and realtime views) and the feature ranges must be
+including ``fraud_detection`` with its aggregate, realtime and stream views; the stream view's history
+is backfilled from ``raw.transactions`` into its event log on both sides) and the feature ranges must be
 identical.
 
 The stand-in cannot run Snowflake's ``ASOF JOIN ... MATCH_CONDITION``, so the Snowflake store runs here
@@ -33,6 +34,7 @@ from featureplane.materialization.materialize import materialize
 from featureplane.offline_stores.base import RetrievalPart
 from featureplane.repo.planning import apply_plan, plan_repository
 from featureplane.retrieval.workspace import Workspace
+from featureplane.streams.backfill import backfill_stream_view
 
 pytestmark = pytest.mark.integration
 
@@ -99,6 +101,8 @@ LAST = datetime.combine(SMALL_END, datetime.min.time())
 # Days materialized per view: Snowpark's local testing evaluates each group in Python (~1 s per day of
 # the small dataset), so the snowpark view covers fewer days.
 DAYS = {"user_daily_spend": 12, "user_profile": 12, "user_daily_merchants": 3, "user_transaction_metrics": 12}
+# fraud_detection's stream view, backfilled from raw.transactions on both sides (its event log).
+STREAM_VIEW = "user_transaction_counts_5m"
 # Local testing computes AVG in pandas, summing in another order than a SQL engine; Snowflake does not
 # promise bit-identical float aggregates across runs either. Features of the snowpark view are compared
 # to 1e-12 relative; everything else must be bit-identical.
@@ -122,6 +126,9 @@ class Side:
 
     def materialize(self, view: str, start: datetime, end: datetime):
         return materialize(self.runtime, self.state, view, start, end)
+
+    def backfill(self, view: str, start: datetime, end: datetime):
+        return backfill_stream_view(self.runtime, self.state, view, start, end)
 
     def offline(self, view: str) -> pa.Table:
         spec = self.state.feature_view(view)
@@ -157,6 +164,10 @@ def sides(tmp_path_factory: pytest.TempPathFactory, snowflake_server) -> tuple[S
                 snow.materialize(view, first + timedelta(days=day), first + timedelta(days=day + 1))
             continue
         snow.materialize(view, first, LAST)
+    first = LAST - timedelta(days=12)
+    assert (
+        duck.backfill(STREAM_VIEW, first, LAST).events == snow.backfill(STREAM_VIEW, first, LAST).events > 0
+    )
     yield duck, snow
     duck.runtime.close()
     snow.runtime.close()
@@ -241,7 +252,9 @@ def test_training_sets_are_identical(sides, service):
         assert {
             "user_transaction_metrics__amount_count_30d",
             "transaction_amount_vs_history__amount_zscore_30d",
+            f"{STREAM_VIEW}__amount_count_5m",
         } <= set(expected.columns)
+        assert expected[f"{STREAM_VIEW}__amount_count_5m"].max() > 0  # the backfilled history counts
     exact = service == "fraud_detection_batch"
     rtol = {"fraud_detection_full": SNOWPARK_RTOL, "fraud_detection": AGGREGATE_RTOL}.get(service, 0)
     pd.testing.assert_frame_equal(actual, expected, check_exact=exact, rtol=rtol)
