@@ -10,12 +10,15 @@ can write the same entities concurrently, and a redelivered record changes nothi
 Each shard's processing state (checkpoint, watermark, refused counts) is its own item,
 ``<table_id>|#stream|<shard>``, written (a PutItem) after the tiles by the processor of that shard
 only: a processor killed in between applies the batch again and its tiles skip what they hold.
+A batch's entities are updated concurrently (the online store's pool of ``max_workers`` threads;
+boto3 clients are thread-safe), and the shard states are written once every update has finished.
 The item ``<table_id>|#stream`` lists the shards (a string set, extended with ``ADD``, which never
 conflicts), so that the merged state is one GetItem and one BatchGetItem, without a scan.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -46,6 +49,7 @@ class DynamoDBStreamStore(StreamStore):
         self._ready: set[str] = set()
         self._listed: dict[str, set[str]] = {}  # per view, the shards its index item is known to hold
         self.conflicts = 0  # updates retried because another writer changed the entity meanwhile
+        self._lock = threading.Lock()
 
     def _table(self, table_id: str) -> str:
         table = self.online.table_name(table_id)
@@ -117,8 +121,12 @@ class DynamoDBStreamStore(StreamStore):
         by_entity: dict[tuple, dict[int, list[Event]]] = {}
         for (key, index), batch in events.items():
             by_entity.setdefault(key, {})[index] = batch
+        self._table(table_id)  # before the threads: each would otherwise check the table
         applied = sum(
-            self._update_entity(table_id, spec, key, tiles, retain_from) for key, tiles in by_entity.items()
+            self.online._gather(
+                lambda item: self._update_entity(table_id, spec, item[0], item[1], retain_from),
+                list(by_entity.items()),
+            )
         )
         self._save_shards(table_id, shards)
         return applied
@@ -146,14 +154,12 @@ class DynamoDBStreamStore(StreamStore):
                 tiles = {i: t for i, t in tiles.items() if i >= retain_from}
             if not applied:
                 return 0  # every event is already in the tiles
-            ordered = sorted(tiles.items())
-            rows = [spec.row(index, tile) for index, tile in ordered]
-            latest = max(tile["ts"] for _, tile in ordered)
+            latest, rows = spec.online_row(tiles)
             condition = "attribute_not_exists(#ver)" if version is None else "#ver = :old"
             values: dict[str, Any] = {
                 ":ts": {"N": str(latest)},
                 ":v": {"S": orjson.dumps([rows]).decode()},
-                ":tiles": {"S": orjson.dumps({str(i): t for i, t in ordered}).decode()},
+                ":tiles": {"S": orjson.dumps({str(i): t for i, t in sorted(tiles.items())}).decode()},
                 ":new": {"N": str((version or 0) + 1)},
             }
             if version is not None:
@@ -169,7 +175,8 @@ class DynamoDBStreamStore(StreamStore):
                 )
             except Exception as exc:
                 if error_code(exc) == "ConditionalCheckFailedException":
-                    self.conflicts += 1
+                    with self._lock:
+                        self.conflicts += 1
                     continue  # another processor wrote this entity since the read: apply again
                 raise
             return applied
