@@ -1,7 +1,7 @@
 """The batch backfill of a stream feature view: its history from the source's ``batch_config``.
 
 For a window ``[start, end)`` the backfill reads the batch source's rows, applies the view's row-level
-transformation and checks exactly as the stream processor does (``StreamProcessor.row``), and writes
+transformation and checks exactly as the stream processor does (``StreamProcessor.rows``), and writes
 the events before the hand-over boundary (``offline_stores.event_log``): to the event log, replacing
 the window's backfilled rows in one commit, and to the online tiles (or latest rows) the lookups read.
 Any invalid row fails the window before anything is written; rows the transformation drops are
@@ -107,7 +107,7 @@ def backfill_window(
     shard = f"batch:{start.isoformat()}"
     events = []
     records = [StreamRecord(shard, n, data) for n, data in enumerate(rows)]
-    for n, row in enumerate(processor._rows(records)):
+    for n, row in enumerate(processor.rows(records)):
         if isinstance(row, ValueError):
             raise FeatureplaneError(
                 f"{what}: row {n} in [{start}, {from_us(until)}) {row}; nothing was written"
@@ -172,7 +172,7 @@ def _write_online(processor: StreamProcessor, shard: str, events: list, until: i
             if key not in latest or ts >= latest[key][0]:
                 latest[key] = (
                     ts,
-                    [processor._stored(f.column or f.name, values) for f in processor.view.features],
+                    [processor.stored_value(f.column or f.name, values) for f in processor.view.features],
                 )
         store.commit_rows(table_id, latest, {}, processor.view.ttl_seconds)
         return len(latest)
