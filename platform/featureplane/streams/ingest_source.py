@@ -34,19 +34,24 @@ class IngestLogSource:
         """Up to about ``limit`` records after the checkpoints ``positions`` (shard -> sequence), oldest
         segment first; whole lines, so a batch may hold a little more."""
         out: list[StreamRecord] = []
+        fields, width = self.fields, len(self.fields) + 1
         for segment in self.log.segments(self.workspace):
-            done = positions.get(segment.name)
-            start = 0 if done is None else done // LINE_RECORDS
-            line_start = start
-            for end, entry in read_segment(segment, start):
-                rows = entry["tables"].get(self.table_id, ())
-                for index, row in enumerate(rows):
-                    sequence = line_start * LINE_RECORDS + index
-                    if done is not None and sequence <= done:
-                        continue
-                    data = dict(zip(["__event_us", *self.fields], row, strict=True))
-                    del data["__event_us"]
-                    out.append(StreamRecord(segment.name, sequence, data))
+            name = segment.name
+            done = positions.get(name)
+            line_start = 0 if done is None else done // LINE_RECORDS
+            for end, entry in read_segment(segment, line_start):
+                rows = entry["tables"].get(self.table_id)
+                if rows:
+                    base = line_start * LINE_RECORDS
+                    first = done - base + 1 if done is not None and done >= base else 0
+                    for index in range(first, len(rows)):
+                        row = rows[index]  # [event_us, value, ...] in the source's schema order
+                        if len(row) != width:
+                            raise ValueError(
+                                f"ingest log segment {segment}: a record of {self.table_id} at byte "
+                                f"{line_start} has {len(row) - 1} values, the source has {width - 1} fields"
+                            )
+                        out.append(StreamRecord(name, base + index, dict(zip(fields, row[1:], strict=True))))
                 line_start = end
                 if len(out) >= limit:
                     return out
