@@ -8,8 +8,9 @@ record (its earlier records are then skipped as already processed).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from featureplane.definitions.specs import SourceSpec
 from featureplane.ingest.log import IngestLog, is_sealed, mark_consumed, read_segment
@@ -17,6 +18,7 @@ from featureplane.ingest.records import stream_table_id
 from featureplane.streams.processor import StreamRecord
 
 LINE_RECORDS = 1 << 20  # more records than one ingest request may hold
+READ_BYTES = 1 << 20  # how much of a segment is read at a time
 
 
 class IngestLogSource:
@@ -39,7 +41,7 @@ class IngestLogSource:
             name = segment.name
             done = positions.get(name)
             line_start = 0 if done is None else done // LINE_RECORDS
-            for end, entry in read_segment(segment, line_start):
+            for end, entry in _entries(segment, line_start):
                 rows = entry["tables"].get(self.table_id)
                 if rows:
                     base = line_start * LINE_RECORDS
@@ -78,3 +80,20 @@ class IngestLogSource:
                 return True
             line_start = end
         return False
+
+
+def _entries(segment: Path, start: int) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``read_segment(segment, start)``'s lines, read ``READ_BYTES`` at a time: a batch needs the
+    lines after its checkpoint, not the whole rest of the segment. A window without a complete line
+    (the end of the segment, a torn or damaged line, or a line longer than the window) hands over to
+    one read of the rest, which stops exactly where ``read_segment`` stops."""
+    position = start
+    while True:
+        found = False
+        for end, entry in read_segment(segment, position, READ_BYTES):
+            found = True
+            yield end, entry
+            position = end
+        if not found:
+            yield from read_segment(segment, position)
+            return
