@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from featureplane.online_stores.base import encode_key, encode_values
+from featureplane.online_stores.base import encode_key, encode_keys, encode_values
 from featureplane.online_stores.sqlite import UPSERT, UPSERT_IF_NEWER, SQLiteOnlineStore
 from featureplane.streams.store import (
     ShardState,
@@ -95,8 +95,10 @@ class SQLiteStreamStore(StreamStore):
         retain_from: int | None,
     ) -> int:
         by_entity: dict[str, dict[int, list[Event]]] = {}
-        for (key, index), batch in events.items():
-            by_entity.setdefault(encode_key(key), {})[index] = batch
+        for entity, ((_, index), batch) in zip(
+            encode_keys([key for key, _ in events]), events.items(), strict=True
+        ):
+            by_entity.setdefault(entity, {})[index] = batch
         applied = 0
         written: list[tuple[str, str, int, bytes]] = []
         expired: list[tuple[str, str, int]] = []
