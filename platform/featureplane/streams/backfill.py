@@ -128,7 +128,10 @@ def backfill_window(
         elif view.online:
             for key, ts, values in events:
                 if key not in latest or ts >= latest[key][0]:
-                    latest[key] = (ts, [processor.stored_value(f.column or f.name, values) for f in view.features])
+                    latest[key] = (
+                        ts,
+                        [processor.stored_value(f.column or f.name, values) for f in view.features],
+                    )
         if progress is not None:
             progress(f"{what}: [{from_us(first)}, {from_us(last)}): {len(events)} event(s)")
     result.offline_version = log.write_backfill(start_us, until, pa.concat_tables(tables))
