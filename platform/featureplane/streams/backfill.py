@@ -1,7 +1,7 @@
 """The batch backfill of a stream feature view: its history from the source's ``batch_config``.
 
 For a window ``[start, end)`` the backfill reads the batch source's rows, applies the view's row-level
-transformation and checks exactly as the stream processor does (``StreamProcessor.row``), and writes
+transformation and checks exactly as the stream processor does (``StreamProcessor.rows``), and writes
 the events before the hand-over boundary (``offline_stores.event_log``): to the event log, replacing
 the window's backfilled rows in one commit, and to the online tiles (or latest rows) the lookups read.
 Any invalid row fails the window before anything is written; rows the transformation drops are
@@ -128,7 +128,10 @@ def backfill_window(
         elif view.online:
             for key, ts, values in events:
                 if key not in latest or ts >= latest[key][0]:
-                    latest[key] = (ts, [processor._stored(f.column or f.name, values) for f in view.features])
+                    latest[key] = (
+                        ts,
+                        [processor.stored_value(f.column or f.name, values) for f in view.features],
+                    )
         if progress is not None:
             progress(f"{what}: [{from_us(first)}, {from_us(last)}): {len(events)} event(s)")
     result.offline_version = log.write_backfill(start_us, until, pa.concat_tables(tables))
@@ -154,7 +157,7 @@ def _partition_events(
     shard = f"batch:{from_us(first).isoformat()}"
     events = []
     records = [StreamRecord(shard, n, data) for n, data in enumerate(rows)]
-    for n, row in enumerate(processor._rows(records)):
+    for n, row in enumerate(processor.rows(records)):
         if isinstance(row, ValueError):
             raise FeatureplaneError(
                 f"{what}: row {n} in [{from_us(first)}, {from_us(last)}) {row}; nothing was written"

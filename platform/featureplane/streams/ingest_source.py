@@ -8,8 +8,9 @@ record (its earlier records are then skipped as already processed).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from featureplane.definitions.specs import SourceSpec
 from featureplane.ingest.log import IngestLog, is_sealed, mark_consumed, read_segment
@@ -17,6 +18,7 @@ from featureplane.ingest.records import stream_table_id
 from featureplane.streams.processor import StreamRecord
 
 LINE_RECORDS = 1 << 20  # more records than one ingest request may hold
+READ_BYTES = 1 << 20  # how much of a segment is read at a time
 
 
 class IngestLogSource:
@@ -34,19 +36,24 @@ class IngestLogSource:
         """Up to about ``limit`` records after the checkpoints ``positions`` (shard -> sequence), oldest
         segment first; whole lines, so a batch may hold a little more."""
         out: list[StreamRecord] = []
+        fields, width = self.fields, len(self.fields) + 1
         for segment in self.log.segments(self.workspace):
-            done = positions.get(segment.name)
-            start = 0 if done is None else done // LINE_RECORDS
-            line_start = start
-            for end, entry in read_segment(segment, start):
-                rows = entry["tables"].get(self.table_id, ())
-                for index, row in enumerate(rows):
-                    sequence = line_start * LINE_RECORDS + index
-                    if done is not None and sequence <= done:
-                        continue
-                    data = dict(zip(["__event_us", *self.fields], row, strict=True))
-                    del data["__event_us"]
-                    out.append(StreamRecord(segment.name, sequence, data))
+            name = segment.name
+            done = positions.get(name)
+            line_start = 0 if done is None else done // LINE_RECORDS
+            for end, entry in _entries(segment, line_start):
+                rows = entry["tables"].get(self.table_id)
+                if rows:
+                    base = line_start * LINE_RECORDS
+                    first = done - base + 1 if done is not None and done >= base else 0
+                    for index in range(first, len(rows)):
+                        row = rows[index]  # [event_us, value, ...] in the source's schema order
+                        if len(row) != width:
+                            raise ValueError(
+                                f"ingest log segment {segment}: a record of {self.table_id} at byte "
+                                f"{line_start} has {len(row) - 1} values, the source has {width - 1} fields"
+                            )
+                        out.append(StreamRecord(name, base + index, dict(zip(fields, row[1:], strict=True))))
                 line_start = end
                 if len(out) >= limit:
                     return out
@@ -73,3 +80,20 @@ class IngestLogSource:
                 return True
             line_start = end
         return False
+
+
+def _entries(segment: Path, start: int) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``read_segment(segment, start)``'s lines, read ``READ_BYTES`` at a time: a batch needs the
+    lines after its checkpoint, not the whole rest of the segment. A window without a complete line
+    (the end of the segment, a torn or damaged line, or a line longer than the window) hands over to
+    one read of the rest, which stops exactly where ``read_segment`` stops."""
+    position = start
+    while True:
+        found = False
+        for end, entry in read_segment(segment, position, READ_BYTES):
+            found = True
+            yield end, entry
+            position = end
+        if not found:
+            yield from read_segment(segment, position)
+            return

@@ -33,7 +33,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from featureplane.compute.aggregation.online import iso_us
 from featureplane.compute.aggregation.tiles import aggregates, input_columns
@@ -44,12 +44,14 @@ from featureplane.streams.tiles import Event, TileSpec
 from featureplane.types import parse_type
 
 EPOCH = datetime(1970, 1, 1)
+EPOCH_ORDINAL = EPOCH.toordinal()
+ONE_US = timedelta(microseconds=1)
 MAX_REPORTED = 20  # refused records described per batch (the rest are only counted)
 
 
-@dataclass(frozen=True)
-class StreamRecord:
-    """One record of a stream with its identity (``shard``, ``sequence``)."""
+class StreamRecord(NamedTuple):
+    """One record of a stream with its identity (``shard``, ``sequence``). A named tuple: sources make
+    one per record, and a tuple costs a fraction of a dataclass instance."""
 
     shard: str
     sequence: int
@@ -84,11 +86,13 @@ def to_us(value: Any, what: str) -> int:
             value = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             raise ValueError(f"{what} {value!r} is not an ISO-8601 time") from None
-    if not isinstance(value, datetime):
+    elif not isinstance(value, datetime):
         raise ValueError(f"{what} must be a time, got {value!r}")
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return (value - EPOCH) // timedelta(microseconds=1)
+    # From the fields: exact, and several times faster than datetime and timedelta arithmetic.
+    days = value.toordinal() - EPOCH_ORDINAL
+    us = (days * 86400 + value.hour * 3600 + value.minute * 60 + value.second) * 1_000_000 + value.microsecond
+    offset = value.utcoffset()
+    return us if offset is None else us - offset // ONE_US
 
 
 def from_us(us: int) -> datetime:
@@ -130,6 +134,10 @@ class StreamProcessor:
         )
         self.columns = {c: t.name for c, t in columns.items()}
         self.keys = [(k.name, parse_type(k.dtype).name) for k in view.join_keys]
+        self._key_checks = [(k, CHECKS.get(t, _unchecked), f"join key {k!r}") for k, t in self.keys]
+        self._column_checks = [
+            (c, CHECKS.get(t, _unchecked), f"column {c!r}") for c, t in self.columns.items()
+        ]
         self.event_log = event_log
         self._boundary: int | None = None  # the hand-over boundary, once known (event_log)
         self._in_sync = False  # whether the event log holds nothing after the online checkpoints
@@ -139,64 +147,75 @@ class StreamProcessor:
 
     def process(self, records: Sequence[StreamRecord]) -> BatchResult:
         state = self.store.state(self.table_id)
-        shards = dict(state.shards)
         floor = self.retain_from(state)  # tiles before it may be dropped already
         result = BatchResult()
         logged: list[LoggedEvent] = []
         logged_before = self._logged_after(state.positions)
         tiles: dict[tuple[tuple, int], list[Event]] = {}
         rows: dict[tuple, tuple[int, list[Any]]] = {}
-        touched: set[str] = set()
         fresh = []
-        done = {name: shard.position for name, shard in shards.items()}
+        done = {name: shard.position for name, shard in state.shards.items()}
         for record in records:
             if record.shard in done and record.sequence <= done[record.shard]:
                 result.duplicates += 1
                 continue
             done[record.shard] = record.sequence
             fresh.append(record)
-        for record, row in zip(fresh, self._rows(fresh), strict=True):
-            shard = shards.get(record.shard)
-            watermark = shard.watermark_us if shard is not None else None
-            late = shard.late if shard is not None else 0
-            invalid = shard.invalid if shard is not None else 0
-            touched.add(record.shard)
-            if isinstance(row, ValueError):
-                result.invalid += 1
-                shards[record.shard] = ShardState(record.sequence, watermark, late, invalid + 1)
-                self._report(result, record, str(row))
-                continue
+        # Per shard of the batch, its state as the records go by: [position, watermark, late, invalid].
+        marks: dict[str, list[Any]] = {}
+        step, lateness, logging = self.step, self.lateness_us, self.event_log is not None
+        for record, row in zip(fresh, self.rows(fresh), strict=True):
+            mark = marks.get(record.shard)
+            if mark is None:
+                shard = state.shards.get(record.shard)
+                mark = marks[record.shard] = (
+                    [0, None, 0, 0]
+                    if shard is None
+                    else [shard.position, shard.watermark_us, shard.late, shard.invalid]
+                )
+            mark[0] = record.sequence
             if row is None:
                 result.dropped += 1
-                shards[record.shard] = ShardState(record.sequence, watermark, late, invalid)
+                continue
+            if isinstance(row, ValueError):
+                result.invalid += 1
+                mark[3] += 1
+                self._report(result, record, str(row))
                 continue
             key, ts, values = row
-            if (record.shard, record.sequence) in logged_before:
-                reason = None  # applied by an attempt that died before its online commit: apply it again
-            else:
+            watermark = mark[1]
+            reason = None
+            if logged_before and (record.shard, record.sequence) in logged_before:
+                pass  # applied by an attempt that died before its online commit: apply it again
+            elif (watermark is not None and ts < watermark - lateness) or (
+                floor is not None and ts // step < floor
+            ):
                 reason = self._lateness(ts, watermark, floor)
-            if reason is None and self.event_log is not None and ts < self._handover(ts):
+            if reason is None and logging and ts < self._handover(ts):
                 reason = (
                     f"before the hand-over: event time {from_us(ts).isoformat()} is before "
                     f"{from_us(self._handover(ts)).isoformat()}, which the batch backfill covers"
                 )
             if reason is not None:
                 result.late += 1
-                shards[record.shard] = ShardState(record.sequence, watermark, late + 1, invalid)
+                mark[2] += 1
                 self._report(result, record, reason)
                 continue
-            watermark = ts if watermark is None else max(watermark, ts)
-            shards[record.shard] = ShardState(record.sequence, watermark, late, invalid)
+            if watermark is None or ts > watermark:
+                mark[1] = ts
             result.applied += 1
-            logged.append(LoggedEvent(key, ts, values, record.shard, record.sequence))
+            if logging:
+                logged.append(LoggedEvent(key, ts, values, record.shard, record.sequence))
             if self.aggregate:
-                tiles.setdefault((key, ts // self.step), []).append(
-                    Event(ts, values, record.shard, record.sequence)
-                )
+                tile = (key, ts // step)
+                events = tiles.get(tile)
+                if events is None:
+                    events = tiles[tile] = []
+                events.append(Event(ts, values, record.shard, record.sequence))
             elif key not in rows or ts >= rows[key][0]:
-                rows[key] = (ts, [self._stored(f.column or f.name, values) for f in self.view.features])
-        mine = {name: shards[name] for name in sorted(touched)}
-        after = merged(shards)
+                rows[key] = (ts, [self.stored_value(f.column or f.name, values) for f in self.view.features])
+        mine = {name: ShardState(*marks[name]) for name in sorted(marks)}
+        after = merged({**state.shards, **mine})
         if self.event_log is not None and logged:  # before the online commit: see offline_stores.event_log
             self.event_log.append(logged, to_us(datetime.now(UTC), "processing time"))
             self._in_sync = False
@@ -279,7 +298,7 @@ class StreamProcessor:
             return None
         return (slowest - self.lateness_us - self.longest) // self.step
 
-    def _stored(self, column: str, values: dict[str, Any]) -> Any:
+    def stored_value(self, column: str, values: dict[str, Any]) -> Any:
         """A plain view's value as the online store keeps it (times as ISO-8601 text)."""
         value = values.get(column)
         return iso_us(value) if value is not None and self.columns[column] == "timestamp" else value
@@ -288,33 +307,50 @@ class StreamProcessor:
         if len(result.problems) < MAX_REPORTED:
             result.problems.append(f"record {record.shard}:{record.sequence}: {message}")
 
-    def _rows(
+    def rows(
         self, records: Sequence[StreamRecord]
     ) -> list[tuple[tuple, int, dict[str, Any]] | ValueError | None]:
         """Each record's row (entity key, event time, input column values), None if the
         transformation dropped it, or the ValueError that refuses it."""
+        if self.pandas:
+            return self._pandas_rows(records)
+        out: list[Any] = []
+        transform = self.transform
+        for record in records:
+            try:
+                data, moment, ts = self._input(record)
+            except ValueError as exc:
+                out.append(exc)
+                continue
+            if transform is not None:
+                data = self._transformed(data)
+                if data is None or isinstance(data, ValueError):
+                    out.append(data)
+                    continue
+            try:
+                out.append(self._output(data, moment, ts))
+            except ValueError as exc:
+                out.append(exc)
+        return out
+
+    def _pandas_rows(self, records: Sequence[StreamRecord]) -> list[Any]:
+        from featureplane.streams.pandas_mode import transform_batch
+
         out: list[Any] = [None] * len(records)
         inputs = []
         for i, record in enumerate(records):
             try:
-                inputs.append((i, self._input(record)))
+                inputs.append((i, self._input(record)[0]))
             except ValueError as exc:
                 out[i] = exc
-        if self.transform is None:
-            transformed: dict[int, Any] = dict(inputs)
-        elif self.pandas:
-            from featureplane.streams.pandas_mode import transform_batch
-
-            # Rows are labelled by their record's identity, so rows renumbered by the function are
-            # recognised as not being its input's.
-            labels = {f"{records[i].shard}:{records[i].sequence}": i for i, _ in inputs}
-            frame_rows = transform_batch(
-                self.transform, [(label, data) for label, (_, data) in zip(labels, inputs, strict=True)]
-            )
-            transformed = {labels[label]: row for label, row in frame_rows.items()}
-        else:
-            transformed = {i: self._transformed(data) for i, data in inputs}
-        for i, data in transformed.items():
+        # Rows are labelled by their record's identity, so rows renumbered by the function are
+        # recognised as not being its input's.
+        labels = {f"{records[i].shard}:{records[i].sequence}": i for i, _ in inputs}
+        frame_rows = transform_batch(
+            self.transform, [(label, data) for label, (_, data) in zip(labels, inputs, strict=True)]
+        )
+        for label, data in frame_rows.items():
+            i = labels[label]
             if data is None or isinstance(data, ValueError):
                 out[i] = data
                 continue
@@ -324,15 +360,18 @@ class StreamProcessor:
                 out[i] = exc
         return out
 
-    def _input(self, record: StreamRecord) -> dict[str, Any]:
-        """The record as the transformation takes it (its event time as a naive UTC datetime)."""
+    def _input(self, record: StreamRecord) -> tuple[dict[str, Any], datetime, int]:
+        """The record as the transformation takes it (its event time as a naive UTC datetime), with
+        that datetime and its microseconds (``_output`` reuses them when the time is passed through)."""
         if not isinstance(record.data, dict):
             raise ValueError(f"is not a JSON object of the source's fields: {record.data!r:.80}")
         data = dict(record.data)
-        if self.source_timestamp not in data or data[self.source_timestamp] is None:
+        value = data.get(self.source_timestamp)
+        if value is None:
             raise ValueError(f"has no event time {self.source_timestamp!r}")
-        data[self.source_timestamp] = from_us(to_us(data[self.source_timestamp], self.source_timestamp))
-        return data
+        ts = to_us(value, self.source_timestamp)
+        data[self.source_timestamp] = moment = from_us(ts)
+        return data, moment, ts
 
     def _transformed(self, data: dict[str, Any]) -> dict[str, Any] | ValueError | None:
         try:
@@ -343,44 +382,72 @@ class StreamProcessor:
             return ValueError(f"the transformation returned {type(out).__name__}, not a dict or None")
         return out
 
-    def _output(self, data: dict[str, Any]) -> tuple[tuple, int, dict[str, Any]]:
+    def _output(
+        self, data: dict[str, Any], moment: datetime | None = None, moment_us: int = 0
+    ) -> tuple[tuple, int, dict[str, Any]]:
         ts_field = self.view.timestamp_field
-        if data.get(ts_field) is None:
+        value = data.get(ts_field)
+        if value is None:
             raise ValueError(f"the row has no event time {ts_field!r}")
-        ts = to_us(data[ts_field], ts_field)
+        ts = moment_us if value is moment else to_us(value, ts_field)
         key = []
-        for name, dtype in self.keys:
+        for name, check, what in self._key_checks:
             value = data.get(name)
             if value is None:
                 raise ValueError(f"the row has no join key {name!r}")
-            key.append(_checked(value, dtype, f"join key {name!r}"))
-        values = {c: _checked(data.get(c), t, f"column {c!r}") for c, t in self.columns.items()}
+            key.append(check(value, what))
+        values = {c: check(data.get(c), what) for c, check, what in self._column_checks}
         return tuple(key), ts, values
 
 
-def _checked(value: Any, dtype: str, what: str) -> Any:
-    """A value in the form tiles and rows store it (int64 ints, float64 floats, timestamps as µs for
-    aggregates), or ValueError naming it."""
+# Per column type, the check making a value the form tiles and rows store it (int64 ints, float64
+# floats, timestamps as µs for aggregates), or raising a ValueError naming it (``what``).
+
+
+def _unchecked(value: Any, what: str) -> Any:
+    return value
+
+
+def _int64(value: Any, what: str) -> Any:
     if value is None:
         return None
-    if dtype == "int64":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{what} must be an integer, got {value!r}")
-        if not -(2**63) <= value < 2**63:
-            raise ValueError(f"{what} is out of the int64 range: {value}")
-        return value
-    if dtype == "float64":
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise ValueError(f"{what} must be a finite number, got {value!r}")
-        return float(value)
-    if dtype == "string":
-        if not isinstance(value, str):
-            raise ValueError(f"{what} must be a string, got {value!r}")
-        return value
-    if dtype == "bool":
-        if not isinstance(value, bool):
-            raise ValueError(f"{what} must be true or false, got {value!r}")
-        return value
-    if dtype == "timestamp":
-        return to_us(value, what)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{what} must be an integer, got {value!r}")
+    if not -(2**63) <= value < 2**63:
+        raise ValueError(f"{what} is out of the int64 range: {value}")
     return value
+
+
+def _float64(value: Any, what: str) -> Any:
+    if type(value) is float and math.isfinite(value):
+        return value
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{what} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _string(value: Any, what: str) -> Any:
+    if value is None or isinstance(value, str):
+        return value
+    raise ValueError(f"{what} must be a string, got {value!r}")
+
+
+def _bool(value: Any, what: str) -> Any:
+    if value is None or isinstance(value, bool):
+        return value
+    raise ValueError(f"{what} must be true or false, got {value!r}")
+
+
+def _timestamp(value: Any, what: str) -> Any:
+    return None if value is None else to_us(value, what)
+
+
+CHECKS: dict[str, Callable[[Any, str], Any]] = {
+    "int64": _int64,
+    "float64": _float64,
+    "string": _string,
+    "bool": _bool,
+    "timestamp": _timestamp,
+}
