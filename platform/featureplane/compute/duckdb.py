@@ -132,6 +132,28 @@ def apply_duckdb_settings(con: duckdb.DuckDBPyConnection, settings: dict[str, st
         con.execute(f"SET {name} = {literal_string(value)}").fetchall()
 
 
+# The stage's connection only scans its table and computes online rows from it (which spills): a
+# smaller buffer pool than the engine's, since DuckDB keeps every block it reads cached up to its limit.
+STAGE_MEMORY_LIMIT = "128MB"
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+
+
+def memory_bytes(text: str) -> int | None:
+    """A memory_limit such as ``400MB`` or ``1GiB`` in bytes (None when not of that form)."""
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([A-Za-z]*)\s*", text)
+    if not match or match.group(2).upper() not in _UNITS:
+        return None
+    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+
+
+def stage_settings(settings: dict[str, str]) -> dict[str, str]:
+    """The engine's settings with memory_limit at most ``STAGE_MEMORY_LIMIT``."""
+    limit = memory_bytes(settings.get("memory_limit", ""))
+    if limit is not None and limit <= (memory_bytes(STAGE_MEMORY_LIMIT) or 0):
+        return settings
+    return {**settings, "memory_limit": STAGE_MEMORY_LIMIT}
+
+
 class DuckDBEngine(Engine):
     name = "duckdb"
 
@@ -360,7 +382,7 @@ class DuckDBEngine(Engine):
             self.release_memory()
             con = duckdb.connect(str(path))
             con.execute("SET TimeZone='UTC'").fetchall()
-            apply_duckdb_settings(con, self.settings)
+            apply_duckdb_settings(con, stage_settings(self.settings))
             return DuckDBStagedResult(path, view.timestamp_field, con)
         except BaseException:
             self.release_memory()

@@ -40,7 +40,9 @@ from featureplane.offline_stores.base import (
 from featureplane.offline_stores.delta_partitions import (
     PARTITION_COLUMN,
     bucket,
+    create_table_streamed,
     partitioned_reader,
+    writer_properties,
 )
 from featureplane.offline_stores.delta_partitions import with_partition as with_partition
 
@@ -116,12 +118,20 @@ class DeltaOfflineStore(OfflineStore):
         """Staged rows (``StagedResult``) are written as they stream out of the stage, never held whole."""
         from deltalake import write_deltalake
 
+        from featureplane.compute.base import StagedResult
+
         ts = view.timestamp_field
         path = self.path(table_id)
-        if self._table(table_id) is None:
+        if self._table(table_id) is None and isinstance(data, StagedResult):
+            create_table_streamed(path, partitioned_reader(data, view))
+        elif self._table(table_id) is None:
             path.mkdir(parents=True, exist_ok=True)
             write_deltalake(
-                str(path), partitioned_reader(data, view), mode="overwrite", partition_by=[PARTITION_COLUMN]
+                str(path),
+                partitioned_reader(data, view),
+                mode="overwrite",
+                partition_by=[PARTITION_COLUMN],
+                writer_properties=writer_properties(),
             )
         else:
             first, last = bucket(view, start), bucket(view, end - timedelta(microseconds=1))
@@ -136,6 +146,7 @@ class DeltaOfflineStore(OfflineStore):
                 mode="overwrite",
                 predicate=predicate,
                 partition_by=[PARTITION_COLUMN],
+                writer_properties=writer_properties(),
             )
         return self._table(table_id).version()
 
