@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from featureplane.compute.base import StagedResult, as_arrow, null_count
+from featureplane.config import MonitoringSettings
 from featureplane.definitions.specs import FeatureViewSpec
 from featureplane.materialization.online_sync import Progress, staged_latest_rows, sync_online
 from featureplane.materialization.partitions import windows
@@ -40,8 +41,6 @@ if TYPE_CHECKING:
     from featureplane.runtime import Runtime
 
 Validator = Callable[[FeatureViewSpec, "pa.Table", datetime, datetime], list[Any]]
-# The rows validation holds at once when they are staged: a group of whole partitions of about this many.
-VALIDATION_CHUNK_ROWS = 1_000_000
 
 
 class MaterializationError(RuntimeError):
@@ -108,11 +107,12 @@ def validate(
     view: FeatureViewSpec,
     table: pa.Table | StagedResult,
     parts: list[tuple[datetime, datetime]],
+    chunk_rows: int,
 ) -> list[Any]:
     """Every validator's results for the window. Staged rows are validated a group of whole partitions
-    at a time (``StagedResult.chunks``) when every validator can combine its groups' results into the
-    whole window's (a ``combine(view, results)`` method, and ``chunkable(view)`` true); otherwise the
-    rows are validated at once."""
+    of about ``chunk_rows`` rows at a time (``StagedResult.chunks``) when every validator can combine
+    its groups' results into the whole window's (a ``combine(view, results)`` method, and
+    ``chunkable(view)`` true); otherwise the rows are validated at once."""
     if not validators:
         return []
     start, end = parts[0][0], parts[-1][1]
@@ -124,7 +124,7 @@ def validate(
         rows = as_arrow(table)
         return [check for validator in validators for check in validator(view, rows, start, end)]
     found: list[list[list[Any]]] = [[] for _ in validators]
-    for low, high, rows in table.chunks(view, parts, VALIDATION_CHUNK_ROWS):
+    for low, high, rows in table.chunks(view, parts, chunk_rows):
         for results, validator in zip(found, validators, strict=True):
             results.append(validator(view, rows, low, high))
         del rows
@@ -228,7 +228,8 @@ def _materialize_window(
         from featureplane.compute.aggregation.tiles import storage_view
 
         checked = storage_view(view)
-    result.checks += validate(validators or [], checked, table, parts)
+    chunk_rows = MonitoringSettings.from_config(runtime.config).quality_chunk_rows
+    result.checks += validate(validators or [], checked, table, parts, chunk_rows)
     blocking = [c for c in result.checks if getattr(c, "blocking", False) and not getattr(c, "passed", True)]
     if blocking:
         raise ValidationFailed(
