@@ -13,7 +13,7 @@ export DO_NOT_TRACK := 1
 
 .PHONY: setup system-packages demo team-demo test lint ui serve clean
 
-# Test servers from npm (dynalite: a DynamoDB-compatible server), pinned by tests/servers/package-lock.json.
+# Test servers from npm (dynalite: DynamoDB; kinesalite: Kinesis, with resharding), pinned by tests/servers/package-lock.json.
 TEST_SERVERS := tests/servers/node_modules/.package-lock.json
 
 DBT_FILES := $(shell find dbt -path dbt/target -prune -o -path dbt/logs -prune -o -type f \( -name '*.sql' -o -name '*.yml' \) -print)
@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 $(TEST_SERVERS): tests/servers/package.json tests/servers/package-lock.json
-	@echo "Installing the test servers (dynalite) with npm ci..."
+	@echo "Installing the test servers (dynalite, kinesalite) with npm ci..."
 	@cd tests/servers && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 

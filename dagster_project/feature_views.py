@@ -9,6 +9,7 @@ downstream of their views; data sources are specs upstream.
 
 import re
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
@@ -17,6 +18,9 @@ from featureplane.config import Config, MonitoringSettings
 from featureplane.definitions.specs import FeatureServiceSpec, FeatureViewSpec, SourceSpec, spec_hash
 from featureplane.registry.base import WorkspaceState
 from featureplane.util.dagster_instance import engine_pool
+
+if TYPE_CHECKING:
+    from featureplane.runtime import Runtime
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -162,28 +166,11 @@ def materializable_view(config: Config, state: WorkspaceState, view: FeatureView
         pool=engine_pool(config.engine.get("type", "duckdb")),
     )
     def feature_view_asset(context: dg.AssetExecutionContext):
-        from featureplane.access.authorize import AccessDenied, authorize
         from featureplane.runtime import Runtime
 
-        try:  # with auth on, the run's principal ($FEATUREPLANE_API_KEY or its user) needs operator
-            authorize(config, workspace, "materialize", f"materialize {workspace}/{name}")
-        except AccessDenied as exc:
-            raise dg.Failure(str(exc)) from None
-        window = context.partition_time_window
-        start = _naive_utc(window.start)
-        end = _naive_utc(window.end)
+        start, end = _authorized_window(context, config, workspace, name)
         with Runtime(config) as runtime:
-            current = runtime.registry.load(workspace)
-            spec = current.definitions.feature_views.get(name)
-            if (
-                spec is None
-                or spec_hash(spec) != expected_hash
-                or current.generations.get(name) != generation
-            ):
-                raise dg.Failure(
-                    f"feature view {workspace}/{name} changed in the registry (now at version {current.version}) "
-                    "since this code location was loaded; reload the code location and run again"
-                )
+            current = _unchanged_state(runtime, workspace, name, expected_hash, generation)
             keys = context.partition_keys
             context.log.info(
                 f"materializing {workspace}/{name} for {len(keys)} partition(s): {keys[0]} .. {keys[-1]}"
@@ -220,34 +207,18 @@ def stream_backfill_view(config: Config, state: WorkspaceState, view: FeatureVie
         pool=engine_pool(config.engine.get("type", "duckdb")),
     )
     def stream_view_asset(context: dg.AssetExecutionContext):
-        from featureplane.access.authorize import AccessDenied, authorize
         from featureplane.errors import FeatureplaneError
         from featureplane.materialization.materialize import view_lock
         from featureplane.runtime import Runtime
         from featureplane.streams.backfill import backfill_stream_view
         from featureplane.util.locks import file_lock
 
-        try:
-            authorize(config, workspace, "materialize", f"materialize {workspace}/{name}")
-        except AccessDenied as exc:
-            raise dg.Failure(str(exc)) from None
-        window = context.partition_time_window
-        start, end = _naive_utc(window.start), _naive_utc(window.end)
+        start, end = _authorized_window(context, config, workspace, name)
         with Runtime(config) as runtime:
-            current = runtime.registry.load(workspace)
-            spec = current.definitions.feature_views.get(name)
-            if (
-                spec is None
-                or spec_hash(spec) != expected_hash
-                or current.generations.get(name) != generation
-            ):
-                raise dg.Failure(
-                    f"feature view {workspace}/{name} changed in the registry (now at version {current.version}) "
-                    "since this code location was loaded; reload the code location and run again"
-                )
+            current = _unchanged_state(runtime, workspace, name, expected_hash, generation)
             try:
                 with file_lock(view_lock(runtime, current.table_id(name))):
-                    result = backfill_stream_view(runtime, current, name, start, end)
+                    result = backfill_stream_view(runtime, current, name, start, end, context.log.info)
             except FeatureplaneError as exc:
                 raise dg.Failure(str(exc)) from None
             context.log.info(
@@ -256,6 +227,35 @@ def stream_backfill_view(config: Config, state: WorkspaceState, view: FeatureVie
             return dg.MaterializeResult(metadata=result.metadata())
 
     return stream_view_asset
+
+
+def _authorized_window(
+    context: dg.AssetExecutionContext, config: Config, workspace: str, name: str
+) -> tuple[datetime, datetime]:
+    """The run's partition window (naive UTC), once the run's principal may materialize the view:
+    with auth on, $FEATUREPLANE_API_KEY or its user needs operator."""
+    from featureplane.access.authorize import AccessDenied, authorize
+
+    try:
+        authorize(config, workspace, "materialize", f"materialize {workspace}/{name}")
+    except AccessDenied as exc:
+        raise dg.Failure(str(exc)) from None
+    window = context.partition_time_window
+    return _naive_utc(window.start), _naive_utc(window.end)
+
+
+def _unchanged_state(
+    runtime: "Runtime", workspace: str, name: str, expected_hash: str, generation: int
+) -> WorkspaceState:
+    """The workspace's registry state, if the view is still the one this code location was built for."""
+    current = runtime.registry.load(workspace)
+    spec = current.definitions.feature_views.get(name)
+    if spec is None or spec_hash(spec) != expected_hash or current.generations.get(name) != generation:
+        raise dg.Failure(
+            f"feature view {workspace}/{name} changed in the registry (now at version {current.version}) "
+            "since this code location was loaded; reload the code location and run again"
+        )
+    return current
 
 
 def _naive_utc(value: datetime) -> datetime:

@@ -2,10 +2,12 @@
 schedule and runnable from the UI (its launchpad takes ``z_order``, ``vacuum_retention_hours`` and
 ``dry_run``).
 
-For each feature view and feature table it enforces ``offline_retention``, compacts and vacuums the
-offline table and sweeps expired online rows (``featureplane.materialization.maintenance``), and
-records what it found and did as an asset observation on the view's asset: files and bytes before
-and after, rows deleted, files vacuumed, online rows expired.
+First, with ``streams.staging`` set, it loads the events the stream Lambda staged into the stream
+views' event logs (``featureplane.streams.staging_load``). Then for each feature view and feature
+table it enforces ``offline_retention``, compacts and vacuums the offline table and sweeps expired
+online rows (``featureplane.materialization.maintenance``), and records what it found and did as an
+asset observation on the view's asset: staged events loaded, files and bytes before and after, rows
+deleted, files vacuumed, online rows expired.
 """
 
 import dagster as dg
@@ -58,13 +60,27 @@ def maintenance_definitions(project: Config, state: WorkspaceState) -> tuple[lis
             raise dg.Failure(f"as_of must be an ISO-8601 time, got {config.as_of!r}") from None
         with Runtime(project) as runtime:
             current = runtime.registry.load(workspace)
+            loads = {}
+            if not options.dry_run:
+                from featureplane.streams.staging_load import load_workspace
+
+                for load in load_workspace(runtime, current):
+                    context.log.info(load.summary())
+                    loads[load.view] = load
             reports = maintain_workspace(runtime, current, options, now, say=context.log.info)
         for report in reports:
+            metadata = report.metadata()
+            load = loads.get(report.view)
+            if load is not None:
+                metadata |= {
+                    "staged_events_loaded": load.events_loaded,
+                    "staged_objects_pending": load.objects_pending,
+                }
             context.log_event(
                 dg.AssetObservation(
                     asset_key=dg.AssetKey([workspace, report.view]),
-                    description=report.summary(),
-                    metadata=report.metadata(),
+                    description=(load.summary() + "; " if load else "") + report.summary(),
+                    metadata=metadata,
                 )
             )
 

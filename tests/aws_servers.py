@@ -1,5 +1,6 @@
-"""Local stand-ins for AWS used by the tests: dynalite (DynamoDB, from npm), moto's server (S3, DynamoDB)
-and a fault-injecting proxy between boto3 and dynalite. All listen on free ports of 127.0.0.1 and are
+"""Local stand-ins for AWS used by the tests: dynalite (DynamoDB, from npm), kinesalite (Kinesis, from
+npm: unlike moto, it closes a resharded shard and routes new records to its children), moto's server
+(S3, DynamoDB, Kinesis) and a fault-injecting proxy between boto3 and dynalite. All listen on free ports of 127.0.0.1 and are
 stopped by process id (servers) or shut down (the in-process proxy)."""
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from conftest import Server, free_port
 ROOT = Path(__file__).resolve().parents[1]
 SERVERS = ROOT / "tests" / "servers"
 DYNALITE = SERVERS / "node_modules" / ".bin" / "dynalite"
+KINESALITE = SERVERS / "node_modules" / "kinesalite"
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -63,6 +65,17 @@ def start_dynalite(log_dir: Path) -> Process:
         port,
         log_dir / f"dynalite-{port}.log",
     )  # fmt: skip
+
+
+def start_kinesalite(log_dir: Path) -> Process:
+    if not KINESALITE.exists():
+        raise AssertionError(
+            f"kinesalite is not installed ({KINESALITE} is missing): run `make test` (it runs npm ci in tests/servers)"
+        )
+    port = free_port()
+    return Process(
+        ["node", str(SERVERS / "kinesalite.js"), str(port)], port, log_dir / f"kinesalite-{port}.log"
+    )
 
 
 def start_moto(log_dir: Path, bin_dir: Path) -> Process:

@@ -306,6 +306,16 @@ def moto_server(aws_credentials, tmp_path_factory) -> Iterator[str]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def kinesalite_server(aws_credentials, tmp_path_factory) -> Iterator[str]:
+    """kinesalite, a Kinesis-compatible server that models resharding, on 127.0.0.1; yields its URL."""
+    from aws_servers import start_kinesalite
+
+    server = start_kinesalite(tmp_path_factory.mktemp("kinesalite"))
+    yield server.url
+    server.stop()
+
+
 @pytest.fixture
 def table_prefix() -> str:
     """A DynamoDB table prefix of this test's own, so tests sharing a server never meet."""

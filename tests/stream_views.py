@@ -17,12 +17,15 @@ from featureplane import (
     Timestamp,
 )
 from featureplane.online_stores.sqlite import SQLiteOnlineStore
+from featureplane.repo.stream_validation import STREAM_FUNCTIONS
 from featureplane.streams.processor import StreamProcessor, StreamRecord
 from featureplane.streams.sqlite import SQLiteStreamStore
 
 EPOCH = datetime(1970, 1, 1)
 T0 = datetime(2026, 1, 5, 12, 0)
 FUNCTIONS = ("count", "sum", "mean", "min", "max", "stddev_samp", "first", "last", "last_n(2)")
+# Every aggregation function a stream view supports, last_n with a size.
+ALL_FUNCTIONS = tuple("last_n(3)" if f == "last_n" else f for f in STREAM_FUNCTIONS)
 
 user = Entity(name="user", join_keys=[Field("user_id", String)])
 history = BatchSource(name="payments_history", table="raw.payments", timestamp_field="ts")

@@ -25,6 +25,7 @@ from featureplane.util.alert_settings import (
 )
 from featureplane.util.lifecycle_settings import LifecycleSettings
 from featureplane.util.settings import Section, SettingsError, parse_section, setting
+from featureplane.util.stream_settings import StreamSettings
 
 CONFIG_FILE = "featureplane.yaml"
 ENV_CONFIG = "FEATUREPLANE_CONFIG"
@@ -322,6 +323,7 @@ SECTIONS: dict[str, type[Section]] = {
     "server": ServerSettings,
     "dbt": DbtSettings,
     "lifecycle": LifecycleSettings,
+    "streams": StreamSettings,
 }
 _DEFAULT_TYPES = {
     "registry": "sqlite",
@@ -350,6 +352,7 @@ class Config:
     server: ServerSettings = field(default_factory=ServerSettings)
     dbt: DbtSettings = field(default_factory=DbtSettings)
     lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
+    streams: StreamSettings = field(default_factory=StreamSettings)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:

@@ -1,5 +1,6 @@
-"""The stream Lambda handler on Kinesis event-source-mapping batches (moto's server for Kinesis and
-DynamoDB): records really put to and read back from a two-shard stream, both shards' handlers at
+"""The stream Lambda handler on Kinesis event-source-mapping batches (moto's server for Kinesis,
+dynalite for DynamoDB: moto's conditional writes are not atomic when two handlers write at once):
+records really put to and read back from a two-shard stream, both shards' handlers at
 once writing the same entities, DynamoDB failing mid-batch (a conditional-check storm, shard states
 that cannot be saved), and every record counted once after the retries that batchItemFailures asks for."""
 
@@ -79,8 +80,8 @@ class StormProxy(FaultProxy):
 
 
 @pytest.fixture
-def proxy(moto_server):
-    proxy = StormProxy(moto_server)
+def proxy(dynalite):
+    proxy = StormProxy(dynalite)
     yield proxy
     proxy.stop()
 
@@ -368,7 +369,7 @@ print(json.dumps({"answer": answer, "positions": state.positions, "invalid": sta
 
 
 def test_the_built_stream_zip_processes_a_batch_in_a_boto3_only_virtualenv(
-    setup, tmp_path, table_prefix, moto_server
+    setup, tmp_path, table_prefix, moto_server, dynalite
 ):
     kinesis, stream, _ = setup
     out = tmp_path / "featureplane-stream.zip"
@@ -418,7 +419,7 @@ def test_the_built_stream_zip_processes_a_batch_in_a_boto3_only_virtualenv(
         "AWS_LAMBDA_FUNCTION_NAME": "featureplane-stream",
         "FEATUREPLANE_REGISTRY_SNAPSHOT": str(tmp_path / "snapshot.json"),
         "FEATUREPLANE_DYNAMODB_TABLE_PREFIX": table_prefix,
-        "FEATUREPLANE_DYNAMODB_ENDPOINT_URL": moto_server,
+        "FEATUREPLANE_DYNAMODB_ENDPOINT_URL": dynalite,
         "AWS_ENDPOINT_URL_LAMBDA": moto_server,  # where it checks its event source mappings
     }
     result = subprocess.run(

@@ -23,7 +23,7 @@ from featureplane.serving.monitor import JsonlSink
 VIEWS = """
     from datetime import datetime, timedelta
     from base import events, user
-    from featureplane import Attribute, FeatureService, Float64, String, batch_feature_view
+    from featureplane import Attribute, FeatureService, Float64, String, batch_feature_view, realtime_feature_view
 
     @batch_feature_view(sources=[events], entities=[user], mode="snowflake_sql",
                         features=[Attribute("amount", Float64), Attribute("tier", String)], timestamp_field="ts",
@@ -31,7 +31,12 @@ VIEWS = """
     def spend(events):
         return f"SELECT user_id, ts, amount, IFF(amount > 25, 'gold', 'basic') AS tier FROM {events}"
 
+    @realtime_feature_view(sources=[spend], mode="python", features=[Attribute("doubled", Float64)])
+    def doubled(spend):
+        return {"doubled": None if spend["amount"] is None else spend["amount"] * 2}
+
     svc = FeatureService(name="svc", features=[spend])
+    scored = FeatureService(name="scored", features=[spend, doubled])
 """
 USERS = 300
 EVENTS = {
@@ -114,3 +119,13 @@ def test_too_few_samples_or_none_are_not_drift(served):
     serve(lambda amount: amount * 10, users=20)
     report = compute_drift(runtime, state, "svc", DAY, DAY + timedelta(days=1), settings)
     assert report.passed and report.features[0].note == "fewer than 50 values"
+
+
+def test_a_realtime_view_has_no_offline_values_and_is_reported_not_compared(served):
+    runtime, state, settings, serve = served
+    serve(lambda amount: amount)
+    report = compute_drift(runtime, state, "scored", DAY, DAY + timedelta(days=1), settings)
+    by_name = {f.feature: f for f in report.features}
+    assert by_name["doubled.doubled"].note == "computed at request time: no stored offline values"
+    assert by_name["doubled.doubled"].psi is None and report.passed
+    assert by_name["spend.amount"].offline == USERS  # the batch view beside it is still compared

@@ -249,3 +249,33 @@ def test_the_maintenance_job_compacts_a_stream_views_event_log(repo):
         report = reports["payment_sums"]
         assert report.files_before == 3 and report.files_after == 1
         assert processor.event_log.events().equals(before)
+
+
+def test_a_range_is_backfilled_a_partition_at_a_time_and_a_partition_rerun_counts_nothing_twice(tmp_path):
+    rows = [
+        ("u1", "2024-01-01 23:50:00", 1),
+        ("u1", "2024-01-02 23:30:00", 2),
+        ("u1", "2024-01-02 23:45:00", 3),
+    ]
+    repo = events_repo(tmp_path / "repo", VIEWS, tables={"raw.events": table_sql(rows)})
+    with repo.runtime() as runtime:
+        runtime.registry.create_workspace("prod", live=True)
+        apply_plan(runtime, plan_repository(runtime, "prod"))
+        state = runtime.registry.load("prod")
+        steps: list[str] = []
+        end = DAY + timedelta(days=1)
+        result = backfill_stream_view(runtime, state, "payment_sums", datetime(2024, 1, 1), end, steps.append)
+        assert (result.events, result.online_events) == (3, 2)  # online: the last hour only
+        assert len(steps) == 2 and "[2024-01-02 00:00:00, 2024-01-03 00:00:00): 2 event(s)" in steps[1]
+        processor, _ = open_stream(runtime, "prod", "payment_sums")
+
+        def counted() -> int:
+            return sum(
+                t["cols"]["amount"]["n"] for t in processor.store.tiles(processor.table_id, ("u1",)).values()
+            )
+
+        assert counted() == 2
+        again = backfill_stream_view(runtime, state, "payment_sums", DAY, end)  # the last partition alone
+        assert (again.events, counted()) == (2, 2)  # the same identities: nothing counted twice
+        logged = processor.event_log.events()
+        assert sorted(logged["amount"].to_pylist()) == [1, 2, 3]

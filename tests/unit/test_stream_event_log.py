@@ -159,3 +159,29 @@ def test_events_logged_by_a_dead_attempt_are_applied_once_on_redelivery(tmp_path
     assert sum(t["cols"]["amount"]["n"] for t in tiles.values()) == 2
     again = restarted.process([record("b", 2, "u1", T0, 3)])  # in sync again: late for its shard as usual
     assert again.late == 1
+
+
+def test_a_dead_attempts_logged_tail_is_applied_again_after_a_shorter_retry(tmp_path):
+    """The retry delivers the dead attempt's records in smaller batches: its logged events after the
+    first retried batch are still applied as logged, though retention has moved past them since."""
+    view = aggregate_view(lateness=timedelta(minutes=5))
+    table_id = "prod/payment_stats/g1"
+    invalid = record("a", 1, None, T0, 1)  # no join key: refused, not logged
+    first_event = record("a", 2, "u1", T0, 2)  # the shard's first event: judged against retention
+    proc = processor(tmp_path, view, table_id, offline=True)
+    proc.store = CrashingCommit(proc.store)
+    with pytest.raises(SystemExit):
+        proc.process([invalid, first_event])
+    restarted = StreamProcessor(
+        proc.view,
+        table_id,
+        proc.store.store,
+        transform=proc.transform,
+        event_log=event_log(tmp_path, proc.view, table_id),
+    )
+    assert restarted.process([record("b", 1, "u1", T0 + timedelta(hours=5), 3)]).applied == 1
+    assert restarted.process([invalid]).invalid == 1
+    result = restarted.process([first_event])
+    assert (result.applied, result.late) == (1, 0)
+    assert restarted.state().late == 0
+    assert [a for _, _, a in amounts(restarted.event_log)] == [2, 3]

@@ -13,26 +13,13 @@ from datetime import timedelta
 import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from stream_views import T0, aggregate_view, event_log, processor, record, us
+from stream_views import ALL_FUNCTIONS, T0, aggregate_view, event_log, processor, record, us
 
 from featureplane import Attribute, Int64, StreamFeatureView, String
 from featureplane.compute.aggregation.online import OnlineRollup
 from featureplane.offline_stores.base import RetrievalPart
 from featureplane.streams.processor import StreamProcessor
 
-ALL_FUNCTIONS = (
-    "count",
-    "count_distinct",
-    "sum",
-    "mean",
-    "min",
-    "max",
-    "stddev_samp",
-    "stddev_pop",
-    "first",
-    "last",
-    "last_n(3)",
-)
 USERS = ("u1", "u2")
 SPAN_SECONDS = 30 * 60
 

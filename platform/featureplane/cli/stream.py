@@ -13,6 +13,7 @@ from featureplane.cli.common import (
     authorize_or_fail,
     console,
     err,
+    fail,
     runtime_from,
     workspace_name,
 )
@@ -66,3 +67,28 @@ def stream_run(
         f"{name}/{view}: {totals.batches} batch(es), {totals.applied} record(s) applied, "
         f"{totals.duplicates} already processed, {totals.late} late, {totals.invalid} invalid"
     )
+
+
+@stream_app.command("load-staged")
+def stream_load_staged(
+    view: Annotated[
+        str | None, typer.Option("--view", help="Only this stream feature view (default: every one).")
+    ] = None,
+    workspace: WorkspaceOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Load the events the stream Lambda staged (streams.staging) into the views' offline event logs:
+    those committed online, each once. The daily maintenance job does this too."""
+    from featureplane.streams.staging_load import load_workspace
+
+    runtime = runtime_from(config)
+    name = workspace_name(runtime.config, workspace)
+    authorize_or_fail(runtime.config, name, "materialize", f"load staged stream events in workspace {name!r}")
+    if not runtime.config.streams.staging:
+        raise fail(f"{runtime.config.path}: streams.staging is not set: there is no staged event to load")
+    try:
+        reports = load_workspace(runtime, runtime.registry.load(name), view)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    for report in reports:
+        console.print(f"{name}/{report.summary()}")

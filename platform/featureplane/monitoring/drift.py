@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from featureplane.config import MonitoringSettings
-from featureplane.definitions.specs import format_time
+from featureplane.definitions.specs import FeatureViewSpec, format_time
 
 if TYPE_CHECKING:
     from featureplane.registry.base import WorkspaceState
@@ -204,13 +204,22 @@ def compute_drift(
     )
     for part in service.features:
         view = state.feature_view(part.view)
-        offline = runtime.offline_store.features_in_range(state.table_id(view.name), view, start, end)
+        unstored = _not_stored(view)
+        offline = (
+            None
+            if unstored
+            else runtime.offline_store.features_in_range(state.table_id(view.name), view, start, end)
+        )
         for feature in part.features:
             name = f"{view.name}.{feature}"
             dtype = view.feature(feature).type
             values = [r.get("features", {}).get(name) for r in served]
             present = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
-            reference = [v for v in offline[feature].tolist() if v is not None and not pd.isna(v)]
+            reference = (
+                []
+                if offline is None
+                else [v for v in offline[feature].tolist() if v is not None and not pd.isna(v)]
+            )
             drift = FeatureDrift(
                 feature=name,
                 dtype=str(dtype),
@@ -219,6 +228,9 @@ def compute_drift(
                 served_missing=(1 - len(present) / len(values)) if values else 0.0,
             )
             report.features.append(drift)
+            if unstored:
+                drift.note = unstored
+                continue
             if dtype.name not in NUMERIC + CATEGORICAL:
                 drift.note = f"{dtype} not compared"
                 continue
@@ -231,3 +243,12 @@ def compute_drift(
                 drift.psi, drift.bins = categorical_psi(reference, present)
             drift.passed = drift.psi <= settings.psi_threshold
     return report
+
+
+def _not_stored(view: FeatureViewSpec) -> str | None:
+    """Why a view has no stored offline feature values to compare with (None when it has)."""
+    if view.is_realtime:
+        return "computed at request time: no stored offline values"
+    if view.is_stream:
+        return "stream view: its offline side is an event log, not compared yet"
+    return None

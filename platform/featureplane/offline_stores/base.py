@@ -63,6 +63,12 @@ def latest_row_clause(view: FeatureViewSpec, quote: Callable[[str], str]) -> str
     return f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {quote(view.timestamp_field)} DESC{order}) = 1"
 
 
+def ties_order(view: FeatureViewSpec, quote: Callable[[str], str]) -> str:
+    """What orders a plain view's rows of one key and time (``, f ASC NULLS FIRST, ...``), so that
+    every store orders them, and gives each its range, alike."""
+    return "".join(f", {quote(f.name)} ASC NULLS FIRST" for f in view.features if not f.type.is_array)
+
+
 def to_pandas(table: pa.Table) -> pd.DataFrame:
     """Arrow to pandas for training data: integer and boolean features stay integers and booleans when
     they have nulls (pandas' nullable dtypes) instead of turning into floats and objects."""

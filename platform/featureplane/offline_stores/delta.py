@@ -35,6 +35,7 @@ from featureplane.offline_stores.base import (
     RetrievalPart,
     TableStats,
     latest_row_clause,
+    ties_order,
     to_pandas,
 )
 from featureplane.offline_stores.delta_partitions import (
@@ -45,6 +46,13 @@ from featureplane.offline_stores.delta_partitions import (
     writer_properties,
 )
 from featureplane.offline_stores.delta_partitions import with_partition as with_partition
+from featureplane.offline_stores.delta_streams import stream_aggregate_join, stream_ranges
+from featureplane.offline_stores.event_log import (
+    deduped_events_sql,
+    event_schema,
+    handover_path,
+    plain_rows_sql,
+)
 
 if TYPE_CHECKING:
     import duckdb
@@ -220,8 +228,6 @@ class DeltaOfflineStore(OfflineStore):
 
     def drop(self, table_id: str) -> None:
         import shutil
-
-        from featureplane.offline_stores.event_log import handover_path
 
         shutil.rmtree(self.path(table_id), ignore_errors=True)
         handover = handover_path(self.path(table_id))  # a stream view's hand-over state
@@ -428,12 +434,17 @@ class DeltaOfflineStore(OfflineStore):
             view = part.view
             if view.is_stream:
                 relation = self._register_events(con, relation, part)
+                if not view.is_aggregate:
+                    con.execute(
+                        f"CREATE TEMP VIEW {alias}_rows AS {plain_rows_sql(view, relation)}"
+                    ).fetchall()
+                    relation = f"{alias}_rows"
             elif part.data is not None:
                 con.register(relation, part.data)
             else:
                 self._register(con, relation, part.table_id, part.view)
             if view.is_stream and view.is_aggregate:
-                joins.append(_stream_aggregate_join(con, part, relation, alias))
+                joins.append(stream_aggregate_join(con, part, relation, alias, SPINE_TS))
                 selects += [
                     f"{alias}.{q(f)} AS {q(f'{view.name}__{f}' if prefix_features else f)}"
                     for f in part.features
@@ -448,7 +459,7 @@ class DeltaOfflineStore(OfflineStore):
                 continue
             fts = q(view.timestamp_field)
             cols = ", ".join(q(c) for c in view.join_key_names)
-            cols += "".join(f", {_column_of(view, f)} AS {q(f)}" for f in part.features)
+            cols += "".join(f", {q(f)}" for f in part.features)
             on = " AND ".join(f"s.{q(k)} = {alias}.{q(k)}" for k in view.join_key_names)
             joins.append(
                 f"ASOF LEFT JOIN (SELECT {cols}, {fts} AS __fp_ts FROM {relation}) AS {alias} "
@@ -471,8 +482,6 @@ class DeltaOfflineStore(OfflineStore):
 
     def _register_events(self, con: duckdb.DuckDBPyConnection, name: str, part: RetrievalPart) -> str:
         """A stream view's logged events, once each, as relation ``<name>_events``."""
-        from featureplane.offline_stores.event_log import deduped_events_sql, event_schema
-
         table = self._table(part.table_id)
         if table is None:
             con.register(name, event_schema(part.view).empty_table())
@@ -485,12 +494,25 @@ class DeltaOfflineStore(OfflineStore):
         self, table_id: str, view: FeatureViewSpec, start: datetime, end: datetime
     ) -> pd.DataFrame:
         con = _duck(self.duckdb_settings)
+        if view.is_stream:  # from its event log
+            events = self._register_events(con, "log", RetrievalPart(view, table_id, view.feature_names))
+            if view.is_aggregate:
+                return stream_ranges(con, events, view, start, end)
+            con.execute(f"CREATE TEMP VIEW t AS {plain_rows_sql(view, events)}").fetchall()
+            return self._plain_ranges(con, "t", view, start, end)
         self._register(con, "t", table_id, view)
         if view.is_aggregate:
             return to_pandas(con.sql(features_in_range_sql(view, "t", start, end)).to_arrow_table())
+        return self._plain_ranges(con, "t", view, start, end)
+
+    def _plain_ranges(
+        self, con: duckdb.DuckDBPyConnection, rows: str, view: FeatureViewSpec, start: datetime, end: datetime
+    ) -> pd.DataFrame:
+        """A plain view's ``features_in_range`` over ``rows`` (join keys, timestamp, features)."""
         keys = ", ".join(q(k) for k in view.join_key_names)
         ts = q(view.timestamp_field)
-        next_ts = f"lead({ts}) OVER (PARTITION BY {keys} ORDER BY {ts})"
+        ties = ties_order(view, q)
+        next_ts = f"lead({ts}) OVER (PARTITION BY {keys} ORDER BY {ts}{ties})"
         if view.ttl_seconds:
             expiry = f"{ts} + INTERVAL {int(view.ttl_seconds)} SECOND"
             valid_to = f"CASE WHEN {next_ts} IS NULL OR {next_ts} > {expiry} THEN {expiry} ELSE {next_ts} END"
@@ -498,9 +520,9 @@ class DeltaOfflineStore(OfflineStore):
             valid_to = next_ts
         columns = ", ".join(q(c) for c in self.columns(view))
         sql = (
-            f"SELECT * FROM (SELECT {columns}, {ts} AS _valid_from, {valid_to} AS _valid_to FROM t) "
+            f"SELECT * FROM (SELECT {columns}, {ts} AS _valid_from, {valid_to} AS _valid_to FROM {rows}) "
             f"WHERE _valid_from < {ts_literal(end)} AND (_valid_to IS NULL OR _valid_to > {ts_literal(start)}) "
-            f"ORDER BY {keys}, _valid_from"
+            f"ORDER BY {keys}, _valid_from{ties}"
         )
         return to_pandas(con.sql(sql).to_arrow_table())
 
@@ -550,31 +572,6 @@ def _aggregate_join(con: duckdb.DuckDBPyConnection, part: RetrievalPart, relatio
     ).fetchall()
     on = " AND ".join(f"s.{q(k)} = {alias}.{q(k)}" for k in view.join_key_names)
     return f"LEFT JOIN {alias}_values AS {alias} ON {on} AND {alias}.{IDX} = {index}"
-
-
-def _stream_aggregate_join(
-    con: duckdb.DuckDBPyConnection, part: RetrievalPart, events: str, alias: str
-) -> str:
-    """Roll a stream view's logged events up at every distinct (entity, time) of the spine
-    (``stream_rollup``); the join clause."""
-    from featureplane.compute.aggregation.stream_rollup import AT, stream_rollup_sql
-
-    view = part.view
-    at = DUCKDB.epoch_us(f"s.{SPINE_TS}")
-    keys = ", ".join(f"s.{q(k)}" for k in view.join_key_names)
-    points = f"(SELECT {keys}, {at} AS {AT} FROM spine AS s)"
-    con.execute(
-        f"CREATE TEMP TABLE {alias}_values AS {stream_rollup_sql(view, events, points, part.features)}"
-    ).fetchall()
-    on = " AND ".join(f"s.{q(k)} = {alias}.{q(k)}" for k in view.join_key_names)
-    return f"LEFT JOIN {alias}_values AS {alias} ON {on} AND {alias}.{AT} = {at}"
-
-
-def _column_of(view: FeatureViewSpec, feature: str) -> str:
-    """Where a plain view's feature is in its stored rows: its own column, or for a stream view the
-    logged column it reads."""
-    spec = view.feature(feature)
-    return q(spec.column or spec.name) if view.is_stream else q(feature)
 
 
 def _is_array(view: FeatureViewSpec, feature: str) -> bool:

@@ -126,6 +126,19 @@ def deduped_events_sql(view: FeatureViewSpec, relation: str) -> str:
     )
 
 
+def plain_rows_sql(view: FeatureViewSpec, events: str) -> str:
+    """A plain stream view's rows from its events (``deduped_events_sql``): join keys, event time and
+    each feature under its own name (read from the logged column it names). Of an entity's events at
+    one time only the one with the greatest values is a row (as a batch view's latest row is chosen),
+    so every store's point-in-time join and ranges pick the same."""
+    keys = [_q(k) for k in view.join_key_names]
+    columns = [*keys, _q(view.timestamp_field)]
+    columns += [f"{_q(f.column or f.name)} AS {_q(f.name)}" for f in view.features]
+    order = [f"{_q(f.column or f.name)} DESC NULLS LAST" for f in view.features if not f.type.is_array]
+    pick = f"PARTITION BY {', '.join(keys)}, {_q(view.timestamp_field)} ORDER BY {', '.join(order) or '1'}"
+    return f"SELECT {', '.join(columns)} FROM {events} QUALIFY row_number() OVER ({pick}) = 1"
+
+
 def handover_path(table: Path) -> Path:
     """Where a file-based backend keeps the hand-over state: beside the table directory (not in it:
     Delta's vacuum removes files a table does not know)."""
@@ -142,6 +155,12 @@ class StreamEventLog(ABC):
     @abstractmethod
     def append(self, events: Sequence[LoggedEvent], processed_at_us: int) -> None:
         """Append a batch's applied events in one commit (an empty batch writes nothing)."""
+
+    def append_batches(self, batches: Sequence[tuple[Sequence[LoggedEvent], int]]) -> None:
+        """Append batches of events, each with its processing time (a staged log being loaded: see
+        ``streams.staging``); one commit where the backend can, else one per batch."""
+        for events, processed_at_us in batches:
+            self.append(events, processed_at_us)
 
     @abstractmethod
     def logged_after(self, positions: dict[str, int]) -> set[tuple[str, int]]:

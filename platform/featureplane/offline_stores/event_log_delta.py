@@ -67,12 +67,15 @@ class DeltaEventLog(StreamEventLog):
         )
 
     def append(self, events: Sequence[LoggedEvent], processed_at_us: int) -> None:
+        self.append_batches([(events, processed_at_us)])
+
+    def append_batches(self, batches: Sequence[tuple[Sequence[LoggedEvent], int]]) -> None:
+        """All the batches in one commit."""
         import pyarrow as pa
 
-        if not events:
-            return
-        rows = logged_rows(self.view, self.columns, events, processed_at_us)
-        self._write(pa.Table.from_pylist(rows, schema=self.schema()))
+        rows = [row for events, at in batches for row in logged_rows(self.view, self.columns, events, at)]
+        if rows:
+            self._write(pa.Table.from_pylist(rows, schema=self.schema()))
 
     def write_backfill(self, start_us: int, end_us: int, rows: pa.Table) -> int:
         import pyarrow as pa

@@ -47,11 +47,15 @@ class SnowflakeEventLog(StreamEventLog):
         return self.store._name(f"{self.store.prefix}STREAM_HANDOVER")
 
     def append(self, events: Sequence[LoggedEvent], processed_at_us: int) -> None:
+        self.append_batches([(events, processed_at_us)])
+
+    def append_batches(self, batches: Sequence[tuple[Sequence[LoggedEvent], int]]) -> None:
+        """All the batches in one transaction."""
         import pyarrow as pa
 
-        if not events:
+        rows = [row for events, at in batches for row in logged_rows(self.view, self.columns, events, at)]
+        if not rows:
             return
-        rows = logged_rows(self.view, self.columns, events, processed_at_us)
         self.store._commit(
             self.table_id,
             self.table_view,

@@ -62,7 +62,8 @@ from featureplane.compute.snowflake.client import (
 from featureplane.compute.snowflake.engine import SnowflakeStagedResult
 from featureplane.config import ConfigError
 from featureplane.definitions.specs import FeatureViewSpec
-from featureplane.offline_stores.base import OfflineStore, OnlineChanges, RetrievalPart, to_pandas
+from featureplane.offline_stores.base import OfflineStore, OnlineChanges, RetrievalPart, ties_order, to_pandas
+from featureplane.offline_stores.event_log import log_table_view, plain_rows_sql
 from featureplane.offline_stores.snowflake_sql import (
     JOIN_METHODS,
     KEEP_CHANGES,
@@ -79,6 +80,7 @@ from featureplane.offline_stores.snowflake_sql import (
     where_clause,
     window_conditions,
 )
+from featureplane.offline_stores.snowflake_streams import logged_events, stream_ranges, stream_training_rows
 from featureplane.types import DataType, Int64, Timestamp
 
 if TYPE_CHECKING:
@@ -489,17 +491,15 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
     ) -> pd.DataFrame:
         import pandas as pd
 
-        streams = [p.view.name for p in parts if p.view.is_stream]
-        if streams:
-            raise ValueError(
-                f"stream feature view(s) {', '.join(streams)}: training sets over stream views read their "
-                "event log, which is built on the Delta offline store only"
-            )
         relation = self._upload_spine(spine, timestamp_key, parts)
         uploaded: list[str] = []
         try:
             sources = []
             for part in parts:
+                if part.view.is_stream:
+                    log = self._rows(part.table_id, log_table_view(part.view))
+                    sources.append((part, stream_training_rows(self.client, log, part, relation, uploaded)))
+                    continue
                 if part.data is None:
                     rows = self._rows(part.table_id, part.view)
                 else:
@@ -534,13 +534,28 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
     def features_in_range(
         self, table_id: str, view: FeatureViewSpec, start: datetime, end: datetime
     ) -> pd.DataFrame:
+        if view.is_stream:  # from its event log
+            temps: list[str] = []
+            try:
+                events = logged_events(self.client, self._rows(table_id, log_table_view(view)), view, temps)
+                if not view.is_aggregate:
+                    return self._plain_ranges(f"({plain_rows_sql(view, events)})", view, start, end)
+                return to_pandas(stream_ranges(self.client, events, view, start, end, temps))
+            finally:
+                for name in temps:
+                    self.client.drop_quietly(name)
         if view.is_aggregate:
             sql = features_in_range_sql(view, self._rows(table_id, view), start, end, SNOWFLAKE)
             fields = [*view_fields(view), ("_valid_from", Timestamp), ("_valid_to", Timestamp)]
             return to_pandas(conform_arrow(self.client.fetch_arrow(sql), fields))
+        return self._plain_ranges(self._rows(table_id, view), view, start, end)
+
+    def _plain_ranges(self, rows: str, view: FeatureViewSpec, start: datetime, end: datetime) -> pd.DataFrame:
+        """A plain view's ``features_in_range`` over ``rows`` (join keys, timestamp, features)."""
         fields = store_fields(view)
         ts = quote(view.timestamp_field)
-        next_ts = f"LEAD({ts}) OVER (PARTITION BY {key_list(view)} ORDER BY {ts})"
+        ties = ties_order(view, quote)
+        next_ts = f"LEAD({ts}) OVER (PARTITION BY {key_list(view)} ORDER BY {ts}{ties})"
         if view.ttl_seconds:
             expiry = f"DATEADD(second, {int(view.ttl_seconds)}, {ts})"
             valid_to = f"CASE WHEN {next_ts} IS NULL OR {next_ts} > {expiry} THEN {expiry} ELSE {next_ts} END"
@@ -549,9 +564,9 @@ class SnowflakeOfflineStore(UsesSnowflake, OfflineStore):
         columns = ", ".join(quote(n) for n, _ in fields)
         sql = (
             f"SELECT * FROM (SELECT {columns}, {ts} AS {quote('_valid_from')}, {valid_to} AS {quote('_valid_to')} "
-            f"FROM {self._rows(table_id, view)} AS t) WHERE {quote('_valid_from')} < {literal_time(end)} "
+            f"FROM {rows} AS t) WHERE {quote('_valid_from')} < {literal_time(end)} "
             f"AND ({quote('_valid_to')} IS NULL OR {quote('_valid_to')} > {literal_time(start)}) "
-            f"ORDER BY {key_list(view)}, {quote('_valid_from')}"
+            f"ORDER BY {key_list(view)}, {quote('_valid_from')}{ties}"
         )
         fields += [("_valid_from", Timestamp), ("_valid_to", Timestamp)]
         return to_pandas(conform_arrow(self.client.fetch_arrow(sql), fields))

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from featureplane.compute.aggregation.dialects import IDX, SNOWFLAKE
+from featureplane.compute.aggregation.stream_rollup import AT
 from featureplane.compute.aggregation.tiles import (
     interval_us,
     storage_view,
@@ -161,6 +162,22 @@ def aggregate_part(view: FeatureViewSpec, features: list[str], relation: str, sp
     ]
 
 
+def stream_aggregate_part(
+    view: FeatureViewSpec, features: list[str], relation: str, spine: str, alias: str
+) -> Ctes:
+    """For each spine row, a stream view's aggregates at its time: ``relation`` holds them at every
+    distinct (entity, time in microseconds, ``"__fp_at_us"``) of the spine (``snowflake_streams``)."""
+    picked = ", ".join(f"v.{quote(f)}" for f in features)
+    at = SNOWFLAKE.epoch_us(f"s.{SPINE_TS}")
+    return [
+        (
+            alias,
+            f"SELECT s.{ROW}, {picked}, NULL AS {FEATURE_TS} FROM {spine} AS s JOIN {relation} AS v "
+            f"ON {keys_equal(view, 's', 'v')} AND v.{quote(AT)} = {at}",
+        )
+    ]
+
+
 PART_BUILDERS = {"asof": asof_part, "window": window_part}
 
 
@@ -175,7 +192,10 @@ def point_in_time_sql(
     for i, (part, relation) in enumerate(parts):
         alias = f"__fp_part_{i}"
         view = part.view
-        builder = aggregate_part if view.is_aggregate else PART_BUILDERS[method]
+        if view.is_aggregate:
+            builder = stream_aggregate_part if view.is_stream else aggregate_part
+        else:
+            builder = PART_BUILDERS[method]
         ctes += builder(view, part.features, relation, spine, alias)
         joins.append(f"LEFT JOIN {alias} ON {alias}.{ROW} = s.{ROW}")
         for feature in part.features:

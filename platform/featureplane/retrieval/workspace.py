@@ -210,16 +210,12 @@ class FeatureViewHandle:
     def get_features_in_range(self, start: Any, end: Any) -> pd.DataFrame:
         """Feature rows valid at some time in ``[start, end)``, with ``_valid_from`` and ``_valid_to``.
 
-        For an aggregate view, each entity's window values with the interval in which they hold."""
+        For an aggregate view (batch or stream), each entity's window values with the interval in which
+        they hold."""
         if self.spec.is_realtime:
             raise RetrievalError(
                 f"feature view {self.name!r} is computed per request and stores no values; use "
                 "get_historical_features with a spine that carries its request fields"
-            )
-        if self.spec.is_stream:
-            raise RetrievalError(
-                f"feature view {self.name!r} is a stream view: its training values come from "
-                "get_historical_features (get_features_in_range is not built for stream views)"
             )
         (part,) = self.workspace._parts([(self.spec, self.spec.feature_names)])
         return self.workspace.runtime.offline_store.features_in_range(

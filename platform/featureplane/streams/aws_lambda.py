@@ -5,7 +5,11 @@ handler turns them into ``StreamRecord`` s (the shard from ``eventID``, the sequ
 base64 JSON ``data``) and applies them with the same core as ``featureplane stream run``
 (``streams.processor``) to every stream feature view whose Kinesis source is the batch's stream, on
 the DynamoDB online store (tiles written per entity by conditional ``UpdateItem``, so the functions of
-all shards run concurrently; each commits only its own shard's state).
+all shards run concurrently; each commits only its own shard's state). For a view with
+``offline=True``, each chunk's applied events are staged in S3 before its online commit
+(``streams.staging``: the function holds no offline store client); the platform loads them into the
+view's Delta or Snowflake event log (``streams.staging_load``). Without a staging location such a view
+is processed online only, with a warning.
 
 A batch is applied in chunks of ``FEATUREPLANE_STREAM_CHUNK_RECORDS`` records (default 500), each
 committed with the shard's checkpoint. When a chunk cannot be committed (DynamoDB unreachable,
@@ -30,6 +34,9 @@ featureplane.yaml; its registry, or its ``serving.registry_snapshot`` when set) 
 - ``FEATUREPLANE_STREAM_VIEWS``: ``workspace/view`` names, comma-separated, to process only these
   (default: every stream view of a live workspace whose source is the batch's stream);
 - ``FEATUREPLANE_STREAM_CHUNK_RECORDS`` (default 500);
+- ``FEATUREPLANE_STREAM_STAGING`` (``s3://bucket/prefix``; default the configuration's
+  ``streams.staging``), ``FEATUREPLANE_STREAM_STAGING_REGION``, ``FEATUREPLANE_STREAM_STAGING_ENDPOINT_URL``:
+  where offline views' events are staged;
 - ``FEATUREPLANE_REGISTRY_REFRESH_SECONDS`` (default 30): how often the registry (or snapshot) is
   checked for a new apply.
 """
@@ -50,7 +57,9 @@ from featureplane.registry.snapshot import config_from_lambda_environment
 from featureplane.streams.backend import stream_store_for
 from featureplane.streams.kinesis import decode_data
 from featureplane.streams.processor import StreamProcessor, StreamRecord
+from featureplane.streams.staging import StagedEventLog, StagingArea, staging_area
 from featureplane.streams.store import StreamStore
+from featureplane.util.stream_settings import parse_staging
 
 log = logging.getLogger("featureplane.streams")
 
@@ -157,6 +166,19 @@ def _number(environ: Mapping[str, str], name: str, default: float) -> float:
     return number
 
 
+def _staging(environ: Mapping[str, str], config: Config) -> StagingArea | None:
+    """Where offline views' events are staged: ``FEATUREPLANE_STREAM_STAGING*``, else ``streams``."""
+    uri = environ.get("FEATUREPLANE_STREAM_STAGING", "").strip()
+    if not uri:
+        return staging_area(config.streams)
+    try:
+        uri = parse_staging(uri, "FEATUREPLANE_STREAM_STAGING")  # type: ignore[assignment]
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    region = environ.get("FEATUREPLANE_STREAM_STAGING_REGION") or None
+    return StagingArea(uri, region, environ.get("FEATUREPLANE_STREAM_STAGING_ENDPOINT_URL") or None)
+
+
 class StreamFunction:
     """What the function keeps between invocations: the registry (or snapshot), the stream store,
     and per stream the processors of the views it feeds (rebuilt after an apply)."""
@@ -191,6 +213,7 @@ class StreamFunction:
         self.check_mappings = bool(self.function_name) and checking not in ("false", "0", "no", "off")
         self._mappings_checked: dict[str, float] = {}
         self._lambda: Any = None
+        self.staging = _staging(env, config)
 
     def _live(self) -> list[str]:
         listing = getattr(self.source, "list_workspaces", None)
@@ -276,17 +299,20 @@ class StreamFunction:
                 if config.get("type") != "kinesis" or config.get("stream_name") not in (name, stream_arn):
                     continue
                 transform = load_python_function(view.transformation) if view.transformation else None
-                if view.offline:
+                table_id = state.table_id(view.name)
+                event_log = None
+                if view.offline and self.staging is not None:
+                    event_log = StagedEventLog(self.staging, table_id, view)
+                elif view.offline:
                     log.warning(
-                        "stream feature view %s/%s has offline=True, but this function writes its online "
-                        "tiles only: its offline event log is not appended to (docs/streams.md, On AWS Lambda)",
+                        "stream feature view %s/%s has offline=True, but no staging location is set "
+                        "(FEATUREPLANE_STREAM_STAGING or streams.staging): its offline event log is not "
+                        "appended to (docs/streams.md, On AWS Lambda)",
                         workspace,
                         view.name,
                     )
                 out.append(
-                    StreamProcessor(
-                        view, state.table_id(view.name), self.store, transform, source.timestamp_field
-                    )
+                    StreamProcessor(view, table_id, self.store, transform, source.timestamp_field, event_log)
                 )
                 found.add((workspace, view.name))
         missing = sorted(self.wanted - found) if self.wanted is not None else []

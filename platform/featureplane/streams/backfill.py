@@ -7,10 +7,12 @@ the window's backfilled rows in one commit, and to the online tiles (or latest r
 Any invalid row fails the window before anything is written; rows the transformation drops are
 counted.
 
-Online, a backfilled event has the identity ``batch:<window start>`` / its position among the
-window's rows sorted by key, time and values, so a rerun of a window with the same rows changes
-nothing. Only the events inside the longest window before the boundary are written online: older
-ones cannot change a value at or after it.
+A window is read and transformed one partition (``batch_schedule``) at a time, so a range of many
+partitions holds one partition's rows in Python at once and its events as Arrow; the event log is
+still written in one commit. Online, a backfilled event has the identity ``batch:<partition start>``
+/ its position among the partition's rows sorted by key, time and values, so a rerun of a partition
+with the same rows, alone or inside a range, changes nothing. Only the events inside the longest
+window before the boundary are written online: older ones cannot change a value at or after it.
 """
 
 from __future__ import annotations
@@ -60,7 +62,12 @@ class BackfillResult:
 
 
 def backfill_stream_view(
-    runtime: Runtime, state: WorkspaceState, view_name: str, start: datetime, end: datetime
+    runtime: Runtime,
+    state: WorkspaceState,
+    view_name: str,
+    start: datetime,
+    end: datetime,
+    progress: Callable[[str], None] | None = None,
 ) -> BackfillResult:
     """Backfill ``view_name`` of live workspace ``state`` for ``[start, end)`` (naive UTC)."""
     view = state.feature_view(view_name)
@@ -83,7 +90,7 @@ def backfill_stream_view(
     def read(first: datetime, until: datetime) -> list[dict[str, Any]]:
         return _plain_rows(runtime.engine.source_rows(history, first, until))
 
-    return backfill_window(processor, log, read, start, end, f"{where}: {history.name!r}")
+    return backfill_window(processor, log, read, start, end, f"{where}: {history.name!r}", progress)
 
 
 def backfill_window(
@@ -93,39 +100,77 @@ def backfill_window(
     start: datetime,
     end: datetime,
     what: str,
+    progress: Callable[[str], None] | None = None,
 ) -> BackfillResult:
-    """The backfill of ``[start, end)`` from the batch rows ``read(start, until)`` returns (``until``:
-    the end or the hand-over boundary) into ``log`` and ``processor``'s online store."""
+    """The backfill of ``[start, end)`` from the batch rows ``read(first, until)`` returns for each
+    partition in it (up to the end or the hand-over boundary) into ``log`` and ``processor``'s online
+    store."""
+    import pyarrow as pa
+
     view = processor.view
     start_us, end_us = to_us(start, "start"), to_us(end, "end")
     until = log.reserve_backfill(start_us, end_us)
     result = BackfillResult(view.name, start, end, from_us(max(until, start_us)))
     if until <= start_us:
         return result  # the stream owns this window
-    rows = read(start, from_us(until))
-    result.rows = len(rows)
-    shard = f"batch:{start.isoformat()}"
+    step = (view.batch_schedule_seconds or 86400) * 1_000_000
+    online_from = until - processor.longest
+    tables: list[Any] = []
+    online: list[tuple[str, int, tuple]] = []  # aggregate views: the events inside the longest window
+    latest: dict[tuple, tuple[int, list[Any]]] = {}  # plain views: the latest row per key
+    for first in range(start_us, until, step):
+        last = min(first + step, until)
+        shard = f"batch:{from_us(first).isoformat()}"
+        events = _partition_events(processor, read(from_us(first), from_us(last)), first, last, result, what)
+        tables.append(_table(processor, events))
+        if view.online and processor.aggregate:
+            online += [(shard, n, e) for n, e in enumerate(events) if e[1] >= online_from]
+        elif view.online:
+            for key, ts, values in events:
+                if key not in latest or ts >= latest[key][0]:
+                    latest[key] = (ts, [processor._stored(f.column or f.name, values) for f in view.features])
+        if progress is not None:
+            progress(f"{what}: [{from_us(first)}, {from_us(last)}): {len(events)} event(s)")
+    result.offline_version = log.write_backfill(start_us, until, pa.concat_tables(tables))
+    if view.online and processor.aggregate:
+        result.online_events = _write_tiles(processor, online, until)
+    elif view.online:
+        processor.store.commit_rows(processor.table_id, latest, {}, view.ttl_seconds)
+        result.online_events = len(latest)
+    return result
+
+
+def _partition_events(
+    processor: StreamProcessor,
+    rows: list[dict[str, Any]],
+    first: int,
+    last: int,
+    result: BackfillResult,
+    what: str,
+) -> list[tuple[tuple, int, dict[str, Any]]]:
+    """One partition's rows transformed and checked as the stream processor does, sorted by key,
+    time and values (their positions are their online identities)."""
+    result.rows += len(rows)
+    shard = f"batch:{from_us(first).isoformat()}"
     events = []
     records = [StreamRecord(shard, n, data) for n, data in enumerate(rows)]
     for n, row in enumerate(processor._rows(records)):
         if isinstance(row, ValueError):
             raise FeatureplaneError(
-                f"{what}: row {n} in [{start}, {from_us(until)}) {row}; nothing was written"
+                f"{what}: row {n} in [{from_us(first)}, {from_us(last)}) {row}; nothing was written"
             )
         if row is None:
             result.dropped += 1
-        elif start_us <= row[1] < until:
+        elif first <= row[1] < last:
             events.append(row)
         else:
             raise FeatureplaneError(
                 f"{what}: row {n}: the transformation moved its event time to {from_us(row[1])}, "
-                f"outside the window [{start}, {from_us(until)}); nothing was written"
+                f"outside the window [{from_us(first)}, {from_us(last)}); nothing was written"
             )
     events.sort(key=lambda e: (e[0], e[1], repr(sorted(e[2].items()))))
-    result.events = len(events)
-    result.offline_version = log.write_backfill(start_us, until, _table(processor, events))
-    result.online_events = _write_online(processor, shard, events, until) if view.online else 0
-    return result
+    result.events += len(events)
+    return events
 
 
 def _plain_rows(frame: Any) -> list[dict[str, Any]]:
@@ -161,27 +206,14 @@ def _table(processor: StreamProcessor, events: list) -> Any:
     return pa.Table.from_pylist(rows, schema=pa.schema(fields))
 
 
-def _write_online(processor: StreamProcessor, shard: str, events: list, until: int) -> int:
-    """Apply the events inside the longest window before ``until`` to the online tiles (or rows),
-    leaving the processing state as it is."""
+def _write_tiles(processor: StreamProcessor, events: list[tuple[str, int, tuple]], until: int) -> int:
+    """Apply the events (``(shard, position, event)``) inside the longest window before ``until`` to
+    the online tiles, leaving the processing state as it is."""
     store, table_id = processor.store, processor.table_id
-    state = store.state(table_id)
-    if not processor.aggregate:
-        latest: dict[tuple, tuple[int, list[Any]]] = {}
-        for key, ts, values in events:
-            if key not in latest or ts >= latest[key][0]:
-                latest[key] = (
-                    ts,
-                    [processor._stored(f.column or f.name, values) for f in processor.view.features],
-                )
-        store.commit_rows(table_id, latest, {}, processor.view.ttl_seconds)
-        return len(latest)
-    first = until - processor.longest
     tiles: dict[tuple[tuple, int], list[Event]] = {}
-    for n, (key, ts, values) in enumerate(events):
-        if ts >= first:
-            tiles.setdefault((key, ts // processor.step), []).append(Event(ts, values, shard, n))
-    retain = first // processor.step
-    kept = processor.retain_from(state)
+    for shard, n, (key, ts, values) in events:
+        tiles.setdefault((key, ts // processor.step), []).append(Event(ts, values, shard, n))
+    retain = (until - processor.longest) // processor.step
+    kept = processor.retain_from(store.state(table_id))
     store.commit_tiles(table_id, processor.tiles, tiles, {}, retain if kept is None else max(retain, kept))  # type: ignore[arg-type]
     return sum(len(batch) for batch in tiles.values())

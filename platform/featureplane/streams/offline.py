@@ -13,7 +13,20 @@ if TYPE_CHECKING:
 
 
 def event_log_for(runtime: Runtime, table_id: str, view: FeatureViewSpec) -> StreamEventLog | None:
-    """The view's event log in the runtime's offline store (None when the view is not offline)."""
+    """The view's event log in the runtime's offline store (None when the view is not offline). With
+    ``streams.staging`` configured its hand-over state is the staging area's, which the stream Lambda
+    shares (``streams.staging``)."""
+    log = offline_event_log(runtime, table_id, view)
+    if log is None:
+        return None
+    from featureplane.streams.staging import HandoverInStaging, staging_area
+
+    area = staging_area(runtime.config.streams)
+    return log if area is None else HandoverInStaging(log, area, table_id)
+
+
+def offline_event_log(runtime: Runtime, table_id: str, view: FeatureViewSpec) -> StreamEventLog | None:
+    """The view's event log in the runtime's offline store, as the store keeps it."""
     if not view.offline:
         return None
     from featureplane.offline_stores.delta import DeltaOfflineStore

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -205,9 +205,31 @@ class StreamProcessor:
                 self.store.commit_tiles(self.table_id, self.tiles, tiles, mine, self.retain_from(after))  # type: ignore[arg-type]
             else:
                 self.store.commit_rows(self.table_id, rows, mine, self.view.ttl_seconds)
-        self._in_sync = True
+        # In sync once no logged record is left after the new checkpoints: a dead attempt may have
+        # logged a longer batch than this one, and its tail must be applied again too.
+        self._in_sync = not any(seq > done.get(shard, -1) for shard, seq in logged_before)
         result.watermark_us = after.watermark_us
         return result
+
+    def finish_shards(self, names: Sequence[str]) -> list[str]:
+        """Mark the shards ``names``, read to their end by the caller, as finished, so that their
+        watermarks stop holding tile retention back; returns those it marked (shards it has no state
+        for, or already finished, are left alone). Call it only for shards that will never deliver
+        another record, after their last records were processed."""
+        state = self.store.state(self.table_id)
+        mine = {
+            name: replace(state.shards[name], finished=True)
+            for name in sorted(set(names))
+            if name in state.shards and not state.shards[name].finished
+        }
+        if not mine:
+            return []
+        after = merged({**state.shards, **mine})
+        if self.aggregate:
+            self.store.commit_tiles(self.table_id, self.tiles, {}, mine, self.retain_from(after))  # type: ignore[arg-type]
+        else:
+            self.store.commit_rows(self.table_id, {}, mine, self.view.ttl_seconds)
+        return list(mine)
 
     def _logged_after(self, positions: dict[str, int]) -> set[tuple[str, int]]:
         """The logged records after the online checkpoints: those an attempt appended offline and

@@ -2,8 +2,9 @@
 
 Each round reads a batch of records after the checkpoints (from the ingest log for a push stream
 source, from the shards of a Kinesis stream), applies it (one transaction with the
-checkpoints, ``streams.processor``), and marks the sealed ingest log segments it has consumed so they
-can be removed. Killed at any point, a restart resumes from the last committed checkpoints: nothing
+checkpoints, ``streams.processor``), marks the sealed ingest log segments it has consumed so they
+can be removed, and records the shards read to their end (consumed segments, closed Kinesis shards)
+as finished, so that they stop holding tile retention back. Killed at any point, a restart resumes from the last committed checkpoints: nothing
 is lost and nothing is counted twice.
 """
 
@@ -100,6 +101,7 @@ def run_stream(
     is waiting."""
     processor, source = open_stream(runtime, workspace, view_name)
     totals = RunTotals()
+    finished = {name for name, shard in processor.state().shards.items() if shard.finished}
     while should_stop is None or not should_stop():
         positions = processor.state().positions
         records = source.read(positions, batch_size)
@@ -109,10 +111,18 @@ def run_stream(
             if report is not None:
                 report(result)
             positions = processor.state().positions
-        if isinstance(source, IngestLogSource) and (not records or totals.batches % MARK_EVERY == 0):
-            source.mark_consumed(positions, processor.table_id)
+        ended: set[str] = set()
+        if isinstance(source, IngestLogSource):
+            if not records or totals.batches % MARK_EVERY == 0:
+                consumed = source.mark_consumed(positions, processor.table_id)
+                ended = {segment.name for segment in consumed}
+        else:
+            ended = set(source.finished)
+        if ended - finished:
+            processor.finish_shards(sorted(ended - finished))
+            finished |= ended
         if not records:
-            if once:
+            if once and (isinstance(source, IngestLogSource) or source.caught_up):
                 break
             time.sleep(poll_seconds)
     return totals

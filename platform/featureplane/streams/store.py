@@ -21,12 +21,15 @@ from featureplane.streams.tiles import Event, TileSpec
 @dataclass(frozen=True)
 class ShardState:
     """One shard's processing state: the sequence number of its last record processed, the latest
-    event time applied from it (µs, its watermark), and how many of its records were refused."""
+    event time applied from it (µs, its watermark), how many of its records were refused, and whether
+    it is *finished*: read to its end, never to deliver a record again (a sealed ingest log segment
+    consumed, a closed Kinesis shard after a reshard)."""
 
     position: int
     watermark_us: int | None = None
     late: int = 0
     invalid: int = 0
+    finished: bool = False
 
 
 @dataclass(frozen=True)
@@ -43,8 +46,11 @@ class StreamState:
 
     @property
     def slowest_watermark_us(self) -> int | None:
-        """The lowest watermark of the shards that have applied a record (None when none has)."""
-        marks = [s.watermark_us for s in self.shards.values() if s.watermark_us is not None]
+        """The lowest watermark of the unfinished shards that have applied a record (None when none
+        has): a finished shard can update no tile, so it holds no retention back."""
+        marks = [
+            s.watermark_us for s in self.shards.values() if s.watermark_us is not None and not s.finished
+        ]
         return min(marks) if marks else None
 
 
@@ -61,19 +67,26 @@ def merged(shards: Mapping[str, ShardState]) -> StreamState:
 
 def shard_json(state: ShardState) -> bytes:
     """A shard's state as stored (the position as decimal text: Kinesis sequence numbers exceed 64 bits)."""
-    return orjson.dumps(
-        {
-            "position": str(state.position),
-            "watermark_us": state.watermark_us,
-            "late": state.late,
-            "invalid": state.invalid,
-        }
-    )
+    data = {
+        "position": str(state.position),
+        "watermark_us": state.watermark_us,
+        "late": state.late,
+        "invalid": state.invalid,
+    }
+    if state.finished:
+        data["finished"] = True
+    return orjson.dumps(data)
 
 
 def shard_from_json(blob: bytes | str) -> ShardState:
     data = orjson.loads(blob)
-    return ShardState(int(data["position"]), data["watermark_us"], data["late"], data["invalid"])
+    return ShardState(
+        int(data["position"]),
+        data["watermark_us"],
+        data["late"],
+        data["invalid"],
+        data.get("finished", False),
+    )
 
 
 class StreamStore(ABC):

@@ -550,6 +550,22 @@ def features_in_range_sql(
         f"WHERE c.{IDX} < {last} AND c.{IDX} >= COALESCE(s.__fp_since, {first}))"
     )
     names = [f.name for f in aggregates(view)]
+    values = features_at_sql(view, tiles, points, names, dialect)
+    ctes = [f"__fp_changes AS ({changes})", f"__fp_since AS ({since})"]
+    return merged_ranges_sql(view, values, names, start, end, dialect, ctes)
+
+
+def merged_ranges_sql(
+    view: FeatureViewSpec,
+    values: str,
+    names: Sequence[str],
+    start: datetime,
+    end: datetime,
+    dialect: Dialect = DUCKDB,
+    ctes: Sequence[str] = (),
+) -> str:
+    """``features_in_range_sql``'s ranges from ``values`` (join keys, the time each value holds from,
+    the features; it may read ``ctes``): consecutive equal values merged, those holding in the range."""
     ts = q(view.timestamp_field)
     keys = _keys(view)
     previous = f"OVER (PARTITION BY {keys} ORDER BY {ts})"
@@ -570,9 +586,9 @@ def features_in_range_sql(
             f"abs({before} - {q(n)}) <= 1e-12 * greatest(abs({before}), abs({q(n)})))"
         )
     changed = " OR ".join(changes_of)
+    with_clause = ", ".join([*ctes, f"__fp_values AS ({values})"])
     return (
-        f"WITH __fp_changes AS ({changes}), __fp_since AS ({since}), "
-        f"__fp_values AS ({features_at_sql(view, tiles, points, names, dialect)}), "
+        f"WITH {with_clause}, "
         f"__fp_kept AS (SELECT * FROM (SELECT *, {changed} AS __fp_changed FROM __fp_values) AS __fp_c "
         f"WHERE __fp_changed) "
         f"SELECT * FROM (SELECT {keys}, {ts}, {', '.join(q(n) for n in names)}, {ts} AS _valid_from, "

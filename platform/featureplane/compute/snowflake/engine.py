@@ -187,11 +187,16 @@ class SnowflakeEngine(UsesSnowflake, Engine):
     def source_rows(
         self, source: SourceSpec, start: datetime | None = None, end: datetime | None = None
     ) -> Any:
-        """The window's rows as pandas, with Snowflake's upper-case column names lower-cased (the names
-        pandas transformations use on DuckDB too)."""
+        """The window's rows as pandas, with Snowflake's upper-case column names lower-cased and
+        integers and booleans in pandas' nullable dtypes (as DuckDB gives them: an integer column
+        with nulls stays integers)."""
+        import pandas as pd
+        import pyarrow as pa
+
         table = self.client.fetch_arrow(self.source_sql(source, start, end))
         names = [n.lower() if n.isupper() else n for n in table.column_names]
-        return table.rename_columns(names).to_pandas()
+        nullable = {pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
+        return table.rename_columns(names).to_pandas(types_mapper=nullable.get)
 
     # -- transformations -------------------------------------------------------------------------
 
