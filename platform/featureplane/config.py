@@ -247,6 +247,11 @@ class QualitySettings(Section):
     profile_observations: int = setting(
         31, minimum=0, doc="profiles recorded per range run (its last partitions)"
     )
+    chunk_rows: int = setting(
+        1_000_000,
+        minimum=1,
+        doc="staged rows (an aggregate view's tiles) validated and profiled at once, in whole partitions",
+    )
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
@@ -516,6 +521,8 @@ class MonitoringSettings:
     # A range run records one profile observation for each of its last N partitions (Dagster writes every
     # event on its own: a year's backfill with one per partition spends more on them than on the data).
     profile_observations: int = 31
+    # Staged rows are validated and profiled a group of whole partitions of about this many at a time.
+    quality_chunk_rows: int = 1_000_000
     freshness_cron: str = "0 * * * *"
     stream_lag_enabled: bool = True
     stream_lag_interval_seconds: int = 60
@@ -557,6 +564,7 @@ class MonitoringSettings:
             quality_enabled=m.quality.enabled,
             bad_key_sample=m.quality.bad_key_sample,
             profile_observations=m.quality.profile_observations,
+            quality_chunk_rows=m.quality.chunk_rows,
             freshness_cron=m.freshness.cron,
             stream_lag_enabled=m.stream_lag.enabled,
             stream_lag_interval_seconds=m.stream_lag.interval_seconds,

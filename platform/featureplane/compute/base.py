@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -20,6 +20,7 @@ from featureplane.definitions.transformation import (
 from featureplane.types import DataType, Timestamp, compatible
 
 if TYPE_CHECKING:
+    import duckdb
     import pyarrow as pa
 
 
@@ -144,9 +145,11 @@ def one_row_per_key_and_time(view: FeatureViewSpec, sql: str, quote: Callable[[s
 
 
 class StagedResult(ABC):
-    """A transformation's output left where the engine computed it (a Snowflake temporary table), so an
+    """A transformation's output left where the engine computed it: a Snowflake temporary table, so an
     offline store on the same backend writes it with ``INSERT ... SELECT`` instead of a round trip of
-    every row through Python. Materialization needs only its row count and null counts."""
+    every row through Python; or a DuckDB table on local disk (``Engine.stages_locally``), which
+    validation reads a group of partitions at a time and a store writes as a stream of batches.
+    Materialization needs only its row count and null counts."""
 
     @property
     @abstractmethod
@@ -164,6 +167,24 @@ class StagedResult(ABC):
     ) -> StagedResult:
         """The staged tiles of an aggregate view plus its partition markers (``aggregation.with_markers``)."""
         raise NotImplementedError(f"{type(self).__name__} cannot stage aggregate tiles")
+
+    def reader(self, batch_rows: int) -> pa.RecordBatchReader:
+        """The rows as a stream of record batches (for a store that writes a stream)."""
+        return self.to_arrow().to_reader(max_chunksize=batch_rows)
+
+    def chunks(
+        self, view: FeatureViewSpec, partitions: list[tuple[datetime, datetime]], max_rows: int
+    ) -> Iterator[tuple[datetime, datetime, pa.Table]]:
+        """The rows as consecutive groups of whole partitions, ``(start, end, rows)``, each of about
+        ``max_rows`` rows at most (a bigger partition alone), so validation holds one group at a time."""
+        yield partitions[0][0], partitions[-1][1], self.to_arrow()
+
+    def local_duckdb(self) -> tuple[duckdb.DuckDBPyConnection, str] | None:
+        """A DuckDB connection and the relation holding the rows, when they are staged in DuckDB."""
+        return None
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Drop the staged rows."""
 
 
 def null_count(data: pa.Table | StagedResult, column: str) -> int:
@@ -232,6 +253,12 @@ class Engine(ABC):
     def source_rows(self, source: SourceSpec, start: datetime | None, end: datetime | None) -> Any:
         """The source's rows in ``[start, end)`` as a pandas DataFrame (for notebooks and tests)."""
         raise NotImplementedError
+
+    def stages_locally(self, view: FeatureViewSpec) -> bool:
+        """Whether ``stage_transformation`` keeps ``view``'s rows in a local table that spills to disk
+        and that any offline store can stream from; materialization then stages them (memory bounded
+        by the engine's limit rather than by the window's size)."""
+        return False
 
     def release_memory(self) -> None:  # noqa: B027 - optional hook
         """Give back memory the engine holds after a query whose result was fetched (an embedded

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
+    from featureplane.compute.duckdb_stage import DuckDBStagedResult
     from featureplane.config import Config
     from featureplane.dbt import Manifest
 
@@ -128,6 +130,28 @@ def apply_duckdb_settings(con: duckdb.DuckDBPyConnection, settings: dict[str, st
         if name == "temp_directory":
             Path(value).mkdir(parents=True, exist_ok=True)
         con.execute(f"SET {name} = {literal_string(value)}").fetchall()
+
+
+# The stage's connection only scans its table and computes online rows from it (which spills): a
+# smaller buffer pool than the engine's, since DuckDB keeps every block it reads cached up to its limit.
+STAGE_MEMORY_LIMIT = "128MB"
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+
+
+def memory_bytes(text: str) -> int | None:
+    """A memory_limit such as ``400MB`` or ``1GiB`` in bytes (None when not of that form)."""
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([A-Za-z]*)\s*", text)
+    if not match or match.group(2).upper() not in _UNITS:
+        return None
+    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+
+
+def stage_settings(settings: dict[str, str]) -> dict[str, str]:
+    """The engine's settings with memory_limit at most ``STAGE_MEMORY_LIMIT``."""
+    limit = memory_bytes(settings.get("memory_limit", ""))
+    if limit is not None and limit <= (memory_bytes(STAGE_MEMORY_LIMIT) or 0):
+        return settings
+    return {**settings, "memory_limit": STAGE_MEMORY_LIMIT}
 
 
 class DuckDBEngine(Engine):
@@ -303,6 +327,20 @@ class DuckDBEngine(Engine):
         *,
         time_order: bool = False,
     ) -> pa.Table:
+        return self._run(
+            view, sources, start, end, lambda sql: self.con.sql(sql).to_arrow_table(), time_order
+        )
+
+    def _run(
+        self,
+        view: FeatureViewSpec,
+        sources: dict[str, SourceSpec],
+        start: datetime,
+        end: datetime,
+        fetch: Callable[[str], Any],
+        time_order: bool,
+    ) -> Any:
+        """``fetch`` of the conformed query of the view's transformation over ``[start, end)``."""
         import duckdb
 
         transformation = view.transformation
@@ -319,11 +357,43 @@ class DuckDBEngine(Engine):
                 raise TransformationError(
                     f"feature view {view.name!r}: mode {transformation.mode!r} does not run on the DuckDB engine"
                 )
-            return self._conform(view, inner, start, end, time_order)
+            return fetch(self._conform(view, inner, start, end, time_order))
         except duckdb.Error as exc:
             raise TransformationError(
                 f"feature view {view.name!r}: the transformation failed on DuckDB: {_first_line(exc)}"
             ) from exc
+
+    def stages_locally(self, view: FeatureViewSpec) -> bool:
+        """An aggregate view's tiles (about one per event, held as a whole for a backfill): staged."""
+        return view.is_aggregate
+
+    def stage_transformation(
+        self, view: FeatureViewSpec, sources: dict[str, SourceSpec], start: datetime, end: datetime
+    ) -> DuckDBStagedResult:
+        """The rows, sorted by the timestamp, in a database file of their own under the spill
+        directory (``compute.duckdb_stage``); the engine's connection is closed afterwards."""
+        import duckdb
+
+        from featureplane.compute.duckdb_stage import DuckDBStagedResult, create_stage, stage_path
+
+        path = stage_path(self.spill_directory)
+        try:
+            self._run(view, sources, start, end, lambda sql: create_stage(self.con, path, sql), True)
+            self.release_memory()
+            con = duckdb.connect(str(path))
+            con.execute("SET TimeZone='UTC'").fetchall()
+            apply_duckdb_settings(con, stage_settings(self.settings))
+            return DuckDBStagedResult(path, view.timestamp_field, con)
+        except BaseException:
+            self.release_memory()
+            for suffix in ("", ".wal"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            raise
+
+    @property
+    def spill_directory(self) -> Path:
+        spill = self.settings.get("temp_directory")
+        return Path(spill) if spill else self.config.data_dir / "tmp" / "duckdb"
 
     def materialization_rows(
         self, view: FeatureViewSpec, sources: dict[str, SourceSpec], start: datetime, end: datetime
@@ -368,10 +438,10 @@ class DuckDBEngine(Engine):
 
     def _conform(
         self, view: FeatureViewSpec, inner: str, start: datetime, end: datetime, time_order: bool = False
-    ) -> pa.Table:
-        """Select the declared columns, check and cast their types, keep rows inside the window; for an
-        aggregate view, fold the rows into tiles in the same query. Sorted by join keys and timestamp, or
-        with ``time_order`` by the timestamp alone."""
+    ) -> str:
+        """The query that selects the declared columns, checks and casts their types, keeps rows inside
+        the window; for an aggregate view, folds the rows into tiles in the same query. Sorted by join
+        keys and timestamp, or with ``time_order`` by the timestamp alone."""
         actual = {
             name.lower(): OutputColumn(name, raw, lambda _, raw=raw: duckdb_type(raw))
             for name, raw in self._describe_sql(inner)
@@ -392,12 +462,12 @@ class DuckDBEngine(Engine):
         if view.is_aggregate:
             from featureplane.compute.aggregation.tiles import tile_sql
 
-            return self.con.sql(tile_sql(view, sql, time_order=time_order)).to_arrow_table()
+            return tile_sql(view, sql, time_order=time_order)
         order = ", ".join(quote(k.name) for k in view.join_keys) + f", {quote(view.timestamp_field)}"
         if time_order:
             order = quote(view.timestamp_field)
         sql = one_row_per_key_and_time(view, sql, quote)
-        return self.con.sql(f"{sql} ORDER BY {order}").to_arrow_table()
+        return f"{sql} ORDER BY {order}"
 
 
 def _first_line(exc: BaseException) -> str:

@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from featureplane.compute.base import StagedResult, as_arrow, null_count
+from featureplane.config import MonitoringSettings
 from featureplane.definitions.specs import FeatureViewSpec
 from featureplane.materialization.online_sync import Progress, staged_latest_rows, sync_online
 from featureplane.materialization.partitions import windows
@@ -101,6 +102,40 @@ def _check_keys(view: FeatureViewSpec, table: pa.Table | StagedResult) -> None:
             )
 
 
+def validate(
+    validators: list[Validator],
+    view: FeatureViewSpec,
+    table: pa.Table | StagedResult,
+    parts: list[tuple[datetime, datetime]],
+    chunk_rows: int,
+) -> list[Any]:
+    """Every validator's results for the window. Staged rows are validated a group of whole partitions
+    of about ``chunk_rows`` rows at a time (``StagedResult.chunks``) when every validator can combine
+    its groups' results into the whole window's (a ``combine(view, results)`` method, and
+    ``chunkable(view)`` true); otherwise the rows are validated at once."""
+    if not validators:
+        return []
+    start, end = parts[0][0], parts[-1][1]
+    chunked = isinstance(table, StagedResult) and all(
+        callable(getattr(v, "combine", None)) and getattr(v, "chunkable", lambda _: True)(view)
+        for v in validators
+    )
+    if not isinstance(table, StagedResult) or not chunked:
+        rows = as_arrow(table)
+        return [check for validator in validators for check in validator(view, rows, start, end)]
+    found: list[list[list[Any]]] = [[] for _ in validators]
+    for low, high, rows in table.chunks(view, parts, chunk_rows):
+        for results, validator in zip(found, validators, strict=True):
+            results.append(validator(view, rows, low, high))
+        del rows
+        _release_arrow_memory()
+    return [
+        check
+        for results, validator in zip(found, validators, strict=True)
+        for check in validator.combine(view, results)  # type: ignore[attr-defined]
+    ]
+
+
 def view_lock(runtime: Runtime, table_id: str) -> Path:
     """The file whose lock serialises the writers of one view's data (materialization, maintenance)."""
     return runtime.config.data_dir / "locks" / (table_id.replace("/", "__") + ".lock")
@@ -145,78 +180,98 @@ def materialize(
         rows=0,
         offline_version=None,
     )
+    staged: list[StagedResult] = []
     with file_lock(view_lock(runtime, table_id)):
-        clock = time.perf_counter()
-        say(
-            f"{state.name}/{view_name}: computing {len(parts)} partition(s) [{start} .. {end}) on {runtime.engine.name}"
-        )
-        # An Arrow table, or rows staged where the engine ran when the offline store can copy them there.
-        engine, sources = runtime.engine, state.definitions.sources
-        if runtime.offline_store.accepts_staged_from(engine):
-            table = engine.stage_transformation(view, sources, start, end)
-        else:
-            table = engine.materialization_rows(view, sources, start, end)
-        result.rows = table.num_rows
-        if not isinstance(table, StagedResult):
-            runtime.engine.release_memory()  # the rows are in Arrow now: validation needs the memory
-        result.seconds["transform"] = time.perf_counter() - clock
-
-        clock = time.perf_counter()
-        # Validators check what is written: an aggregate view's tiles, a plain view's rows.
-        checked = view
-        if view.is_aggregate:
-            from featureplane.compute.aggregation.tiles import storage_view
-
-            checked = storage_view(view)
-        for validator in validators or []:
-            result.checks += validator(checked, as_arrow(table), start, end)
-        blocking = [
-            c for c in result.checks if getattr(c, "blocking", False) and not getattr(c, "passed", True)
-        ]
-        if blocking:
-            raise ValidationFailed(
-                f"feature view {view_name!r}: {len(blocking)} blocking check(s) failed for [{start}, {end}); "
-                "nothing was written",
-                result.checks,
-            )
-        _check_keys(view, table)
-        if validators:  # hand back what validation's copies (sorted rows, pandas frames) left cached
-            _release_arrow_memory()
-        result.seconds["validate"] = time.perf_counter() - clock
-
-        if view.is_aggregate:
-            from featureplane.compute.aggregation.tiles import with_markers
-
-            table = with_markers(view, table, parts)
-        before = runtime.offline_store.version(table_id)
-        staged_latest = None
-        if (
-            view.online
-            and before is None
-            and not isinstance(table, StagedResult)
-            and runtime.online_store.sync_marker(table_id) is None
-        ):
-            # A first backfill: the online rows follow from these rows alone; no read-back needed.
-            clock = time.perf_counter()
-            staged_latest = staged_latest_rows(runtime, view, table)
-            result.seconds["online_write"] = time.perf_counter() - clock
-        clock = time.perf_counter()
-        result.offline_version = runtime.offline_store.write_window(table_id, view, start, end, table)
-        del table  # the online update may read the offline store: free the window's rows first
-        _release_arrow_memory()
-        result.seconds["offline_write"] = time.perf_counter() - clock
-        say(
-            f"{state.name}/{view_name}: wrote {result.rows:,} row(s) to the offline store (version {result.offline_version})"
-        )
-
-        if view.online:
-            clock = time.perf_counter()
-            synced = sync_online(
-                runtime, state, view, before, start, end, result.offline_version, say, staged_latest
-            )
-            result.online_written, result.online_deleted = synced.written, synced.deleted
-            result.online_full_sync = synced.full_sync
-            result.seconds["online_write"] = (
-                result.seconds.get("online_write", 0.0) + time.perf_counter() - clock
-            )
+        try:
+            _materialize_window(runtime, state, view, parts, result, say, validators, staged)
+        finally:
+            for stage in staged:
+                stage.close()
     return result
+
+
+def _materialize_window(
+    runtime: Runtime,
+    state: WorkspaceState,
+    view: FeatureViewSpec,
+    parts: list[tuple[datetime, datetime]],
+    result: MaterializationResult,
+    say: Progress,
+    validators: list[Validator] | None,
+    staged: list[StagedResult],
+) -> None:
+    """Steps 1-4 of the module docstring under the view's lock; staged rows are added to ``staged``
+    (the caller drops them)."""
+    start, end, table_id = result.start, result.end, result.table_id
+    clock = time.perf_counter()
+    say(
+        f"{state.name}/{view.name}: computing {len(parts)} partition(s) [{start} .. {end}) on {runtime.engine.name}"
+    )
+    # An Arrow table, or rows staged where the engine ran: when the offline store can copy them
+    # there, or when the engine keeps them in a local table that spills to disk.
+    engine, sources = runtime.engine, state.definitions.sources
+    table: pa.Table | StagedResult
+    if runtime.offline_store.accepts_staged_from(engine) or engine.stages_locally(view):
+        table = engine.stage_transformation(view, sources, start, end)
+        staged.append(table)
+    else:
+        table = engine.materialization_rows(view, sources, start, end)
+    result.rows = table.num_rows
+    if not isinstance(table, StagedResult):
+        runtime.engine.release_memory()  # the rows are in Arrow now: validation needs the memory
+    result.seconds["transform"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    # Validators check what is written: an aggregate view's tiles, a plain view's rows.
+    checked = view
+    if view.is_aggregate:
+        from featureplane.compute.aggregation.tiles import storage_view
+
+        checked = storage_view(view)
+    chunk_rows = MonitoringSettings.from_config(runtime.config).quality_chunk_rows
+    result.checks += validate(validators or [], checked, table, parts, chunk_rows)
+    blocking = [c for c in result.checks if getattr(c, "blocking", False) and not getattr(c, "passed", True)]
+    if blocking:
+        raise ValidationFailed(
+            f"feature view {view.name!r}: {len(blocking)} blocking check(s) failed for [{start}, {end}); "
+            "nothing was written",
+            result.checks,
+        )
+    _check_keys(view, table)
+    if validators:  # hand back what validation's copies (sorted rows, pandas frames) left cached
+        _release_arrow_memory()
+    result.seconds["validate"] = time.perf_counter() - clock
+
+    if view.is_aggregate:
+        from featureplane.compute.aggregation.tiles import with_markers
+
+        table = with_markers(view, table, parts)
+    before = runtime.offline_store.version(table_id)
+    staged_latest = None
+    if (
+        view.online
+        and before is None
+        and (not isinstance(table, StagedResult) or table.local_duckdb() is not None)
+        and runtime.online_store.sync_marker(table_id) is None
+    ):
+        # A first backfill: the online rows follow from these rows alone; no read-back needed.
+        clock = time.perf_counter()
+        staged_latest = staged_latest_rows(runtime, view, table)
+        result.seconds["online_write"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    result.offline_version = runtime.offline_store.write_window(table_id, view, start, end, table)
+    del table  # the online update may read the offline store: free the window's rows first
+    _release_arrow_memory()
+    result.seconds["offline_write"] = time.perf_counter() - clock
+    say(
+        f"{state.name}/{view.name}: wrote {result.rows:,} row(s) to the offline store (version {result.offline_version})"
+    )
+
+    if view.online:
+        clock = time.perf_counter()
+        synced = sync_online(
+            runtime, state, view, before, start, end, result.offline_version, say, staged_latest
+        )
+        result.online_written, result.online_deleted = synced.written, synced.deleted
+        result.online_full_sync = synced.full_sync
+        result.seconds["online_write"] = result.seconds.get("online_write", 0.0) + time.perf_counter() - clock

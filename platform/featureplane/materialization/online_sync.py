@@ -18,6 +18,7 @@ import orjson
 
 from featureplane.compute.aggregation.online import lifetime_features, online_expiry_seconds
 from featureplane.compute.aggregation.rollup import online_rows_sql, online_rows_view
+from featureplane.compute.base import StagedResult, as_arrow
 from featureplane.definitions.specs import FeatureViewSpec
 from featureplane.online_stores.base import EncodedRow, OnlineRow, encode_key
 
@@ -32,6 +33,7 @@ Row = TypeVar("Row")
 # A window holding every row: diffing two versions over it compares every key.
 ALL_TIME = (datetime(1, 1, 1), datetime(9999, 12, 31))
 EPOCH, US = datetime(1970, 1, 1), timedelta(microseconds=1)
+SYNC_BATCH_ROWS = 50_000
 
 
 @dataclass
@@ -149,33 +151,47 @@ def _noting(rows: Iterable[Row], seen: set[str], key: Callable[[Row], str]) -> I
         yield row
 
 
-def staged_latest_rows(runtime: Runtime, view: FeatureViewSpec, rows: pa.Table) -> pa.Table:
+def staged_latest_rows(
+    runtime: Runtime, view: FeatureViewSpec, rows: pa.Table | StagedResult
+) -> pa.Table | Iterator[pa.RecordBatch]:
     """What a full sync would read back from the offline store once ``rows`` are its only rows (each
     key's latest row, same columns and tie-break; for an aggregate view, ``online_rows_sql``'s rows
-    from the tiles and their partition markers), computed from the rows in memory."""
+    from the tiles and their partition markers): computed from the rows in memory, or for rows staged
+    in DuckDB, a stream of batches computed there when it is read."""
+    local = rows.local_duckdb() if isinstance(rows, StagedResult) else None
+    if local is not None:
+        con, relation = local
+        return _batches(con, _latest_sql(view, con, relation))
     import duckdb
 
-    from featureplane.compute.aggregation.tiles import latest_materialized_sql
-    from featureplane.compute.duckdb import apply_duckdb_settings, duckdb_settings, quote
-    from featureplane.offline_stores.base import latest_row_clause
+    from featureplane.compute.duckdb import apply_duckdb_settings, duckdb_settings
 
     con = duckdb.connect()
     try:
         apply_duckdb_settings(con, duckdb_settings(runtime.config))
         con.execute("SET TimeZone='UTC'").fetchall()
-        con.register("__fp_written", rows)
-        if view.is_aggregate:
-            after = con.sql(latest_materialized_sql(view, "__fp_written")).fetchall()[0][0]
-            return con.sql(online_rows_sql(view, "__fp_written", None, after)).to_arrow_table()
-        columns = ", ".join(
-            quote(c) for c in [*view.join_key_names, view.timestamp_field, *view.feature_names]
-        )
-        keys = ", ".join(quote(k) for k in view.join_key_names)
-        return con.sql(
-            f"SELECT {columns} FROM __fp_written {latest_row_clause(view, quote)} ORDER BY {keys}"
-        ).to_arrow_table()
+        con.register("__fp_written", as_arrow(rows))
+        return con.sql(_latest_sql(view, con, "__fp_written")).to_arrow_table()
     finally:
         con.close()
+
+
+def _latest_sql(view: FeatureViewSpec, con: Any, relation: str) -> str:
+    from featureplane.compute.aggregation.tiles import latest_materialized_sql
+    from featureplane.compute.duckdb import quote
+    from featureplane.offline_stores.base import latest_row_clause
+
+    if view.is_aggregate:
+        after = con.sql(latest_materialized_sql(view, relation)).fetchall()[0][0]
+        return online_rows_sql(view, relation, None, after)
+    columns = ", ".join(quote(c) for c in [*view.join_key_names, view.timestamp_field, *view.feature_names])
+    keys = ", ".join(quote(k) for k in view.join_key_names)
+    return f"SELECT {columns} FROM {relation} {latest_row_clause(view, quote)} ORDER BY {keys}"
+
+
+def _batches(con: Any, sql: str) -> Iterator[pa.RecordBatch]:
+    """The rows of ``sql`` a batch at a time, run when first read."""
+    yield from con.sql(sql).to_arrow_reader(SYNC_BATCH_ROWS)
 
 
 def sync_online(
@@ -187,7 +203,7 @@ def sync_online(
     end: datetime | None,
     offline_version: int | None,
     say: Progress,
-    staged_latest: pa.Table | None = None,
+    staged_latest: pa.Table | Iterator[pa.RecordBatch] | None = None,
 ) -> OnlineSync:
     """Bring the online store to the offline store's latest rows: only keys changed since ``before``
     when the online store's sync marker says it matched ``before``, otherwise every key.
@@ -202,7 +218,12 @@ def sync_online(
     if staged_latest is not None and before is None and marker is None:
         from featureplane.offline_stores.base import OnlineChanges
 
-        changes = OnlineChanges(upserts=iter(staged_latest.to_batches(50_000)), deletes=[], complete=True)
+        upserts = (
+            staged_latest
+            if isinstance(staged_latest, Iterator)
+            else staged_latest.to_batches(SYNC_BATCH_ROWS)
+        )
+        changes = OnlineChanges(upserts=iter(upserts), deletes=[], complete=True)
     elif incremental:
         changes = runtime.offline_store.online_changes(table_id, view, before, start, end)
     else:

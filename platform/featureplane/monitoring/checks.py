@@ -176,3 +176,49 @@ def check_schema(view: FeatureViewSpec, table: pa.Table) -> Outcome:
         observed="; ".join(problems) if problems else observed,
         element_count=table.num_rows,
     )
+
+
+def combine_results(chunks: list[list[CheckResult]], sample_size: int) -> list[CheckResult]:
+    """One result per expectation for a window validated a group of whole partitions at a time: what
+    validating it at once reports (counts summed, failing partitions joined, samples up to
+    ``sample_size``), for expectations whose outcome on a group does not depend on the other groups."""
+    if len(chunks) == 1:
+        return chunks[0]
+    combined: list[CheckResult] = []
+    for results in zip(*chunks, strict=True):
+        first = results[0]
+        result = CheckResult(
+            name=first.name,
+            expectation=first.expectation,
+            severity=first.severity,
+            passed=all(r.passed for r in results),
+            description=first.description,
+            kwargs=first.kwargs,
+            column=first.column,
+            partitions=[k for r in results for k in r.partitions],
+            builtin=first.builtin,
+        )
+        observed: dict[str, Any] = {}
+        for r in results:
+            if r.element_count is not None:
+                result.element_count = (result.element_count or 0) + r.element_count
+            if r.unexpected_count is not None:
+                result.unexpected_count = (result.unexpected_count or 0) + r.unexpected_count
+            result.bad_keys += r.bad_keys[: max(sample_size - len(result.bad_keys), 0)]
+            room = max(sample_size - len(result.unexpected_values), 0)
+            result.unexpected_values += r.unexpected_values[:room]
+            result.failing_partitions += r.failing_partitions
+            result.error = result.error or r.error
+            if isinstance(r.observed_value, dict) and len(r.partitions) > 1:
+                observed.update(r.observed_value)
+            elif r.observed_value is not None:
+                observed[r.partitions[0] if len(r.partitions) == 1 else span(r.partitions)] = r.observed_value
+        values = list(observed.values())
+        if values and all(v == values[0] for v in values) and not isinstance(values[0], dict):
+            result.observed_value = values[0]  # the same everywhere (a schema): as one validation says it
+        elif observed:
+            failing = [k for k in observed if k in result.failing_partitions] or list(observed)
+            result.observed_value = {k: observed[k] for k in failing[:MAX_LISTED]}
+        result.failing_partitions.sort()
+        combined.append(result)
+    return combined

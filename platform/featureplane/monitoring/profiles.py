@@ -71,11 +71,15 @@ def profile_partitions(
 
 class PartitionProfiler:
     """A materialization validator that never fails: it profiles the rows about to be written
-    (``profiles`` by partition key), so the profile of a blocked partition is known too."""
+    (``profiles`` by partition key), so the profile of a blocked partition is known too. Called once
+    per group of whole partitions of a window validated in groups, it gathers every group's profiles."""
 
     def __init__(self) -> None:
         self.profiles: dict[str, dict[str, float | int]] = {}
 
     def __call__(self, view: FeatureViewSpec, table: pa.Table, start: datetime, end: datetime) -> list:
-        self.profiles = profile_partitions(view, table, start, end)
+        self.profiles.update(profile_partitions(view, table, start, end))
+        return []
+
+    def combine(self, view: FeatureViewSpec, chunks: list[list]) -> list:
         return []

@@ -34,7 +34,14 @@ from featureplane.monitoring.partitioning import PartitionSlice, split_partition
 if TYPE_CHECKING:
     import pyarrow as pa
 
-from featureplane.monitoring.checks import MAX_LISTED, CheckResult, Outcome, check_schema, plain
+from featureplane.monitoring.checks import (
+    MAX_LISTED,
+    CheckResult,
+    Outcome,
+    check_schema,
+    combine_results,
+    plain,
+)
 from featureplane.monitoring.summaries import (
     BOUND_ARGUMENTS,
     MICROS_PREFIX,
@@ -149,6 +156,15 @@ class GXValidator:
             for name in {name for name, _ in leftover}:
                 outcomes[name].sort(key=lambda item: order.get(item[0] or "", -1))
         return [self._merge(e, outcomes[e.name], keys) for e in expectations]
+
+    def chunkable(self, view: FeatureViewSpec) -> bool:
+        """Whether a window may be validated a group of whole partitions at a time (``combine``): not
+        when an expectation over the whole window is ``mostly`` (a share of all its rows)."""
+        return not any(e.scope == "window" and "mostly" in e.kwargs for e in resolve_expectations(view))
+
+    def combine(self, view: FeatureViewSpec, chunks: list[list[CheckResult]]) -> list[CheckResult]:
+        """The window's results from its groups' results (in time order)."""
+        return combine_results(chunks, self.sample_size)
 
     def _run_summary(
         self,

@@ -38,6 +38,14 @@ from featureplane.offline_stores.base import (
     ties_order,
     to_pandas,
 )
+from featureplane.offline_stores.delta_partitions import (
+    PARTITION_COLUMN,
+    bucket,
+    create_table_streamed,
+    partitioned_reader,
+    writer_properties,
+)
+from featureplane.offline_stores.delta_partitions import with_partition as with_partition
 from featureplane.offline_stores.delta_streams import stream_aggregate_join, stream_ranges
 from featureplane.offline_stores.event_log import (
     deduped_events_sql,
@@ -51,12 +59,11 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
+    from featureplane.compute.base import StagedResult
     from featureplane.config import Config
 
-PARTITION_COLUMN = "_partition"
 ROW_COLUMN = "__fp_row"
 SPINE_TS = "__fp_spine_ts"
-WRITE_BATCH_ROWS = 100_000
 
 
 def q(identifier: str) -> str:
@@ -109,23 +116,33 @@ class DeltaOfflineStore(OfflineStore):
     # -- writes ----------------------------------------------------------------------------------
 
     def write_window(
-        self, table_id: str, view: FeatureViewSpec, start: datetime, end: datetime, data: pa.Table
+        self,
+        table_id: str,
+        view: FeatureViewSpec,
+        start: datetime,
+        end: datetime,
+        data: pa.Table | StagedResult,
     ) -> int:
+        """Staged rows (``StagedResult``) are written as they stream out of the stage, never held whole."""
         from deltalake import write_deltalake
 
+        from featureplane.compute.base import StagedResult
+
         ts = view.timestamp_field
-        data = with_partition(data, view)
         path = self.path(table_id)
-        if self._table(table_id) is None:
+        if self._table(table_id) is None and isinstance(data, StagedResult):
+            create_table_streamed(path, partitioned_reader(data, view))
+        elif self._table(table_id) is None:
             path.mkdir(parents=True, exist_ok=True)
             write_deltalake(
                 str(path),
-                data.to_reader(max_chunksize=WRITE_BATCH_ROWS),
+                partitioned_reader(data, view),
                 mode="overwrite",
                 partition_by=[PARTITION_COLUMN],
+                writer_properties=writer_properties(),
             )
         else:
-            first, last = _bucket(view, start), _bucket(view, end - timedelta(microseconds=1))
+            first, last = bucket(view, start), bucket(view, end - timedelta(microseconds=1))
             predicate = (
                 f"{PARTITION_COLUMN} >= {first} AND {PARTITION_COLUMN} <= {last} "
                 f"AND {ts} >= '{start.isoformat()}' AND {ts} < '{end.isoformat()}'"
@@ -133,10 +150,11 @@ class DeltaOfflineStore(OfflineStore):
             # As a stream of batches: the writer then holds a file's worth of rows, not a second copy.
             write_deltalake(
                 str(path),
-                data.to_reader(max_chunksize=WRITE_BATCH_ROWS),
+                partitioned_reader(data, view),
                 mode="overwrite",
                 predicate=predicate,
                 partition_by=[PARTITION_COLUMN],
+                writer_properties=writer_properties(),
             )
         return self._table(table_id).version()
 
@@ -206,7 +224,7 @@ class DeltaOfflineStore(OfflineStore):
         table = self._table(table_id)
         if table is None:
             return 0
-        return delta_maintenance.delete_before(table, view, cutoff, _bucket(view, cutoff))
+        return delta_maintenance.delete_before(table, view, cutoff, bucket(view, cutoff))
 
     def drop(self, table_id: str) -> None:
         import shutil
@@ -299,9 +317,9 @@ class DeltaOfflineStore(OfflineStore):
             return OnlineChanges(upserts=_batches(con, sql, batch_size), deletes=[], complete=True)
         self._register(con, "before_t", table_id, view, before_version)
         ts = q(view.timestamp_field)
-        first, last = _bucket(view, start), _bucket(view, end - timedelta(microseconds=1))
+        first, last = bucket(view, start), bucket(view, end - timedelta(microseconds=1))
         in_window = f"{PARTITION_COLUMN} BETWEEN {first} AND {last} AND {ts} >= {ts_literal(start)} AND {ts} < {ts_literal(end)}"
-        after_window = f"{PARTITION_COLUMN} >= {_bucket(view, end)} AND {ts} >= {ts_literal(end)}"
+        after_window = f"{PARTITION_COLUMN} >= {bucket(view, end)} AND {ts} >= {ts_literal(end)}"
         con.execute(
             f"CREATE TEMP TABLE later AS SELECT DISTINCT {keys} FROM after_t WHERE {after_window}"
         ).fetchall()
@@ -509,31 +527,9 @@ class DeltaOfflineStore(OfflineStore):
         return to_pandas(con.sql(sql).to_arrow_table())
 
 
-def with_partition(data: pa.Table, view: FeatureViewSpec) -> pa.Table:
-    """The table with its ``_partition`` column, computed arithmetically (strftime is slow)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    stamps = data[view.timestamp_field]
-    bucket = pc.add(pc.multiply(pc.year(stamps), 100), pc.month(stamps))
-    if _daily_buckets(view):
-        bucket = pc.add(pc.multiply(bucket, 100), pc.day(stamps))
-    return data.append_column(PARTITION_COLUMN, bucket.cast(pa.int32()))
-
-
 def _ingest_app_id(segment: str) -> str:
     """The Delta transaction id that records how far an ingest log segment was folded."""
     return f"featureplane-ingest/{segment}"
-
-
-def _daily_buckets(view: FeatureViewSpec) -> bool:
-    return (view.batch_schedule_seconds or 86400) < 86400
-
-
-def _bucket(view: FeatureViewSpec, value: datetime) -> int:
-    """The ``_partition`` value of a timestamp: yyyymm, or yyyymmdd for views scheduled within a day."""
-    month = value.year * 100 + value.month
-    return month * 100 + value.day if _daily_buckets(view) else month
 
 
 def _keys_of(view: FeatureViewSpec, alias: str) -> str:
