@@ -19,11 +19,13 @@ from featureplane.monitoring.drift import (
 )
 from featureplane.repo.planning import apply_plan, plan_repository
 from featureplane.serving.monitor import JsonlSink
+from featureplane.streams.backfill import backfill_stream_view
 
 VIEWS = """
     from datetime import datetime, timedelta
     from base import events, user
-    from featureplane import Attribute, FeatureService, Float64, String, batch_feature_view, realtime_feature_view
+    from featureplane import (Attribute, FeatureService, Field, Float64, StreamFeatureView, StreamSource, String,
+                              Timestamp, batch_feature_view, realtime_feature_view)
 
     @batch_feature_view(sources=[events], entities=[user], mode="snowflake_sql",
                         features=[Attribute("amount", Float64), Attribute("tier", String)], timestamp_field="ts",
@@ -35,8 +37,17 @@ VIEWS = """
     def doubled(spend):
         return {"doubled": None if spend["amount"] is None else spend["amount"] * 2}
 
+    payments = StreamSource(name="payments", timestamp_field="ts", batch_config=events,
+                            push_schema=[Field("user_id", String), Field("ts", Timestamp), Field("amount", Float64)])
+    last_amount = StreamFeatureView(name="last_amount", source=payments, entities=[user],
+                                    features=[Attribute("amount", Float64)], online=True, offline=True,
+                                    feature_start_time=datetime(2024, 1, 1))
+    live_amount = StreamFeatureView(name="live_amount", source=payments, entities=[user],
+                                    features=[Attribute("amount", Float64)], online=True, offline=False)
+
     svc = FeatureService(name="svc", features=[spend])
     scored = FeatureService(name="scored", features=[spend, doubled])
+    streamed = FeatureService(name="streamed", features=[last_amount, live_amount])
 """
 USERS = 300
 EVENTS = {
@@ -69,17 +80,21 @@ def served(tmp_path):
     settings = replace(MonitoringSettings.from_config(runtime.config), drift_min_samples=50)
     sink = JsonlSink(settings.serving_log_path)
 
-    def serve(transform, users=USERS, day=DAY):
+    def serve(transform, users=USERS, day=DAY, service="svc"):
         records = []
         for i in range(users):
             amount = transform(float(i % 50))
+            if service == "streamed":
+                features = {"last_amount.amount": amount, "live_amount.amount": amount}
+            else:
+                features = {"spend.amount": amount, "spend.tier": "gold" if amount > 25 else "basic"}
             records.append(
                 {
                     "served_at": (day + timedelta(minutes=i)).isoformat() + "Z",
                     "workspace": "prod",
-                    "service": "svc",
+                    "service": service,
                     "join_keys": {"user_id": f"u{i}"},
-                    "features": {"spend.amount": amount, "spend.tier": "gold" if amount > 25 else "basic"},
+                    "features": features,
                 }
             )
         sink.write(records)
@@ -129,3 +144,19 @@ def test_a_realtime_view_has_no_offline_values_and_is_reported_not_compared(serv
     assert by_name["doubled.doubled"].note == "computed at request time: no stored offline values"
     assert by_name["doubled.doubled"].psi is None and report.passed
     assert by_name["spend.amount"].offline == USERS  # the batch view beside it is still compared
+
+
+def test_a_stream_view_is_compared_with_the_values_rolled_up_from_its_event_log(served):
+    runtime, state, settings, serve = served
+    backfill_stream_view(runtime, state, "last_amount", datetime(2024, 1, 1), DAY)
+    serve(lambda amount: amount, service="streamed")
+    report = compute_drift(runtime, state, "streamed", DAY, DAY + timedelta(days=1), settings)
+    by_name = {f.feature: f for f in report.features}
+    assert (by_name["last_amount.amount"].offline, by_name["last_amount.amount"].note) == (USERS, "")
+    assert by_name["last_amount.amount"].psi == pytest.approx(0, abs=1e-9) and report.passed
+    assert (
+        by_name["live_amount.amount"].note == "stream view with offline=False: no event log to compare with"
+    )
+    serve(lambda amount: amount * 3 + 20, service="streamed")
+    drifted = compute_drift(runtime, state, "streamed", DAY, DAY + timedelta(days=1), settings)
+    assert [f.feature for f in drifted.drifted] == ["last_amount.amount"]

@@ -249,6 +249,6 @@ def _not_stored(view: FeatureViewSpec) -> str | None:
     """Why a view has no stored offline feature values to compare with (None when it has)."""
     if view.is_realtime:
         return "computed at request time: no stored offline values"
-    if view.is_stream:
-        return "stream view: its offline side is an event log, not compared yet"
+    if view.is_stream and not view.offline:
+        return "stream view with offline=False: no event log to compare with"
     return None
