@@ -101,12 +101,16 @@ def collect_status(
     for state in states:
         name = state.name
         for view in sorted(state.definitions.feature_views.values(), key=lambda v: v.name):
-            if not view.is_batch or view.start is None:
+            backfilled_stream = view.is_stream and view.offline  # its history is a partitioned asset
+            if not (view.is_batch or backfilled_stream) or view.start is None:
                 continue
             key = dg.AssetKey([name, view.name])
             partitions = instance.get_materialized_partitions(key)
             freshness = evaluate_freshness(view, partitions) if expected_freshness(view) else None
-            check_names = [e.name for e in resolve_expectations(view)] if settings.quality_enabled else []
+            quality = (
+                settings.quality_enabled and view.is_batch
+            )  # a stream backfill has no expectation checks
+            check_names = [e.name for e in resolve_expectations(view)] if quality else []
             if freshness is not None:
                 check_names.append(FRESHNESS)
             latest = storage.get_latest_asset_check_execution_by_key(

@@ -191,9 +191,10 @@ def test_a_stream_view_is_a_partitioned_dagster_asset_whose_runs_backfill_it(rep
     assert asset.partitions_def is not None and "2024-01-01" in asset.partitions_def.get_partition_keys()
     deps = {k.to_user_string() for k in asset.asset_deps[dg.AssetKey(["prod", "payment_sums"])]}
     assert any("events" in d for d in deps)  # the batch_config is upstream
+    instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize(
         [asset],
-        instance=dg.DagsterInstance.ephemeral(),
+        instance=instance,
         tags={
             "dagster/asset_partition_range_start": "2024-01-01",
             "dagster/asset_partition_range_end": "2024-01-02",
@@ -208,6 +209,15 @@ def test_a_stream_view_is_a_partitioned_dagster_asset_whose_runs_backfill_it(rep
         processor, batch = stream(runtime, "payment_sums")
         assert batch.applied == 0 and batch.late == len(STREAM)  # all inside the backfilled history
         assert sorted(processor.event_log.events()["amount"].to_pylist()) == [1, 40, 45, 50, 55, 100]
+    # `featureplane status` shows the backfilled history of the view like a batch view's partitions
+    from dagster_project.status import collect_status
+
+    views = {v.view: v for v in collect_status(repo.config(), "prod", instance).views}
+    assert (views["payment_sums"].last_partition, views["payment_sums"].materialized_partitions) == (
+        "2024-01-02",
+        2,
+    )
+    assert views["payment_sums"].checks == [] and views["last_payment"].last_partition is None
 
 
 def test_delete_keys_removes_a_keys_events_from_the_event_log(repo):
