@@ -24,7 +24,9 @@ sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT / "tests")]
 
 from common import feast_python  # noqa: E402
 
-FRESH_VIEW = "user_transaction_counts_5m"
+FRESH_VIEW = "user_transaction_counts_5m"  # offline=True: each batch is appended to its event log first
+# The same features with offline=False (run.py's BENCH_VIEWS): the online commit alone, no event log.
+FRESH_ONLINE_VIEW = "user_transaction_counts_5m_online"
 SOURCE = "transactions_stream"
 
 
@@ -94,12 +96,14 @@ def get_features(service: str, user: str) -> dict:
 @dataclass
 class Freshness:
     poll_interval: float
+    view: str
     seconds: list[float] = field(default_factory=list)  # acknowledgement -> value served
     ingest_seconds: list[float] = field(default_factory=list)  # the ingest request's round trip
     lookups: int = 0  # lookups sent while waiting
 
     def row(self) -> dict:
         return {
+            "view": self.view,
             "poll_interval_ms": self.poll_interval * 1000,
             "samples": len(self.seconds),
             "p50_ms": percentile(self.seconds, 0.5) * 1000,
@@ -110,21 +114,24 @@ class Freshness:
         }
 
 
-def freshness(config_path: Path, port: int, key: str, samples: int, poll_interval: float) -> Freshness:
-    """One event at a time through the ingest API; the time until the lookup API serves it."""
-    log = open(WORK / f"stream-run-{poll_interval}.log", "wb")  # noqa: SIM115 - closed below
+def freshness(
+    config_path: Path, port: int, key: str, samples: int, poll_interval: float, view: str, service: str
+) -> Freshness:
+    """One event at a time through the ingest API; the time until the lookup API serves ``view``'s
+    value (through ``service``)."""
+    log = open(WORK / f"stream-run-{view}-{poll_interval}.log", "wb")  # noqa: SIM115 - closed below
     processor = subprocess.Popen(
         [str(Path(sys.executable).parent / "featureplane"), "stream", "run", "-w", "prod", "--view",
-         FRESH_VIEW, "--poll-interval", str(poll_interval), "--config", str(config_path)],
+         view, "--poll-interval", str(poll_interval), "--config", str(config_path)],
         cwd=WORK, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     ingest, reads = Connection(port, key), Connection(port, key)
-    result = Freshness(poll_interval)
+    result = Freshness(poll_interval, view)
     rng = random.Random(3)
     counts: dict[str, int] = {}
     try:
         for i in range(samples + 5):  # the first five warm the processor up
-            user = f"fresh_{poll_interval}_{i % 40}"
+            user = f"fresh_{view}_{poll_interval}_{i % 40}"
             record = {"transaction_id": f"f{i}", "user_id": user, "merchant_id": "m", "amount": 1.0,
                       "ts": datetime.now(UTC).isoformat().replace("+00:00", "Z")}  # fmt: skip
             sent = time.perf_counter()
@@ -137,7 +144,7 @@ def freshness(config_path: Path, port: int, key: str, samples: int, poll_interva
             counts[user] = counts.get(user, 0) + 1
             lookups = 0
             while True:
-                status, body = reads.post("/api/v1/feature-service/get-features", get_features("fresh", user))
+                status, body = reads.post("/api/v1/feature-service/get-features", get_features(service, user))
                 lookups += 1
                 if status == 200 and int(body["result"]["features"][0]) >= counts[user]:
                     break

@@ -9,9 +9,11 @@ One run, arms side by side (``benchmarks/README.md`` describes them):
   as processes; one event at a time through ``POST /api/v1/ingest``, then ``get-features`` until the
   example's ``user_transaction_counts_5m`` counts it. Time from the ingest acknowledgement to the first
   answer holding the event; p50/p99. Run at the processor's default poll interval and at a short one,
-  which shows how much of it is the poll.
+  which shows how much of it is the poll, and at the short one for the same view with ``offline=False``,
+  which shows how much is the event log's append.
 - **throughput**: a backlog of events pushed through the ingest API, then the processor (``run_stream``,
-  in this process) applying it to the SQLite online store and to dynalite (the DynamoDB-compatible
+  in this process) applying it (to the ``offline=False`` view, as Feast's push writes online only; once
+  more to the example's view, event log included) to the SQLite online store and to dynalite (the DynamoDB-compatible
   server the tests use), timed per phase; Feast's ``push`` of the same events as rows into its SQLite
   online store, in its own virtualenv, as the anchor.
 - **lookup**: ``get-features`` of a stream aggregate view against a batch aggregate view with the same
@@ -32,6 +34,7 @@ from pathlib import Path
 
 import orjson
 from arms import (
+    FRESH_ONLINE_VIEW,
     FRESH_VIEW,
     ROOT,
     SOURCE,
@@ -79,7 +82,15 @@ def batch_counts_1d(transactions):
     return f"SELECT user_id, ts, amount, merchant_id FROM {transactions}"
 
 
+# The example's view with offline=False: its online commit alone, as Feast's push to the online store.
+user_transaction_counts_5m_online = StreamFeatureView(
+    name="user_transaction_counts_5m_online", source=transactions_stream, entities=[user],
+    aggregation_interval=timedelta(minutes=1), features=user_transaction_counts_5m.features,
+    stream_processing_mode="continuous", allowed_lateness=timedelta(minutes=5), online=True, offline=False,
+)
+
 fresh = FeatureService(name="fresh", features=[user_transaction_counts_5m])
+fresh_online = FeatureService(name="fresh_online", features=[user_transaction_counts_5m_online])
 stream_lookup = FeatureService(name="stream_lookup", features=[stream_counts_1d])
 batch_lookup = FeatureService(name="batch_lookup", features=[batch_counts_1d])
 """
@@ -197,11 +208,17 @@ def main() -> None:
     )
     try:
         results["freshness"] = []
-        for poll in (0.05, 0.005):
+        for view, service, poll in (
+            (FRESH_VIEW, "fresh", 0.05),
+            (FRESH_VIEW, "fresh", 0.005),
+            (FRESH_ONLINE_VIEW, "fresh_online", 0.005),
+        ):
             say(
-                f"freshness: {args.samples} events one at a time, processor polling every {poll * 1000:g} ms ..."
+                f"freshness of {view}: {args.samples} events one at a time, processor polling every "
+                f"{poll * 1000:g} ms ..."
             )
-            results["freshness"].append(freshness(config_path, server.port, key, args.samples, poll).row())
+            arm = freshness(config_path, server.port, key, args.samples, poll, view, service)
+            results["freshness"].append(arm.row())
             say(f"  {results['freshness'][-1]}")
         say(
             f"pushing {len(events):,} events through the ingest API, processing them into stream_counts_1d ..."
@@ -223,6 +240,10 @@ def main() -> None:
     for batch_size in batch_sizes:
         name = f"SQLite, batches of {batch_size:,}"
         results["throughput"][name] = backlog_arm(f"sqlite_{batch_size}", sqlite, events, start, batch_size)
+    name = f"SQLite, batches of {batch_sizes[0]:,}, offline=True (the example's view: event log appended too)"
+    results["throughput"][name] = backlog_arm(
+        "sqlite_event_log", sqlite, events, start, batch_sizes[0], view=FRESH_VIEW
+    )
     say(f"profiling the processor over {args.profile_events:,} events in batches of {batch_sizes[0]:,} ...")
     profiled = backlog_arm(
         "sqlite_profiled", sqlite, events[: args.profile_events], start, batch_sizes[0], profile=True
@@ -261,10 +282,16 @@ def main() -> None:
 
 
 def backlog_arm(
-    name: str, online: str, events: list[dict], start: datetime, batch_size: int, profile: bool = False
+    name: str,
+    online: str,
+    events: list[dict],
+    start: datetime,
+    batch_size: int,
+    profile: bool = False,
+    view: str = FRESH_ONLINE_VIEW,
 ) -> dict:
-    """A fresh repository on ``online``: the events pushed through the ingest API, then processed (with
-    ``profile``, under cProfile, adding the shares of the time by where it goes)."""
+    """A fresh repository on ``online``: the events pushed through the ingest API, then processed into
+    ``view`` (with ``profile``, under cProfile, adding the shares of the time by where it goes)."""
     from featureplane.config import load_config
 
     config_path = write_repo(WORK / f"repo_{name}", start, online, auth=False)
@@ -276,9 +303,9 @@ def backlog_arm(
     push_in_process(config_path, events, 1000)
     if profile:
         out: dict = {}
-        shares = profile_shares(lambda: out.update(throughput(config_path, FRESH_VIEW, batch_size)))
+        shares = profile_shares(lambda: out.update(throughput(config_path, view, batch_size)))
         return {**out, "profile": shares}
-    result = throughput(config_path, FRESH_VIEW, batch_size)
+    result = throughput(config_path, view, batch_size)
     say(f"  {result}")
     return result
 
