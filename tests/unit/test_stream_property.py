@@ -139,7 +139,7 @@ def test_late_events_are_exactly_those_behind_the_watermark_and_the_rest_roll_up
     for batch in batches:
         proc.process([record(shard, n, u, T0 + timedelta(seconds=s), a) for shard, n, u, s, a in batch])
         # Tiles before the slowest shard's watermark minus the lateness and the longest window may be
-        # dropped already (as of the batch's start): a shard without a watermark cannot reach them.
+        # dropped already (as of the batch's start): no event can write a tile before them, whatever its shard.
         floor = (min(marks.values()) - lateness.total_seconds() - longest) // 60 if marks else None
         for shard, n, u, s, a in batch:  # the oracle: first deliveries, each shard in its own order
             if (shard, n) in seen:
@@ -149,7 +149,7 @@ def test_late_events_are_exactly_those_behind_the_watermark_and_the_rest_roll_up
             if mark is not None and s < mark - lateness.total_seconds():
                 late[shard] += 1
                 continue
-            if mark is None and floor is not None and s // 60 < floor:
+            if floor is not None and s // 60 < floor:  # its tile may be gone, whatever its shard's mark
                 late[shard] += 1
                 continue
             marks[shard] = s if mark is None else max(mark, s)
