@@ -69,13 +69,17 @@ def aggregate_view(
     )
 
 
-def latest_view() -> StreamFeatureView:
+def latest_view(ttl: timedelta | None = None, allowed_lateness: timedelta | None = None) -> StreamFeatureView:
+    """A plain view of each user's latest payment (amount and note)."""
+    lateness = {} if allowed_lateness is None else {"allowed_lateness": allowed_lateness}
     return StreamFeatureView(
         name="last_payment",
         source=payments,
         entities=[user],
         features=[Attribute("amount", Int64), Attribute("note", String)],
+        ttl=ttl,
         online=True,
+        **lateness,
     )
 
 

@@ -13,9 +13,9 @@ from datetime import timedelta
 import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from stream_views import ALL_FUNCTIONS, T0, aggregate_view, event_log, processor, record, us
+from stream_views import ALL_FUNCTIONS, T0, aggregate_view, event_log, latest_view, processor, record, us
 
-from featureplane import Attribute, Int64, StreamFeatureView, String
+from featureplane import Int64
 from featureplane.compute.aggregation.online import OnlineRollup
 from featureplane.offline_stores.base import RetrievalPart
 from featureplane.streams.processor import StreamProcessor
@@ -184,20 +184,6 @@ def test_the_lookup_at_t_equals_the_training_value_at_t_for_every_aggregation_fu
     assert proc.event_log.events().num_rows == applied  # every applied record once, despite crashes
 
 
-def latest_amount(ttl: timedelta | None) -> StreamFeatureView:
-    from stream_views import payments, user
-
-    return StreamFeatureView(
-        name="last_payment",
-        source=payments,
-        entities=[user],
-        features=[Attribute("amount", Int64), Attribute("note", String)],
-        ttl=ttl,
-        allowed_lateness=timedelta(days=1),
-        online=True,
-    )
-
-
 def online_rows(proc, at) -> dict:
     """A plain view's lookup at ``at``: the entity's latest row, unless older than the ttl."""
     out = {}
@@ -216,7 +202,9 @@ def test_a_plain_stream_views_lookup_equals_its_latest_row_at_or_before_t(
     tmp_path_factory, stages, ttl_minutes
 ):
     # One event per user and time: which of two rows at the same time is the latest is unspecified.
-    view = latest_amount(None if ttl_minutes is None else timedelta(minutes=ttl_minutes))
+    view = latest_view(
+        None if ttl_minutes is None else timedelta(minutes=ttl_minutes), allowed_lateness=timedelta(days=1)
+    )
     proc, seen, applied = run(tmp_path_factory.mktemp("stream"), view, stages, online_rows)
     assert proc.event_log.events().num_rows == applied
     if seen:

@@ -7,9 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from stream_views import T0, aggregate_view, payments, processor, record, user
-
-from featureplane import Attribute, Int64, StreamFeatureView, String
+from stream_views import T0, aggregate_view, latest_view, processor, record
 
 M = timedelta(minutes=1)
 
@@ -81,15 +79,7 @@ def test_time_interval_values_change_at_interval_ends(tmp_path):
 
 @pytest.mark.parametrize("ttl", [None, timedelta(minutes=3)])
 def test_a_plain_stream_views_rows_hold_until_the_next_event_or_their_ttl(tmp_path, ttl):
-    view = StreamFeatureView(
-        name="last_payment",
-        source=payments,
-        entities=[user],
-        features=[Attribute("amount", Int64), Attribute("note", String)],
-        ttl=ttl,
-        allowed_lateness=timedelta(days=1),
-        online=True,
-    )
+    view = latest_view(ttl, allowed_lateness=timedelta(days=1))
     proc = processor(tmp_path, view, "prod/last_payment/g1", offline=True)
     proc.process([record("s", 0, "u1", T0, 5, "a"), record("s", 1, "u1", T0 + 5 * M, 7, "b")])
     frame = proc.event_log.store.features_in_range(proc.table_id, proc.view, T0, T0 + 10 * M)

@@ -120,7 +120,7 @@ def validate(
         callable(getattr(v, "combine", None)) and getattr(v, "chunkable", lambda _: True)(view)
         for v in validators
     )
-    if not isinstance(table, StagedResult) or not chunked:
+    if not chunked:
         rows = as_arrow(table)
         return [check for validator in validators for check in validator(view, rows, start, end)]
     found: list[list[list[Any]]] = [[] for _ in validators]
