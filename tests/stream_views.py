@@ -16,6 +16,7 @@ from featureplane import (
     String,
     Timestamp,
 )
+from featureplane.definitions.stream import DEFAULT_ALLOWED_LATENESS
 from featureplane.online_stores.sqlite import SQLiteOnlineStore
 from featureplane.repo.stream_validation import STREAM_FUNCTIONS
 from featureplane.streams.processor import StreamProcessor, StreamRecord
@@ -69,17 +70,18 @@ def aggregate_view(
     )
 
 
-def latest_view(ttl: timedelta | None = None, allowed_lateness: timedelta | None = None) -> StreamFeatureView:
+def latest_view(
+    ttl: timedelta | None = None, allowed_lateness: timedelta = DEFAULT_ALLOWED_LATENESS
+) -> StreamFeatureView:
     """A plain view of each user's latest payment (amount and note)."""
-    lateness = {} if allowed_lateness is None else {"allowed_lateness": allowed_lateness}
     return StreamFeatureView(
         name="last_payment",
         source=payments,
         entities=[user],
         features=[Attribute("amount", Int64), Attribute("note", String)],
         ttl=ttl,
+        allowed_lateness=allowed_lateness,
         online=True,
-        **lateness,
     )
 
 

@@ -149,7 +149,7 @@ def test_late_events_are_exactly_those_behind_the_watermark_and_the_rest_roll_up
             if mark is not None and s < mark - lateness.total_seconds():
                 late[shard] += 1
                 continue
-            if floor is not None and s // 60 < floor:  # its tile may be gone, whatever its shard's mark
+            if floor is not None and s // 60 < floor:
                 late[shard] += 1
                 continue
             marks[shard] = s if mark is None else max(mark, s)
